@@ -1,0 +1,54 @@
+# Two commands for a fresh clone: `make demo` and `make test` (see README).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+# Pipeline steps run `python3` from PATH (kfp.local SubprocessRunner), so the venv goes first.
+export PATH := $(BIN):$(PATH)
+export RAY_AUTH_MODE := disabled
+export GX_ANALYTICS_ENABLED := false
+export BENTOML_DO_NOT_TRACK := true
+export FEAST_USAGE := False
+STAMP := $(VENV)/.installed-stamp
+TYPECHECK := build/typecheck
+
+.PHONY: install demo test lint format bench components clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# torch first: the pinned CPU build is on this machine's disk; an unpinned resolve pulls CUDA.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	searchrank demo
+
+test: install
+	pytest
+
+# mypy cannot follow setuptools' editable finder, so it reads the package through a link tree.
+lint: install
+	ruff check .
+	ruff format --check .
+	mkdir -p $(TYPECHECK)/searchrank
+	for p in components pipelines features serving; do ln -sfn $(CURDIR)/$$p $(TYPECHECK)/searchrank/$$p; done
+	MYPYPATH=$(TYPECHECK) mypy -p searchrank.components -p searchrank.pipelines -p searchrank.features -p searchrank.serving
+
+format: install
+	ruff check --fix .
+	ruff format .
+
+bench: install
+	@for bench in tests/benchmarks/bench_*.py; do echo "== $$bench"; python $$bench $(BENCH_ARGS) || exit 1; done
+
+components: install
+	searchrank components compile
+
+clean:
+	rm -rf $(VENV) build .searchrank features/data

@@ -1,0 +1,29 @@
+"""One error type for bad input, so every layer reports it the same way.
+
+A search team meets bad input in many places (a component parameter, a dataset, a config file, an
+HTTP request). Each gets an :class:`InputError` that names the field, the value and the rule it
+broke, which the command-line tool turns into exit code 2 and the service into a 4xx response.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class InputError(ValueError):
+    """Raised when user-supplied input breaks a documented rule.
+
+    Args:
+        field: the name of the offending field, column, parameter or file.
+        value: the offending value (shortened in the message when long).
+        rule: the rule it broke, phrased so that the user knows what to change.
+    """
+
+    def __init__(self, field: str, value: Any, rule: str) -> None:
+        self.field = field
+        self.value = value
+        self.rule = rule
+        shown = repr(value)
+        if len(shown) > 200:
+            shown = shown[:197] + "..."
+        super().__init__(f"{field}: {shown} is invalid: {rule}")

@@ -1,0 +1,168 @@
+"""Point-in-time-correct training sets from an entity dataframe and a Feast feature service.
+
+The entity dataframe lists (search, candidate) pairs with their event time and label; the
+result adds, for every row, each feature's latest value at or before the event time (within the
+feature view's TTL), named as the feature service names it. Every entity row comes out exactly
+once and in input order, whatever keys and timestamps it shares with other rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from searchrank.components.core import schema as S
+from searchrank.components.core.errors import InputError
+from searchrank.components.core.io import write_parquet_atomically
+from searchrank.components.core.names import MetadataKey
+
+if TYPE_CHECKING:
+    from feast import FeatureService, FeatureStore
+
+
+@dataclass(frozen=True)
+class FetchSummary:
+    """What ``fetch_features`` wrote, for artifact metadata and the run report."""
+
+    rows: int
+    columns: list[str]
+    feature_service: str
+    feature_columns: list[str]
+    event_time_min: str | None
+    event_time_max: str | None
+    rows_with_missing_features: int
+    missing_by_feature: dict[str, int] = field(default_factory=dict)
+
+    def metadata(self) -> dict[str, Any]:
+        """The artifact metadata: scalars for the KFP UI plus the per-feature null counts."""
+        return {
+            MetadataKey.ROWS: self.rows,
+            MetadataKey.COLUMNS: len(self.columns),
+            MetadataKey.FEATURE_SERVICE: self.feature_service,
+            MetadataKey.EVENT_TIME_MIN: self.event_time_min or "",
+            MetadataKey.EVENT_TIME_MAX: self.event_time_max or "",
+            MetadataKey.ROWS_WITH_MISSING_FEATURES: self.rows_with_missing_features,
+            "missing_by_feature": self.missing_by_feature,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def markdown(self) -> str:
+        """A short summary for the KFP UI."""
+        lines = [
+            f"### Training set from feature service `{self.feature_service}`",
+            "",
+            f"- rows: **{self.rows:,}**, feature columns: **{len(self.feature_columns)}**",
+            f"- event time: {self.event_time_min} to {self.event_time_max}",
+            f"- rows with at least one missing feature: **{self.rows_with_missing_features:,}**",
+        ]
+        if self.missing_by_feature:
+            lines += ["", "| feature | missing | share |", "| --- | ---: | ---: |"]
+            for name, count in sorted(self.missing_by_feature.items(), key=lambda kv: -kv[1]):
+                lines.append(f"| {name} | {count:,} | {count / max(self.rows, 1):.1%} |")
+        return "\n".join(lines) + "\n"
+
+
+def read_entities(path: Path) -> pa.Table:
+    """Read and check an entity dataframe file (parquet).
+
+    Raises:
+        InputError: the file is missing or unreadable, or lacks a join key, the event
+            timestamp, or has naive timestamps.
+    """
+    if not path.is_file():
+        raise InputError("entities", str(path), "must be an existing parquet file")
+    try:
+        file_schema = pq.read_schema(path)
+    except (pa.ArrowInvalid, OSError) as error:
+        raise InputError(
+            "entities", str(path), f"must be a readable parquet file ({error})"
+        ) from error
+    S.check_entity_schema(file_schema, where=str(path))
+    return pq.read_table(path)
+
+
+def resolve_feature_service(store: FeatureStore, name: str) -> FeatureService:
+    """The registered feature service called ``name``.
+
+    Raises:
+        InputError: no such service; the message lists the registered ones.
+    """
+    known = sorted(s.name for s in store.list_feature_services())
+    if name not in known:
+        raise InputError("feature_service", name, f"must be a registered feature service: {known}")
+    return store.get_feature_service(name)
+
+
+def join_features(store: FeatureStore, entities: pa.Table, feature_service: str) -> pa.Table:
+    """The training set: ``entities`` with the feature service's point-in-time features.
+
+    Returns:
+        A table with :data:`~searchrank.components.core.schema.ENTITY_COLUMNS` first, then the
+        features as ``<view>__<feature>``, one row per entity row, in entity order.
+    """
+    service = resolve_feature_service(store, feature_service)
+    frame = entities.select(list(S.ENTITY_COLUMNS)).to_pandas()
+    frame[S.QUERY_TEXT] = frame[S.QUERY]
+    joined = store.get_historical_features(
+        entity_df=frame, features=service, full_feature_names=True
+    ).to_arrow()
+    features = [c for c in joined.column_names if c not in S.ENTITY_COLUMNS and c != S.QUERY_TEXT]
+    if joined.num_rows != entities.num_rows:
+        raise RuntimeError(
+            f"the point-in-time join returned {joined.num_rows} rows for {entities.num_rows} "
+            "entity rows; the offline store must return every entity row exactly once"
+        )
+    training_set = joined.select([*S.ENTITY_COLUMNS, *features])
+    schema = pa.schema([*S.ENTITY_SCHEMA, *(training_set.schema.field(f) for f in features)])
+    return training_set.cast(schema)
+
+
+def summarize(training_set: pa.Table, feature_service: str) -> FetchSummary:
+    """Row counts, time range and missing-feature counts of a training set."""
+    features = [c for c in training_set.column_names if c not in S.ENTITY_COLUMNS]
+    missing = {c: training_set.column(c).null_count for c in features}
+    any_missing = pa.array([False] * training_set.num_rows)
+    for column in features:
+        any_missing = pc.or_(any_missing, pc.is_null(training_set.column(column)))
+    ts = training_set.column(S.EVENT_TIMESTAMP)
+    low, high = pc.min(ts).as_py(), pc.max(ts).as_py()
+    return FetchSummary(
+        rows=training_set.num_rows,
+        columns=training_set.column_names,
+        feature_service=feature_service,
+        feature_columns=features,
+        event_time_min=low.isoformat() if low else None,
+        event_time_max=high.isoformat() if high else None,
+        rows_with_missing_features=int(pc.sum(any_missing).as_py() or 0),
+        missing_by_feature={k: v for k, v in missing.items() if v},
+    )
+
+
+def fetch_features(
+    entities_path: Path, feature_repo: Path, feature_service: str, output_path: Path
+) -> FetchSummary:
+    """Build the training set for ``entities_path`` and write it to ``output_path`` (parquet).
+
+    Args:
+        entities_path: parquet entity dataframe with the columns of ``ENTITY_COLUMNS``.
+        feature_repo: a Feast repository folder (``feature_store.yaml``), already applied.
+        feature_service: the name of a registered feature service, e.g. ``ranker_v1``.
+        output_path: where the training set goes; written only when everything succeeded.
+
+    Raises:
+        InputError: bad entities, unknown repository or feature service.
+    """
+    from searchrank.features.store import open_store
+
+    entities = read_entities(entities_path)
+    store = open_store(feature_repo)
+    training_set = join_features(store, entities, feature_service)
+    write_parquet_atomically(training_set, output_path)
+    return summarize(training_set, feature_service)

@@ -1,0 +1,139 @@
+"""Names and time conventions of the parquet tables behind the Feast feature repository.
+
+The generator and the real-data adapters write these files into one data folder; the Feast
+definitions read them from there. Keeping the names here means neither side spells them twice.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pyarrow as pa
+
+from searchrank.components.core.schema import ENTITY_SCHEMA, TIMESTAMP_TYPE
+
+CATALOGUE = "catalogue"
+"""One row per item, stamped with its release time (the ``item_catalogue`` feature view)."""
+USERS = "users"
+"""One row per listener with public profile fields."""
+SEARCHES = "searches"
+"""One row per search: who, when, the typed and normalized query, the hidden intent."""
+IMPRESSIONS = "impressions"
+"""One row per shown candidate with its position and graded label: the entity dataframe."""
+USER_STATS = "user_stats"
+ITEM_STATS = "item_stats"
+QUERY_STATS = "query_stats"
+USER_ITEM_STATS = "user_item_stats"
+
+SNAPSHOT_TABLES: tuple[str, ...] = (USER_STATS, ITEM_STATS, QUERY_STATS, USER_ITEM_STATS)
+ALL_TABLES: tuple[str, ...] = (CATALOGUE, USERS, SEARCHES, IMPRESSIONS, *SNAPSHOT_TABLES)
+
+MANIFEST = "manifest.json"
+
+SNAPSHOT_DELAY = timedelta(hours=2)
+"""A daily snapshot covers events up to midnight and becomes available two hours later; it is
+stamped with the time it became available, so a search at 01:00 still sees the day before's."""
+
+CREATED_COLUMN = "created"
+TIMESTAMP_COLUMN = "event_timestamp"
+
+
+def file_name(table: str) -> str:
+    """The file name of a table inside a data folder."""
+    return f"{table}.parquet"
+
+
+def _timestamps() -> list[pa.Field]:
+    return [pa.field(TIMESTAMP_COLUMN, TIMESTAMP_TYPE), pa.field(CREATED_COLUMN, TIMESTAMP_TYPE)]
+
+
+SCHEMAS: dict[str, pa.Schema] = {
+    CATALOGUE: pa.schema(
+        [
+            ("item_id", pa.int64()),
+            ("item_type", pa.string()),
+            ("name", pa.string()),
+            ("artist_name", pa.string()),
+            ("genre", pa.string()),
+            ("mood", pa.string()),
+            ("market", pa.string()),
+            ("language", pa.string()),
+            ("release_timestamp", TIMESTAMP_TYPE),
+            ("duration_s", pa.int64()),
+            ("explicit", pa.bool_()),
+            ("version_type", pa.string()),
+            ("original_item_id", pa.int64()),
+            ("creator_item_id", pa.int64()),
+        ]
+    ),
+    USERS: pa.schema(
+        [("user_id", pa.int64()), ("market", pa.string()), ("signup_timestamp", TIMESTAMP_TYPE)]
+    ),
+    SEARCHES: pa.schema(
+        [
+            ("search_id", pa.int64()),
+            ("user_id", pa.int64()),
+            (TIMESTAMP_COLUMN, TIMESTAMP_TYPE),
+            ("raw_query", pa.string()),
+            ("query", pa.string()),
+            ("intent", pa.string()),
+            ("query_form", pa.string()),
+            ("target_item_id", pa.int64()),
+            ("n_candidates", pa.int32()),
+        ]
+    ),
+    IMPRESSIONS: ENTITY_SCHEMA,
+    USER_STATS: pa.schema(
+        [
+            ("user_id", pa.int64()),
+            ("account_age_days", pa.float32()),
+            ("searches_7d", pa.int64()),
+            ("clicks_7d", pa.int64()),
+            ("streams_7d", pa.int64()),
+            ("saves_30d", pa.int64()),
+            ("clicks_per_search_30d", pa.float32()),
+            ("podcast_share_30d", pa.float32()),
+            ("top_genre", pa.string()),
+            ("top_genre_share", pa.float32()),
+            ("activity_bucket", pa.string()),
+            ("market", pa.string()),
+            *_timestamps(),
+        ]
+    ),
+    ITEM_STATS: pa.schema(
+        [
+            ("item_id", pa.int64()),
+            ("popularity", pa.float32()),
+            ("impressions_7d", pa.int64()),
+            ("clicks_7d", pa.int64()),
+            ("streams_7d", pa.int64()),
+            ("saves_30d", pa.int64()),
+            ("ctr_7d", pa.float32()),
+            ("days_since_release", pa.float32()),
+            *_timestamps(),
+        ]
+    ),
+    QUERY_STATS: pa.schema(
+        [
+            ("query", pa.string()),
+            ("searches_7d", pa.int64()),
+            ("searches_30d", pa.int64()),
+            ("click_rate_30d", pa.float32()),
+            ("stream_rate_30d", pa.float32()),
+            *_timestamps(),
+        ]
+    ),
+    USER_ITEM_STATS: pa.schema(
+        [
+            ("user_id", pa.int64()),
+            ("item_id", pa.int64()),
+            ("clicks", pa.int64()),
+            ("streams", pa.int64()),
+            ("saves", pa.int64()),
+            ("artist_affinity", pa.float32()),
+            ("genre_affinity", pa.float32()),
+            *_timestamps(),
+        ]
+    ),
+}
+"""The Arrow schema of every table; the Feast feature views declare the same types."""

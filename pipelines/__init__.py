@@ -1,0 +1,1 @@
+"""KFP pipeline definitions and the ``searchrank`` command-line tool."""

@@ -1,0 +1,202 @@
+"""The ``searchrank`` command-line tool.
+
+Every command imports its heavy dependencies (Feast, Ray, torch, ...) only when it runs, so
+``searchrank --help`` is instant. Bad input exits with status 2 and a message that names the
+field, the value and the rule; a command that ran and found a problem exits with status 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from searchrank.components.core.errors import InputError
+from searchrank.components.core.names import RANKER_FEATURE_SERVICE
+
+app = typer.Typer(
+    help="searchrank: Kubeflow components for search retrieval and ranking.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+features_app = typer.Typer(
+    help="Feast feature repository: create, materialize, fetch.", no_args_is_help=True
+)
+ingest_app = typer.Typer(
+    help="Convert real ranking datasets into searchrank's format.", no_args_is_help=True
+)
+components_app = typer.Typer(help="KFP component YAML files.", no_args_is_help=True)
+app.add_typer(features_app, name="features")
+app.add_typer(ingest_app, name="ingest")
+app.add_typer(components_app, name="components")
+
+console = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reports_input_errors(command: F) -> F:
+    """Turn an :class:`InputError` into a one-line message and exit status 2."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except InputError as error:
+            err_console.print(f"[red]error:[/red] {error}")
+            raise typer.Exit(2) from error
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _generator_config(searches: int, seed: int, days: int, end_date: str | None) -> Any:
+    from searchrank.features.generator.config import GeneratorConfig
+
+    end = None
+    if end_date:
+        try:
+            end = date.fromisoformat(end_date)
+        except ValueError as error:
+            raise InputError("--end-date", end_date, "must be a date like 2026-11-01") from error
+    return GeneratorConfig(searches=searches, seed=seed, days=days, end_date=end)
+
+
+Searches = Annotated[int, typer.Option(help="Number of searches to simulate.")]
+Seed = Annotated[
+    int, typer.Option(help="Random seed; the same seed and end date give identical files.")
+]
+Days = Annotated[int, typer.Option(help="Days of logs.")]
+EndDate = Annotated[
+    str | None,
+    typer.Option(help="Last day (exclusive) of the logs, YYYY-MM-DD; default today (UTC)."),
+]
+
+
+@app.command()
+@reports_input_errors
+def dataset(
+    out: Annotated[Path, typer.Option(help="Folder to write the parquet tables into.")],
+    searches: Searches = 20_000,
+    seed: Seed = 7,
+    days: Days = 35,
+    end_date: EndDate = None,
+) -> None:
+    """Generate the synthetic music-search logs and daily feature snapshots."""
+    from rich.progress import Progress
+
+    from searchrank.features.generator.generate import generate
+
+    config = _generator_config(searches, seed, days, end_date)
+    with Progress(console=console) as progress:
+        task = progress.add_task("simulating days", total=None)
+        manifest = generate(config, out, lambda d, t: progress.update(task, completed=d, total=t))
+    for table, rows in manifest.rows.items():
+        console.print(f"{table:>16}: {rows:,} rows")
+    console.print(f"wrote {out}")
+
+
+@features_app.command("init")
+@reports_input_errors
+def features_init(
+    repo: Annotated[Path, typer.Option(help="Folder for the new Feast repository.")],
+    data: Annotated[Path, typer.Option(help="Folder holding the generated or ingested tables.")],
+) -> None:
+    """Create a Feast repository over a data folder and apply searchrank's definitions."""
+    from searchrank.features.store import apply_definitions, create_repo, open_store
+
+    apply_definitions(open_store(create_repo(repo, data)))
+    console.print(f"applied searchrank definitions in {repo}")
+
+
+@features_app.command("materialize")
+@reports_input_errors
+def features_materialize(
+    repo: Annotated[Path, typer.Option(help="Feast repository folder.")],
+    end: Annotated[
+        str, typer.Option(help="Materialize up to this ISO 8601 time; empty for now.")
+    ] = "",
+) -> None:
+    """Incrementally load the online store up to END."""
+    from searchrank.components.materialize_features.logic import materialize_features, parse_end
+
+    console.print(materialize_features(repo, parse_end(end)).markdown())
+
+
+@features_app.command("fetch")
+@reports_input_errors
+def features_fetch(
+    repo: Annotated[Path, typer.Option(help="Feast repository folder.")],
+    entities: Annotated[Path, typer.Option(help="Entity dataframe (parquet).")],
+    out: Annotated[Path, typer.Option(help="Where to write the training set (parquet).")],
+    feature_service: Annotated[
+        str, typer.Option(help="Feast feature service.")
+    ] = RANKER_FEATURE_SERVICE,
+) -> None:
+    """Build a point-in-time-correct training set."""
+    from searchrank.components.fetch_features.logic import fetch_features
+
+    console.print(fetch_features(entities, repo, feature_service, out).markdown())
+
+
+@ingest_app.command("letor")
+@reports_input_errors
+def ingest_letor(
+    data: Annotated[Path, typer.Argument(help="LETOR / SVMlight file.")],
+    out: Annotated[Path, typer.Option(help="Output parquet file.")],
+    query_file: Annotated[
+        Path | None, typer.Option(help="LightGBM-style .query group file.")
+    ] = None,
+) -> None:
+    """Convert a LETOR / SVMlight ranking file into searchrank's ranking-dataset format."""
+    from searchrank.features.adapters.letor import read_letor, write_ranking_dataset
+
+    table = read_letor(data, query_file)
+    write_ranking_dataset(table, out)
+    console.print(f"wrote {table.num_rows:,} rows to {out}")
+
+
+@ingest_app.command("lastfm")
+@reports_input_errors
+def ingest_lastfm(
+    source: Annotated[Path, typer.Argument(help="The hetrec2011-lastfm-2k folder.")],
+    out: Annotated[Path, typer.Option(help="Output folder.")],
+) -> None:
+    """Convert Last.fm HetRec 2011 into a tag-search ranking dataset."""
+    from searchrank.features.adapters.lastfm import convert_lastfm
+
+    for name, rows in convert_lastfm(source, out).items():
+        console.print(f"{name:>16}: {rows:,} rows")
+
+
+@components_app.command("compile")
+def components_compile(
+    root: Annotated[
+        Path | None, typer.Option(help="Components folder (default: the package's).")
+    ] = None,
+) -> None:
+    """Recompile every component's YAML file."""
+    from searchrank.pipelines.components import COMPONENTS_DIR, compile_all
+
+    for path in compile_all(root or COMPONENTS_DIR):
+        console.print(f"compiled {path}")
+
+
+@app.command()
+@reports_input_errors
+def demo(
+    workdir: Annotated[Path, typer.Option(help="Folder for the demo's data and outputs.")] = Path(
+        ".searchrank/demo"
+    ),
+    searches: Searches = 20_000,
+    seed: Seed = 7,
+    days: Days = 35,
+) -> None:
+    """Run the embedded demo end to end on this machine."""
+    from searchrank.pipelines.demo import run_demo
+
+    run_demo(workdir, _generator_config(searches, seed, days, None), console)

@@ -1,0 +1,41 @@
+"""The registry of searchrank's KFP components and the compiler of their YAML files.
+
+Every component folder carries its compiled YAML (``components/<name>/<name>.yaml``) so that
+other teams can ``kfp.components.load_component_from_file`` it without installing searchrank's
+Python code. A test recompiles each component and compares it with the committed file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kfp import compiler
+
+import searchrank.components as components_package
+from searchrank.components.fetch_features import fetch_features_op
+from searchrank.components.materialize_features import materialize_features_op
+
+COMPONENTS: dict[str, Any] = {
+    "fetch_features": fetch_features_op,
+    "materialize_features": materialize_features_op,
+}
+
+COMPONENTS_DIR = Path(components_package.__file__).resolve().parent
+
+
+def component_yaml(name: str, root: Path = COMPONENTS_DIR) -> Path:
+    """Where the compiled YAML of component ``name`` lives."""
+    return root / name / f"{name}.yaml"
+
+
+def compile_component(name: str, path: Path) -> Path:
+    """Compile one component to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(COMPONENTS[name], str(path))
+    return path
+
+
+def compile_all(root: Path = COMPONENTS_DIR) -> list[Path]:
+    """Recompile every component's YAML in place (or under another ``root``)."""
+    return [compile_component(name, component_yaml(name, root)) for name in COMPONENTS]

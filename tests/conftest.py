@@ -1,0 +1,80 @@
+"""Shared fixtures: one small generated dataset and one applied Feast repository per session.
+
+Feast takes about ten seconds to import and apply, so the tests share a session-scoped store
+instead of building one per test. Tests that change a repository's state create their own.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from searchrank.features.generator.config import GeneratorConfig
+
+# kfp.local runs each step with the `python3` found on PATH: make it this interpreter's.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+os.environ.setdefault("FEAST_USAGE", "False")
+
+SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+"""Real data for tests (research use only): read from here, never copied into the repo."""
+
+END_DATE = date(2026, 11, 1)
+SMALL = GeneratorConfig(searches=3_000, days=31, end_date=END_DATE, seed=11)
+"""The session's dataset: small, yet 31 days long so time splits and TTLs are exercised."""
+
+
+@pytest.fixture(scope="session")
+def small_config() -> GeneratorConfig:
+    return SMALL
+
+
+@pytest.fixture(scope="session")
+def dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from searchrank.features.generator.generate import generate
+
+    out = tmp_path_factory.mktemp("dataset")
+    generate(SMALL, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def feature_repo(tmp_path_factory: pytest.TempPathFactory, dataset_dir: Path) -> Path:
+    """An applied (not materialized) repository over the session's dataset; do not mutate."""
+    from searchrank.features.store import apply_definitions, create_repo, open_store
+
+    repo = create_repo(tmp_path_factory.mktemp("feature_repo"), dataset_dir)
+    apply_definitions(open_store(repo))
+    return repo
+
+
+@pytest.fixture
+def fresh_repo(tmp_path: Path, dataset_dir: Path) -> Path:
+    """An applied repository with an empty online store, for tests that materialize."""
+    from searchrank.features.store import apply_definitions, create_repo, open_store
+
+    repo = create_repo(tmp_path / "repo", dataset_dir)
+    apply_definitions(open_store(repo))
+    return repo
+
+
+@pytest.fixture(scope="session")
+def window_end() -> datetime:
+    """The end of the session dataset's window plus a day: after its last snapshot."""
+    return SMALL.window_end + timedelta(days=1)
+
+
+@pytest.fixture
+def kfp_local(tmp_path: Path) -> Path:
+    """kfp.local with the subprocess runner in this environment; returns the pipeline root."""
+    from kfp import local
+
+    root = tmp_path / "pipeline_root"
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+    return root

@@ -8,6 +8,7 @@ with its own registry and online store, so runs never share state by accident.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,4 +71,8 @@ def apply_definitions(store: FeatureStore) -> None:
     """Register searchrank's entities, views and feature services (what ``feast apply`` does)."""
     from searchrank.features import definitions
 
-    store.apply(definitions.ALL_OBJECTS)
+    with warnings.catch_warnings():
+        # Feast warns that on-demand views scale poorly offline; ours is the text match,
+        # measured in tests/benchmarks/bench_fetch.py.
+        warnings.filterwarnings("ignore", "On demand feature view", RuntimeWarning)
+        store.apply(definitions.ALL_OBJECTS)

@@ -7,6 +7,8 @@ step is the same logic the KFP components run.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +73,8 @@ def run_demo(workdir: Path, config: GeneratorConfig, console: Console) -> Path:
         apply_definitions(open_store(create_repo(paths.feature_repo, paths.data)))
         progress.update(task, completed=1)
         task = progress.add_task("materialize online store", total=1)
-        materialize_features(paths.feature_repo)
+        with contextlib.redirect_stdout(io.StringIO()):  # Feast prints its own progress lines
+            materialize_features(paths.feature_repo)
         progress.update(task, completed=1)
         task = progress.add_task(f"fetch {RANKER_FEATURE_SERVICE} training set", total=1)
         summary = fetch_features(

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -69,8 +70,11 @@ class FetchSummary:
         return "\n".join(lines) + "\n"
 
 
-def read_entities(path: Path) -> pa.Table:
-    """Read and check an entity dataframe file (parquet).
+def check_entities(path: Path) -> int:
+    """Check an entity dataframe file (parquet) without reading its rows.
+
+    Returns:
+        The number of entity rows.
 
     Raises:
         InputError: the file is missing or unreadable, or lacks a join key, the event
@@ -79,13 +83,13 @@ def read_entities(path: Path) -> pa.Table:
     if not path.is_file():
         raise InputError("entities", str(path), "must be an existing parquet file")
     try:
-        file_schema = pq.read_schema(path)
+        metadata = pq.read_metadata(path)
     except (pa.ArrowInvalid, OSError) as error:
         raise InputError(
             "entities", str(path), f"must be a readable parquet file ({error})"
         ) from error
-    S.check_entity_schema(file_schema, where=str(path))
-    return pq.read_table(path)
+    S.check_entity_schema(metadata.schema.to_arrow_schema(), where=str(path))
+    return int(metadata.num_rows)
 
 
 def resolve_feature_service(store: FeatureStore, name: str) -> FeatureService:
@@ -100,24 +104,42 @@ def resolve_feature_service(store: FeatureStore, name: str) -> FeatureService:
     return store.get_feature_service(name)
 
 
-def join_features(store: FeatureStore, entities: pa.Table, feature_service: str) -> pa.Table:
-    """The training set: ``entities`` with the feature service's point-in-time features.
+def entity_input(store: FeatureStore, path: Path) -> pd.DataFrame | str:
+    """The entity rows in the form the store's offline store reads fastest.
+
+    Feast takes an entity dataframe or a query in the offline store's own dialect. The embedded
+    DuckDB store reads the parquet file itself, which skips two conversions of every row
+    between Arrow and pandas; other stores get a pandas frame. Either way the rows carry
+    :data:`~searchrank.components.core.schema.QUERY_TEXT` for the text-match features.
+    """
+    from searchrank.features.offline_store import AsofDuckDBOfflineStoreConfig
+
+    if isinstance(store.config.offline_store, AsofDuckDBOfflineStoreConfig):
+        columns = ", ".join(f'"{c}"' for c in S.ENTITY_COLUMNS)
+        source = "'" + str(path.resolve()).replace("'", "''") + "'"
+        return f'SELECT {columns}, "{S.QUERY}" AS "{S.QUERY_TEXT}" FROM read_parquet({source})'
+    frame = pq.read_table(path, columns=list(S.ENTITY_COLUMNS)).to_pandas()
+    frame[S.QUERY_TEXT] = frame[S.QUERY]
+    return frame
+
+
+def join_features(store: FeatureStore, entities_path: Path, feature_service: str) -> pa.Table:
+    """The training set: the entity rows with the feature service's point-in-time features.
 
     Returns:
         A table with :data:`~searchrank.components.core.schema.ENTITY_COLUMNS` first, then the
         features as ``<view>__<feature>``, one row per entity row, in entity order.
     """
+    rows = check_entities(entities_path)
     service = resolve_feature_service(store, feature_service)
-    frame = entities.select(list(S.ENTITY_COLUMNS)).to_pandas()
-    frame[S.QUERY_TEXT] = frame[S.QUERY]
     joined = store.get_historical_features(
-        entity_df=frame, features=service, full_feature_names=True
+        entity_df=entity_input(store, entities_path), features=service, full_feature_names=True
     ).to_arrow()
     features = [c for c in joined.column_names if c not in S.ENTITY_COLUMNS and c != S.QUERY_TEXT]
-    if joined.num_rows != entities.num_rows:
+    if joined.num_rows != rows:
         raise RuntimeError(
-            f"the point-in-time join returned {joined.num_rows} rows for {entities.num_rows} "
-            "entity rows; the offline store must return every entity row exactly once"
+            f"the point-in-time join returned {joined.num_rows} rows for {rows} entity rows; "
+            "the offline store must return every entity row exactly once"
         )
     training_set = joined.select([*S.ENTITY_COLUMNS, *features])
     schema = pa.schema([*S.ENTITY_SCHEMA, *(training_set.schema.field(f) for f in features)])
@@ -161,8 +183,8 @@ def fetch_features(
     """
     from searchrank.features.store import open_store
 
-    entities = read_entities(entities_path)
+    check_entities(entities_path)
     store = open_store(feature_repo)
-    training_set = join_features(store, entities, feature_service)
+    training_set = join_features(store, entities_path, feature_service)
     write_parquet_atomically(training_set, output_path)
     return summarize(training_set, feature_service)

@@ -22,9 +22,6 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 os.environ.setdefault("FEAST_USAGE", "False")
 
-SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-"""Real data for tests (research use only): read from here, never copied into the repo."""
-
 END_DATE = date(2026, 11, 1)
 SMALL = GeneratorConfig(searches=3_000, days=31, end_date=END_DATE, seed=11)
 """The session's dataset: small, yet 31 days long so time splits and TTLs are exercised."""

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from shared_data import SHARED_DATASETS
 from typer.testing import CliRunner
 
 from searchrank.features import tables as T
 from searchrank.pipelines.cli import app
-
-from .conftest import SHARED_DATASETS
 
 runner = CliRunner()
 

@@ -42,15 +42,14 @@ STATS_OUTPUT = "lastfm_stats.json"
 POPULARITY_FEATURES: tuple[str, ...] = (
     "artist_log_listeners",
     "artist_log_plays",
-    "artist_log_tag_assignments",
+    "artist_log_other_tag_assignments",
 )
 PERSONAL_FEATURES: tuple[str, ...] = ("user_artist_log_plays", "friends_artist_log_plays")
 TEXT_FEATURES: tuple[str, ...] = tuple(f"text_{name}" for name in TEXT_MATCH_FEATURES)
 TAG_SEARCH_FEATURES: tuple[str, ...] = POPULARITY_FEATURES + PERSONAL_FEATURES + TEXT_FEATURES
 """The float32 feature columns of :func:`tag_search_dataset`, in order. None is computed from the
-(tag, artist) assignment counts, which define the label. ``artist_log_tag_assignments`` counts the
-artist's assignments over all tags: a popularity signal that still includes, diluted, the searched
-tag's own assignments."""
+(tag, artist) assignment counts, which define the label: ``artist_log_other_tag_assignments``
+counts the artist's assignments of every other tag, a popularity signal."""
 
 
 @dataclass(frozen=True)
@@ -239,7 +238,7 @@ def tag_search_dataset(
     rows["label"] = relevance_grade(labels.fillna(0).to_numpy(dtype=np.int64))
     rows["query"] = rows["tag_id"].map(data.tags.set_index("tag_id")["tag"].map(normalize_text))
     features = {
-        **_popularity_features(rows, popularity),
+        **_popularity_features(rows, popularity, data),
         **_personal_features(rows, data),
         **_text_features(rows, data),
     }
@@ -433,12 +432,18 @@ def _candidates(
     return rows
 
 
-def _popularity_features(rows: pd.DataFrame, popularity: pd.DataFrame) -> dict[str, np.ndarray]:
+def _popularity_features(
+    rows: pd.DataFrame, popularity: pd.DataFrame, data: LastFm
+) -> dict[str, np.ndarray]:
     stats = popularity.loc[rows["artist_id"]]
+    # The searched tag's own assignments define the label, so they are left out of the count.
+    own_tag = data.tag_assignments.groupby(["tag_id", "artist_id"]).size().rename("own")
+    own = rows[["tag_id", "artist_id"]].join(own_tag, on=["tag_id", "artist_id"])["own"]
+    other = stats["tag_assignments"].to_numpy(dtype=np.float64) - own.fillna(0).to_numpy()
     return {
         "artist_log_listeners": np.log1p(stats["listeners"].to_numpy(dtype=np.float64)),
         "artist_log_plays": np.log1p(stats["plays"].to_numpy(dtype=np.float64)),
-        "artist_log_tag_assignments": np.log1p(stats["tag_assignments"].to_numpy(dtype=np.float64)),
+        "artist_log_other_tag_assignments": np.log1p(other),
     }
 
 

@@ -123,7 +123,7 @@ def run_method(method: str, workdir: Path, repeats: int) -> dict[str, Any]:
     out = paths["out"] / f"{method}.parquet"
     seconds = []
     # Imports are a fixed cost per process, not throughput: load them before the clock starts.
-    import duckdb  # noqa: F401
+    import duckdb
     import feast  # noqa: F401
 
     import searchrank.features.offline_store  # noqa: F401

@@ -8,11 +8,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from shared_data import SHARED_DATASETS
 
 from searchrank.components.core.errors import InputError
 from searchrank.features.adapters.letor import read_letor, write_ranking_dataset
 
-LAMBDARANK = Path("/work/shared/datasets/lightgbm-lambdarank")
+LAMBDARANK = SHARED_DATASETS / "lightgbm-lambdarank"
 
 QID_STYLE = """\
 # a whole-line comment, then sparse rows of three queries

@@ -18,9 +18,10 @@ import pandas as pd
 import pyarrow as pa
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, RequestSource, ValueType
 from feast.on_demand_feature_view import on_demand_feature_view
-from feast.types import Bool, FeastType, Float32, Int64, String
+from feast.types import Bool, FeastType, Float32, Int64, String, UnixTimestamp
 
 from searchrank.components.core import schema as S
+from searchrank.components.core.domain import rate
 from searchrank.components.core.names import RANKER_FEATURE_SERVICE, RETRIEVER_FEATURE_SERVICE
 from searchrank.components.core.text import TEXT_MATCH_FEATURES
 from searchrank.features import tables as T
@@ -34,15 +35,21 @@ _FEAST_TYPES: dict[pa.DataType, FeastType] = {
     pa.float32(): Float32,
     pa.string(): String,
     pa.bool_(): Bool,
+    S.TIMESTAMP_TYPE: UnixTimestamp,
 }
 
 
-def _fields(table: str, names: list[str] | None = None) -> list[Field]:
-    """Feast fields for the columns of ``table`` (all but keys and timestamps by default)."""
+def _fields(table: str) -> list[Field]:
+    """Feast fields for the feature columns of ``table``: those given a domain in ``tables``.
+
+    Each field carries its value domain as tags, which the data contract of ``validate_data``
+    reads back from the feature service.
+    """
     schema = T.SCHEMAS[table]
-    skip = {*S.JOIN_KEYS, T.TIMESTAMP_COLUMN, T.CREATED_COLUMN}
-    chosen = names if names is not None else [n for n in schema.names if n not in skip]
-    return [Field(name=n, dtype=_FEAST_TYPES[schema.field(n).type]) for n in chosen]
+    return [
+        Field(name=name, dtype=_FEAST_TYPES[schema.field(name).type], tags=domain.to_tags())
+        for name, domain in T.DOMAINS[table].items()
+    ]
 
 
 def _source(
@@ -85,21 +92,7 @@ item_catalogue = FeatureView(
     name="item_catalogue",
     entities=[item],
     ttl=timedelta(0),  # catalogue metadata never expires
-    schema=_fields(
-        T.CATALOGUE,
-        [
-            "item_type",
-            "name",
-            "artist_name",
-            "genre",
-            "mood",
-            "market",
-            "language",
-            "duration_s",
-            "explicit",
-            "version_type",
-        ],
-    ),
+    schema=_fields(T.CATALOGUE),
     source=_source(T.CATALOGUE, timestamp_field="release_timestamp", created=""),
     description="Static item metadata, valid from the release time.",
 )
@@ -141,6 +134,8 @@ search_request = RequestSource(
 @on_demand_feature_view(
     sources=[item_catalogue[["name", "artist_name"]], search_request],
     schema=[Field(name=f, dtype=Float32) for f in TEXT_MATCH_FEATURES],
+    # Feast rejects tags on on-demand fields, so the domain of all of them is a view tag.
+    tags=rate(required=True).to_tags(),
     mode="pandas",
     description="Query–item text match, computed by the same code in training and serving.",
 )

@@ -10,7 +10,12 @@ from datetime import timedelta
 
 import pyarrow as pa
 
+from searchrank.components.core import schema as S
+from searchrank.components.core.domain import Domain, count, one_of, rate
 from searchrank.components.core.schema import ENTITY_SCHEMA, TIMESTAMP_TYPE
+from searchrank.features.generator import words as W
+from searchrank.features.generator.catalogue import ITEM_TYPES
+from searchrank.features.generator.users import ACTIVITY_BUCKETS
 
 CATALOGUE = "catalogue"
 """One row per item, stamped with its release time (the ``item_catalogue`` feature view)."""
@@ -36,6 +41,7 @@ stamped with the time it became available, so a search at 01:00 still sees the d
 
 CREATED_COLUMN = "created"
 TIMESTAMP_COLUMN = "event_timestamp"
+FEATURE_TIMESTAMP = S.FEATURE_TIMESTAMP
 
 
 def file_name(table: str) -> str:
@@ -44,7 +50,11 @@ def file_name(table: str) -> str:
 
 
 def _timestamps() -> list[pa.Field]:
-    return [pa.field(TIMESTAMP_COLUMN, TIMESTAMP_TYPE), pa.field(CREATED_COLUMN, TIMESTAMP_TYPE)]
+    return [
+        pa.field(TIMESTAMP_COLUMN, TIMESTAMP_TYPE),
+        pa.field(CREATED_COLUMN, TIMESTAMP_TYPE),
+        pa.field(FEATURE_TIMESTAMP, TIMESTAMP_TYPE),
+    ]
 
 
 SCHEMAS: dict[str, pa.Schema] = {
@@ -59,6 +69,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("market", pa.string()),
             ("language", pa.string()),
             ("release_timestamp", TIMESTAMP_TYPE),
+            (FEATURE_TIMESTAMP, TIMESTAMP_TYPE),
             ("duration_s", pa.int64()),
             ("explicit", pa.bool_()),
             ("version_type", pa.string()),
@@ -137,3 +148,63 @@ SCHEMAS: dict[str, pa.Schema] = {
     ),
 }
 """The Arrow schema of every table; the Feast feature views declare the same types."""
+
+_AUDIT = Domain(audit=True, required=False)
+
+DOMAINS: dict[str, dict[str, Domain]] = {
+    CATALOGUE: {
+        "item_type": one_of(ITEM_TYPES, required=True),
+        "name": Domain(required=True),
+        "artist_name": Domain(required=True),
+        "genre": one_of((*W.GENRES, *W.PODCAST_TOPICS), required=True),
+        "mood": one_of(W.MOODS, max_null_rate=0.95),
+        "market": one_of(W.MARKETS, required=True),
+        "language": one_of(sorted(set(W.MARKET_LANGUAGE.values())), required=True),
+        "duration_s": count(required=True),
+        "explicit": Domain(required=True),
+        "version_type": one_of(W.VERSION_TYPES, required=True),
+        FEATURE_TIMESTAMP: _AUDIT,
+    },
+    USER_STATS: {
+        "account_age_days": count(),
+        "searches_7d": count(),
+        "clicks_7d": count(),
+        "streams_7d": count(),
+        "saves_30d": count(),
+        "clicks_per_search_30d": count(),
+        "podcast_share_30d": rate(),
+        "top_genre": one_of(W.GENRES),
+        "top_genre_share": rate(),
+        "activity_bucket": one_of(ACTIVITY_BUCKETS),
+        "market": one_of(W.MARKETS),
+        FEATURE_TIMESTAMP: _AUDIT,
+    },
+    ITEM_STATS: {
+        "popularity": rate(0.0, 100.0),
+        "impressions_7d": count(),
+        "clicks_7d": count(),
+        "streams_7d": count(),
+        "saves_30d": count(),
+        "ctr_7d": rate(),
+        "days_since_release": count(),
+        FEATURE_TIMESTAMP: _AUDIT,
+    },
+    QUERY_STATS: {
+        # Most queries are new: long-tail misspellings and prefixes have no history.
+        "searches_7d": count(max_null_rate=0.95),
+        "searches_30d": count(max_null_rate=0.95),
+        "click_rate_30d": Domain(min=0.0, max=1.0, max_null_rate=0.95),
+        "stream_rate_30d": Domain(min=0.0, max=1.0, max_null_rate=0.95),
+        FEATURE_TIMESTAMP: _AUDIT,
+    },
+    USER_ITEM_STATS: {
+        # Null until a listener has been shown the item once: most pairs are first impressions.
+        "clicks": count(max_null_rate=0.99),
+        "streams": count(max_null_rate=0.99),
+        "saves": count(max_null_rate=0.99),
+        "artist_affinity": Domain(min=0.0, max=1.0, max_null_rate=0.99),
+        "genre_affinity": Domain(min=0.0, max=1.0, max_null_rate=0.99),
+        FEATURE_TIMESTAMP: _AUDIT,
+    },
+}
+"""The value domain of every feature column; the Feast fields carry them as tags."""

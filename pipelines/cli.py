@@ -85,6 +85,10 @@ def dataset(
     seed: Seed = 7,
     days: Days = 35,
     end_date: EndDate = None,
+    training_set: Annotated[
+        Path | None,
+        typer.Option(help="Also fetch the ranker_v1 training set through Feast into this file."),
+    ] = None,
 ) -> None:
     """Generate the synthetic music-search logs and daily feature snapshots."""
     from rich.progress import Progress
@@ -98,6 +102,84 @@ def dataset(
     for table, rows in manifest.rows.items():
         console.print(f"{table:>16}: {rows:,} rows")
     console.print(f"wrote {out}")
+    if training_set is not None:
+        import tempfile
+
+        from searchrank.components.fetch_features.logic import fetch_features
+        from searchrank.features import tables
+        from searchrank.features.store import apply_definitions, create_repo, open_store
+
+        with tempfile.TemporaryDirectory(prefix="searchrank-repo-") as repo:
+            apply_definitions(open_store(create_repo(Path(repo), out)))
+            entities = out / tables.file_name(tables.IMPRESSIONS)
+            summary = fetch_features(entities, Path(repo), RANKER_FEATURE_SERVICE, training_set)
+        console.print(
+            f"wrote the {RANKER_FEATURE_SERVICE} training set to {training_set} "
+            f"({summary.rows:,} rows, {len(summary.feature_columns)} feature columns)"
+        )
+
+
+@app.command()
+def validate(
+    data: Annotated[Path, typer.Option(help="The training set (parquet) to check.")],
+    reference: Annotated[
+        Path | None, typer.Option(help="A reference training set for the drift check.")
+    ] = None,
+    feature_service: Annotated[
+        str, typer.Option(help="The Feast feature service it was fetched with.")
+    ] = RANKER_FEATURE_SERVICE,
+    repo: Annotated[
+        Path | None,
+        typer.Option(
+            help="Feast repository holding the service (default: searchrank's definitions)."
+        ),
+    ] = None,
+    window_start: Annotated[str, typer.Option(help="Earliest allowed event time, ISO 8601.")] = "",
+    window_end: Annotated[str, typer.Option(help="End of the allowed event times, ISO 8601.")] = "",
+    max_list_length: Annotated[int, typer.Option(help="Most candidates a search may have.")] = 20,
+    min_positive_share: Annotated[
+        float, typer.Option(help="Least share of searches with a positive label.")
+    ] = 0.5,
+    report_dir: Annotated[
+        Path | None, typer.Option(help="Write the JSON result, HTML report and Data Docs here.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="End with one JSON line listing the failed expectations.")
+    ] = False,
+) -> None:
+    """Check a training set against its data contract: exit 0 if it passes, 1 if it fails."""
+    import json
+
+    from searchrank.components.validate_data.config import ValidationConfig, parse_window_bound
+    from searchrank.components.validate_data.logic import ReportPaths, validate_and_report
+    from searchrank.components.validate_data.logic import validate as check
+    from searchrank.components.validate_data.report import markdown
+
+    try:
+        config = ValidationConfig(
+            feature_service=feature_service,
+            window_start=parse_window_bound("--window-start", window_start),
+            window_end=parse_window_bound("--window-end", window_end),
+            max_list_length=max_list_length,
+            min_positive_share=min_positive_share,
+        )
+        if report_dir is not None:
+            paths = ReportPaths(
+                report_dir / "validation.json",
+                report_dir / "validation.html",
+                report_dir / "validation.md",
+                report_dir / "data_docs",
+            )
+            report = validate_and_report(data, config, paths, reference, repo)
+        else:
+            report = check(data, config, reference, repo)
+    except InputError as error:
+        err_console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from error
+    (err_console if as_json else console).print(markdown(report, config))
+    if as_json:
+        print(json.dumps({"passed": report.success, "failed": report.failed()}, default=str))
+    raise typer.Exit(0 if report.success else 1)
 
 
 @features_app.command("init")

@@ -15,10 +15,12 @@ from kfp import compiler
 import searchrank.components as components_package
 from searchrank.components.fetch_features import fetch_features_op
 from searchrank.components.materialize_features import materialize_features_op
+from searchrank.components.validate_data import validate_data_op
 
 COMPONENTS: dict[str, Any] = {
     "fetch_features": fetch_features_op,
     "materialize_features": materialize_features_op,
+    "validate_data": validate_data_op,
 }
 
 COMPONENTS_DIR = Path(components_package.__file__).resolve().parent

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -108,3 +109,80 @@ def test_ingest_letor_converts_the_lightgbm_sample(tmp_path: Path) -> None:
     table = pq.read_table(out)
     assert table.num_rows == 3005
     assert table.column("search_id").to_pandas().nunique() == 201
+
+
+@pytest.fixture(scope="module")
+def small_training_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``searchrank dataset --training-set``: generate, apply Feast, fetch, in one command."""
+    folder = tmp_path_factory.mktemp("cli-training-set")
+    out = folder / "training_set.parquet"
+    result = runner.invoke(
+        app,
+        [
+            "dataset",
+            "--out",
+            str(folder / "data"),
+            "--searches",
+            "1500",
+            "--days",
+            "30",
+            "--end-date",
+            "2026-06-01",
+            "--training-set",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_dataset_writes_a_fetched_training_set(small_training_set: Path) -> None:
+    names = pq.read_schema(small_training_set).names
+    assert names[:3] == ["search_id", "user_id", "item_id"]
+    assert "item_stats__popularity" in names and "query_item_match__name_exact" in names
+
+
+def test_validate_exits_0_and_ends_with_json_when_the_data_passes(small_training_set: Path) -> None:
+    result = runner.invoke(app, ["validate", "--data", str(small_training_set), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1]) == {"passed": True, "failed": []}
+
+
+def test_validate_exits_1_and_lists_each_failed_expectation(
+    small_training_set: Path, tmp_path: Path
+) -> None:
+    frame = pq.read_table(small_training_set).to_pandas()
+    frame.loc[::50, "label"] = 9
+    broken = tmp_path / "broken.parquet"
+    frame.to_parquet(broken, index=False)
+    result = runner.invoke(
+        app, ["validate", "--data", str(broken), "--json", "--report-dir", str(tmp_path / "report")]
+    )
+    assert result.exit_code == 1
+    failed = json.loads(result.output.strip().splitlines()[-1])["failed"]
+    assert {"column": "label", "rule": "label_grades"} in [
+        {"column": f["column"], "rule": f["rule"]} for f in failed
+    ]
+    assert all({"column", "rule", "observed"} <= set(f) for f in failed)
+    assert (tmp_path / "report" / "validation.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--feature-service", "ranker_v9"], "feature_service"),
+        (["--window-start", "last tuesday"], "--window-start"),
+        (["--max-list-length", "1"], "min_list_length"),
+    ],
+)
+def test_validate_exits_2_on_a_usage_error(
+    small_training_set: Path, args: list[str], named: str
+) -> None:
+    result = runner.invoke(app, ["validate", "--data", str(small_training_set), *args])
+    assert result.exit_code == 2
+    assert named in result.output
+
+
+def test_validate_exits_2_on_a_missing_file(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["validate", "--data", str(tmp_path / "nope.parquet")])
+    assert result.exit_code == 2 and "data" in result.output

@@ -63,6 +63,12 @@ ENTITY_SCHEMA = pa.schema(
 )
 """Arrow types of :data:`ENTITY_COLUMNS` as the generator and ``fetch_features`` write them."""
 
+FEATURE_TIMESTAMP = "feature_timestamp"
+"""Every batch feature view carries, as a feature, the time its values became valid. In a training
+set it appears as ``<view>__feature_timestamp``: bookkeeping for the leakage check (it must never
+lie after the row's event time), never a model input."""
+AUDIT_SUFFIX = f"__{FEATURE_TIMESTAMP}"
+
 RANKING_REQUIRED_COLUMNS: tuple[str, ...] = (SEARCH_ID, ITEM_ID, LABEL)
 """Columns every ranking dataset has; rows of one search are contiguous."""
 
@@ -81,6 +87,16 @@ class Grade(IntEnum):
 
 
 GRADES: tuple[int, ...] = tuple(int(g) for g in Grade)
+
+
+def feature_columns(columns: list[str]) -> list[str]:
+    """The columns of a training set after the entity columns, audit columns included."""
+    return [c for c in columns if c not in ENTITY_COLUMNS]
+
+
+def model_feature_columns(columns: list[str]) -> list[str]:
+    """The feature columns a model may read: without the ``__feature_timestamp`` audit columns."""
+    return [c for c in feature_columns(columns) if not c.endswith(AUDIT_SUFFIX)]
 
 
 def check_entity_schema(schema: pa.Schema, *, where: str) -> None:

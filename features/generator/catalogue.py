@@ -87,6 +87,7 @@ class Catalogue:
                 "market": np.array(W.MARKETS, dtype=object)[self.market],
                 "language": [W.MARKET_LANGUAGE[W.MARKETS[m]] for m in self.market],
                 "release_timestamp": release.floor("s"),
+                "feature_timestamp": release.floor("s"),
                 "duration_s": self.duration_s.astype(np.int32),
                 "explicit": self.explicit.astype(bool),
                 "version_type": np.array(W.VERSION_TYPES, dtype=object)[self.version],

@@ -26,11 +26,13 @@ from searchrank.features import tables as T
 from searchrank.features.generator.catalogue import Catalogue, build_catalogue
 from searchrank.features.generator.config import GeneratorConfig
 from searchrank.features.generator.simulate import INTENTS, QUERY_FORMS, Chunk, Day, Simulator
-from searchrank.features.generator.snapshots import FeatureState
+from searchrank.features.generator.snapshots import WINDOW, FeatureState
 from searchrank.features.generator.users import build_users
 
 WARMUP_DAYS = 7
 """Days simulated before the window and not logged, so the first snapshots have history."""
+BACKFILL_AFTER = -3
+"""After this warm-up day, the 30-day windows' older days are backfilled with its average."""
 WEEKEND_LIFT = 1.15
 GROWTH_OVER_WINDOW = 0.15
 
@@ -165,7 +167,8 @@ def generate(config: GeneratorConfig, out: Path, progress: Progress | None = Non
             for k, day_index in enumerate(all_days):
                 rng = day_rngs[k]
                 popularity = daily_popularity(catalogue, day_index, rng)
-                day = Day(day_index, catalogue.release_day < day_index + 1, popularity)
+                # Only items released before the day starts can be shown that day.
+                day = Day(day_index, catalogue.release_day <= day_index, popularity)
                 simulator.begin_day(day)
                 remaining = int(warmup[k] if day_index < 0 else volume[day_index])
                 while remaining > 0:
@@ -178,6 +181,9 @@ def generate(config: GeneratorConfig, out: Path, progress: Progress | None = Non
                         writers.write(T.IMPRESSIONS, impressions)
                         next_id += n
                     remaining -= n
+                if day_index == BACKFILL_AFTER:
+                    observed = list(range(-WARMUP_DAYS, day_index + 1))
+                    state.backfill(observed, list(range(day_index + 1 - WINDOW, -WARMUP_DAYS)))
                 snapshots = state.end_day(day_index, window_start, popularity)
                 if day_index >= -2:  # searches early on day 0 need the snapshot of day -1
                     for table, frame in snapshots.items():

@@ -53,7 +53,7 @@ class Day:
 
     index: int
     available: np.ndarray
-    """bool (n_items,): released by the end of the day."""
+    """bool (n_items,): released before the day began, so showable all day."""
     popularity: np.ndarray
     """float (n_items,) in [0, 1]: the platform's popularity score (log-scaled plays)."""
 

@@ -17,7 +17,7 @@ from searchrank.features import tables as T
 from searchrank.features.generator import words as W
 from searchrank.features.generator.catalogue import PODCAST_TYPES, Catalogue
 from searchrank.features.generator.simulate import Chunk
-from searchrank.features.generator.users import Users
+from searchrank.features.generator.users import ACTIVITY_BUCKETS, Users
 
 WINDOW = 30
 """Days of history kept in the ring buffers (the longest rolling window)."""
@@ -116,6 +116,21 @@ class FeatureState:
         )
         self.query_days.append((day, today))
 
+    def backfill(self, observed: list[int], missing: list[int]) -> None:
+        """Fill the days before the simulation with the average of the ``observed`` days.
+
+        The rolling 30-day windows would otherwise grow through the first month of logs, a
+        drift that real logs do not have.
+        """
+        for ring in (self.user_ring, self.item_ring):
+            average = ring[[d % WINDOW for d in observed]].mean(axis=0)
+            for day in missing:
+                ring[day % WINDOW] = average
+        frames = {d: q for d, q in self.query_days if d in observed}
+        for k, day in enumerate(missing):
+            template = frames[observed[k % len(observed)]]
+            self.query_days.append((day, template.assign(day=day)))
+
     def end_day(
         self, day: int, window_start: datetime, popularity: np.ndarray
     ) -> dict[str, pd.DataFrame]:
@@ -157,8 +172,8 @@ class FeatureState:
         searches_30d = month[:, 0]
         bucket = np.select(
             [age < COLD_START_DAYS, searches_30d < 5, searches_30d < 25],
-            ["cold_start", "light", "medium"],
-            "heavy",
+            list(ACTIVITY_BUCKETS[:3]),
+            ACTIVITY_BUCKETS[3],
         )
         return pd.DataFrame(
             {
@@ -181,6 +196,7 @@ class FeatureState:
                 "activity_bucket": bucket.astype(object),
                 "market": np.array(W.MARKETS, dtype=object)[users.market[present]],
                 T.TIMESTAMP_COLUMN: stamp,
+                T.FEATURE_TIMESTAMP: stamp,
                 T.CREATED_COLUMN: stamp,
             }
         )
@@ -202,6 +218,7 @@ class FeatureState:
                 "ctr_7d": ((week[:, 1] + 20 * prior_ctr) / (week[:, 0] + 20)).astype(np.float32),
                 "days_since_release": (now - self.cat.release_day[released]).astype(np.float32),
                 T.TIMESTAMP_COLUMN: stamp,
+                T.FEATURE_TIMESTAMP: stamp,
                 T.CREATED_COLUMN: stamp,
             }
         )
@@ -227,6 +244,7 @@ class FeatureState:
                 "click_rate_30d": ((agg["clicked"] + 1.0) / denominator).to_numpy(np.float32),
                 "stream_rate_30d": ((agg["streamed"] + 0.5) / denominator).to_numpy(np.float32),
                 T.TIMESTAMP_COLUMN: stamp,
+                T.FEATURE_TIMESTAMP: stamp,
                 T.CREATED_COLUMN: stamp,
             }
         )
@@ -255,6 +273,7 @@ class FeatureState:
                 "artist_affinity": (creator_streams / np.maximum(logged, 1.0)).astype(np.float32),
                 "genre_affinity": (genre_streams / np.maximum(total, 1.0)).astype(np.float32),
                 T.TIMESTAMP_COLUMN: stamp,
+                T.FEATURE_TIMESTAMP: stamp,
                 T.CREATED_COLUMN: stamp,
             }
         )

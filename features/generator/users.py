@@ -13,6 +13,8 @@ from searchrank.features.generator import words as W
 ACTIVITY_LEVELS: tuple[str, ...] = ("light", "medium", "heavy")
 ACTIVITY_SHARE = (0.5, 0.35, 0.15)
 ACTIVITY_RATE = (1.0, 4.0, 14.0)
+ACTIVITY_BUCKETS: tuple[str, ...] = ("cold_start", "light", "medium", "heavy")
+"""The observed activity bucket of a listener (a feature), from account age and searches."""
 COLD_START_SHARE = 0.12
 """Share of listeners who sign up inside the logged window, so have no history at first."""
 

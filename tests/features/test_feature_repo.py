@@ -25,7 +25,13 @@ from searchrank.features.offline_store import AsofDuckDBOfflineStoreConfig
 from searchrank.features.store import REPO_TEMPLATE_DIR, open_store, template
 
 FEAST = str(Path(sys.executable).parent / "feast")
-ARROW_TO_FEAST = {"int64": "Int64", "float": "Float32", "string": "String", "bool": "Bool"}
+ARROW_TO_FEAST = {
+    "int64": "Int64",
+    "float": "Float32",
+    "string": "String",
+    "bool": "Bool",
+    "timestamp[us, tz=UTC]": "UnixTimestamp",
+}
 
 
 def _free_port() -> int:

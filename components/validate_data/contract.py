@@ -1,0 +1,253 @@
+"""The pieces of a data contract that need no Great Expectations: what each column should hold
+(from the Feast feature service), what the reference dataset looked like, and how far a
+feature's distribution moved (population stability index).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from searchrank.components.core import schema as S
+from searchrank.components.core.domain import Domain
+from searchrank.components.core.errors import InputError
+
+if TYPE_CHECKING:
+    from feast import FeatureService
+
+_TIMESTAMPS = tuple(f"timestamp[{unit}, tz=UTC]" for unit in ("us", "ns", "ms"))
+_TEXT = ("string", "large_string")
+ARROW_TYPES: dict[str, tuple[str, ...]] = {
+    # An integer column with missing values that went through pandas comes back as doubles.
+    "Int64": ("int64", "int32", "double"),
+    "Int32": ("int32", "int64", "double"),
+    "Float32": ("float", "double"),
+    "Float64": ("double", "float"),
+    "String": _TEXT,
+    "Bool": ("bool",),
+    "UnixTimestamp": _TIMESTAMPS,
+}
+"""Arrow type names a column of each Feast type may have in a training-set file."""
+ENTITY_TYPES: dict[str, tuple[str, ...]] = {
+    S.SEARCH_ID: ("int64",),
+    S.USER_ID: ("int64",),
+    S.ITEM_ID: ("int64",),
+    S.QUERY: _TEXT,
+    S.EVENT_TIMESTAMP: _TIMESTAMPS,
+    S.POSITION: ("int32", "int64"),
+    S.LABEL: ("int32", "int64"),
+}
+NUMERIC_TYPES = frozenset({"Int64", "Int32", "Float32", "Float64"})
+MAX_PROFILED_CATEGORIES = 50
+PSI_BINS = 10
+PSI_FLOOR = 1e-4
+"""Empty bins get this share, so that the index stays finite."""
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What one feature column of a training set should hold.
+
+    Attributes:
+        column: the training-set column, ``<view>__<feature>``.
+        view: the feature view (or on-demand view) the feature comes from.
+        dtype: the Feast type name, such as ``Float32``.
+        domain: the values it may take (from the Feast field's or view's tags).
+    """
+
+    column: str
+    view: str
+    dtype: str
+    domain: Domain
+
+    @property
+    def numeric(self) -> bool:
+        return self.dtype in NUMERIC_TYPES
+
+
+def feature_specs(
+    service: FeatureService, view_tags: Mapping[str, Mapping[str, str]]
+) -> list[FeatureSpec]:
+    """The feature columns a training set fetched with ``service`` has, in order.
+
+    Args:
+        service: the Feast feature service.
+        view_tags: each view's tags; a field without tags of its own takes its view's domain
+            (Feast rejects tags on the fields of on-demand views).
+    """
+    specs = []
+    for projection in service.feature_view_projections:
+        name = projection.name_to_use()
+        for field in projection.features:
+            tags = field.tags or view_tags.get(projection.name, {})
+            specs.append(
+                FeatureSpec(
+                    f"{name}__{field.name}",
+                    projection.name,
+                    str(field.dtype),
+                    Domain.from_tags(tags),
+                )
+            )
+    return specs
+
+
+def load_feature_specs(feature_service: str, feature_repo: Path | None = None) -> list[FeatureSpec]:
+    """The feature specs of a service, from a Feast repository's registry or, without one, from
+    searchrank's own definitions (no registry needed).
+
+    Raises:
+        InputError: no feature service of that name.
+    """
+    if feature_repo is not None:
+        from searchrank.components.fetch_features.logic import resolve_feature_service
+        from searchrank.features.store import open_store
+
+        store = open_store(feature_repo)
+        service = resolve_feature_service(store, feature_service)
+        views: dict[str, Any] = {v.name: v for v in store.list_feature_views()}
+        views |= {v.name: v for v in store.list_on_demand_feature_views()}
+    else:
+        from searchrank.features import definitions
+
+        services = {s.name: s for s in definitions.FEATURE_SERVICES}
+        if feature_service not in services:
+            raise InputError(
+                "feature_service",
+                feature_service,
+                f"must be one of searchrank's feature services {sorted(services)}",
+            )
+        service = services[feature_service]
+        views = {
+            v.name: v for v in [*definitions.FEATURE_VIEWS, *definitions.ON_DEMAND_FEATURE_VIEWS]
+        }
+    return feature_specs(service, {name: dict(view.tags or {}) for name, view in views.items()})
+
+
+@dataclass(frozen=True)
+class ColumnProfile:
+    """What a column looked like in the reference dataset.
+
+    Numeric columns keep their range and PSI bin edges (the reference's deciles); categorical
+    ones their values and frequencies. Shares are over all rows, missing values included.
+    """
+
+    column: str
+    numeric: bool
+    null_share: float
+    low: float | None = None
+    high: float | None = None
+    edges: tuple[float, ...] = ()
+    shares: tuple[float, ...] = ()
+    categories: tuple[str, ...] = ()
+
+
+def sample(frame: pd.DataFrame, rows: int, seed: int = 0) -> pd.DataFrame:
+    """At most ``rows`` rows, drawn uniformly without replacement (all of them when fewer)."""
+    return frame if len(frame) <= rows else frame.sample(rows, random_state=seed)
+
+
+def _numeric_bins(values: pd.Series, edges: tuple[float, ...]) -> np.ndarray:
+    """Shares of values per bin: (-inf, e0], (e0, e1], ..., (e_k, inf), then missing."""
+    present = values.dropna().to_numpy(dtype=np.float64)
+    counts = np.bincount(
+        np.searchsorted(np.asarray(edges), present, side="left"), minlength=len(edges) + 1
+    )
+    return np.append(counts, values.isna().sum()) / max(len(values), 1)
+
+
+def _category_bins(values: pd.Series, categories: tuple[str, ...]) -> np.ndarray:
+    """Shares of values per category, then any other value, then missing."""
+    text = values.dropna().astype(str)
+    known = text.value_counts().reindex(list(categories), fill_value=0).to_numpy()
+    return np.append(known, [len(text) - known.sum(), values.isna().sum()]) / max(len(values), 1)
+
+
+def profile_column(column: str, values: pd.Series, numeric: bool) -> ColumnProfile:
+    """Profile one reference column (from a sample, see :func:`sample`)."""
+    null_share = float(values.isna().mean()) if len(values) else 0.0
+    if numeric:
+        present = values.dropna().astype(np.float64)
+        if present.empty:
+            return ColumnProfile(column, True, null_share)
+        quantiles = np.quantile(present, np.linspace(0, 1, PSI_BINS + 1)[1:-1])
+        edges = tuple(float(q) for q in np.unique(quantiles))
+        return ColumnProfile(
+            column,
+            True,
+            null_share,
+            float(present.min()),
+            float(present.max()),
+            edges,
+            tuple(_numeric_bins(values, edges)),
+        )
+    counts = values.dropna().astype(str).value_counts()
+    if len(counts) > MAX_PROFILED_CATEGORIES:
+        # Free text (names, queries): neither a value set nor a distribution to compare.
+        return ColumnProfile(column, False, null_share)
+    categories = tuple(counts.index)
+    return ColumnProfile(
+        column,
+        False,
+        null_share,
+        categories=categories,
+        shares=tuple(_category_bins(values, categories)),
+    )
+
+
+def profiled(spec: FeatureSpec) -> bool:
+    """Whether a reference profile and a drift score make sense for a feature: numbers and closed
+    categories do; audit timestamps and free text (names without a value set) do not."""
+    return not spec.domain.audit and (
+        spec.numeric or spec.domain.values is not None or spec.dtype == "Bool"
+    )
+
+
+def reference_profiles(
+    path: Path, specs: list[FeatureSpec], sample_rows: int
+) -> dict[str, ColumnProfile]:
+    """Profile the reference dataset's features: ranges over all rows, distribution bins over a
+    uniform sample of ``sample_rows`` rows.
+
+    Only the profiled columns are read: free-text columns would cost most of the reading time
+    and have no distribution to compare.
+    """
+    try:
+        names = pq.read_schema(path).names
+        wanted = [s for s in specs if profiled(s) and s.column in names]
+        frame = pq.read_table(path, columns=[s.column for s in wanted]).to_pandas()
+    except (OSError, pa.ArrowInvalid) as error:
+        raise InputError(
+            "reference", str(path), f"must be a readable parquet file ({error})"
+        ) from error
+    rows = sample(frame, sample_rows)
+    profiles = {}
+    for spec in wanted:
+        numeric = spec.numeric and pd.api.types.is_numeric_dtype(frame[spec.column])
+        profile = profile_column(spec.column, rows[spec.column], numeric)
+        if numeric and profile.low is not None:
+            full = frame[spec.column]
+            profile = replace(profile, low=float(full.min()), high=float(full.max()))
+        profiles[spec.column] = profile
+    return profiles
+
+
+def population_stability(reference: ColumnProfile, values: pd.Series) -> float:
+    """The population stability index of ``values`` against the reference's bins.
+
+    PSI = sum over bins of (current − reference) · ln(current / reference). Rules of thumb: under
+    0.1 no real shift, 0.1–0.25 a moderate one, above 0.25 a large one.
+    """
+    if reference.numeric:
+        current = _numeric_bins(values, reference.edges)
+    else:
+        current = _category_bins(values, reference.categories)
+    expected = np.maximum(np.asarray(reference.shares), PSI_FLOOR)
+    actual = np.maximum(current, PSI_FLOOR)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))

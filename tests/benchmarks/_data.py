@@ -1,0 +1,57 @@
+"""Benchmark datasets: synthetic music-search training sets, generated once and cached.
+
+Benchmarks share this so that each builds its data the same way: generate the logs, apply the
+Feast definitions into a repository beside them, and fetch the ``ranker_v1`` training set.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CACHE = ROOT / ".searchrank" / "bench"
+SEARCHES_PER_ROW = 1 / 19.5
+"""About 19.5 impressions per search with the generator's defaults."""
+
+
+def training_set(rows: int, seed: int, cache: Path = CACHE) -> Path:
+    """A ``ranker_v1`` training set of ``rows`` rows, in time order (cached by size and seed)."""
+    import pyarrow.parquet as pq
+
+    from searchrank.components.core.names import RANKER_FEATURE_SERVICE
+    from searchrank.components.fetch_features.logic import fetch_features
+    from searchrank.features import tables
+    from searchrank.features.generator.config import GeneratorConfig
+    from searchrank.features.generator.generate import generate
+    from searchrank.features.store import apply_definitions, create_repo, open_store
+
+    folder = cache / f"training-{rows}-{seed}"
+    out = folder / "training_set.parquet"
+    if out.exists() and pq.read_metadata(out).num_rows >= rows:
+        return out
+    searches = int(rows * SEARCHES_PER_ROW * 1.03) + 100
+    config = GeneratorConfig(searches=searches, seed=seed, end_date=date(2026, 11, 1))
+    generate(config, folder / "data")
+    repo = create_repo(folder / "repo", folder / "data")
+    apply_definitions(open_store(repo))
+    entities = folder / "entities.parquet"
+    impressions = pq.read_table(folder / "data" / tables.file_name(tables.IMPRESSIONS))
+    pq.write_table(impressions.slice(0, rows), entities)
+    fetch_features(entities, repo, RANKER_FEATURE_SERVICE, out)
+    return out
+
+
+def time_split(path: Path, parts: int = 2) -> list[Path]:
+    """Cut a training set into ``parts`` consecutive periods (cached beside it)."""
+    import pyarrow.parquet as pq
+
+    from searchrank.components.core.io import write_parquet_atomically
+
+    table = pq.read_table(path)
+    size = table.num_rows // parts
+    pieces = [path.with_name(f"{path.stem}-part{k}-of{parts}.parquet") for k in range(parts)]
+    for k, piece in enumerate(pieces):
+        if not piece.exists():
+            write_parquet_atomically(table.slice(k * size, size), piece)
+    return pieces

@@ -192,11 +192,19 @@ def run_suites(batches: list[Any], docs_dir: Path | None) -> tuple[list[Finding]
         validation = context.validation_definitions.add(
             gx.ValidationDefinition(name=batch.name, data=definition, suite=suite)
         )
-        result = validation.run(
-            batch_parameters={"dataframe": batch.frame}, result_format="SUMMARY"
+        # A checkpoint per table: each table is its own dataframe, and a checkpoint hands the
+        # same batch parameters to all of its validation definitions.
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(
+                name=batch.name,
+                validation_definitions=[validation],
+                result_format={"result_format": "SUMMARY"},
+            )
         )
-        ran += len(result.results)
-        findings += [_finding(batch.name, r) for r in result.results if not r.success]
+        outcome = checkpoint.run(batch_parameters={"dataframe": batch.frame})
+        for result in outcome.run_results.values():
+            ran += len(result.results)
+            findings += [_finding(batch.name, r) for r in result.results if not r.success]
     index = None
     if docs_dir is not None:
         urls = context.build_data_docs(site_names=[DOCS_SITE])

@@ -64,6 +64,19 @@ def _expect(
     return kind(severity=severity, meta=meta, description=description, **kwargs)
 
 
+def _required(column: str) -> Expectation:
+    # The share of non-null values is a column aggregate; ExpectColumnValuesToNotBeNull would
+    # list offending rows, at about ten times the cost on a million rows.
+    return _expect(
+        E.ExpectColumnProportionOfNonNullValuesToBeBetween,
+        "required",
+        column,
+        ERROR,
+        f"{column} is never missing",
+        min_value=1.0,
+    )
+
+
 def _is_numeric(dtype: Any) -> bool:
     return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
 
@@ -106,16 +119,7 @@ def training_set_batch(
         )
         for c in expected
     ]
-    for column in (c for c in S.ENTITY_COLUMNS if c in present):
-        out.append(
-            _expect(
-                E.ExpectColumnValuesToNotBeNull,
-                "required",
-                column,
-                ERROR,
-                f"{column} is never missing",
-            )
-        )
+    out += [_required(c) for c in S.ENTITY_COLUMNS if c in present]
     if S.LABEL in present:
         out.append(
             _expect(
@@ -175,15 +179,7 @@ def _feature_expectations(
     column, domain = spec.column, spec.domain
     out = []
     if domain.required:
-        out.append(
-            _expect(
-                E.ExpectColumnValuesToNotBeNull,
-                "required",
-                column,
-                ERROR,
-                f"{column} is never missing",
-            )
-        )
+        out.append(_required(column))
     elif not domain.audit:
         limit = domain.max_null_rate if domain.max_null_rate is not None else config.max_null_rate
         out.append(

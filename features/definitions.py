@@ -132,7 +132,7 @@ search_request = RequestSource(
 
 
 @on_demand_feature_view(
-    sources=[item_catalogue[["name", "artist_name"]], search_request],
+    sources=[item_catalogue[["name", "artist_name", "keywords"]], search_request],
     schema=[Field(name=f, dtype=Float32) for f in TEXT_MATCH_FEATURES],
     # Feast rejects tags on on-demand fields, so the domain of all of them is a view tag.
     tags=rate(required=True).to_tags(),
@@ -147,7 +147,10 @@ def query_item_match(inputs: pd.DataFrame) -> pd.DataFrame:
     from searchrank.components.core.text import text_match
 
     features = text_match(
-        inputs["query_text"].tolist(), inputs["name"].tolist(), inputs["artist_name"].tolist()
+        inputs["query_text"].tolist(),
+        inputs["name"].tolist(),
+        inputs["artist_name"].tolist(),
+        inputs["keywords"].tolist(),
     )
     return pd.DataFrame(features, index=inputs.index)
 

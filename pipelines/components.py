@@ -13,14 +13,22 @@ from typing import Any
 from kfp import compiler
 
 import searchrank.components as components_package
+from searchrank.components.evaluate import evaluate_op
 from searchrank.components.fetch_features import fetch_features_op
 from searchrank.components.materialize_features import materialize_features_op
+from searchrank.components.split_dataset import split_dataset_op
+from searchrank.components.train_lightgbm import train_lightgbm_op
+from searchrank.components.train_ranker import train_ranker_op
 from searchrank.components.validate_data import validate_data_op
 
 COMPONENTS: dict[str, Any] = {
     "fetch_features": fetch_features_op,
     "materialize_features": materialize_features_op,
     "validate_data": validate_data_op,
+    "split_dataset": split_dataset_op,
+    "train_ranker": train_ranker_op,
+    "train_lightgbm": train_lightgbm_op,
+    "evaluate": evaluate_op,
 }
 
 COMPONENTS_DIR = Path(components_package.__file__).resolve().parent

@@ -75,3 +75,32 @@ def kfp_local(tmp_path: Path) -> Path:
     root = tmp_path / "pipeline_root"
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
     return root
+
+
+@pytest.fixture(scope="session")
+def splits(
+    tmp_path_factory: pytest.TempPathFactory, dataset_dir: Path, feature_repo: Path
+) -> dict[str, Path]:
+    """The session dataset's ranker_v1 training set, cut by time into train, valid and test."""
+    import pandas as pd
+
+    from searchrank.components.core.names import RANKER_FEATURE_SERVICE
+    from searchrank.components.core.split import split_by_time
+    from searchrank.components.fetch_features.logic import fetch_features
+    from searchrank.features import tables
+
+    folder = tmp_path_factory.mktemp("splits")
+    full = folder / "training_set.parquet"
+    fetch_features(
+        dataset_dir / tables.file_name(tables.IMPRESSIONS),
+        feature_repo,
+        RANKER_FEATURE_SERVICE,
+        full,
+    )
+    paths = {"full": full}
+    for name, part in zip(
+        ("train", "valid", "test"), split_by_time(pd.read_parquet(full), 0.1, 0.2), strict=True
+    ):
+        paths[name] = folder / f"{name}.parquet"
+        part.to_parquet(paths[name], index=False)
+    return paths

@@ -27,8 +27,14 @@ TEXT_MATCH_FEATURES: tuple[str, ...] = (
     "name_trigram_sim",
     "artist_token_coverage",
     "artist_trigram_sim",
+    "keyword_coverage",
 )
 """Output names of :func:`text_match`, in order; all values lie in [0, 1]."""
+
+FILLER_WORDS = frozenset(
+    {"music", "songs", "song", "vibes", "playlist", "best", "new", "hits", "podcast", "podcasts"}
+)
+"""Query words that say nothing about an item's metadata: "chill vibes" asks for chill items."""
 
 _NON_WORD = re.compile(r"[^\w]+")
 
@@ -81,7 +87,7 @@ def _coverage(query_words: frozenset[str], field_words: frozenset[str]) -> float
 
 
 @lru_cache(maxsize=1 << 20)
-def _pair_features(query: str, name: str, artist: str) -> tuple[float, ...]:
+def _pair_features(query: str, name: str, artist: str, keywords: str) -> tuple[float, ...]:
     qn, qw, _ = analyze(query)
     nn, nw, _ = analyze(name)
     aw = analyze(artist).words
@@ -92,6 +98,7 @@ def _pair_features(query: str, name: str, artist: str) -> tuple[float, ...]:
         trigram_similarity(query, name),
         _coverage(qw, aw),
         trigram_similarity(query, artist),
+        _coverage(qw - FILLER_WORDS, analyze(keywords).words),
     )
 
 
@@ -99,26 +106,29 @@ def text_match(
     queries: Sequence[str | None],
     names: Sequence[str | None],
     artists: Sequence[str | None],
+    keywords: Sequence[str | None] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Compute the text-match features for aligned (query, item name, item artist) triples.
+    """Compute the text-match features for aligned (query, item) rows.
 
     Args:
         queries: the search text of each row (raw or normalized).
         names: the item's display name of each row; ``None`` for an unknown item.
         artists: the item's artist, creator or show name of each row; ``None`` when unknown.
+        keywords: the item's metadata words (genre, mood, topic) of each row; none when absent.
 
     Returns:
         One float32 array of shape (n,) per name in :data:`TEXT_MATCH_FEATURES`. Rows with a
         missing query or name score 0 on every feature.
     """
     n = len(queries)
-    if len(names) != n or len(artists) != n:
+    words = keywords if keywords is not None else [None] * n
+    if not len(names) == len(artists) == len(words) == n:
         raise ValueError(
-            f"text_match needs aligned inputs, got {n} queries, {len(names)} names and "
-            f"{len(artists)} artists"
+            f"text_match needs aligned inputs, got {n} queries, {len(names)} names, "
+            f"{len(artists)} artists and {len(words)} keyword lists"
         )
     out = np.zeros((n, len(TEXT_MATCH_FEATURES)), dtype=np.float32)
-    for i, (q, name, artist) in enumerate(zip(queries, names, artists, strict=True)):
+    for i, (q, name, artist, kw) in enumerate(zip(queries, names, artists, words, strict=True)):
         if q and name:
-            out[i] = _pair_features(q, name, artist or "")
+            out[i] = _pair_features(q, name, artist or "", kw or "")
     return {feature: out[:, j] for j, feature in enumerate(TEXT_MATCH_FEATURES)}

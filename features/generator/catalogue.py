@@ -71,6 +71,20 @@ class Catalogue:
         ]
         return np.where(np.isin(self.item_type, PODCAST_TYPES), topics, music)
 
+    def keywords(self) -> np.ndarray:
+        """Metadata words of each item, as a catalogue's tags would be: genre and mood for
+        music; topic, topic words and "podcast" for shows and episodes."""
+        genre = self.genre_label()
+        out = np.empty(len(self), dtype=object)
+        for i in range(len(self)):
+            words = [str(genre[i])]
+            if self.mood[i] >= 0:
+                words.append(W.MOODS[self.mood[i]])
+            if self.item_type[i] in PODCAST_TYPES:
+                words += [*W.TOPIC_WORDS[str(genre[i])], "podcast"]
+            out[i] = " ".join(words)
+        return out
+
     def to_frame(self, window_start: datetime) -> pd.DataFrame:
         """The public catalogue table (hidden popularity left out)."""
         release = pd.to_datetime(window_start) + pd.to_timedelta(self.release_day, unit="D")
@@ -83,6 +97,7 @@ class Catalogue:
                 "name": self.name,
                 "artist_name": self.artist_name,
                 "genre": self.genre_label(),
+                "keywords": self.keywords(),
                 "mood": moods,
                 "market": np.array(W.MARKETS, dtype=object)[self.market],
                 "language": [W.MARKET_LANGUAGE[W.MARKETS[m]] for m in self.market],

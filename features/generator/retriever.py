@@ -9,14 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from searchrank.components.core.text import analyze
-from searchrank.features.generator import words as W
-from searchrank.features.generator.catalogue import EPISODE, SHOW, Catalogue
+from searchrank.components.core.text import FILLER_WORDS, analyze
+from searchrank.features.generator.catalogue import Catalogue
 
-FILLER_WORDS = frozenset(
-    {"music", "songs", "song", "vibes", "playlist", "best", "new", "hits", "podcast", "podcasts"}
-)
-"""Words that carry no meaning for matching metadata; "chill vibes" matches every chill item."""
 MIN_LEXICAL = 0.15
 POPULARITY_WEIGHT = 0.5
 MIN_LIST = 5
@@ -57,16 +52,7 @@ def _counts(postings: np.ndarray, n_items: int) -> np.ndarray:
 
 
 def _meta_terms(catalogue: Catalogue) -> list[frozenset[str]]:
-    genre = catalogue.genre_label()
-    terms: list[frozenset[str]] = []
-    for i in range(len(catalogue)):
-        words = set(str(genre[i]).split())
-        if catalogue.mood[i] >= 0:
-            words.update(W.MOODS[catalogue.mood[i]].split())
-        if catalogue.item_type[i] in (SHOW, EPISODE):
-            words.update(w for phrase in W.TOPIC_WORDS[str(genre[i])] for w in phrase.split())
-        terms.append(frozenset(analyze(" ".join(words)).words))
-    return terms
+    return [analyze(k).words for k in catalogue.keywords()]
 
 
 class LexicalRetriever:

@@ -44,6 +44,8 @@ MARKET_LOCAL_SHARE = 0.5
 """Share of named searches whose target is drawn among items of the listener's own market."""
 
 EXAMINATION_EXPONENT = 0.85
+SUBSTITUTE_WHEN_SHOWN = 0.3
+"""How much of a substitute's appeal remains when what the listener asked for is in the list."""
 ABANDON_AFTER_SATISFIED = 0.65
 
 
@@ -145,6 +147,7 @@ class Simulator:
             mood_q[imp_search],
             topic_q[imp_search],
             lexical,
+            imp_search,
             rng,
         )
         labels = self._click_model(relevance, position, imp_search, users, starts, rng)
@@ -279,12 +282,19 @@ class Simulator:
         mood_q: np.ndarray,
         topic_q: np.ndarray,
         lexical: np.ndarray,
+        search: np.ndarray,
         rng: np.random.Generator,
     ) -> np.ndarray:
         cat, users = self.cat, self.users
         has_target = target >= 0
         t = np.maximum(target, 0)
         is_target = has_target & (item == t)
+        # Substitutes: another version of the song, or an artist's works, stand in for what was
+        # asked for when it is missing from the list, and matter much less when it is there.
+        shown = np.bincount(
+            search, weights=is_target, minlength=search.max() + 1 if len(search) else 0
+        )
+        substitute = np.where(shown[search] > 0, SUBSTITUTE_WHEN_SHOWN, 1.0)
         is_track = cat.item_type[item] == TRACK
         is_podcast = np.isin(cat.item_type[item], PODCAST_TYPES)
         same_song = has_target & ~is_target & is_track & (cat.parent[item] == cat.parent[t])
@@ -308,8 +318,10 @@ class Simulator:
         explicit_clash = cat.explicit[item] & users.explicit_averse[user]
         return (
             3.0 * is_target
-            + 1.4 * same_song
-            + np.where(intent == ARTIST_I, 1.6 * (0.4 + day.popularity[item]), 0.5) * of_target
+            + 1.4 * substitute * same_song
+            + np.where(intent == ARTIST_I, 1.6 * (0.4 + day.popularity[item]), 0.5)
+            * substitute
+            * of_target
             + 0.5 * same_creator
             + 1.3 * genre_hit
             + 1.6 * mood_hit

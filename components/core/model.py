@@ -1,0 +1,130 @@
+"""The context-aware listwise ranker: self-attention across the candidates of one search.
+
+As in allRank and "Context-Aware Learning to Rank with Self-Attention" (Pobrotyn et al., 2020):
+every candidate's features (numeric features, categorical embeddings, and the user and query
+context repeated per candidate) are projected to ``d_model``, a Transformer encoder lets each
+candidate attend to the others of the same search (padding masked out, no positional encoding:
+the logged position is not an input), and a linear head gives one score per candidate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class RankerConfig:
+    """Shape of the ranker.
+
+    Attributes:
+        n_numeric: numeric input features per candidate.
+        cardinalities: size of each categorical feature's vocabulary (index 0: missing/unseen).
+        embedding_dim: width of each categorical embedding.
+        d_model: width of the encoder.
+        n_layers: encoder layers.
+        n_heads: attention heads.
+        ff_dim: width of the encoder's feed-forward layers.
+        dropout: dropout in the input projection and the encoder.
+        list_context: also feed each numeric feature's difference from its slate's mean and
+            maximum, so that "best match in this list" is one linear step away.
+        rank_keys: learned sort keys whose soft rank within the slate is fed to the encoder
+            (0 for none): where a candidate stands among the others, by a learned criterion.
+    """
+
+    n_numeric: int
+    cardinalities: list[int] = field(default_factory=list)
+    embedding_dim: int = 8
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    ff_dim: int = 128
+    dropout: float = 0.1
+    list_context: bool = True
+    rank_keys: int = 4
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class ContextAwareRanker(nn.Module):
+    """Scores every candidate of a slate in the context of the others."""
+
+    def __init__(self, config: RankerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embeddings = nn.ModuleList(
+            nn.Embedding(cardinality, config.embedding_dim) for cardinality in config.cardinalities
+        )
+        numeric = config.n_numeric * (3 if config.list_context else 1)
+        width = numeric + config.embedding_dim * len(config.cardinalities)
+        self.rank_key = nn.Linear(width, config.rank_keys) if config.rank_keys else None
+        self.project = nn.Sequential(
+            nn.Linear(width + config.rank_keys, config.d_model),
+            nn.GELU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(config.d_model, config.d_model),
+        )
+        layer = nn.TransformerEncoderLayer(
+            config.d_model,
+            config.n_heads,
+            config.ff_dim,
+            config.dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
+        self.encoder = nn.TransformerEncoder(layer, config.n_layers, enable_nested_tensor=False)
+        self.head = nn.Sequential(nn.LayerNorm(config.d_model), nn.Linear(config.d_model, 1))
+
+    def forward(self, dense: Tensor, codes: Tensor, mask: Tensor) -> Tensor:
+        """Score slates.
+
+        Args:
+            dense: (B, L, n_numeric) float features.
+            codes: (B, L, n_categorical) int64 category codes.
+            mask: (B, L) bool, True for real candidates.
+
+        Returns:
+            (B, L) scores; padded slots score 0.
+        """
+        numeric = [dense]
+        if self.config.list_context:
+            weight = mask.unsqueeze(-1).to(dense.dtype)
+            count = weight.sum(dim=1, keepdim=True).clamp(min=1.0)
+            mean = (dense * weight).sum(dim=1, keepdim=True) / count
+            top = dense.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1, keepdim=True)
+            top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+            numeric += [dense - mean, dense - top]
+        parts = [*numeric, *(emb(codes[..., j]) for j, emb in enumerate(self.embeddings))]
+        inputs = torch.cat(parts, dim=-1)
+        if self.rank_key is not None:
+            inputs = torch.cat([inputs, soft_rank(self.rank_key(inputs), mask)], dim=-1)
+        hidden = self.project(inputs)
+        # A slate made only of padding would make attention produce NaN: give it one key.
+        keys = mask.clone()
+        keys[:, 0] |= ~mask.any(dim=1)
+        hidden = self.encoder(hidden, src_key_padding_mask=~keys)
+        return self.head(hidden).squeeze(-1).masked_fill(~mask, 0.0)
+
+
+def soft_rank(keys: Tensor, mask: Tensor) -> Tensor:
+    """Where each candidate stands in its slate by each key, in [0, 1] (0: highest).
+
+    The share of other real candidates whose key is higher, with a sigmoid for "higher" so that
+    it is differentiable.
+
+    Args:
+        keys: (B, L, K) sort keys.
+        mask: (B, L) bool, True for real candidates.
+
+    Returns:
+        (B, L, K) soft ranks; 0 in padded slots.
+    """
+    above = torch.sigmoid(keys.unsqueeze(1) - keys.unsqueeze(2))  # (B, L_i, L_j, K): j above i
+    real = mask.unsqueeze(1).unsqueeze(-1).to(keys.dtype)  # j must be a real candidate
+    others = (real.sum(dim=2) - 1.0).clamp(min=1.0)
+    ranks = ((above * real).sum(dim=2) - 0.5) / others  # minus i against itself: sigmoid(0)
+    return ranks.masked_fill(~mask.unsqueeze(-1), 0.0)

@@ -1,0 +1,87 @@
+"""Small matplotlib charts for run reports, as self-contained PNG data URIs (no files to ship)."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on a pipeline pod or a CI machine
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+
+def data_uri(figure: Figure) -> str:
+    """The figure as a ``data:image/png;base64,...`` URI; the figure is closed."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def training_curves(history: Sequence[Mapping[str, float]], best_epoch: int) -> str:
+    """Training loss and validation NDCG@10 by epoch, the selected epoch marked."""
+    epochs = [h["epoch"] for h in history]
+    figure, (loss_axis, score_axis) = plt.subplots(1, 2, figsize=(9, 3.2))
+    loss_axis.plot(epochs, [h["train_loss"] for h in history], marker="o")
+    loss_axis.set(title="training loss", xlabel="epoch")
+    score_axis.plot(epochs, [h["val_ndcg@10"] for h in history], marker="o", label="NDCG@10")
+    score_axis.plot(epochs, [h["val_ndcg@5"] for h in history], marker=".", label="NDCG@5")
+    score_axis.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch {best_epoch}")
+    score_axis.set(title="validation", xlabel="epoch")
+    score_axis.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    return data_uri(figure)
+
+
+def grouped_bars(
+    values: Mapping[str, Mapping[str, float]],
+    errors: Mapping[str, Mapping[str, tuple[float, float]]] | None = None,
+    title: str = "",
+    ylabel: str = "",
+) -> str:
+    """Bars per group (x) and system (colour), with optional (low, high) error bars."""
+    groups = list(next(iter(values.values())).keys()) if values else []
+    systems = list(values)
+    width = 0.8 / max(len(systems), 1)
+    figure, axis = plt.subplots(
+        figsize=(max(6.0, 0.9 * len(groups) * max(len(systems), 1) * 0.5 + 3), 3.6)
+    )
+    for k, system in enumerate(systems):
+        xs = [g + k * width for g in range(len(groups))]
+        heights = [values[system].get(group, float("nan")) for group in groups]
+        yerr = None
+        if errors and system in errors:
+            low = [
+                h - errors[system].get(g, (h, h))[0] for g, h in zip(groups, heights, strict=True)
+            ]
+            high = [
+                errors[system].get(g, (h, h))[1] - h for g, h in zip(groups, heights, strict=True)
+            ]
+            yerr = [low, high]
+        axis.bar(xs, heights, width=width, label=system, yerr=yerr, capsize=2)
+    axis.set_xticks(
+        [g + width * (len(systems) - 1) / 2 for g in range(len(groups))],
+        groups,
+        rotation=30,
+        ha="right",
+        fontsize=8,
+    )
+    axis.set(title=title, ylabel=ylabel)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    return data_uri(figure)
+
+
+def histogram(
+    samples: Sequence[float], marker: float = 0.0, title: str = "", xlabel: str = ""
+) -> str:
+    """A histogram with a vertical reference line (for a bootstrap distribution)."""
+    figure, axis = plt.subplots(figsize=(5, 3))
+    axis.hist(samples, bins=40, color="#4c72b0")
+    axis.axvline(marker, color="#c8453a", linestyle="--")
+    axis.set(title=title, xlabel=xlabel)
+    figure.tight_layout()
+    return data_uri(figure)

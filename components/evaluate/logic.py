@@ -1,0 +1,228 @@
+"""``evaluate``: ranking quality of a candidate against its baselines, by slice, with
+confidence intervals, and the decision to bless it or not.
+
+Convention for searches without any relevant candidate (no label at or above the relevance
+threshold): they carry no information about ordering, so they are excluded from every mean, for
+every system alike, and counted (``queries_without_relevant``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from searchrank.components.core import schema as S
+from searchrank.components.core.bootstrap import BootstrapResult, paired_bootstrap
+from searchrank.components.core.errors import InputError
+from searchrank.components.core.metrics import mean_metrics, per_query_metrics
+from searchrank.components.evaluate import scoring
+from searchrank.components.evaluate.config import EvaluateConfig
+
+CANDIDATE, BLESSED = "candidate", "blessed"
+LIGHTGBM, POPULARITY, BM25 = "lightgbm", "popularity", "bm25"
+COLD_START = "cold_start"
+SLICES = ("intent", "item_type", "market", "activity")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The candidate against one other system on the primary metric."""
+
+    other: str
+    metric: str
+    required_low: float
+    result: dict[str, float]
+    passed: bool
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """Everything ``evaluate`` found."""
+
+    primary: str
+    queries: int
+    queries_without_relevant: int
+    systems: dict[str, dict[str, float]]
+    comparisons: list[Comparison]
+    slices: dict[str, dict[str, dict[str, dict[str, float]]]]
+    blessed: bool
+    reasons: list[str]
+    bootstrap: dict[str, list[float]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("bootstrap")
+        return out
+
+
+def _read(path: Path, name: str) -> pd.DataFrame:
+    if not path.is_file():
+        raise InputError(name, str(path), "must be an existing parquet file")
+    return pd.read_parquet(path)
+
+
+def query_slices(test: pd.DataFrame, searches: pd.DataFrame | None) -> pd.DataFrame:
+    """One row per search: its slice values (those the data allows)."""
+    first = test.groupby(S.SEARCH_ID, sort=False).first()
+    out = pd.DataFrame(index=first.index)
+    if searches is not None and "intent" in searches.columns:
+        out["intent"] = searches.set_index(S.SEARCH_ID)["intent"].reindex(out.index)
+    if "item_catalogue__item_type" in test.columns:
+        # A search's item type is that of its most relevant candidate (the first shown, on ties).
+        ranked = test.sort_values(S.LABEL, ascending=False, kind="stable")
+        out["item_type"] = ranked.groupby(S.SEARCH_ID)["item_catalogue__item_type"].first()
+    if "user_stats__market" in test.columns:
+        out["market"] = first["user_stats__market"]
+    if "user_stats__activity_bucket" in test.columns:
+        out["activity"] = first["user_stats__activity_bucket"].fillna(COLD_START)
+    return out.fillna("unknown")
+
+
+def score_systems(
+    test: pd.DataFrame,
+    candidate: Path,
+    lightgbm: Path | None,
+    blessed: Path | None,
+    corpus_frames: list[pd.DataFrame],
+) -> dict[str, np.ndarray]:
+    """Scores of the candidate and every baseline available for these rows."""
+    from searchrank.components.train_lightgbm.logic import score_lightgbm
+
+    systems = {CANDIDATE: scoring.score_ranker(test, candidate)}
+    if blessed is not None:
+        systems[BLESSED] = scoring.score_ranker(test, blessed)
+    if lightgbm is not None:
+        systems[LIGHTGBM] = score_lightgbm(test, lightgbm)
+    popularity = scoring.score_popularity(test)
+    if popularity is not None:
+        systems[POPULARITY] = popularity
+    bm25 = scoring.score_bm25(test, scoring.item_texts(corpus_frames))
+    if bm25 is not None:
+        systems[BM25] = bm25
+    return systems
+
+
+def compare(
+    per_query: dict[str, pd.DataFrame], config: EvaluateConfig
+) -> tuple[list[Comparison], dict[str, BootstrapResult]]:
+    """The candidate against every other system (paired bootstrap over the same queries)."""
+    candidate = per_query[CANDIDATE]
+    keep = candidate["has_relevant"].to_numpy()
+    comparisons, results = [], {}
+    for other, table in per_query.items():
+        if other == CANDIDATE:
+            continue
+        result = paired_bootstrap(
+            candidate[config.primary].to_numpy()[keep],
+            table[config.primary].to_numpy()[keep],
+            samples=config.bootstrap_samples,
+            seed=config.seed,
+            confidence=config.confidence,
+        )
+        required = config.min_gain_vs_blessed if other == BLESSED else config.min_gain_vs_baselines
+        comparisons.append(
+            Comparison(
+                other,
+                config.primary,
+                required,
+                {k: float(v) for k, v in result.as_dict().items()},
+                result.difference_low > required,
+            )
+        )
+        results[other] = result
+    return comparisons, results
+
+
+def slice_metrics(
+    per_query: dict[str, pd.DataFrame], slices: pd.DataFrame, metric: str
+) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """Mean ``metric`` per slice value and system, with the number of searches behind it."""
+    out: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    for name in (c for c in SLICES if c in slices.columns):
+        values = slices[name].reindex(per_query[CANDIDATE].index)
+        out[name] = {}
+        for value in sorted(values.dropna().unique(), key=str):
+            chosen = (values == value).to_numpy() & per_query[CANDIDATE]["has_relevant"].to_numpy()
+            out[name][str(value)] = {
+                system: {
+                    metric: float(table[metric].to_numpy()[chosen].mean())
+                    if chosen.any()
+                    else float("nan"),
+                    "queries": float(chosen.sum()),
+                }
+                for system, table in per_query.items()
+            }
+    return out
+
+
+def evaluate(
+    test_path: Path,
+    candidate: Path,
+    config: EvaluateConfig,
+    *,
+    lightgbm: Path | None = None,
+    blessed: Path | None = None,
+    train_path: Path | None = None,
+    searches_path: Path | None = None,
+) -> tuple[EvaluationReport, pd.DataFrame]:
+    """Score every system on the test split and decide whether the candidate is blessed.
+
+    Args:
+        test_path: the test split (never seen in training or selection).
+        candidate: the trained ranker's model folder.
+        config: metrics, bootstrap and blessing thresholds.
+        lightgbm: the LambdaMART baseline's model folder.
+        blessed: the currently blessed ranker's model folder, when there is one.
+        train_path: the training split, whose item texts join the BM25 corpus.
+        searches_path: the searches table (``search_id``, ``intent``) for the intent slice.
+
+    Returns:
+        (the report, the test rows' keys with every system's score).
+    """
+    test = _read(test_path, "test")
+    if test.empty:
+        raise InputError("test", str(test_path), "the test split must have rows")
+    corpus = [test] + ([_read(train_path, "train")] if train_path is not None else [])
+    systems = score_systems(test, candidate, lightgbm, blessed, corpus)
+    labels, groups = test[S.LABEL].to_numpy(), test[S.SEARCH_ID].to_numpy()
+    per_query = {
+        name: per_query_metrics(
+            labels, scores, groups, ks=config.ks, relevance_threshold=config.relevance_threshold
+        )
+        for name, scores in systems.items()
+    }
+    means = {name: mean_metrics(table) for name, table in per_query.items()}
+    comparisons, results = compare(per_query, config)
+    searches = _read(searches_path, "searches") if searches_path is not None else None
+    slices = slice_metrics(per_query, query_slices(test, searches), config.primary)
+    reasons = [
+        f"{'ok' if c.passed else 'FAILS'}: {config.primary} − {c.other} = "
+        f"{c.result['difference']:+.4f} [{c.result['difference_low']:+.4f}, "
+        f"{c.result['difference_high']:+.4f}], needs lower bound > {c.required_low:+.4f}"
+        for c in comparisons
+    ]
+    candidate_means = means[CANDIDATE]
+    report = EvaluationReport(
+        primary=config.primary,
+        queries=int(candidate_means["queries"]),
+        queries_without_relevant=int(candidate_means["queries_without_relevant"]),
+        systems={name: {k: float(v) for k, v in m.items()} for name, m in means.items()},
+        comparisons=comparisons,
+        slices=slices,
+        blessed=all(c.passed for c in comparisons),
+        reasons=reasons,
+        bootstrap={name: r.differences.tolist() for name, r in results.items()},
+    )
+    scores = test[[S.SEARCH_ID, S.ITEM_ID, S.LABEL]].copy()
+    for name, values in systems.items():
+        scores[f"score_{name}"] = values
+    return report, scores
+
+
+def write_report_json(report: EvaluationReport, path: Path) -> None:
+    path.write_text(json.dumps(report.as_dict(), indent=2, default=str))

@@ -1,0 +1,59 @@
+"""The ``train_lightgbm`` KFP component: a thin wrapper over :mod:`.logic`."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+from searchrank.components.core.names import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def train_lightgbm_op(
+    train: Input[Dataset],
+    valid: Input[Dataset],
+    feature_service: str,
+    model: Output[Model],
+    metrics: Output[Metrics],
+    folds: int = 3,
+    num_threads: int = 0,
+) -> None:
+    """Tune LightGBM LambdaMART by grouped cross-validation on the train split.
+
+    Args:
+        train: the train split (parquet).
+        valid: the validation split; its NDCG is reported, never used for selection.
+        feature_service: the Feast feature service of the data; empty for none.
+        model: the tuned model, its tuning table and the feature processor (a folder).
+        metrics: cross-validated and validation NDCG@10, rounds, grid size.
+        folds: cross-validation folds over searches.
+        num_threads: LightGBM threads; 0 for all cores.
+    """
+    from pathlib import Path
+
+    import pandas as pd
+
+    from searchrank.components.core.lambdamart import LambdaMartConfig
+    from searchrank.components.train_lightgbm.logic import train_lightgbm
+
+    specs = None
+    if feature_service:
+        from searchrank.components.validate_data.contract import load_feature_specs
+
+        specs = load_feature_specs(feature_service)
+    summary = train_lightgbm(
+        pd.read_parquet(train.path),
+        pd.read_parquet(valid.path),
+        Path(model.path),
+        LambdaMartConfig(folds=folds, num_threads=num_threads),
+        specs,
+        feature_service,
+    )
+    for name, value in summary.metrics().items():
+        metrics.log_metric(name, value)
+    model.metadata.update(
+        {
+            "kind": "lambdamart",
+            "feature_service": feature_service,
+            "rounds": summary.rounds,
+            **{k: str(v) for k, v in summary.params.items()},
+        }
+    )

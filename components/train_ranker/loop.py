@@ -1,0 +1,226 @@
+"""The Ray Train function each worker runs: the train-function pattern with checkpoints.
+
+Every epoch each worker trains on its shard of the training slates (Ray Data), evaluates the
+whole validation set (so all workers reach the same early-stopping decision without talking),
+and reports; rank 0 attaches a checkpoint. A restarted worker group resumes from the latest
+checkpoint: weights, optimizer, the early-stopping state and the epoch, whose data order and
+dropout are seeded by (seed, epoch), so a killed worker costs at most one epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from searchrank.components.core import checkpoint as ckpt
+from searchrank.components.core.features import FeatureProcessor
+from searchrank.components.core.model import ContextAwareRanker, RankerConfig
+from searchrank.components.core.training import (
+    LossFn,
+    loss_function,
+    score_slates,
+    seed_everything,
+    slate_metrics,
+    train_step,
+)
+from searchrank.components.train_ranker.config import TrainRankerConfig
+from searchrank.components.train_ranker.data import PROCESSOR, VALID_SLATES, load_slates
+
+SCORE = "val_ndcg@10"
+SHUFFLE_BUFFER = 2_048
+
+
+@dataclass
+class TrainState:
+    """What early stopping and resuming need to know."""
+
+    epoch: int = 0
+    best: float = float("-inf")
+    best_epoch: int = -1
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def model_config(spec: dict[str, Any], processor: FeatureProcessor) -> RankerConfig:
+    config = TrainRankerConfig(**spec["config"])
+    return RankerConfig(
+        n_numeric=spec["shapes"]["n_numeric"],
+        cardinalities=processor.cardinalities,
+        embedding_dim=config.embedding_dim,
+        d_model=config.d_model,
+        n_layers=config.n_layers,
+        n_heads=config.n_heads,
+        ff_dim=config.ff_dim,
+        dropout=config.dropout,
+    )
+
+
+def one_cycle(
+    optimizer: torch.optim.Optimizer, config: TrainRankerConfig, spec: dict[str, Any]
+) -> torch.optim.lr_scheduler.OneCycleLR:
+    """Warm up for 10 % of the steps, then decay along a cosine over every epoch's steps."""
+    per_worker = math.ceil(spec["shapes"]["train_slates"] / config.num_workers)
+    steps = max(config.epochs * math.ceil(per_worker / config.batch_size), 2)
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.learning_rate, total_steps=steps, pct_start=0.1
+    )
+
+
+def _batch(raw: dict[str, torch.Tensor], shapes: dict[str, int]) -> dict[str, torch.Tensor]:
+    """Tensors of the flat Ray Data columns reshaped to (B, L, ·)."""
+    length = shapes["list_length"]
+    size = raw["labels"].shape[0]
+    dense = raw["dense"].view(size, length, shapes["n_numeric"])
+    codes = (
+        raw["codes"].view(size, length, shapes["n_categorical"])
+        if "codes" in raw
+        else torch.zeros(size, length, 0, dtype=torch.int64, device=dense.device)
+    )
+    return {"dense": dense, "codes": codes, "labels": raw["labels"], "mask": raw["mask"] > 0.5}
+
+
+def train_loop_per_worker(spec: dict[str, Any]) -> None:
+    """The per-worker training function given to ``TorchTrainer`` (see the module docstring)."""
+    import ray.train
+    import ray.train.torch
+
+    config = TrainRankerConfig(**spec["config"])
+    context = ray.train.get_context()
+    rank = context.get_world_rank()
+    torch.set_num_threads(spec["threads"])
+    data = Path(spec["data_dir"])
+    processor = FeatureProcessor.load(data / PROCESSOR)
+    seed_everything(config.seed)  # the same initial weights on every worker
+    model = ContextAwareRanker(model_config(spec, processor))
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    scheduler = one_cycle(optimizer, config, spec)
+    state = _restore(ray.train.get_checkpoint(), model, optimizer, scheduler)
+
+    device = ray.train.torch.get_device()
+    # DDP (and torch.compile) wrap ``model`` and share its parameters: evaluation and
+    # checkpoints use ``model`` itself.
+    trained: torch.nn.Module = ray.train.torch.prepare_model(model)
+    on_gpu = device.type == "cuda"
+    if on_gpu and config.compile:
+        trained = torch.compile(trained)  # type: ignore[assignment]
+    autocast = torch.bfloat16 if on_gpu and config.bf16 else None
+    valid = load_slates(data / VALID_SLATES)
+    shard = ray.train.get_dataset_shard("train")
+    loss_fn = loss_function(config.loss)
+
+    for epoch in range(state.epoch, config.epochs):
+        seed_everything(config.seed * 7919 + epoch * 101 + rank)  # dropout, reproducible on resume
+        losses, candidates, seconds = _train_epoch(
+            shard.iter_torch_batches(
+                batch_size=config.batch_size,
+                local_shuffle_buffer_size=SHUFFLE_BUFFER,
+                local_shuffle_seed=config.seed + epoch,
+                device=device,
+            ),
+            spec["shapes"],
+            trained,
+            optimizer,
+            scheduler,
+            loss_fn,
+            config.grad_clip,
+            autocast,
+        )
+        metrics = slate_metrics(score_slates(model, valid, device=device), valid)
+        record = {
+            "epoch": epoch,
+            "train_loss": losses,
+            SCORE: metrics["ndcg@10"],
+            "val_ndcg@5": metrics["ndcg@5"],
+            "val_mrr": metrics["mrr"],
+            "candidates_per_s": candidates / max(seconds, 1e-9),
+            "epoch_seconds": seconds,
+        }
+        state.history.append(record)
+        if record[SCORE] > state.best + 1e-6:
+            state.best, state.best_epoch = record[SCORE], epoch
+        state.epoch = epoch + 1
+        stop = epoch - state.best_epoch >= config.patience
+        with tempfile.TemporaryDirectory() as folder:
+            if rank == 0:
+                _save(Path(folder), model, optimizer, scheduler, state, processor, spec)
+                ray.train.report(record, checkpoint=ray.train.Checkpoint.from_directory(folder))
+            else:
+                ray.train.report(record)
+        if stop:
+            break
+
+
+def _restore(
+    latest: Any,
+    model: ContextAwareRanker,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.OneCycleLR,
+) -> TrainState:
+    """Load the latest checkpoint into the model, optimizer and schedule; a fresh state if none."""
+    if latest is None:
+        return TrainState()
+    with latest.as_directory() as folder:
+        model.load_state_dict(torch.load(Path(folder) / ckpt.WEIGHTS))
+        resumed = torch.load(Path(folder) / ckpt.OPTIMIZER)
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        return TrainState(**json.loads((Path(folder) / ckpt.TRAIN_STATE).read_text()))
+
+
+def _train_epoch(
+    batches: Iterable[dict[str, torch.Tensor]],
+    shapes: dict[str, int],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.OneCycleLR,
+    loss_fn: LossFn,
+    grad_clip: float,
+    autocast: torch.dtype | None,
+) -> tuple[float, int, float]:
+    """One pass over a worker's shard: (mean loss, candidates seen, seconds)."""
+    started, candidates, losses = time.perf_counter(), 0, []
+    for raw in batches:
+        batch = _batch(raw, shapes)
+        losses.append(train_step(model, batch, optimizer, loss_fn, grad_clip, autocast))
+        if scheduler.last_epoch < scheduler.total_steps - 1:
+            scheduler.step()
+        candidates += int(batch["mask"].sum())
+    return sum(losses) / max(len(losses), 1), candidates, time.perf_counter() - started
+
+
+def _save(
+    folder: Path,
+    model: ContextAwareRanker,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.OneCycleLR,
+    state: TrainState,
+    processor: FeatureProcessor,
+    spec: dict[str, Any],
+) -> None:
+    last = state.history[-1]
+    ckpt.save_ranker(
+        folder,
+        model,
+        processor,
+        {
+            "feature_service": spec["feature_service"],
+            "train_config": spec["config"],
+            "epoch": last["epoch"],
+            "metrics": last,
+            "history": state.history,
+        },
+    )
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+        folder / ckpt.OPTIMIZER,
+    )
+    (folder / ckpt.TRAIN_STATE).write_text(json.dumps(asdict(state)))

@@ -1,0 +1,165 @@
+"""``train_lightgbm`` and ``evaluate``: baselines, metrics by slice, intervals, the decision."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from searchrank.components.core.checkpoint import load_ranker, save_ranker
+from searchrank.components.core.errors import InputError
+from searchrank.components.core.features import FeatureProcessor, infer_roles
+from searchrank.components.core.lambdamart import LambdaMartConfig
+from searchrank.components.core.model import ContextAwareRanker, RankerConfig
+from searchrank.components.core.names import RANKER_FEATURE_SERVICE
+from searchrank.components.core.slates import to_slates
+from searchrank.components.core.training import (
+    loss_function,
+    seed_everything,
+    shuffled_batches,
+    train_step,
+)
+from searchrank.components.evaluate.config import EvaluateConfig
+from searchrank.components.evaluate.logic import BM25, CANDIDATE, LIGHTGBM, POPULARITY, evaluate
+from searchrank.components.evaluate.report import html_page, markdown
+from searchrank.components.evaluate.scoring import score_ranker
+from searchrank.components.train_lightgbm.logic import score_lightgbm, train_lightgbm
+from searchrank.components.validate_data.contract import load_feature_specs
+
+SMALL_GRID = LambdaMartConfig(
+    num_leaves=(15,), min_data_in_leaf=(20,), feature_fraction=(1.0,), folds=2, num_threads=1
+)
+
+
+def train_plain_ranker(train: pd.DataFrame, folder: Path, epochs: int = 3) -> Path:
+    """A quickly trained ranker saved in the checkpoint format (no Ray needed)."""
+    specs = load_feature_specs(RANKER_FEATURE_SERVICE)
+    processor = FeatureProcessor.fit(train, infer_roles(list(train.columns), specs))
+    dense, codes = processor.transform(train)
+    slates = to_slates(
+        dense, codes, train["label"].to_numpy(np.float32), train["search_id"].to_numpy(), 32
+    )
+    seed_everything(0)
+    model = ContextAwareRanker(
+        RankerConfig(
+            n_numeric=dense.shape[1],
+            cardinalities=processor.cardinalities,
+            d_model=32,
+            ff_dim=64,
+            n_layers=1,
+        )
+    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for epoch in range(epochs):
+        for batch in shuffled_batches(slates, 64, 0, epoch):
+            train_step(model, batch, optimizer, loss_function("listnet"), 1.0)
+    save_ranker(
+        folder, model, processor, {"feature_service": RANKER_FEATURE_SERVICE, "history": []}
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory, splits: dict[str, Path]) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("models")
+    train = pd.read_parquet(splits["train"])
+    train_lightgbm(
+        train,
+        pd.read_parquet(splits["valid"]),
+        folder / "lightgbm",
+        SMALL_GRID,
+        load_feature_specs(RANKER_FEATURE_SERVICE),
+        RANKER_FEATURE_SERVICE,
+    )
+    return {"ranker": train_plain_ranker(train, folder / "ranker"), "lightgbm": folder / "lightgbm"}
+
+
+def test_lightgbm_baseline_is_saved_with_its_encoding(
+    models: dict[str, Path], splits: dict[str, Path]
+) -> None:
+    test = pd.read_parquet(splits["test"])
+    scores = score_lightgbm(test, models["lightgbm"])
+    assert scores.shape == (len(test),) and np.isfinite(scores).all() and scores.std() > 0
+    described = json.loads((models["lightgbm"] / "baseline.json").read_text())
+    assert described["kind"] == "lambdamart" and described["grid_points"] == 1
+
+
+def test_a_saved_ranker_scores_the_same_after_loading(
+    models: dict[str, Path], splits: dict[str, Path]
+) -> None:
+    test = pd.read_parquet(splits["test"])
+    first, second = score_ranker(test, models["ranker"]), score_ranker(test, models["ranker"])
+    assert np.array_equal(first, second)
+    _, processor, description = load_ranker(models["ranker"])
+    assert description["feature_service"] == RANKER_FEATURE_SERVICE
+    assert "item_catalogue__name" not in processor.numeric_names + processor.categorical
+
+
+def test_evaluate_compares_every_system_by_slice(
+    models: dict[str, Path], splits: dict[str, Path]
+) -> None:
+    report, scores = evaluate(
+        splits["test"],
+        models["ranker"],
+        EvaluateConfig(bootstrap_samples=300),
+        lightgbm=models["lightgbm"],
+        train_path=splits["train"],
+    )
+    assert set(report.systems) == {CANDIDATE, LIGHTGBM, POPULARITY, BM25}
+    for values in report.systems.values():
+        assert 0.0 < values["ndcg@10"] <= 1.0 and 0.0 < values["mrr"] <= 1.0
+    assert report.queries == pd.read_parquet(splits["test"])["search_id"].nunique()
+    assert 0 < report.queries_without_relevant < report.queries
+    assert {c.other for c in report.comparisons} == {LIGHTGBM, POPULARITY, BM25}
+    for comparison in report.comparisons:
+        result = comparison.result
+        assert result["difference_low"] <= result["difference"] <= result["difference_high"]
+    assert {"item_type", "market", "activity"} <= set(report.slices)
+    per_type = report.slices["item_type"]
+    assert (
+        sum(v[CANDIDATE]["queries"] for v in per_type.values())
+        == report.queries - report.queries_without_relevant
+    )
+    assert {"score_candidate", "score_lightgbm", "score_bm25", "score_popularity"} <= set(
+        scores.columns
+    )
+    page = html_page(report)
+    assert page.count("<img") >= len(report.slices) + len(report.comparisons)
+    assert "by item_type" in page and "Evaluation:" in markdown(report)
+
+
+def test_the_blessing_follows_its_thresholds(
+    models: dict[str, Path], splits: dict[str, Path]
+) -> None:
+    lenient = EvaluateConfig(bootstrap_samples=300, min_gain_vs_baselines=-1.0)
+    strict = replace(lenient, min_gain_vs_baselines=0.5)
+    assert evaluate(splits["test"], models["ranker"], lenient, lightgbm=models["lightgbm"])[
+        0
+    ].blessed
+    report = evaluate(splits["test"], models["ranker"], strict, lightgbm=models["lightgbm"])[0]
+    assert not report.blessed and all("FAILS" in reason for reason in report.reasons)
+
+
+def test_comparison_against_a_blessed_model_uses_its_own_threshold(
+    models: dict[str, Path], splits: dict[str, Path]
+) -> None:
+    config = EvaluateConfig(
+        bootstrap_samples=300, min_gain_vs_baselines=-1.0, min_gain_vs_blessed=0.0
+    )
+    report = evaluate(splits["test"], models["ranker"], config, blessed=models["ranker"])[0]
+    against_itself = next(c for c in report.comparisons if c.other == "blessed")
+    assert against_itself.result["difference"] == 0.0
+    assert not against_itself.passed, "a copy of the blessed model is not significantly better"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("primary", "ndcg@7"), ("bootstrap_samples", 5), ("confidence", 1.5)]
+)
+def test_bad_configuration_names_the_field(field: str, value: object) -> None:
+    with pytest.raises(InputError, match=field):
+        EvaluateConfig(**{field: value})

@@ -1,0 +1,235 @@
+"""``train_ranker`` on real Ray: two CPU workers, a killed worker, and a Ray job on a cluster
+started with ``ray start --head`` on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+
+from searchrank.components.core.checkpoint import load_ranker
+from searchrank.components.core.errors import InputError
+from searchrank.components.core.metrics import ndcg_at_k
+from searchrank.components.core.names import RANKER_FEATURE_SERVICE
+from searchrank.components.evaluate.scoring import score_ranker
+from searchrank.components.train_ranker.config import TrainRankerConfig
+from searchrank.components.train_ranker.jobs import submit_and_follow
+from searchrank.components.train_ranker.logic import TrainSummary, curves_html, train_ranker
+
+CONFIG = TrainRankerConfig(
+    d_model=32,
+    ff_dim=64,
+    n_layers=1,
+    epochs=5,
+    patience=5,
+    batch_size=32,
+    num_workers=2,
+    max_failures=2,
+    seed=3,
+)
+RUN = """
+import json, sys
+from pathlib import Path
+from searchrank.components.train_ranker.config import TrainRankerConfig
+from searchrank.components.train_ranker.logic import train_ranker
+train, valid, out, work, config = sys.argv[1:6]
+summary = train_ranker(Path(train), Path(valid), Path(out), TrainRankerConfig(**json.loads(config)),
+                       feature_service="ranker_v1", work_dir=Path(work))
+Path(out, "summary.json").write_text(json.dumps(summary.as_dict()))
+"""
+
+
+def _train(splits: dict[str, Path], folder: Path) -> subprocess.Popen[bytes]:
+    """Train in a child process (as a pipeline step would), so a worker can be killed meanwhile."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            RUN,
+            str(splits["train"]),
+            str(splits["valid"]),
+            str(folder / "model"),
+            str(folder / "work"),
+            json.dumps(asdict(CONFIG)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _summary(folder: Path) -> TrainSummary:
+    return TrainSummary(**json.loads((folder / "model" / "summary.json").read_text()))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory, splits: dict[str, Path]) -> Path:
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    run = _train(splits, folder)
+    _, errors = run.communicate(timeout=900)
+    assert run.returncode == 0, errors.decode()[-3000:]
+    return folder
+
+
+def test_two_workers_train_and_the_loss_falls(uninterrupted: Path, splits: dict[str, Path]) -> None:
+    summary = _summary(uninterrupted)
+    losses = [h["train_loss"] for h in summary.history]
+    assert summary.epochs_run == CONFIG.epochs and losses[-1] < losses[0]
+    valid = pd.read_parquet(splits["valid"])
+    random = ndcg_at_k(
+        valid["label"].to_numpy(),
+        np.random.default_rng(0).random(len(valid)),
+        valid["search_id"].to_numpy(),
+        10,
+    )
+    assert summary.best_val_ndcg10 > random + 0.05
+    assert all(h["candidates_per_s"] > 0 for h in summary.history)
+    assert "<img" in curves_html(summary)
+
+
+def test_the_checkpoint_describes_itself_and_scores_as_in_training(
+    uninterrupted: Path, splits: dict[str, Path]
+) -> None:
+    summary = _summary(uninterrupted)
+    model_dir = uninterrupted / "model"
+    model, processor, description = load_ranker(model_dir)
+    assert description["feature_service"] == RANKER_FEATURE_SERVICE
+    assert description["epoch"] == summary.best_epoch
+    assert description["train_config"]["seed"] == CONFIG.seed
+    assert len(processor.mean) == model.config.n_numeric
+    valid = pd.read_parquet(splits["valid"])
+    scores = score_ranker(valid, model_dir)
+    again = ndcg_at_k(valid["label"].to_numpy(), scores, valid["search_id"].to_numpy(), 10)
+    assert again == pytest.approx(summary.best_val_ndcg10, abs=1e-6)
+
+
+def _train_workers() -> list[psutil.Process]:
+    return [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if any("RayTrainWorker" in part for part in (p.info["cmdline"] or []))
+    ]
+
+
+def test_a_killed_worker_costs_an_epoch_not_the_run(
+    tmp_path: Path, splits: dict[str, Path], uninterrupted: Path
+) -> None:
+    run = _train(splits, tmp_path)
+    deadline = time.monotonic() + 600
+    while not list((tmp_path / "work" / "ray").glob("*/checkpoint_*")):
+        assert run.poll() is None, run.stderr.read().decode()[-3000:] if run.stderr else ""
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.5)
+    workers = _train_workers()
+    assert workers, "no Ray Train worker process found"
+    victim = workers[-1]
+    victim.send_signal(signal.SIGKILL)
+    _, errors = run.communicate(timeout=900)
+    assert run.returncode == 0, errors.decode()[-3000:]
+    assert not victim.is_running() or victim.status() == psutil.STATUS_ZOMBIE
+    resumed, clean = _summary(tmp_path), _summary(uninterrupted)
+    assert [h["epoch"] for h in resumed.history] == list(range(CONFIG.epochs))
+    assert abs(resumed.best_val_ndcg10 - clean.best_val_ndcg10) <= 0.01
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A real local Ray cluster (head only) with the Jobs API, on loopback."""
+    ray = str(Path(sys.executable).parent / "ray")
+    # Ray's Unix sockets live under --temp-dir, whose path must stay short (107 bytes at most).
+    temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+    dashboard = _free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    subprocess.run(
+        [
+            ray,
+            "start",
+            "--head",
+            f"--port={_free_port()}",
+            "--node-ip-address=127.0.0.1",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard}",
+            "--num-cpus=4",
+            f"--temp-dir={temp}",
+            "--disable-usage-stats",
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=180,
+    )
+    try:
+        yield f"http://127.0.0.1:{dashboard}"
+    finally:
+        subprocess.run(
+            [ray, "stop", "--force"], env=env, capture_output=True, timeout=120, check=False
+        )
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_training_runs_as_a_ray_job_on_an_existing_cluster(
+    ray_cluster: str, tmp_path: Path, splits: dict[str, Path]
+) -> None:
+    lines: list[str] = []
+    config = TrainRankerConfig(**{**asdict(CONFIG), "epochs": 2})
+    summary = train_ranker(
+        splits["train"],
+        splits["valid"],
+        tmp_path / "model",
+        config,
+        feature_service=RANKER_FEATURE_SERVICE,
+        ray_address=ray_cluster,
+        work_dir=tmp_path / "work",
+        job_python=sys.executable,
+        log=lines.append,
+    )
+    assert summary.epochs_run == 2 and (tmp_path / "model" / "model.pt").is_file()
+    assert any(line.startswith("submitted Ray job") for line in lines)
+    assert any(line.startswith("[ray job]") for line in lines), "the job's log was not streamed"
+
+
+def test_a_cancelled_step_stops_its_ray_job(ray_cluster: str, tmp_path: Path) -> None:
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    lines: list[str] = []
+    spec = {"run_name": "never", "config": {}, "data_dir": str(tmp_path)}
+    # The entrypoint sleeps instead of training: this test is about the job's lifecycle.
+    with pytest.raises(TimeoutError):
+        submit_and_follow(
+            ray_cluster,
+            spec,
+            tmp_path,
+            python=f"sleep 600 && {sys.executable}",
+            log=lines.append,
+            timeout_s=5,
+        )
+    job_id = next(line.split()[3] for line in lines if line.startswith("submitted Ray job"))
+    client = JobSubmissionClient(ray_cluster)
+    deadline = time.monotonic() + 60
+    while client.get_job_status(job_id) != JobStatus.STOPPED:
+        assert time.monotonic() < deadline, client.get_job_status(job_id)
+        time.sleep(1)
+
+
+def test_a_bad_cluster_address_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="ray_address"):
+        submit_and_follow("127.0.0.1:6379", {}, tmp_path)

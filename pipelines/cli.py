@@ -255,6 +255,33 @@ def ingest_lastfm(
         console.print(f"{name:>16}: {rows:,} rows")
 
 
+@app.command()
+@reports_input_errors
+def ltr(
+    train: Annotated[Path, typer.Option(help="Training file (LETOR / SVMlight).")],
+    test: Annotated[Path, typer.Option(help="Test file, scored once.")],
+    valid: Annotated[
+        Path | None, typer.Option(help="Validation file (default: 15% of training searches).")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Ray Train workers for the transformer.")] = 1,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print only the JSON result line.")
+    ] = False,
+) -> None:
+    """Train the transformer and a tuned LightGBM on a LETOR dataset and compare their NDCG."""
+    import json
+    from dataclasses import replace
+
+    from searchrank.pipelines.ltr import LTR_RANKER, run_ltr
+
+    def log(line: str) -> None:
+        if not as_json:
+            err_console.print(line)
+
+    result = run_ltr(train, test, valid, replace(LTR_RANKER, num_workers=workers), log=log)
+    print(json.dumps(result))
+
+
 @components_app.command("compile")
 def components_compile(
     root: Annotated[

@@ -47,3 +47,17 @@ def split_by_time(
     which = frame[S.SEARCH_ID].map(part).to_numpy()
     train, valid, test = (frame[which == k].reset_index(drop=True) for k in range(3))
     return train, valid, test
+
+
+def hold_out_searches(
+    frame: pd.DataFrame, fraction: float, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A random ``fraction`` of whole searches held out for validation (for data without time,
+    such as LETOR files); returns (rest, held out), both in their original order."""
+    if not 0.0 < fraction < 1.0:
+        raise InputError("fraction", fraction, "must lie in (0, 1)")
+    searches = frame[S.SEARCH_ID].drop_duplicates().to_numpy()
+    count = max(1, round(len(searches) * fraction))
+    held = np.random.default_rng(seed).choice(searches, count, replace=False)
+    mask = frame[S.SEARCH_ID].isin(held).to_numpy()
+    return frame[~mask].reset_index(drop=True), frame[mask].reset_index(drop=True)

@@ -69,6 +69,28 @@ def write_train_slates(slates: Slates, path: Path) -> None:
     pq.write_table(pa.table(columns), path)
 
 
+def read_train_slates(path: Path) -> Slates:
+    """The training slates back from :func:`write_train_slates` (for a single-process loop)."""
+    table = pq.read_table(path)
+    n = table.num_rows
+
+    def column(name: str, width: int) -> np.ndarray:
+        values = table.column(name).combine_chunks().flatten().to_numpy()
+        return values.reshape(n, -1, width) if width else values.reshape(n, -1)
+
+    labels = column("labels", 0)
+    length = labels.shape[1]
+    dense = column("dense", len(table.column("dense")[0]) // length)
+    codes = (
+        column("codes", len(table.column("codes")[0]) // length)
+        if "codes" in table.column_names
+        else np.zeros((n, length, 0), dtype=np.int64)
+    )
+    mask = column("mask", 0) > 0.5
+    rows = np.where(mask, np.cumsum(mask).reshape(mask.shape) - 1, -1)
+    return Slates(dense, codes, labels, mask, rows)
+
+
 def save_slates(slates: Slates, path: Path) -> None:
     np.savez(
         path,

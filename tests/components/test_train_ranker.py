@@ -233,3 +233,22 @@ def test_a_cancelled_step_stops_its_ray_job(ray_cluster: str, tmp_path: Path) ->
 def test_a_bad_cluster_address_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="ray_address"):
         submit_and_follow("127.0.0.1:6379", {}, tmp_path)
+
+
+def test_training_slates_survive_the_parquet_round_trip(tmp_path: Path) -> None:
+    from searchrank.components.core.slates import to_slates
+    from searchrank.components.train_ranker.data import read_train_slates, write_train_slates
+
+    rng = np.random.default_rng(0)
+    searches = np.repeat(np.arange(4), [3, 1, 4, 2])
+    slates = to_slates(
+        rng.normal(size=(10, 3)).astype(np.float32),
+        rng.integers(0, 5, size=(10, 2)),
+        rng.integers(0, 4, size=10).astype(np.float32),
+        searches,
+        4,
+    )
+    write_train_slates(slates, tmp_path / "slates.parquet")
+    back = read_train_slates(tmp_path / "slates.parquet")
+    for field in ("dense", "codes", "labels", "mask", "rows"):
+        np.testing.assert_array_equal(getattr(back, field), getattr(slates, field), err_msg=field)

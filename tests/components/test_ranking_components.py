@@ -1,0 +1,76 @@
+"""The ranking components as KFP steps: split → LightGBM and transformer → evaluate → dsl.If.
+
+No ``from __future__ import annotations`` here: KFP reads the test components' annotations.
+"""
+
+from pathlib import Path
+
+import pytest
+from kfp import dsl
+from kfp.dsl import Dataset, Output
+
+from searchrank.components.core.names import COMPONENT_IMAGE, RANKER_FEATURE_SERVICE
+from searchrank.components.evaluate import evaluate_op
+from searchrank.components.split_dataset import split_dataset_op
+from searchrank.components.train_lightgbm import train_lightgbm_op
+from searchrank.components.train_ranker import train_ranker_op
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def _dataset_op(source: str, data: Output[Dataset]) -> None:
+    import shutil
+
+    shutil.copyfile(source, data.path)
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def _mark_op(marker: str) -> None:
+    from pathlib import Path
+
+    Path(marker).write_text("blessed")
+
+
+@dsl.pipeline(name="rank-and-evaluate")
+def _rank_and_evaluate(source: str, marker: str, min_gain: float) -> None:
+    data = _dataset_op(source=source)
+    parts = split_dataset_op(training_set=data.outputs["data"])
+    baseline = train_lightgbm_op(
+        train=parts.outputs["train"],
+        valid=parts.outputs["valid"],
+        feature_service=RANKER_FEATURE_SERVICE,
+        folds=2,
+        num_threads=1,
+    )
+    ranker = train_ranker_op(
+        train=parts.outputs["train"],
+        valid=parts.outputs["valid"],
+        feature_service=RANKER_FEATURE_SERVICE,
+        epochs=2,
+        d_model=32,
+        num_workers=2,
+    )
+    verdict = evaluate_op(
+        test=parts.outputs["test"],
+        candidate=ranker.outputs["model"],
+        lightgbm=baseline.outputs["model"],
+        train=parts.outputs["train"],
+        min_gain_vs_baselines=min_gain,
+        bootstrap_samples=200,
+    )
+    with dsl.If(verdict.outputs["Output"] == True):  # noqa: E712 (a KFP condition, not Python)
+        _mark_op(marker=marker)
+
+
+@pytest.mark.slow
+def test_the_ranking_steps_run_in_kfp_local_and_branch_on_the_blessing(
+    kfp_local: Path, splits: dict[str, Path], tmp_path: Path
+) -> None:
+    marker = tmp_path / "blessed"
+    _rank_and_evaluate(source=str(splits["full"]), marker=str(marker), min_gain=-1.0)
+    assert marker.read_text() == "blessed"
+    reports = list(kfp_local.rglob("report"))
+    assert any("Evaluation: BLESSED" in r.read_text() for r in reports if r.is_file())
+    curves = [c for c in kfp_local.rglob("curves") if c.is_file()]
+    assert curves and "<img" in curves[0].read_text()
+    models = [m for m in kfp_local.rglob("model") if (m / "ranker.json").exists()]
+    assert models, "the transformer checkpoint is the Model artifact"

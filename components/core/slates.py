@@ -8,6 +8,7 @@ mask of shape (B, L) that is True for real candidates; searches longer than L ar
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -32,17 +33,13 @@ class Slates:
     mask: np.ndarray
     rows: np.ndarray
 
+    FIELDS: ClassVar[tuple[str, ...]] = ("dense", "codes", "labels", "mask", "rows")
+
     def __len__(self) -> int:
         return len(self.mask)
 
     def take(self, index: np.ndarray) -> Slates:
-        return Slates(
-            self.dense[index],
-            self.codes[index],
-            self.labels[index],
-            self.mask[index],
-            self.rows[index],
-        )
+        return Slates(*(getattr(self, name)[index] for name in self.FIELDS))
 
 
 def group_starts(groups: np.ndarray) -> np.ndarray:

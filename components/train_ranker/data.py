@@ -69,26 +69,36 @@ def write_train_slates(slates: Slates, path: Path) -> None:
     pq.write_table(pa.table(columns), path)
 
 
+def slates_from_columns(columns: dict[str, np.ndarray]) -> Slates:
+    """Slates from the flat columns of :func:`write_train_slates` (one row per slate).
+
+    The row indices of the result number the real candidates in order; they index nothing
+    outside the slates (training needs none).
+    """
+    labels = _matrix(columns["labels"], np.float32)
+    n, length = labels.shape
+    dense = _matrix(columns["dense"], np.float32).reshape(n, length, -1)
+    codes = (
+        _matrix(columns["codes"], np.int64).reshape(n, length, -1)
+        if "codes" in columns
+        else np.zeros((n, length, 0), dtype=np.int64)
+    )
+    mask = _matrix(columns["mask"], np.float32) > 0.5
+    rows = np.where(mask, np.cumsum(mask).reshape(mask.shape) - 1, -1)
+    return Slates(dense, codes, labels, mask, rows)
+
+
+def _matrix(values: np.ndarray, dtype: type) -> np.ndarray:
+    """A 2-D array of a list column (which may arrive as an object array of rows)."""
+    return np.stack(list(values)).astype(dtype) if values.dtype == object else values.astype(dtype)
+
+
 def read_train_slates(path: Path) -> Slates:
     """The training slates back from :func:`write_train_slates` (for a single-process loop)."""
     table = pq.read_table(path)
-    n = table.num_rows
-
-    def column(name: str, width: int) -> np.ndarray:
-        values = table.column(name).combine_chunks().flatten().to_numpy()
-        return values.reshape(n, -1, width) if width else values.reshape(n, -1)
-
-    labels = column("labels", 0)
-    length = labels.shape[1]
-    dense = column("dense", len(table.column("dense")[0]) // length)
-    codes = (
-        column("codes", len(table.column("codes")[0]) // length)
-        if "codes" in table.column_names
-        else np.zeros((n, length, 0), dtype=np.int64)
+    return slates_from_columns(
+        {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
     )
-    mask = column("mask", 0) > 0.5
-    rows = np.where(mask, np.cumsum(mask).reshape(mask.shape) - 1, -1)
-    return Slates(dense, codes, labels, mask, rows)
 
 
 def save_slates(slates: Slates, path: Path) -> None:

@@ -1,6 +1,8 @@
 """The Ray Train function each worker runs: the train-function pattern with checkpoints.
 
-Every epoch each worker trains on its shard of the training slates (Ray Data), evaluates the
+Each worker reads its shard of the training slates once through Ray Data and keeps it in
+memory (a slate of 25 candidates is a few kilobytes); every epoch it trains on the shard in an
+order seeded by (seed, epoch, rank), evaluates the
 whole validation set (so all workers reach the same early-stopping decision without talking),
 and reports; rank 0 attaches a checkpoint. A restarted worker group resumes from the latest
 checkpoint: weights, optimizer, the early-stopping state and the epoch, whose data order and
@@ -18,24 +20,32 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from searchrank.components.core import checkpoint as ckpt
 from searchrank.components.core.features import FeatureProcessor
 from searchrank.components.core.model import ContextAwareRanker, RankerConfig
+from searchrank.components.core.slates import Slates
 from searchrank.components.core.training import (
     LossFn,
     loss_function,
     score_slates,
     seed_everything,
+    shuffled_batches,
     slate_metrics,
     train_step,
 )
 from searchrank.components.train_ranker.config import TrainRankerConfig
-from searchrank.components.train_ranker.data import PROCESSOR, VALID_SLATES, load_slates
+from searchrank.components.train_ranker.data import (
+    PROCESSOR,
+    VALID_SLATES,
+    load_slates,
+    slates_from_columns,
+)
 
 SCORE = "val_ndcg@10"
-SHUFFLE_BUFFER = 2_048
+READ_BATCH = 4_096
 
 
 @dataclass
@@ -73,17 +83,15 @@ def one_cycle(
     )
 
 
-def _batch(raw: dict[str, torch.Tensor], shapes: dict[str, int]) -> dict[str, torch.Tensor]:
-    """Tensors of the flat Ray Data columns reshaped to (B, L, ·)."""
-    length = shapes["list_length"]
-    size = raw["labels"].shape[0]
-    dense = raw["dense"].view(size, length, shapes["n_numeric"])
-    codes = (
-        raw["codes"].view(size, length, shapes["n_categorical"])
-        if "codes" in raw
-        else torch.zeros(size, length, 0, dtype=torch.int64, device=dense.device)
-    )
-    return {"dense": dense, "codes": codes, "labels": raw["labels"], "mask": raw["mask"] > 0.5}
+def read_shard(shard: Any) -> Slates:
+    """A worker's whole shard of the training slates (a Ray Data iterator), in memory."""
+    parts = [
+        slates_from_columns(batch)
+        for batch in shard.iter_batches(batch_size=READ_BATCH, batch_format="numpy")
+    ]
+    if not parts:
+        raise RuntimeError("a training worker received an empty shard; use fewer workers")
+    return Slates(*(np.concatenate([getattr(p, f) for p in parts]) for f in Slates.FIELDS))
 
 
 def train_loop_per_worker(spec: dict[str, Any]) -> None:
@@ -114,19 +122,13 @@ def train_loop_per_worker(spec: dict[str, Any]) -> None:
         trained = torch.compile(trained)  # type: ignore[assignment]
     autocast = torch.bfloat16 if on_gpu and config.bf16 else None
     valid = load_slates(data / VALID_SLATES)
-    shard = ray.train.get_dataset_shard("train")
+    shard = read_shard(ray.train.get_dataset_shard("train"))
     loss_fn = loss_function(config.loss)
 
     for epoch in range(state.epoch, config.epochs):
         seed_everything(config.seed * 7919 + epoch * 101 + rank)  # dropout, reproducible on resume
         losses, candidates, seconds = _train_epoch(
-            shard.iter_torch_batches(
-                batch_size=config.batch_size,
-                local_shuffle_buffer_size=SHUFFLE_BUFFER,
-                local_shuffle_seed=config.seed + epoch,
-                device=device,
-            ),
-            spec["shapes"],
+            shuffled_batches(shard, config.batch_size, config.seed * 31 + rank, epoch, device),
             trained,
             optimizer,
             scheduler,
@@ -178,7 +180,6 @@ def _restore(
 
 def _train_epoch(
     batches: Iterable[dict[str, torch.Tensor]],
-    shapes: dict[str, int],
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.OneCycleLR,
@@ -188,8 +189,7 @@ def _train_epoch(
 ) -> tuple[float, int, float]:
     """One pass over a worker's shard: (mean loss, candidates seen, seconds)."""
     started, candidates, losses = time.perf_counter(), 0, []
-    for raw in batches:
-        batch = _batch(raw, shapes)
+    for batch in batches:
         losses.append(train_step(model, batch, optimizer, loss_fn, grad_clip, autocast))
         if scheduler.last_epoch < scheduler.total_steps - 1:
             scheduler.step()

@@ -16,6 +16,7 @@ import searchrank.components as components_package
 from searchrank.components.evaluate import evaluate_op
 from searchrank.components.fetch_features import fetch_features_op
 from searchrank.components.materialize_features import materialize_features_op
+from searchrank.components.package_service import package_service_op
 from searchrank.components.split_dataset import split_dataset_op
 from searchrank.components.train_lightgbm import train_lightgbm_op
 from searchrank.components.train_ranker import train_ranker_op
@@ -29,6 +30,7 @@ COMPONENTS: dict[str, Any] = {
     "train_ranker": train_ranker_op,
     "train_lightgbm": train_lightgbm_op,
     "evaluate": evaluate_op,
+    "package_service": package_service_op,
 }
 
 COMPONENTS_DIR = Path(components_package.__file__).resolve().parent

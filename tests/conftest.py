@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from searchrank.features.generator.config import GeneratorConfig
 
@@ -20,6 +25,8 @@ os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get(
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+# The session's own BentoML model and Bento store, so tests never touch the user's ~/bentoml.
+os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="searchrank-bentoml-")
 os.environ.setdefault("FEAST_USAGE", "False")
 
 END_DATE = date(2026, 11, 1)
@@ -104,3 +111,37 @@ def splits(
         paths[name] = folder / f"{name}.parquet"
         part.to_parquet(paths[name], index=False)
     return paths
+
+
+TINY_RANKER = {"epochs": 2, "num_workers": 1, "d_model": 32, "ff_dim": 64, "n_layers": 1}
+
+
+@pytest.fixture(scope="session")
+def ranker_checkpoint(tmp_path_factory: pytest.TempPathFactory, splits: dict[str, Path]) -> Path:
+    """A small ranker trained by ``train_ranker`` on the session's train split."""
+    from dataclasses import replace
+
+    from searchrank.components.core.names import RANKER_FEATURE_SERVICE
+    from searchrank.components.train_ranker.config import TrainRankerConfig
+    from searchrank.components.train_ranker.logic import train_ranker
+
+    folder = tmp_path_factory.mktemp("ranker")
+    train_ranker(
+        splits["train"],
+        splits["valid"],
+        folder / "model",
+        replace(TrainRankerConfig(), **TINY_RANKER),
+        feature_service=RANKER_FEATURE_SERVICE,
+        work_dir=folder / "work",
+        log=lambda _: None,
+    )
+    return folder / "model"
+
+
+@pytest.fixture(scope="session")
+def catalogue(dataset_dir: Path) -> pd.DataFrame:
+    import pandas as pd
+
+    from searchrank.features import tables as T
+
+    return pd.read_parquet(dataset_dir / T.file_name(T.CATALOGUE))

@@ -218,7 +218,8 @@ def evaluate(
         reasons=reasons,
         bootstrap={name: r.differences.tolist() for name, r in results.items()},
     )
-    scores = test[[S.SEARCH_ID, S.ITEM_ID, S.LABEL]].copy()
+    # The entity columns too: package_service replays these searches against the served model.
+    scores = test[[c for c in S.ENTITY_COLUMNS if c in test.columns]].copy()
     for name, values in systems.items():
         scores[f"score_{name}"] = values
     return report, scores

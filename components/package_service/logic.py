@@ -1,0 +1,243 @@
+"""Package a blessed ranker as a Bento and validate it as it will run.
+
+1. **Refuse** a model that ``evaluate`` did not bless.
+2. **Save** the ranker checkpoint and a lexical retriever over the catalogue to the BentoML model
+   store, labelled with their lineage: the Feast feature service and its schema version, the
+   KFP run, the training Dataset's URI and the Ray checkpoint.
+3. **Build** the Bento (offline, pinned requirements) and **export** it as one file.
+4. **Infra-validate**: start the built Bento with ``bentoml serve`` on a free 127.0.0.1 port,
+   replay golden searches from the evaluation set through ``POST /rank``, and require the
+   served scores to equal the offline ones (max abs diff ≤ ``tolerance``) and the p99 latency
+   to stay under a budget. The server is stopped whatever happens.
+
+Parity needs the online store to hold what the golden searches saw. Infra validation therefore
+runs the Bento against a *staging* store: the repository's offline store with a fresh registry
+and SQLite online store, materialized until just after the golden searches, which are the last
+day (between two daily snapshots) of the evaluation set. Production's online store and registry
+are never written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import yaml
+
+from searchrank.components.core import schema as S
+from searchrank.components.core.checkpoint import read_description
+from searchrank.components.core.errors import InputError
+
+CANDIDATE_SCORE = "score_candidate"
+SNAPSHOT_DELAY = timedelta(hours=2)
+"""Daily feature snapshots become valid at 02:00 (``features/tables.py``)."""
+
+
+@dataclass(frozen=True)
+class PackageConfig:
+    golden_searches: int = 30
+    rounds: int = 3
+    """Each golden search is sent this many times for the latency measurement."""
+    p99_budget_ms: float = 500.0
+    tolerance: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if self.golden_searches < 1:
+            raise InputError("golden_searches", self.golden_searches, "must be at least 1")
+        if self.rounds < 1:
+            raise InputError("rounds", self.rounds, "must be at least 1")
+        if not self.p99_budget_ms > 0:
+            raise InputError("p99_budget_ms", self.p99_budget_ms, "must be positive")
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where the model came from; saved as BentoML labels and metadata."""
+
+    kfp_run: str = ""
+    training_dataset_uri: str = ""
+    ray_checkpoint: str = ""
+
+
+@dataclass
+class InfraValidation:
+    searches: int
+    requests: int
+    max_abs_diff: float
+    p50_ms: float
+    p99_ms: float
+    passed: bool
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PackageResult:
+    ranker_tag: str
+    retriever_tag: str
+    bento_tag: str
+    feature_service: str
+    feature_service_version: str
+    validation: InfraValidation
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def metrics(self) -> dict[str, float]:
+        v = self.validation
+        return {
+            "golden_searches": v.searches,
+            "max_abs_score_diff": v.max_abs_diff,
+            "p50_ms": v.p50_ms,
+            "p99_ms": v.p99_ms,
+            "infra_validation_passed": float(v.passed),
+        }
+
+    def markdown(self) -> str:
+        v = self.validation
+        verdict = "PASSED" if v.passed else "FAILED"
+        lines = [
+            f"### Bento `{self.bento_tag}`: infra validation {verdict}",
+            "",
+            f"- ranker `{self.ranker_tag}`, retriever `{self.retriever_tag}`",
+            f"- feature service `{self.feature_service}` (schema {self.feature_service_version})",
+            f"- {v.searches} golden searches, {v.requests} requests: max |served − offline| = "
+            f"{v.max_abs_diff:.2e}, p50 {v.p50_ms:.1f} ms, p99 {v.p99_ms:.1f} ms",
+        ]
+        lines += [f"- **{reason}**" for reason in v.reasons]
+        return "\n".join(lines) + "\n"
+
+
+def schema_version(feature_repo: Path, feature_service: str) -> str:
+    """A short hash of the feature service's columns and types: changes whenever its schema does."""
+    from searchrank.features.store import open_store
+    from searchrank.serving.checks import served_types
+
+    types = served_types(open_store(feature_repo), feature_service)
+    return hashlib.sha256(json.dumps(sorted(types.items())).encode()).hexdigest()[:12]
+
+
+def golden_searches(scores: pd.DataFrame, count: int) -> pd.DataFrame:
+    """The last ``count`` searches of the evaluation set that lie after its last snapshot time."""
+    needed = [S.SEARCH_ID, S.USER_ID, S.ITEM_ID, S.QUERY, S.EVENT_TIMESTAMP, CANDIDATE_SCORE]
+    missing = [c for c in needed if c not in scores.columns]
+    if missing:
+        raise InputError("golden columns", list(scores.columns), f"must include {missing}")
+    times = scores[S.EVENT_TIMESTAMP]
+    day_start = (times.max() - SNAPSHOT_DELAY).floor("D") + SNAPSHOT_DELAY
+    last_day = scores[times >= day_start]
+    chosen = last_day[S.SEARCH_ID].drop_duplicates().tail(count)
+    return last_day[last_day[S.SEARCH_ID].isin(chosen)].reset_index(drop=True)
+
+
+def staging_repo(feature_repo: Path, folder: Path, until: pd.Timestamp) -> Path:
+    """A repository over ``feature_repo``'s offline store with its own registry and SQLite
+    online store, materialized until ``until``."""
+    from searchrank.components.materialize_features.logic import materialize_features
+    from searchrank.features.store import FEATURE_STORE_YAML, apply_definitions, open_store
+
+    config = yaml.safe_load((feature_repo / FEATURE_STORE_YAML).read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "data").mkdir(exist_ok=True)
+    config["registry"] = str(folder / "data" / "registry.db")
+    config["online_store"] = {"type": "sqlite", "path": str(folder / "data" / "online_store.db")}
+    (folder / FEATURE_STORE_YAML).write_text(yaml.safe_dump(config, sort_keys=False))
+    apply_definitions(open_store(folder))
+    materialize_features(folder, until.to_pydatetime() + timedelta(seconds=1))
+    return folder
+
+
+def replay(url: str, golden: pd.DataFrame, config: PackageConfig) -> InfraValidation:
+    """Send every golden search ``rounds`` times to ``POST /rank`` and compare with offline."""
+    latencies, worst = [], 0.0
+    with httpx.Client(base_url=url, timeout=60.0) as client:
+        for _, rows in golden.groupby(S.SEARCH_ID, sort=False):
+            body = {
+                "query": str(rows[S.QUERY].iloc[0]),
+                "user_id": int(rows[S.USER_ID].iloc[0]),
+                "item_ids": [int(i) for i in rows[S.ITEM_ID]],
+            }
+            offline = dict(zip(rows[S.ITEM_ID].astype(int), rows[CANDIDATE_SCORE], strict=True))
+            for _ in range(config.rounds):
+                started = time.perf_counter()
+                response = client.post("/rank", json=body)
+                latencies.append((time.perf_counter() - started) * 1000)
+                response.raise_for_status()
+            served = {r["item_id"]: r["score"] for r in response.json()["items"]}
+            if set(served) != set(offline):
+                worst = float("inf")
+                continue
+            worst = max(worst, *(abs(served[i] - offline[i]) for i in offline))
+    p99 = float(pd.Series(latencies).quantile(0.99))
+    reasons = []
+    if not worst <= config.tolerance:
+        reasons.append(f"served scores differ from offline by {worst:.3g} > {config.tolerance}")
+    if p99 > config.p99_budget_ms:
+        reasons.append(f"p99 latency {p99:.1f} ms exceeds the budget of {config.p99_budget_ms} ms")
+    return InfraValidation(
+        searches=golden[S.SEARCH_ID].nunique(),
+        requests=len(latencies),
+        max_abs_diff=worst,
+        p50_ms=statistics.median(latencies),
+        p99_ms=p99,
+        passed=not reasons,
+        reasons=reasons,
+    )
+
+
+def package_service(
+    model_dir: Path,
+    blessed: bool,
+    golden_path: Path,
+    catalogue_path: Path,
+    feature_repo: Path,
+    bento_path: Path,
+    work_dir: Path,
+    config: PackageConfig | None = None,
+    lineage: Lineage | None = None,
+) -> PackageResult:
+    """Package, export and infra-validate (see the module docstring).
+
+    Raises:
+        InputError: the model is not blessed, or an input is missing or malformed.
+    """
+    from searchrank.serving.bento import (
+        build_bento,
+        export_bento,
+        save_ranker,
+        save_retriever,
+        serve,
+    )
+
+    config = config or PackageConfig()
+    lineage = lineage or Lineage()
+    if not blessed:
+        raise InputError("blessed", blessed, "only a model that evaluate blessed is packaged")
+    description = read_description(model_dir)
+    feature_service = str(description.get("feature_service") or "")
+    if not feature_service:
+        raise InputError("model", str(model_dir), "must name the feature service it trained on")
+    version = schema_version(feature_repo, feature_service)
+    golden = golden_searches(pd.read_parquet(golden_path), config.golden_searches)
+    labels = {
+        "feature_service": feature_service,
+        "feature_service_version": version,
+        "kfp_run": lineage.kfp_run or "local",
+    }
+    ranker = save_ranker(
+        model_dir, labels, {**asdict(lineage), "metrics": description.get("metrics", {})}
+    )
+    retriever = save_retriever(pd.read_parquet(catalogue_path), labels)
+    bento = build_bento(ranker, retriever, labels)
+    export_bento(bento, bento_path)
+    staging = staging_repo(feature_repo, work_dir / "staging", golden[S.EVENT_TIMESTAMP].max())
+    with serve(bento, staging) as running:
+        validation = replay(running.url, golden, config)
+    return PackageResult(ranker, retriever, bento, feature_service, version, validation)

@@ -1,0 +1,82 @@
+"""The search service's request and response types, with the limits every request is held to.
+
+Pydantic validates requests before any work is done; a violation becomes a 400 response whose
+``detail`` names the field (``loc``) and the rule (``msg``). The same models describe the
+endpoints in the service's OpenAPI document.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, Field
+
+MAX_ITEMS = 1_000
+"""The most candidates one ``/rank`` request may carry."""
+MAX_QUERY_CHARS = 200
+MAX_K = 100
+"""The most results one ``/search`` request may ask for."""
+SEARCH_CANDIDATES = 200
+"""How many candidates ``/search`` retrieves before ranking."""
+MAX_BODY_BYTES = 64 * 1024
+"""Requests with larger bodies are refused with 413 before they are read (1,000 ids fit easily)."""
+
+Query = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_QUERY_CHARS,
+        description="The search text as typed; normalized as the logs were.",
+        examples=["beyonse halo"],
+    ),
+]
+UserId = Annotated[
+    int,
+    Field(
+        ge=0,
+        lt=2**63,
+        description="The listener; an unknown id is served on the cold-start path.",
+        examples=[42],
+    ),
+]
+ItemIds = Annotated[
+    list[Annotated[int, Field(ge=0, lt=2**63)]],
+    Field(
+        min_length=1, max_length=MAX_ITEMS, description="Candidates to order.", examples=[[1, 2]]
+    ),
+]
+K = Annotated[int, Field(ge=1, le=MAX_K, description="How many results to return.")]
+
+
+class RankedItem(BaseModel):
+    item_id: int
+    score: float
+    """The ranker's score: higher ranks first; comparable within one response only."""
+
+
+class RankResponse(BaseModel):
+    items: list[RankedItem]
+    """The known candidates, best first."""
+    unknown_item_ids: list[int]
+    """Requested ids the catalogue does not know: dropped, not ranked."""
+    cold_start: bool
+    """True when the user had no features online (a new or unknown listener)."""
+    model: str
+    """The BentoML tag of the ranker that scored the items."""
+
+
+class SearchResult(RankedItem):
+    name: str | None
+    artist_name: str | None
+    item_type: str | None
+    genre: str | None
+
+
+class SearchResponse(BaseModel):
+    query: str
+    """The normalized query the results were retrieved for."""
+    results: list[SearchResult]
+    retrieved: int
+    """How many candidates retrieval passed to the ranker."""
+    cold_start: bool
+    model: str

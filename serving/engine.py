@@ -1,0 +1,199 @@
+"""What ``/rank`` and ``/search`` do, apart from HTTP: the service's pure logic.
+
+:class:`SearchEngine` turns a request into feature rows (:mod:`searchrank.serving.online`),
+encodes them with the feature processor saved beside the model, has them scored, and orders the
+result. Scoring is a function handed in, so the BentoML service can put its adaptive batcher in
+between while tests and the benchmark's bare app call the model directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from searchrank.components.core import schema as S
+from searchrank.components.core.bm25 import BM25Scorer
+from searchrank.components.core.checkpoint import load_ranker
+from searchrank.components.core.errors import InputError
+from searchrank.components.core.features import FeatureProcessor
+from searchrank.components.core.model import ContextAwareRanker
+from searchrank.components.core.text import normalize_text
+from searchrank.serving.api import (
+    SEARCH_CANDIDATES,
+    RankedItem,
+    RankResponse,
+    SearchResponse,
+    SearchResult,
+)
+from searchrank.serving.online import OnlineFeatures
+
+Encoded = dict[str, np.ndarray]
+"""One request's candidates encoded for the model: ``dense`` (n, F) and ``codes`` (n, C)."""
+Scorer = Callable[[list[Encoded]], list[np.ndarray]]
+
+RETRIEVER_TEXT = ("name", "artist_name")
+POPULARITY = "item_stats__popularity"
+METADATA = {
+    "name": "item_catalogue__name",
+    "artist_name": "item_catalogue__artist_name",
+    "item_type": "item_catalogue__item_type",
+    "genre": "item_catalogue__genre",
+}
+
+
+def lexical_retriever(catalogue: pd.DataFrame) -> BM25Scorer:
+    """BM25 over each item's name and artist, in character trigrams so misspellings match.
+
+    Args:
+        catalogue: one row per item with ``item_id``, ``name`` and ``artist_name``.
+    """
+    missing = [c for c in (S.ITEM_ID, *RETRIEVER_TEXT) if c not in catalogue.columns]
+    if missing:
+        raise InputError("catalogue columns", list(catalogue.columns), f"must include {missing}")
+    items = catalogue.drop_duplicates(S.ITEM_ID)
+    texts = (items["name"].fillna("") + " " + items["artist_name"].fillna("")).tolist()
+    return BM25Scorer.fit(items[S.ITEM_ID].to_numpy(), texts, analyzer="char3")
+
+
+@torch.no_grad()
+def score_encoded(model: ContextAwareRanker, requests: list[Encoded]) -> list[np.ndarray]:
+    """Scores of several requests' candidate lists in one forward pass.
+
+    The lists are padded to the longest and masked, so each list's scores are what it would get
+    alone (up to float rounding): the model's attention never crosses lists.
+    """
+    longest = max(len(r["dense"]) for r in requests)
+    width, n_codes = requests[0]["dense"].shape[1], requests[0]["codes"].shape[1]
+    dense = np.zeros((len(requests), longest, width), dtype=np.float32)
+    codes = np.zeros((len(requests), longest, n_codes), dtype=np.int64)
+    mask = np.zeros((len(requests), longest), dtype=bool)
+    for b, request in enumerate(requests):
+        n = len(request["dense"])
+        dense[b, :n], codes[b, :n], mask[b, :n] = request["dense"], request["codes"], True
+    scores = model(torch.from_numpy(dense), torch.from_numpy(codes), torch.from_numpy(mask))
+    out = scores.float().numpy()
+    return [out[b, : len(r["dense"])] for b, r in enumerate(requests)]
+
+
+def normalized_query(query: str) -> str:
+    """The query as the logs store it; a query without letters or digits is refused."""
+    text = normalize_text(query)
+    if not text:
+        raise InputError("query", query, "must contain at least one letter or digit")
+    return text
+
+
+@dataclass
+class RankerBundle:
+    """A loaded ranker checkpoint: the model, its feature processor and its description."""
+
+    model: ContextAwareRanker
+    processor: FeatureProcessor
+    description: dict[str, Any]
+
+    @classmethod
+    def load(cls, folder: Path) -> RankerBundle:
+        torch.set_grad_enabled(False)
+        return cls(*load_ranker(folder))
+
+    @property
+    def feature_service(self) -> str:
+        return str(self.description["feature_service"])
+
+
+class SearchEngine:
+    """``rank`` and ``search`` over online features, a ranker and a lexical retriever."""
+
+    def __init__(
+        self,
+        features: OnlineFeatures,
+        ranker: RankerBundle,
+        retriever: BM25Scorer,
+        score: Scorer | None = None,
+        model_tag: str = "",
+    ) -> None:
+        self.features = features
+        self.ranker = ranker
+        self.retriever = retriever
+        self.score: Scorer = score or (lambda requests: score_encoded(ranker.model, requests))
+        self.model_tag = model_tag
+
+    def encode(self, frame: pd.DataFrame) -> Encoded:
+        dense, codes = self.ranker.processor.transform(frame)
+        return {"dense": dense, "codes": codes}
+
+    def scored_rows(
+        self, query: str, user_id: int, item_ids: Sequence[int]
+    ) -> tuple[pd.DataFrame, np.ndarray]:
+        """The feature rows of known candidates and their scores (the skew tests compare
+        both with training's)."""
+        frame = self.features.rows(query, user_id, item_ids)
+        return frame, self.score([self.encode(frame)])[0]
+
+    def rank(self, query: str, user_id: int, item_ids: Sequence[int]) -> RankResponse:
+        """Order ``item_ids`` for the query and user; unknown ids are dropped and listed.
+
+        A repeated id is ranked once, at its best.
+        """
+        text = normalized_query(query)
+        ids = list(dict.fromkeys(int(i) for i in item_ids))
+        known = self.features.known(ids)
+        kept = [i for i, ok in zip(ids, known, strict=True) if ok]
+        unknown = [i for i, ok in zip(ids, known, strict=True) if not ok]
+        if not kept:
+            return RankResponse(
+                items=[], unknown_item_ids=unknown, cold_start=True, model=self.model_tag
+            )
+        frame, scores = self.scored_rows(text, user_id, kept)
+        order = np.argsort(-scores, kind="stable")
+        return RankResponse(
+            items=[RankedItem(item_id=kept[j], score=float(scores[j])) for j in order],
+            unknown_item_ids=unknown,
+            cold_start=not self.features.user_known(frame),
+            model=self.model_tag,
+        )
+
+    def candidates(self, query: str, k: int) -> list[int]:
+        """Lexical candidates (BM25 over names and artists, character trigrams so misspellings
+        match), topped up with the most popular items when fewer than ``k`` match."""
+        ids, _ = self.retriever.retrieve(query, SEARCH_CANDIDATES)
+        found = [int(i) for i in ids]
+        if len(found) < k:
+            items = self.features.items.frame
+            popular = items[POPULARITY].astype(float).nlargest(k + len(found)).index
+            found += [int(i) for i in popular if int(i) not in set(found)][: k - len(found)]
+        return found
+
+    def search(self, query: str, user_id: int, k: int) -> SearchResponse:
+        """Retrieve, rank and return the top ``k`` with their catalogue metadata."""
+        text = normalized_query(query)
+        candidates = self.candidates(text, k)
+        ranked = self.rank(text, user_id, candidates)
+        top = ranked.items[:k]
+        items = self.features.items.rows([r.item_id for r in top])
+        results = [
+            SearchResult(
+                item_id=r.item_id,
+                score=r.score,
+                **{
+                    field: (None if pd.isna(value) else str(value))
+                    for field, value in (
+                        (field, items[column].iloc[j]) for field, column in METADATA.items()
+                    )
+                },
+            )
+            for j, r in enumerate(top)
+        ]
+        return SearchResponse(
+            query=text,
+            results=results,
+            retrieved=len(candidates),
+            cold_start=ranked.cold_start,
+            model=self.model_tag,
+        )

@@ -1,0 +1,102 @@
+"""ASGI middleware of the search service: a request body limit and optional API-key checks.
+
+Both answer before the request reaches BentoML, with a JSON body that says what was wrong.
+Health, readiness and metrics endpoints stay open so that Kubernetes probes and Prometheus work
+without the key.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
+API_KEY_HEADER = "x-api-key"
+
+
+async def _refuse(send: Send, status: int, field: str, rule: str) -> None:
+    body = json.dumps({"error": f"{field}: {rule}", "field": field, "rule": rule}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimit:
+    """Refuse bodies over ``max_bytes`` with 413: by Content-Length up front, or while reading."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rule = f"the request body must be at most {self.max_bytes} bytes"
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await _refuse(send, 413, "body", rule)
+            return
+        # Without a trustworthy length, read the body here and stop at the limit.
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await _refuse(send, 413, "body", rule)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+class ApiKey:
+    """Require the header ``x-api-key`` (or ``Authorization: Bearer …``) to equal the key in
+    the environment variable ``env_var``, read when the app is built; no key, no check."""
+
+    def __init__(self, app: ASGIApp, env_var: str) -> None:
+        self.app = app
+        self.key = os.environ.get(env_var, "").encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.key or scope.get("path") in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers", []))
+        given = headers.get(API_KEY_HEADER.encode(), b"")
+        bearer = headers.get(b"authorization", b"")
+        if not given and bearer.lower().startswith(b"bearer "):
+            given = bearer[7:].strip()
+        if not hmac.compare_digest(given, self.key):
+            await _refuse(send, 401, API_KEY_HEADER, "a valid API key is required")
+            return
+        await self.app(scope, receive, send)

@@ -1,0 +1,140 @@
+"""The BentoML search service: ``POST /rank`` and ``POST /search`` over Feast and the ranker.
+
+Two services compose it. :class:`RankerModel` holds the transformer and scores candidate lists
+with BentoML's adaptive batching, so concurrent requests share forward passes. :class:`Search`,
+the entry point, validates requests, builds online features, asks ``RankerModel`` for scores and
+orders the results; its logic lives in :mod:`searchrank.serving.engine`.
+
+Configuration comes from the environment (a Bento's entry module pins the model tags):
+
+``SEARCHRANK_FEATURE_REPO``
+    the Feast repository folder (its ``feature_store.yaml`` names the online store: SQLite on
+    the embedded default, Redis on a cluster). Required.
+``SEARCHRANK_RANKER_MODEL`` / ``SEARCHRANK_RETRIEVER_MODEL``
+    BentoML model tags, ``searchrank-ranker:latest`` and ``searchrank-retriever:latest`` by default.
+``SEARCHRANK_API_KEY``
+    when set, every endpoint but health, readiness and metrics requires it (``x-api-key``).
+``SEARCHRANK_ITEM_REFRESH_SECONDS``
+    how often the item feature cache reloads from the online store (300 by default).
+
+At start-up ``Search`` checks that the feature service named in the model's labels serves every
+input of the model and refuses to start otherwise (:mod:`searchrank.serving.checks`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import cast
+
+import bentoml
+import numpy as np
+from bentoml.exceptions import InvalidArgument
+
+from searchrank.components.core.errors import InputError
+from searchrank.serving.api import (
+    MAX_BODY_BYTES,
+    ItemIds,
+    K,
+    Query,
+    RankResponse,
+    SearchResponse,
+    UserId,
+)
+from searchrank.serving.engine import Encoded, RankerBundle, score_encoded
+from searchrank.serving.middleware import ApiKey, BodyLimit
+
+log = logging.getLogger(__name__)
+
+RANKER_MODEL_NAME = "searchrank-ranker"
+RETRIEVER_MODEL_NAME = "searchrank-retriever"
+RANKER_MODEL = os.environ.get("SEARCHRANK_RANKER_MODEL", f"{RANKER_MODEL_NAME}:latest")
+RETRIEVER_MODEL = os.environ.get("SEARCHRANK_RETRIEVER_MODEL", f"{RETRIEVER_MODEL_NAME}:latest")
+FEATURE_REPO_ENV = "SEARCHRANK_FEATURE_REPO"
+API_KEY_ENV = "SEARCHRANK_API_KEY"
+REFRESH_ENV = "SEARCHRANK_ITEM_REFRESH_SECONDS"
+
+
+@contextmanager
+def as_bad_request() -> Iterator[None]:
+    """Report an :class:`InputError` as a 400 response naming the field, value and rule."""
+    try:
+        yield
+    except InputError as error:
+        raise InvalidArgument(str(error)) from error
+
+
+@bentoml.service(name="searchrank-ranker-model", workers=1, traffic={"timeout": 30})
+class RankerModel:
+    """The transformer ranker behind an adaptive batcher."""
+
+    ranker = bentoml.models.BentoModel(RANKER_MODEL)
+
+    def __init__(self) -> None:
+        self.bundle = RankerBundle.load(Path(self.ranker.path))
+
+    # A generous max_latency_ms: a tight one makes the batcher shed load with 503s.
+    @bentoml.api(batchable=True, batch_dim=0, max_batch_size=32, max_latency_ms=2_000)
+    def score(self, requests: list[Encoded]) -> list[np.ndarray]:
+        """Scores of each request's candidates (dense (n, F) and codes (n, C) per request)."""
+        return score_encoded(self.bundle.model, requests)
+
+
+@bentoml.service(name="searchrank", workers=1, traffic={"timeout": 30})
+class Search:
+    """Search and ranking over Feast online features (see the module docstring)."""
+
+    model = bentoml.depends(RankerModel)
+    ranker = bentoml.models.BentoModel(RANKER_MODEL)
+    retriever = bentoml.models.BentoModel(RETRIEVER_MODEL)
+
+    def __init__(self) -> None:
+        from searchrank.components.core.bm25 import BM25Scorer
+        from searchrank.features.store import open_store
+        from searchrank.serving.checks import check_feature_service
+        from searchrank.serving.engine import SearchEngine
+        from searchrank.serving.online import OnlineFeatures
+
+        repo = os.environ.get(FEATURE_REPO_ENV)
+        if not repo:
+            raise RuntimeError(f"{FEATURE_REPO_ENV} must name the Feast repository folder")
+        bundle = RankerBundle.load(Path(self.ranker.path))
+        store = open_store(repo)
+        check_feature_service(store, bundle.feature_service, bundle.processor)
+        retriever = BM25Scorer.load(Path(self.retriever.path))
+        features = OnlineFeatures(store, bundle.feature_service, retriever.item_ids.tolist())
+        features.items.start_refreshing(float(os.environ.get(REFRESH_ENV, "300")))
+        log.info("item feature cache: %d items", len(features.items))
+        self.engine = SearchEngine(
+            features,
+            bundle,
+            retriever,
+            score=self._score,
+            model_tag=str(self.ranker.tag),
+        )
+
+    def _score(self, requests: list[Encoded]) -> list[np.ndarray]:
+        # Looked up per call: a served dependency's client gains its methods once connected.
+        scores: list[np.ndarray] = self.model.score(requests)
+        return scores
+
+    @bentoml.api
+    def rank(self, query: Query, user_id: UserId, item_ids: ItemIds) -> RankResponse:
+        """Order the given candidates for the query and user, best first."""
+        with as_bad_request():
+            return self.engine.rank(query, user_id, item_ids)
+
+    @bentoml.api
+    def search(self, query: Query, user_id: UserId, k: K = 10) -> SearchResponse:
+        """Retrieve candidates for the query, rank them for the user, and return the top k."""
+        with as_bad_request():
+            return self.engine.search(query, user_id, k)
+
+
+# ``@bentoml.service`` returns a ``bentoml.Service`` wrapping the class; its stubs say otherwise.
+_service = cast("bentoml.Service[Search]", Search)
+_service.add_asgi_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+_service.add_asgi_middleware(ApiKey, env_var=API_KEY_ENV)

@@ -1,0 +1,77 @@
+"""``package_service``: refuse the unblessed, save with lineage, build, export, infra-validate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from searchrank.components.core.errors import InputError
+from searchrank.components.evaluate.scoring import score_ranker
+from searchrank.components.package_service.logic import (
+    CANDIDATE_SCORE,
+    Lineage,
+    PackageConfig,
+    package_service,
+)
+from searchrank.features import tables as T
+
+
+@pytest.fixture(scope="module")
+def golden(
+    tmp_path_factory: pytest.TempPathFactory, splits: dict[str, Path], ranker_checkpoint: Path
+) -> Path:
+    """What evaluate's scores Dataset holds: the test rows and the candidate's offline scores."""
+    test = pd.read_parquet(splits["test"])
+    test[CANDIDATE_SCORE] = score_ranker(test, ranker_checkpoint)
+    path = tmp_path_factory.mktemp("golden") / "scores.parquet"
+    test.to_parquet(path, index=False)
+    return path
+
+
+def test_an_unblessed_model_is_refused_before_anything_is_saved(
+    ranker_checkpoint: Path, golden: Path, dataset_dir: Path, feature_repo: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(InputError, match="blessed"):
+        package_service(
+            ranker_checkpoint,
+            False,
+            golden,
+            dataset_dir / T.file_name(T.CATALOGUE),
+            feature_repo,
+            tmp_path / "bento",
+            tmp_path,
+        )
+    assert not (tmp_path / "bento").exists()
+
+
+@pytest.mark.slow
+def test_the_blessed_model_is_packaged_with_lineage_and_passes_infra_validation(
+    ranker_checkpoint: Path, golden: Path, dataset_dir: Path, feature_repo: Path, tmp_path: Path
+) -> None:
+    import bentoml
+
+    result = package_service(
+        ranker_checkpoint,
+        True,
+        golden,
+        dataset_dir / T.file_name(T.CATALOGUE),
+        feature_repo,
+        tmp_path / "bento",
+        tmp_path / "work",
+        PackageConfig(golden_searches=10, rounds=2, p99_budget_ms=5_000),
+        Lineage(kfp_run="run-42", training_dataset_uri="s3://bucket/train", ray_checkpoint="ckpt"),
+    )
+    validation = result.validation
+    assert validation.passed, validation.reasons
+    assert validation.searches == 10 and validation.requests == 20
+    assert validation.max_abs_diff <= 1e-4
+    assert (tmp_path / "bento").stat().st_size > 0
+    model = bentoml.models.get(result.ranker_tag)
+    assert model.info.labels["feature_service"] == "ranker_v1"
+    assert model.info.labels["kfp_run"] == "run-42"
+    assert len(model.info.labels["feature_service_version"]) == 12
+    assert model.info.metadata["training_dataset_uri"] == "s3://bucket/train"
+    assert bentoml.bentos.get(result.bento_tag).info.labels["kfp_run"] == "run-42"
+    assert "PASSED" in result.markdown()

@@ -1,0 +1,107 @@
+"""The service's logic against training: the same features and scores for logged searches."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from serving.conftest import LoggedDay
+
+from searchrank.components.core import schema as S
+from searchrank.components.core.errors import InputError
+from searchrank.components.core.features import FeatureProcessor
+from searchrank.components.evaluate.scoring import score_ranker
+from searchrank.serving.checks import SchemaMismatchError, check_feature_service, model_problems
+from searchrank.serving.engine import SearchEngine
+
+SEARCHES = 25
+
+
+def _same(served: pd.Series, trained: pd.Series) -> bool:
+    if pd.api.types.is_datetime64_any_dtype(trained):
+        a, b = pd.to_datetime(served, utc=True), trained
+        return bool(((a == b) | (a.isna() & b.isna())).all())
+    if pd.api.types.is_numeric_dtype(trained) or pd.api.types.is_bool_dtype(trained):
+        a = pd.to_numeric(served, errors="coerce").to_numpy(np.float64)
+        b = pd.to_numeric(trained, errors="coerce").to_numpy(np.float64)
+        return bool(np.allclose(a, b, rtol=1e-6, atol=1e-6, equal_nan=True))
+    return served.astype(object).where(served.notna(), None).tolist() == (
+        trained.astype(object).where(trained.notna(), None).tolist()
+    )
+
+
+def test_served_features_and_scores_equal_training_for_logged_searches(
+    engine: SearchEngine, logged_day: LoggedDay, ranker_checkpoint: Path
+) -> None:
+    rows = logged_day.rows
+    chosen = rows[S.SEARCH_ID].drop_duplicates().head(SEARCHES)
+    assert len(chosen) >= 10, "the last day must hold enough searches to compare"
+    worst = 0.0
+    for search_id in chosen:
+        trained = rows[rows[S.SEARCH_ID] == search_id].reset_index(drop=True)
+        served, scores = engine.scored_rows(
+            trained[S.QUERY].iloc[0], int(trained[S.USER_ID].iloc[0]), trained[S.ITEM_ID].tolist()
+        )
+        features = S.feature_columns(list(trained.columns))
+        assert set(features) <= set(served.columns)
+        different = [c for c in features if not _same(served[c], trained[c])]
+        assert not different, f"search {search_id}: online differs from training in {different}"
+        offline = score_ranker(trained, ranker_checkpoint)
+        worst = max(worst, float(np.abs(scores - offline).max()))
+    assert worst <= 1e-4
+
+
+def test_rank_drops_unknown_items_and_serves_unknown_users_cold(
+    engine: SearchEngine, logged_day: LoggedDay
+) -> None:
+    first = logged_day.rows.iloc[:1]
+    items = logged_day.rows[S.ITEM_ID].drop_duplicates().head(12).tolist()
+    response = engine.rank("Halo!", 10**12, [*items, 10**13, items[0]])
+    assert response.unknown_item_ids == [10**13]
+    assert sorted(r.item_id for r in response.items) == sorted(items)
+    scores = [r.score for r in response.items]
+    assert scores == sorted(scores, reverse=True)
+    assert response.cold_start
+    known = engine.rank(first[S.QUERY].iloc[0], int(first[S.USER_ID].iloc[0]), items)
+    assert not known.cold_start
+    with pytest.raises(InputError, match="query"):
+        engine.rank("?!", 1, items)
+
+
+def test_search_retrieves_misspelled_names_and_returns_metadata(
+    engine: SearchEngine, catalogue: pd.DataFrame
+) -> None:
+    target = catalogue[catalogue["item_type"] == "track"].iloc[0]
+    name = str(target["name"]).lower()
+    misspelled = name[:-1] + ("x" if name[-1] != "x" else "y")
+    response = engine.search(misspelled, 1, 10)
+    assert 1 <= len(response.results) <= 10 and response.retrieved >= len(response.results)
+    assert all(r.name and r.item_type for r in response.results)
+    ids = engine.candidates(misspelled, 10)
+    assert int(target["item_id"]) in ids, "trigram BM25 must still find a misspelled name"
+
+
+def test_the_service_refuses_a_model_the_feature_service_cannot_feed(
+    logged_day: LoggedDay, ranker_checkpoint: Path
+) -> None:
+    from searchrank.features.store import open_store
+
+    store = open_store(logged_day.repo)
+    description = json.loads((ranker_checkpoint / "ranker.json").read_text())
+    processor = FeatureProcessor.from_json(json.dumps(description["processor"]))
+    check_feature_service(store, description["feature_service"], processor)  # trained: fine
+    with pytest.raises(SchemaMismatchError, match=r"ranker_v9.*registered"):
+        check_feature_service(store, "ranker_v9", processor)
+    renamed = json.loads(json.dumps(description["processor"]))
+    renamed["numeric"][0]["column"] = "item_stats__plays_1d"
+    renamed["categorical"].append("item_stats__popularity")
+    renamed["vocabularies"]["item_stats__popularity"] = ["a"]
+    problems = model_problems(
+        FeatureProcessor.from_json(json.dumps(renamed)),
+        {"item_stats__popularity": "Float32"},
+    )
+    assert any(p.startswith("item_stats__plays_1d: the model reads it") for p in problems)
+    assert any("item_stats__popularity: the model reads a category" in p for p in problems)

@@ -1,0 +1,88 @@
+"""A built Bento under a real ``bentoml serve`` process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from serving.conftest import LoggedDay, StoredModels
+
+from searchrank.components.core import schema as S
+from searchrank.serving.bento import RunningService, build_bento, save_ranker, serve
+
+pytestmark = pytest.mark.slow
+KEY = "s3cret"
+
+
+@pytest.fixture(scope="module")
+def bento(stored_models: StoredModels) -> str:
+    return build_bento(stored_models.ranker, stored_models.retriever, {"kfp_run": "test"})
+
+
+@pytest.fixture(scope="module")
+def running(bento: str, logged_day: LoggedDay) -> Iterator[RunningService]:
+    with serve(bento, logged_day.repo, env={"SEARCHRANK_API_KEY": KEY}) as service:
+        yield service
+
+
+def test_the_served_bento_ranks_as_the_engine_does(
+    running: RunningService, logged_day: LoggedDay, engine: object
+) -> None:
+    rows = logged_day.rows
+    first = rows[rows[S.SEARCH_ID] == rows[S.SEARCH_ID].iloc[0]]
+    request = {
+        "query": str(first[S.QUERY].iloc[0]),
+        "user_id": int(first[S.USER_ID].iloc[0]),
+        "item_ids": [int(i) for i in first[S.ITEM_ID]] + [10**13],
+    }
+    headers = {"x-api-key": KEY}
+    response = httpx.post(f"{running.url}/rank", json=request, headers=headers, timeout=30)
+    assert response.status_code == 200, response.text
+    served = response.json()
+    direct = engine.rank(**request)  # type: ignore[attr-defined]
+    assert served["unknown_item_ids"] == [10**13]
+    assert [r["item_id"] for r in served["items"]] == [r.item_id for r in direct.items]
+    assert (
+        max(abs(a["score"] - b.score) for a, b in zip(served["items"], direct.items, strict=True))
+        <= 1e-4
+    )
+    found = httpx.post(
+        f"{running.url}/search",
+        json={"query": "chill vibes", "user_id": 3, "k": 3},
+        headers=headers,
+        timeout=30,
+    )
+    assert found.status_code == 200 and len(found.json()["results"]) == 3
+
+
+def test_the_api_key_guards_the_endpoints_but_not_probes_or_metrics(
+    running: RunningService,
+) -> None:
+    body = {"query": "a", "user_id": 1, "item_ids": [1]}
+    refused = httpx.post(f"{running.url}/rank", json=body, timeout=30)
+    assert refused.status_code == 401 and "x-api-key" in refused.text
+    bearer = {"authorization": f"Bearer {KEY}"}
+    assert (
+        httpx.post(f"{running.url}/rank", json=body, headers=bearer, timeout=30).status_code == 200
+    )
+    assert httpx.get(f"{running.url}/readyz").status_code == 200
+    metrics = httpx.get(f"{running.url}/metrics")
+    assert metrics.status_code == 200 and "bentoml_service_request_duration_seconds" in metrics.text
+
+
+def test_a_model_whose_feature_service_is_missing_does_not_start(
+    ranker_checkpoint: Path, stored_models: StoredModels, logged_day: LoggedDay, tmp_path: Path
+) -> None:
+    folder = tmp_path / "model"
+    shutil.copytree(ranker_checkpoint, folder)
+    description = json.loads((folder / "ranker.json").read_text())
+    description["feature_service"] = "ranker_v9"
+    (folder / "ranker.json").write_text(json.dumps(description))
+    ranker = save_ranker(folder, {"feature_service": "ranker_v9"}, {})
+    broken = build_bento(ranker, stored_models.retriever, {})
+    with pytest.raises(RuntimeError, match="ranker_v9"), serve(broken, logged_day.repo):
+        pass

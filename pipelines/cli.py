@@ -297,6 +297,33 @@ def components_compile(
 
 @app.command()
 @reports_input_errors
+def serve(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.", min=1, max=65_535)] = 3000,
+    bento: Annotated[
+        str, typer.Option(help="Bento tag; the latest searchrank Bento when empty.")
+    ] = "",
+    feature_repo: Annotated[Path, typer.Option(help="Feast repository the service reads.")] = Path(
+        ".searchrank/demo/feature_repo"
+    ),
+) -> None:
+    """Serve a packaged Bento with ``bentoml serve`` on 127.0.0.1 until interrupted."""
+    from searchrank.serving.bento import latest_bento, preflight, serve
+
+    tag = bento or latest_bento()
+    preflight(tag, feature_repo)
+    console.print(f"starting [bold]{tag}[/bold] on http://127.0.0.1:{port} (Ctrl-C stops it)")
+    with serve(tag, feature_repo, port=port) as running:
+        console.print(
+            f"ready: POST {running.url}/rank, {running.url}/search; log {running.log_path}"
+        )
+        try:
+            running.process.wait()
+        except KeyboardInterrupt:
+            console.print("stopping")
+
+
+@app.command()
+@reports_input_errors
 def demo(
     workdir: Annotated[Path, typer.Option(help="Folder for the demo's data and outputs.")] = Path(
         ".searchrank/demo"

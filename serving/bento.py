@@ -6,6 +6,7 @@ so that every one of them builds and starts the service the same way.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -25,6 +26,7 @@ import httpx
 import pandas as pd
 
 from searchrank.components.core import checkpoint as ckpt
+from searchrank.components.core.errors import InputError
 from searchrank.serving.engine import lexical_retriever
 from searchrank.serving.service import (
     FEATURE_REPO_ENV,
@@ -132,6 +134,50 @@ def export_bento(tag: str, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(written, path)
     return path
+
+
+def latest_bento() -> str:
+    """The newest Bento called ``searchrank`` in the store.
+
+    Raises:
+        InputError: there is none (package one first, for example with ``make demo``).
+    """
+    import bentoml
+
+    bentos = [b for b in bentoml.bentos.list() if b.tag.name == BENTO_NAME]
+    if not bentos:
+        raise InputError("bento", BENTO_NAME, "no searchrank Bento is packaged in the store yet")
+    return str(max(bentos, key=lambda b: b.info.creation_time).tag)
+
+
+def preflight(tag: str, feature_repo: Path) -> None:
+    """Check, before starting a server, that ``tag`` exists and the feature repository can feed
+    its ranker (the check the service repeats at start-up).
+
+    Raises:
+        InputError: unknown Bento or repository, or a feature service that does not match.
+    """
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    from searchrank.components.core.features import FeatureProcessor
+    from searchrank.features.store import open_store
+    from searchrank.serving.checks import SchemaMismatchError, check_feature_service
+
+    try:
+        info = bentoml.bentos.get(tag).info
+    except NotFound as error:
+        raise InputError("bento", tag, "must be a Bento in the store (bentoml list)") from error
+    models = [m for service in info.services for m in service.models]
+    ranker = next((m for m in models if m.tag.name == RANKER_MODEL_NAME), None)
+    if ranker is None:
+        raise InputError("bento", tag, f"must contain a {RANKER_MODEL_NAME} model")
+    description = ckpt.read_description(Path(bentoml.models.get(ranker.tag).path))
+    processor = FeatureProcessor.from_json(json.dumps(description["processor"]))
+    try:
+        check_feature_service(open_store(feature_repo), description["feature_service"], processor)
+    except SchemaMismatchError as error:
+        raise InputError("feature_repo", str(feature_repo), str(error)) from error
 
 
 STARTUP_FAILED = "Application startup failed"

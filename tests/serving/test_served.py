@@ -86,3 +86,19 @@ def test_a_model_whose_feature_service_is_missing_does_not_start(
     broken = build_bento(ranker, stored_models.retriever, {})
     with pytest.raises(RuntimeError, match="ranker_v9"), serve(broken, logged_day.repo):
         pass
+
+
+def test_searchrank_serve_checks_the_bento_and_the_feature_repository_first(
+    bento: str, logged_day: LoggedDay, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from searchrank.pipelines.cli import app
+    from searchrank.serving.bento import latest_bento, preflight
+
+    assert latest_bento() == bento
+    preflight(bento, logged_day.repo)
+    unknown = CliRunner().invoke(app, ["serve", "--bento", "searchrank:nope"])
+    assert unknown.exit_code == 2 and "bento" in unknown.output
+    no_repo = CliRunner().invoke(app, ["serve", "--feature-repo", str(tmp_path)])
+    assert no_repo.exit_code == 2 and "feature_repo" in no_repo.output

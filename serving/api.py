@@ -21,6 +21,9 @@ SEARCH_CANDIDATES = 200
 MAX_BODY_BYTES = 64 * 1024
 """Requests with larger bodies are refused with 413 before they are read (1,000 ids fit easily)."""
 
+MAX_ID = 2**53
+"""Ids lie in [0, 2^53): integers that JSON clients of every language represent exactly."""
+
 Query = Annotated[
     str,
     Field(
@@ -34,13 +37,13 @@ UserId = Annotated[
     int,
     Field(
         ge=0,
-        lt=2**63,
+        lt=MAX_ID,
         description="The listener; an unknown id is served on the cold-start path.",
         examples=[42],
     ),
 ]
 ItemIds = Annotated[
-    list[Annotated[int, Field(ge=0, lt=2**63)]],
+    list[Annotated[int, Field(ge=0, lt=MAX_ID)]],
     Field(
         min_length=1, max_length=MAX_ITEMS, description="Candidates to order.", examples=[[1, 2]]
     ),

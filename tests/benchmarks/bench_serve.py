@@ -1,0 +1,255 @@
+"""Benchmark: ``POST /rank`` with 100 items under ``bentoml serve`` against a bare Starlette app.
+
+Both servers do the same work in the same run: the same ranker, the same Feast online store
+(SQLite), the same engine (:mod:`searchrank.serving.engine`: item cache, one batched Feast lookup,
+text match, feature processor, model). BentoML adds its HTTP stack, validation, metrics and the
+adaptive batcher in a separate model process; the bare app calls the model in-process under
+uvicorn. Load is bounded: ``--requests`` requests at ``--concurrency`` from a thread pool on
+127.0.0.1. Also reported: ``/search`` latency and the model-only latency of one 100-item list,
+so the report shows where the time goes. The last line is the JSON result.
+
+Usage: python tests/benchmarks/bench_serve.py [--quick] [--requests N] [--concurrency C]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _data import time_split, training_set
+
+TARGET = 0.7
+P99_TARGET = 1.5
+ITEMS = 100
+BARE_APP = """
+import os, sys
+from pathlib import Path
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from searchrank.features.store import open_store
+from searchrank.serving.engine import RankerBundle, SearchEngine
+from searchrank.components.core.bm25 import BM25Scorer
+from searchrank.serving.online import OnlineFeatures
+
+checkpoint, retriever_dir, repo, port = sys.argv[1:5]
+bundle = RankerBundle.load(Path(checkpoint))
+retriever = BM25Scorer.load(Path(retriever_dir))
+features = OnlineFeatures(open_store(repo), bundle.feature_service, retriever.item_ids.tolist())
+engine = SearchEngine(features, bundle, retriever)
+
+def rank(request_body):
+    return engine.rank(request_body["query"], request_body["user_id"], request_body["item_ids"])
+
+async def endpoint(request: Request) -> JSONResponse:
+    from starlette.concurrency import run_in_threadpool
+    body = await request.json()
+    return JSONResponse((await run_in_threadpool(rank, body)).model_dump())
+
+async def ready(request: Request) -> JSONResponse:
+    return JSONResponse({})
+
+app = Starlette(routes=[Route("/rank", endpoint, methods=["POST"]), Route("/readyz", ready)])
+uvicorn.run(app, host="127.0.0.1", port=int(port), log_level="warning")
+"""
+
+
+def load(url: str, bodies: list[dict[str, Any]], concurrency: int, path: str) -> dict[str, float]:
+    """Send every body once with ``concurrency`` threads; latency percentiles and throughput."""
+    latencies: list[float] = []
+    failures = 0
+    with httpx.Client(base_url=url, timeout=60.0, limits=httpx.Limits(max_connections=64)) as c:
+
+        def one(body: dict[str, Any]) -> float | None:
+            started = time.perf_counter()
+            response = c.post(path, json=body)
+            return (time.perf_counter() - started) * 1000 if response.status_code == 200 else None
+
+        for body in bodies[: concurrency * 2]:  # warm-up
+            one(body)
+        started = time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as pool:
+            for result in pool.map(one, bodies):
+                if result is None:
+                    failures += 1
+                else:
+                    latencies.append(result)
+        elapsed = time.perf_counter() - started
+    return {
+        "rps": len(latencies) / elapsed,
+        "p50_ms": statistics.median(latencies),
+        "p99_ms": float(np.percentile(latencies, 99)),
+        "failures": failures,
+    }
+
+
+def load_bare(
+    checkpoint: Path, retriever_dir: str, repo: Path, bodies: list[dict[str, Any]], concurrency: int
+) -> dict[str, float]:
+    """The same load against the bare Starlette app (:data:`BARE_APP`) under uvicorn."""
+    from searchrank.serving.bento import free_port
+
+    port = free_port()
+    bare = subprocess.Popen(
+        [sys.executable, "-c", BARE_APP, str(checkpoint), retriever_dir, str(repo), str(port)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(240):
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        return load(url, bodies, concurrency, "/rank")
+    finally:
+        bare.terminate()
+        bare.wait(timeout=20)
+
+
+def model_only_ms(checkpoint: Path, width: int, n_codes: int, cardinalities: list[int]) -> float:
+    """Median latency of one forward pass over one 100-candidate list, in this process."""
+    import torch
+
+    from searchrank.serving.engine import RankerBundle, score_encoded
+
+    torch.set_num_threads(1)
+    bundle = RankerBundle.load(checkpoint)
+    rng = np.random.default_rng(0)
+    request = {
+        "dense": rng.normal(size=(ITEMS, width)).astype(np.float32),
+        "codes": np.stack([rng.integers(0, c, ITEMS) for c in cardinalities], axis=1)
+        if n_codes
+        else np.zeros((ITEMS, 0), dtype=np.int64),
+    }
+    times = []
+    for _ in range(200):
+        started = time.perf_counter()
+        score_encoded(bundle.model, [request])
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times[20:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="600 requests")
+    parser.add_argument("--requests", type=int, default=3_000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    requests = 600 if args.quick else args.requests
+    os.environ.setdefault("BENTOML_HOME", tempfile.mkdtemp(prefix="bench-serve-bentoml-"))
+
+    import pandas as pd
+
+    from searchrank.components.core import schema as S
+    from searchrank.components.core.names import RANKER_FEATURE_SERVICE
+    from searchrank.components.materialize_features.logic import materialize_features
+    from searchrank.components.train_ranker.config import TrainRankerConfig
+    from searchrank.components.train_ranker.logic import train_ranker
+    from searchrank.features import tables as T
+    from searchrank.serving.bento import build_bento, save_ranker, save_retriever, serve
+    from searchrank.serving.engine import RankerBundle
+
+    full = training_set(60_000, seed=5)
+    train, valid = time_split(full, parts=2)
+    folder = full.parent
+    work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    config = replace(TrainRankerConfig(), epochs=2, num_workers=1)
+    train_ranker(
+        train,
+        valid,
+        work / "model",
+        config,
+        feature_service=RANKER_FEATURE_SERVICE,
+        work_dir=work,
+        log=lambda _: None,
+    )
+    materialize_features(folder / "repo", datetime(2026, 11, 2, tzinfo=UTC))
+    catalogue = pd.read_parquet(folder / "data" / T.file_name(T.CATALOGUE))
+    ranker_tag = save_ranker(work / "model", {"feature_service": RANKER_FEATURE_SERVICE}, {})
+    retriever_tag = save_retriever(catalogue, {})
+    bento = build_bento(ranker_tag, retriever_tag, {})
+
+    rows = pd.read_parquet(valid, columns=[S.SEARCH_ID, S.USER_ID, S.QUERY])
+    searches = rows.drop_duplicates(S.SEARCH_ID)
+    rng = np.random.default_rng(1)
+    item_ids = catalogue[S.ITEM_ID].to_numpy()
+    bodies = [
+        {
+            "query": str(searches[S.QUERY].iloc[j % len(searches)]),
+            "user_id": int(searches[S.USER_ID].iloc[j % len(searches)]),
+            "item_ids": [int(i) for i in rng.choice(item_ids, ITEMS, replace=False)],
+        }
+        for j in range(requests)
+    ]
+
+    import bentoml
+
+    with serve(bento, folder / "repo") as running:
+        served = load(running.url, bodies, args.concurrency, "/rank")
+        search_bodies = [{"query": b["query"], "user_id": b["user_id"], "k": 10} for b in bodies]
+        searched = load(running.url, search_bodies[: max(requests // 5, 50)], 1, "/search")
+
+    baseline = load_bare(
+        work / "model",
+        bentoml.models.get(retriever_tag).path,
+        folder / "repo",
+        bodies,
+        args.concurrency,
+    )
+
+    bundle = RankerBundle.load(work / "model")
+    processor = bundle.processor
+    model_ms = model_only_ms(
+        work / "model", len(processor.numeric), len(processor.categorical), processor.cardinalities
+    )
+    ratio = served["rps"] / baseline["rps"]
+    p99_ratio = served["p99_ms"] / baseline["p99_ms"]
+    print(
+        json.dumps(
+            {
+                "bench": "serve",
+                "rps": round(served["rps"], 1),
+                "bare_rps": round(baseline["rps"], 1),
+                "ratio": round(ratio, 3),
+                "p50_ms": round(served["p50_ms"], 1),
+                "p99_ms": round(served["p99_ms"], 1),
+                "bare_p50_ms": round(baseline["p50_ms"], 1),
+                "bare_p99_ms": round(baseline["p99_ms"], 1),
+                "p99_ratio": round(p99_ratio, 3),
+                "target": TARGET,
+                "p99_target": P99_TARGET,
+                "met": ratio >= TARGET and p99_ratio <= P99_TARGET,
+                "search_p50_ms": round(searched["p50_ms"], 1),
+                "search_p99_ms": round(searched["p99_ms"], 1),
+                "model_only_ms": round(model_ms, 2),
+                "failures": served["failures"] + baseline["failures"],
+                "requests": requests,
+                "concurrency": args.concurrency,
+                "items": ITEMS,
+                "cpus": os.cpu_count(),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

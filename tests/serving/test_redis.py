@@ -1,0 +1,103 @@
+"""The Redis online store (the cluster's) serves what the SQLite one (the embedded default) does.
+
+Starts Debian's ``redis-server`` on a free 127.0.0.1 port; skipped when it is not installed
+(``.ci/run`` installs it).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from serving.conftest import LoggedDay
+
+from searchrank.components.core import schema as S
+from searchrank.serving.engine import SearchEngine
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def redis_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    port = _free_port()
+    folder = tmp_path_factory.mktemp("redis")
+    server = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_redis_serves_the_same_features_and_scores_as_sqlite(
+    redis_address: str,
+    logged_day: LoggedDay,
+    dataset_dir: Path,
+    engine: SearchEngine,
+    tmp_path: Path,
+) -> None:
+    from searchrank.components.materialize_features.logic import materialize_features
+    from searchrank.features.store import (
+        FEATURE_STORE_YAML,
+        apply_definitions,
+        create_repo,
+        open_store,
+    )
+    from searchrank.serving.online import OnlineFeatures
+
+    repo = create_repo(tmp_path / "repo", dataset_dir)
+    config = yaml.safe_load((repo / FEATURE_STORE_YAML).read_text())
+    config["online_store"] = {"type": "redis", "connection_string": redis_address}
+    (repo / FEATURE_STORE_YAML).write_text(yaml.safe_dump(config))
+    apply_definitions(open_store(repo))
+    end = logged_day.rows[S.EVENT_TIMESTAMP].max().to_pydatetime() + timedelta(seconds=1)
+    materialize_features(repo, end)
+
+    on_redis = SearchEngine(
+        OnlineFeatures(
+            open_store(repo), engine.features.feature_service, engine.retriever.item_ids.tolist()
+        ),
+        engine.ranker,
+        engine.retriever,
+    )
+    rows = logged_day.rows
+    for search_id in rows[S.SEARCH_ID].drop_duplicates().head(10):
+        search = rows[rows[S.SEARCH_ID] == search_id]
+        args = (
+            str(search[S.QUERY].iloc[0]),
+            int(search[S.USER_ID].iloc[0]),
+            search[S.ITEM_ID].tolist(),
+        )
+        redis_rows, redis_scores = on_redis.scored_rows(*args)
+        sqlite_rows, sqlite_scores = engine.scored_rows(*args)
+        features = S.model_feature_columns(list(search.columns))
+        for column in features:
+            a = redis_rows[column].astype(object).where(redis_rows[column].notna(), None)
+            b = sqlite_rows[column].astype(object).where(sqlite_rows[column].notna(), None)
+            assert a.tolist() == b.tolist(), column
+        np.testing.assert_allclose(redis_scores, sqlite_scores, atol=1e-5)

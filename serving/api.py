@@ -21,8 +21,9 @@ SEARCH_CANDIDATES = 200
 MAX_BODY_BYTES = 64 * 1024
 """Requests with larger bodies are refused with 413 before they are read (1,000 ids fit easily)."""
 
-MAX_ID = 2**53
-"""Ids lie in [0, 2^53): integers that JSON clients of every language represent exactly."""
+MAX_ID = 2**53 - 1
+"""Ids lie in [0, 2^53 − 1]: integers that JSON clients of every language represent exactly.
+(``le``, not ``lt``: BentoML's OpenAPI 3.0 document cannot carry a numeric exclusiveMaximum.)"""
 
 Query = Annotated[
     str,
@@ -37,13 +38,13 @@ UserId = Annotated[
     int,
     Field(
         ge=0,
-        lt=MAX_ID,
+        le=MAX_ID,
         description="The listener; an unknown id is served on the cold-start path.",
         examples=[42],
     ),
 ]
 ItemIds = Annotated[
-    list[Annotated[int, Field(ge=0, lt=MAX_ID)]],
+    list[Annotated[int, Field(ge=0, le=MAX_ID)]],
     Field(
         min_length=1, max_length=MAX_ITEMS, description="Candidates to order.", examples=[[1, 2]]
     ),

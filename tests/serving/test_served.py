@@ -89,16 +89,47 @@ def test_a_model_whose_feature_service_is_missing_does_not_start(
 
 
 def test_searchrank_serve_checks_the_bento_and_the_feature_repository_first(
-    bento: str, logged_day: LoggedDay, tmp_path: Path
+    stored_models: StoredModels, logged_day: LoggedDay, tmp_path: Path
 ) -> None:
     from typer.testing import CliRunner
 
     from searchrank.pipelines.cli import app
     from searchrank.serving.bento import latest_bento, preflight
 
-    assert latest_bento() == bento
-    preflight(bento, logged_day.repo)
+    newest = build_bento(stored_models.ranker, stored_models.retriever, {})
+    assert latest_bento() == newest
+    preflight(newest, logged_day.repo)
     unknown = CliRunner().invoke(app, ["serve", "--bento", "searchrank:nope"])
     assert unknown.exit_code == 2 and "bento" in unknown.output
     no_repo = CliRunner().invoke(app, ["serve", "--feature-repo", str(tmp_path)])
     assert no_repo.exit_code == 2 and "feature_repo" in no_repo.output
+
+
+@pytest.mark.parametrize("path", ["/rank", "/search"])
+def test_fuzzing_from_the_openapi_document_finds_no_server_error(
+    running: RunningService, path: str
+) -> None:
+    """Schemathesis generates valid and invalid bodies from the service's own OpenAPI
+    document; none may produce a 5xx. Bounded in examples and time, loopback only."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+
+    headers = {"x-api-key": KEY}
+    schema = schemathesis.openapi.from_url(f"{running.url}/docs.json", headers=headers)
+    operation = schema[path]["POST"]
+    server_errors: list[str] = []
+
+    @settings(
+        max_examples=60,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy())
+    def fuzz(case: schemathesis.Case) -> None:
+        response = case.call(base_url=running.url, headers=headers, timeout=30)
+        if response.status_code >= 500:
+            server_errors.append(f"{response.status_code} for {case.body!r}: {response.text}")
+
+    fuzz()
+    assert not server_errors, server_errors[:3]

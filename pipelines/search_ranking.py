@@ -1,0 +1,174 @@
+"""The search-ranking pipeline: logged searches to a validated, trained, evaluated, packaged ranker.
+
+Graph::
+
+    materialize_features                      (its own branch: the online store for serving)
+    fetch_features → validate_data → split_dataset ─┬→ train_lightgbm ─┐
+                                                    └→ train_ranker ───┴→ evaluate
+                                                       → dsl.If(blessed) → package_service
+
+The same function compiles for Kubeflow and runs under ``kfp.local``. Kubernetes placement
+(the training task's typed GPU request, node selector and toleration, the online store's
+credentials as environment variables from a secret) is added only when ``cluster=True``
+(:func:`build_pipeline`): ``kfp.local`` cannot schedule pods, so the local run follows the same
+graph without those platform settings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kfp import dsl
+from kfp.dsl import Dataset
+
+from searchrank.components.core.names import RANKER_FEATURE_SERVICE
+from searchrank.components.evaluate import evaluate_op
+from searchrank.components.fetch_features import fetch_features_op
+from searchrank.components.materialize_features import materialize_features_op
+from searchrank.components.package_service import package_service_op
+from searchrank.components.split_dataset import split_dataset_op
+from searchrank.components.train_lightgbm import train_lightgbm_op
+from searchrank.components.train_ranker import train_ranker_op
+from searchrank.components.validate_data import validate_data_op
+
+PIPELINE_NAME = "search-ranking"
+ONLINE_STORE_SECRET_KEYS = {
+    "redis-host": "REDIS_HOST",
+    "redis-password": "REDIS_PASSWORD",
+    "registry-host": "FEAST_REGISTRY_HOST",
+    "registry-user": "FEAST_REGISTRY_USER",
+    "registry-password": "FEAST_REGISTRY_PASSWORD",
+}
+"""Keys of the online-store secret and the environment variables ``feature_store.cluster.yaml``
+reads them from."""
+FEAST_TASKS = ("materialize-features-op", "fetch-features-op", "package-service-op")
+
+
+def build_pipeline(cluster: bool) -> Any:
+    """The pipeline function; with ``cluster`` it carries the Kubernetes placement settings."""
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Fetch point-in-time features, validate, train the transformer ranker and "
+        "its baselines, evaluate, and package a blessed ranker as a Bento.",
+    )
+    def search_ranking(
+        entities_uri: str,
+        catalogue_uri: str,
+        feature_repo: str,
+        feature_service: str = RANKER_FEATURE_SERVICE,
+        window_start: str = "",
+        window_end: str = "",
+        materialize_until: str = "",
+        ray_address: str = "",
+        num_workers: int = 2,
+        cpus_per_worker: float = 1.0,
+        use_gpu: bool = False,
+        gpus_per_worker: float = 1.0,
+        epochs: int = 20,
+        d_model: int = 64,
+        lightgbm_folds: int = 3,
+        min_positive_share: float = 0.5,
+        max_null_rate: float = 0.5,
+        min_gain_vs_baselines: float = 0.0,
+        bootstrap_samples: int = 2000,
+        p99_budget_ms: float = 500.0,
+        gpu_type: str = "nvidia.com/gpu",
+        gpu_limit: int = 1,
+        gpu_node_selector: dict = {"nvidia.com/gpu.present": "true"},  # noqa: B006
+        gpu_toleration: dict = {  # noqa: B006
+            "key": "nvidia.com/gpu",
+            "operator": "Exists",
+            "effect": "NoSchedule",
+        },
+        online_store_secret: str = "searchrank-online-store",
+    ) -> None:
+        """Parameters:
+
+        entities_uri: the logged impressions (entity rows) to train on.
+        catalogue_uri: one row per item, for the service's retriever.
+        feature_repo: the Feast repository folder (``feature_store.yaml``).
+        feature_service: the feature service to train and serve on.
+        window_start / window_end: the event-time window validate_data enforces (ISO 8601).
+        materialize_until: the time the online store is loaded until; empty for now.
+        ray_address: empty for Ray inside the step; a Ray dashboard URL submits a Ray job.
+        num_workers, cpus_per_worker, use_gpu, gpus_per_worker: Ray Train's scaling.
+        min_gain_vs_baselines: the blessing margin over every baseline (NDCG@10 interval).
+        p99_budget_ms: the latency the packaged Bento must meet in infra validation.
+        gpu_type, gpu_limit, gpu_node_selector, gpu_toleration: where the training task runs
+            on the cluster.
+        online_store_secret: the Kubernetes secret with the online store's credentials.
+        """
+        entities = dsl.importer(artifact_uri=entities_uri, artifact_class=Dataset)
+        catalogue = dsl.importer(artifact_uri=catalogue_uri, artifact_class=Dataset)
+        materialize = materialize_features_op(feature_repo=feature_repo, end=materialize_until)
+        fetched = fetch_features_op(
+            entities=entities.output, feature_repo=feature_repo, feature_service=feature_service
+        )
+        validated = validate_data_op(
+            training_set=fetched.outputs["training_set"],
+            feature_service=feature_service,
+            feature_repo=feature_repo,
+            window_start=window_start,
+            window_end=window_end,
+            min_positive_share=min_positive_share,
+            max_null_rate=max_null_rate,
+        )
+        parts = split_dataset_op(training_set=fetched.outputs["training_set"]).after(validated)
+        lightgbm = train_lightgbm_op(
+            train=parts.outputs["train"],
+            valid=parts.outputs["valid"],
+            feature_service=feature_service,
+            folds=lightgbm_folds,
+        )
+        ranker = train_ranker_op(
+            train=parts.outputs["train"],
+            valid=parts.outputs["valid"],
+            feature_service=feature_service,
+            ray_address=ray_address,
+            num_workers=num_workers,
+            cpus_per_worker=cpus_per_worker,
+            use_gpu=use_gpu,
+            gpus_per_worker=gpus_per_worker,
+            epochs=epochs,
+            d_model=d_model,
+        )
+        verdict = evaluate_op(
+            test=parts.outputs["test"],
+            candidate=ranker.outputs["model"],
+            lightgbm=lightgbm.outputs["model"],
+            train=parts.outputs["train"],
+            min_gain_vs_baselines=min_gain_vs_baselines,
+            bootstrap_samples=bootstrap_samples,
+        )
+        with dsl.If(verdict.outputs["Output"] == True, name="blessed"):  # noqa: E712
+            package = package_service_op(
+                model=ranker.outputs["model"],
+                golden=verdict.outputs["scores"],
+                catalogue=catalogue.output,
+                feature_repo=feature_repo,
+                blessed=verdict.outputs["Output"],
+                train=parts.outputs["train"],
+                run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                p99_budget_ms=p99_budget_ms,
+            ).after(materialize)
+        # Evaluation scores and the Bento must always be fresh; the rest may be cached.
+        package.set_caching_options(False)
+        if cluster:
+            from kfp import kubernetes
+
+            ranker.set_accelerator_type(gpu_type).set_accelerator_limit(gpu_limit)
+            kubernetes.add_node_selector_json(ranker, gpu_node_selector)
+            kubernetes.add_toleration_json(ranker, gpu_toleration)
+            for task in (materialize, fetched, package):
+                kubernetes.use_secret_as_env(
+                    task, secret_name=online_store_secret, secret_key_to_env=ONLINE_STORE_SECRET_KEYS
+                )
+
+    return search_ranking
+
+
+search_ranking_pipeline = build_pipeline(cluster=True)
+"""The pipeline as Kubeflow runs it (``searchrank compile``)."""
+local_search_ranking_pipeline = build_pipeline(cluster=False)
+"""The same graph for ``kfp.local``, without Kubernetes placement."""

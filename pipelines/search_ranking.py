@@ -1,5 +1,7 @@
 """The search-ranking pipeline: logged searches to a validated, trained, evaluated, packaged ranker.
 
+No ``from __future__ import annotations`` here: KFP reads the pipeline's annotations.
+
 Graph::
 
     materialize_features                      (its own branch: the online store for serving)
@@ -13,8 +15,6 @@ credentials as environment variables from a secret) is added only when ``cluster
 (:func:`build_pipeline`): ``kfp.local`` cannot schedule pods, so the local run follows the same
 graph without those platform settings.
 """
-
-from __future__ import annotations
 
 from typing import Any
 
@@ -44,11 +44,18 @@ reads them from."""
 FEAST_TASKS = ("materialize-features-op", "fetch-features-op", "package-service-op")
 
 
-def build_pipeline(cluster: bool) -> Any:
-    """The pipeline function; with ``cluster`` it carries the Kubernetes placement settings."""
+DEFAULT_PIPELINE_ROOT = "s3://searchrank-artifacts/pipeline-root"
+"""Where a Kubeflow run keeps its artifacts unless ``searchrank compile --pipeline-root`` says
+otherwise (MinIO, S3 or GCS)."""
+
+
+def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) -> Any:
+    """The pipeline function; with ``cluster`` it carries the Kubernetes placement settings and
+    its pipeline root on object storage."""
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
+        pipeline_root=pipeline_root if cluster else None,
         description="Fetch point-in-time features, validate, train the transformer ranker and "
         "its baselines, evaluate, and package a blessed ranker as a Bento.",
     )
@@ -152,8 +159,9 @@ def build_pipeline(cluster: bool) -> Any:
                 run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                 p99_budget_ms=p99_budget_ms,
             ).after(materialize)
-        # Evaluation scores and the Bento must always be fresh; the rest may be cached.
+        # The online store and the Bento must always be fresh; the rest may be cached.
         package.set_caching_options(False)
+        materialize.set_caching_options(False)
         if cluster:
             from kfp import kubernetes
 
@@ -162,7 +170,9 @@ def build_pipeline(cluster: bool) -> Any:
             kubernetes.add_toleration_json(ranker, gpu_toleration)
             for task in (materialize, fetched, package):
                 kubernetes.use_secret_as_env(
-                    task, secret_name=online_store_secret, secret_key_to_env=ONLINE_STORE_SECRET_KEYS
+                    task,
+                    secret_name=online_store_secret,
+                    secret_key_to_env=ONLINE_STORE_SECRET_KEYS,
                 )
 
     return search_ranking

@@ -1,0 +1,87 @@
+"""Compile the search-ranking pipeline, submit it to Kubeflow, or run it with ``kfp.local``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from searchrank.components.core.errors import InputError
+
+
+def compile_pipeline(output: Path, pipeline_root: str | None = None) -> Path:
+    """Write the pipeline's IR YAML (with Kubernetes placement) to ``output``."""
+    from kfp import compiler
+
+    from searchrank.pipelines.search_ranking import DEFAULT_PIPELINE_ROOT, build_pipeline
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    pipeline = build_pipeline(cluster=True, pipeline_root=pipeline_root or DEFAULT_PIPELINE_ROOT)
+    compiler.Compiler().compile(pipeline, str(output))
+    return output
+
+
+def parse_arguments(pairs: list[str]) -> dict[str, Any]:
+    """``name=value`` pairs to pipeline arguments; values are parsed as JSON when they can be."""
+    import json
+
+    arguments: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise InputError("param", pair, "must look like name=value")
+        try:
+            arguments[name] = json.loads(value)
+        except json.JSONDecodeError:
+            arguments[name] = value
+    return arguments
+
+
+def submit(
+    host: str,
+    package: Path,
+    arguments: Mapping[str, Any],
+    *,
+    experiment: str = "searchrank",
+    enable_caching: bool = True,
+) -> str:
+    """Submit a compiled pipeline to the Kubeflow Pipelines API at ``host``; returns the run id."""
+    import kfp
+
+    client = kfp.Client(host=host)
+    run = client.create_run_from_pipeline_package(
+        str(package),
+        arguments=dict(arguments),
+        experiment_name=experiment,
+        enable_caching=enable_caching,
+    )
+    return str(run.run_id)
+
+
+def run_local(arguments: Mapping[str, Any], pipeline_root: Path) -> Path:
+    """Run the pipeline's local graph with ``kfp.local`` (subprocess runner, this environment).
+
+    Returns:
+        The run's folder under ``pipeline_root`` (one folder per task and output).
+
+    Raises:
+        RuntimeError: a step failed; kfp.local's log names it.
+    """
+    from kfp import local
+
+    from searchrank.pipelines.search_ranking import PIPELINE_NAME, local_search_ranking_pipeline
+
+    pipeline_root.mkdir(parents=True, exist_ok=True)
+    before = set(pipeline_root.iterdir())
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(pipeline_root),
+        raise_on_error=True,
+    )
+    local_search_ranking_pipeline(**arguments)
+    runs = [
+        p for p in pipeline_root.iterdir() if p not in before and p.name.startswith(PIPELINE_NAME)
+    ]
+    if not runs:
+        raise RuntimeError(f"kfp.local wrote no run folder under {pipeline_root}")
+    return max(runs, key=lambda p: p.stat().st_mtime)

@@ -295,6 +295,51 @@ def components_compile(
         console.print(f"compiled {path}")
 
 
+@app.command(name="compile")
+@reports_input_errors
+def compile_(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where the IR YAML goes.")] = Path(
+        "search_ranking.yaml"
+    ),
+    pipeline_root: Annotated[
+        str, typer.Option(help="Artifact storage of the runs (s3://, gs://, minio://).")
+    ] = "",
+) -> None:
+    """Compile the search-ranking pipeline (with Kubernetes placement) to IR YAML."""
+    from searchrank.pipelines.run import compile_pipeline
+
+    console.print(f"wrote {compile_pipeline(output, pipeline_root or None)}")
+
+
+@app.command()
+@reports_input_errors
+def run(
+    param: Annotated[
+        list[str], typer.Option("--param", "-p", help="A pipeline argument, name=value.")
+    ],
+    host: Annotated[str, typer.Option(help="Kubeflow Pipelines API URL.")] = "",
+    local: Annotated[bool, typer.Option("--local", help="Run with kfp.local here.")] = False,
+    cache: Annotated[bool, typer.Option(help="Let Kubeflow reuse cached steps.")] = True,
+    pipeline_root: Annotated[Path, typer.Option(help="Local runs: where artifacts go.")] = Path(
+        ".searchrank/runs"
+    ),
+) -> None:
+    """Submit the pipeline to Kubeflow (--host URL) or run it here (--local)."""
+    import tempfile
+
+    from searchrank.pipelines.run import compile_pipeline, parse_arguments, run_local, submit
+
+    if bool(host) == local:
+        raise InputError("--host/--local", host or local, "give exactly one of them")
+    arguments = parse_arguments(param)
+    if local:
+        console.print(f"run folder: {run_local(arguments, pipeline_root)}")
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        package = compile_pipeline(Path(folder) / "search_ranking.yaml")
+        console.print(f"submitted run {submit(host, package, arguments, enable_caching=cache)}")
+
+
 @app.command()
 @reports_input_errors
 def serve(

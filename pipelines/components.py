@@ -17,6 +17,7 @@ from searchrank.components.evaluate import evaluate_op
 from searchrank.components.fetch_features import fetch_features_op
 from searchrank.components.materialize_features import materialize_features_op
 from searchrank.components.package_service import package_service_op
+from searchrank.components.run_report import run_report_op
 from searchrank.components.split_dataset import split_dataset_op
 from searchrank.components.train_lightgbm import train_lightgbm_op
 from searchrank.components.train_ranker import train_ranker_op
@@ -31,6 +32,7 @@ COMPONENTS: dict[str, Any] = {
     "train_lightgbm": train_lightgbm_op,
     "evaluate": evaluate_op,
     "package_service": package_service_op,
+    "run_report": run_report_op,
 }
 
 COMPONENTS_DIR = Path(components_package.__file__).resolve().parent

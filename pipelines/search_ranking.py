@@ -7,7 +7,8 @@ Graph::
     materialize_features                      (its own branch: the online store for serving)
     fetch_features → validate_data → split_dataset ─┬→ train_lightgbm ─┐
                                                     └→ train_ranker ───┴→ evaluate
-                                                       → dsl.If(blessed) → package_service
+                       → dsl.If(blessed) → package_service → run_report (with the Bento)
+                         dsl.Else          → run_report
 
 The same function compiles for Kubeflow and runs under ``kfp.local``. Kubernetes placement
 (the training task's typed GPU request, node selector and toleration, the online store's
@@ -26,6 +27,7 @@ from searchrank.components.evaluate import evaluate_op
 from searchrank.components.fetch_features import fetch_features_op
 from searchrank.components.materialize_features import materialize_features_op
 from searchrank.components.package_service import package_service_op
+from searchrank.components.run_report import run_report_op
 from searchrank.components.split_dataset import split_dataset_op
 from searchrank.components.train_lightgbm import train_lightgbm_op
 from searchrank.components.train_ranker import train_ranker_op
@@ -75,6 +77,8 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
         epochs: int = 20,
         d_model: int = 64,
         lightgbm_folds: int = 3,
+        lightgbm_num_leaves: list = [15, 31, 63],  # noqa: B006
+        lightgbm_min_data_in_leaf: list = [20, 100],  # noqa: B006
         min_positive_share: float = 0.5,
         max_null_rate: float = 0.5,
         min_gain_vs_baselines: float = 0.0,
@@ -100,6 +104,7 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
         materialize_until: the time the online store is loaded until; empty for now.
         ray_address: empty for Ray inside the step; a Ray dashboard URL submits a Ray job.
         num_workers, cpus_per_worker, use_gpu, gpus_per_worker: Ray Train's scaling.
+        lightgbm_*: the LambdaMART baseline's cross-validation folds and tuning grid.
         min_gain_vs_baselines: the blessing margin over every baseline (NDCG@10 interval).
         p99_budget_ms: the latency the packaged Bento must meet in infra validation.
         gpu_type, gpu_limit, gpu_node_selector, gpu_toleration: where the training task runs
@@ -127,6 +132,8 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
             valid=parts.outputs["valid"],
             feature_service=feature_service,
             folds=lightgbm_folds,
+            num_leaves=lightgbm_num_leaves,
+            min_data_in_leaf=lightgbm_min_data_in_leaf,
         )
         ranker = train_ranker_op(
             train=parts.outputs["train"],
@@ -148,6 +155,16 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
             min_gain_vs_baselines=min_gain_vs_baselines,
             bootstrap_samples=bootstrap_samples,
         )
+        report_inputs = {
+            "validation_summary": validated.outputs["summary"],
+            "curves": ranker.outputs["curves"],
+            "evaluation": verdict.outputs["evaluation"],
+            "evaluation_report": verdict.outputs["report"],
+            "model": ranker.outputs["model"],
+            "feature_service": feature_service,
+            "run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            "training_data": entities_uri,
+        }
         with dsl.If(verdict.outputs["Output"] == True, name="blessed"):  # noqa: E712
             package = package_service_op(
                 model=ranker.outputs["model"],
@@ -159,6 +176,13 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
                 run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                 p99_budget_ms=p99_budget_ms,
             ).after(materialize)
+            run_report_op(
+                **report_inputs,
+                serving_summary=package.outputs["summary"],
+                bento=package.outputs["bento"],
+            )
+        with dsl.Else(name="not-blessed"):
+            run_report_op(**report_inputs)
         # The online store and the Bento must always be fresh; the rest may be cached.
         package.set_caching_options(False)
         materialize.set_caching_options(False)

@@ -3,12 +3,18 @@ planted validation failure that stops the run before training."""
 
 from __future__ import annotations
 
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import yaml
+from browser import render
 
+from searchrank.components.run_report.logic import SECTIONS
 from searchrank.features import tables as T
 from searchrank.pipelines.run import compile_pipeline, parse_arguments, run_local
 
@@ -60,6 +66,8 @@ def _arguments(dataset_dir: Path, fresh_repo: Path, **overrides: Any) -> dict[st
         "epochs": 2,
         "d_model": 32,
         "lightgbm_folds": 2,
+        "lightgbm_num_leaves": [15],
+        "lightgbm_min_data_in_leaf": [20],
         "bootstrap_samples": 200,
         "min_gain_vs_baselines": -1.0,
         "p99_budget_ms": 10_000.0,
@@ -76,6 +84,16 @@ def test_the_whole_pipeline_runs_locally_and_packages_a_bento(
     assert bento.stat().st_size > 0
     summary = next(run.glob("package-service-op*/summary")).read_text()
     assert "infra validation PASSED" in summary
+    report = next(run.glob("run-report-op*/report"))
+    page = tmp_path / "report.html"
+    page.write_text(report.read_text())
+    dom = render(page, tmp_path / "report.png")
+    for section in SECTIONS:
+        assert f'id="{section}"' in dom, section
+    plots = re.search(r'data-plots="(\d+)" data-plots-rendered="(\d+)"', dom)
+    assert plots and int(plots.group(1)) >= 4, "curves, slices and bootstrap plots"
+    assert plots.group(1) == plots.group(2), "every plot must render"
+    assert "searchrank:" in dom, "the lineage names the Bento"
 
 
 @pytest.mark.slow
@@ -87,3 +105,79 @@ def test_a_validation_failure_stops_the_run_before_training(
         run_local(_arguments(dataset_dir, fresh_repo, min_positive_share=1.0), root)
     assert not list(root.rglob("train-ranker-op*")), "training must not start"
     assert list(root.rglob("validate-data-op*"))
+
+
+def test_searchrank_compile_and_run_refuse_or_write_as_documented(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from searchrank.pipelines.cli import app
+
+    runner = CliRunner()
+    compiled = runner.invoke(app, ["compile", "-o", str(tmp_path / "p.yaml")])
+    assert compiled.exit_code == 0 and (tmp_path / "p.yaml").is_file()
+    neither = runner.invoke(app, ["run", "-p", "epochs=1"])
+    assert neither.exit_code == 2 and "--host/--local" in neither.output
+    bad = runner.invoke(app, ["run", "--local", "-p", "epochs"])
+    assert bad.exit_code == 2 and "name=value" in bad.output
+
+
+class _FakePipelinesApi(BaseHTTPRequestHandler):
+    """Just the Kubeflow Pipelines v2beta1 calls ``kfp.Client`` makes to submit a run."""
+
+    received: ClassVar[list[tuple[str, str, dict[str, Any]]]] = []
+
+    def _reply(self, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        self.received.append(("GET", self.path, {}))
+        self._reply({})
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        self.received.append(("POST", self.path, body))
+        if self.path.endswith("/experiments"):
+            self._reply({"experiment_id": "exp-1", "display_name": body["display_name"]})
+        else:
+            self._reply({"run_id": "run-1", "display_name": body.get("display_name", "")})
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_searchrank_run_submits_the_compiled_pipeline_to_the_pipelines_api() -> None:
+    from typer.testing import CliRunner
+
+    from searchrank.pipelines.cli import app
+
+    server = HTTPServer(("127.0.0.1", 0), _FakePipelinesApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = CliRunner().invoke(
+            app,
+            [
+                *("run", "--host", f"http://127.0.0.1:{server.server_port}", "--no-cache"),
+                *("-p", "entities_uri=s3://b/impressions.parquet", "-p", "epochs=3"),
+            ],
+        )
+    finally:
+        server.shutdown()
+    assert result.exit_code == 0, result.output
+    assert "run-1" in result.output
+    runs = [body for method, path, body in _FakePipelinesApi.received if path.endswith("/runs")]
+    assert len(runs) == 1
+    run = runs[0]
+    spec = run["pipeline_spec"]["pipeline_spec"]
+    assert spec["pipelineInfo"]["name"] == "search-ranking"
+    assert "kubernetes" in run["pipeline_spec"]["platform_spec"]["platforms"]
+    assert run["runtime_config"]["parameters"] == {
+        "entities_uri": "s3://b/impressions.parquet",
+        "epochs": 3,
+    }
+    tasks = spec["root"]["dag"]["tasks"]
+    assert all(not t.get("cachingOptions", {}).get("enableCache") for t in tasks.values())

@@ -15,6 +15,9 @@ def train_lightgbm_op(
     metrics: Output[Metrics],
     folds: int = 3,
     num_threads: int = 0,
+    num_leaves: list = [15, 31, 63],  # noqa: B006 (KFP reads the default)
+    min_data_in_leaf: list = [20, 100],  # noqa: B006
+    feature_fraction: list = [0.7, 1.0],  # noqa: B006
 ) -> None:
     """Tune LightGBM LambdaMART by grouped cross-validation on the train split.
 
@@ -26,6 +29,7 @@ def train_lightgbm_op(
         metrics: cross-validated and validation NDCG@10, rounds, grid size.
         folds: cross-validation folds over searches.
         num_threads: LightGBM threads; 0 for all cores.
+        num_leaves, min_data_in_leaf, feature_fraction: the tuning grid (every combination).
     """
     from pathlib import Path
 
@@ -43,7 +47,13 @@ def train_lightgbm_op(
         pd.read_parquet(train.path),
         pd.read_parquet(valid.path),
         Path(model.path),
-        LambdaMartConfig(folds=folds, num_threads=num_threads),
+        LambdaMartConfig(
+            num_leaves=tuple(int(v) for v in num_leaves),
+            min_data_in_leaf=tuple(int(v) for v in min_data_in_leaf),
+            feature_fraction=tuple(float(v) for v in feature_fraction),
+            folds=folds,
+            num_threads=num_threads,
+        ),
         specs,
         feature_service,
     )

@@ -1,0 +1,113 @@
+"""The run report: one self-contained HTML page per pipeline run.
+
+Sections, each with a stable ``id`` that tests and links use: ``decision`` (blessed or not, and
+why), ``lineage`` (feature service, run, training data, checkpoint, Bento and models),
+``validation`` (the data contract's summary), ``training`` (the training curves), ``evaluation``
+(metrics against the baselines with confidence intervals, by slice, bootstrap distributions) and
+``serving`` (infra validation of the Bento, when one was packaged). The pages the steps wrote are
+reused rather than redrawn: their bodies are embedded, plots included (as data URIs), so the
+report opens anywhere without the pipeline root.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from markdown_it import MarkdownIt
+
+SECTIONS = ("decision", "lineage", "validation", "training", "evaluation", "serving")
+_BODY = re.compile(r"<body[^>]*>(.*)</body>", re.DOTALL | re.IGNORECASE)
+_markdown = MarkdownIt("commonmark").enable("table")
+
+
+@dataclass
+class RunInputs:
+    """The artifacts a report is made of (paths) and the run's lineage (strings)."""
+
+    validation_summary: Path
+    curves: Path
+    evaluation: Path
+    evaluation_report: Path
+    serving_summary: Path | None = None
+    lineage: dict[str, str] = field(default_factory=dict)
+
+
+def body_of(page: str) -> str:
+    """The inside of an HTML page's ``<body>``, headings demoted so they nest in a section."""
+    match = _BODY.search(page)
+    inner = match.group(1) if match else page
+    for level in (3, 2, 1):
+        inner = re.sub(rf"<(/?)h{level}\b", rf"<\1h{level + 1}", inner)
+    return inner
+
+
+def markdown_html(text: str) -> str:
+    return _markdown.render(text)
+
+
+def _section(name: str, title: str, content: str) -> str:
+    return f'<section id="{name}"><h2>{html.escape(title)}</h2>{content}</section>'
+
+
+def build_report(inputs: RunInputs) -> str:
+    """The report page (see the module docstring)."""
+    evaluation: dict[str, Any] = json.loads(inputs.evaluation.read_text())
+    blessed = bool(evaluation.get("blessed"))
+    verdict = "BLESSED" if blessed else "NOT BLESSED"
+    reasons = "".join(f"<li>{html.escape(str(r))}</li>" for r in evaluation.get("reasons", []))
+    primary = evaluation.get("primary", "ndcg@10")
+    systems = evaluation.get("systems", {})
+    headline = "".join(
+        f"<tr><td>{html.escape(s)}</td><td>{v.get(primary, float('nan')):.4f}</td></tr>"
+        for s, v in systems.items()
+    )
+    lineage = "".join(
+        f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(v or '–')}</code></td></tr>"
+        for k, v in inputs.lineage.items()
+    )
+    serving = (
+        markdown_html(inputs.serving_summary.read_text())
+        if inputs.serving_summary is not None and inputs.serving_summary.is_file()
+        else "<p>No Bento was packaged: the candidate was not blessed.</p>"
+    )
+    sections = [
+        _section(
+            "decision",
+            f"Decision: {verdict}",
+            f"<ul>{reasons}</ul><table><tr><th>system</th><th>{html.escape(primary)}</th></tr>"
+            f"{headline}</table>",
+        ),
+        _section("lineage", "Lineage", f"<table>{lineage}</table>"),
+        _section(
+            "validation", "Data validation", markdown_html(inputs.validation_summary.read_text())
+        ),
+        _section("training", "Training", body_of(inputs.curves.read_text())),
+        _section("evaluation", "Evaluation", body_of(inputs.evaluation_report.read_text())),
+        _section("serving", "Serving: infra validation", serving),
+    ]
+    colour = "#2e7d4f" if blessed else "#b3261e"
+    nav = " · ".join(f'<a href="#{s}">{s}</a>' for s in SECTIONS)
+    return f"""<!doctype html><html><head><meta charset="utf-8">
+<title>searchrank run {html.escape(inputs.lineage.get("run", ""))}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:24px;max-width:1200px}}
+table{{border-collapse:collapse;font-size:13px;margin:8px 0}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}
+section{{border-top:2px solid #eee;margin-top:24px}}img{{max-width:100%}}
+h1{{color:{colour}}}</style></head><body>
+<h1>searchrank run report: {verdict}</h1><nav>{nav}</nav>
+{"".join(sections)}
+<script>
+// Marks how many plots rendered, for the browser test and for anyone checking the page.
+window.addEventListener("load", () => {{
+  const images = Array.from(document.images);
+  document.body.dataset.plots = images.length;
+  document.body.dataset.plotsRendered = images.filter(i => i.complete && i.naturalWidth > 0).length;
+}});
+</script>
+</body></html>
+"""

@@ -1,0 +1,36 @@
+# The component image (CUDA): the same package on a CUDA runtime, for the training step on GPU
+# nodes. Tagged searchrank/components:<package version>-cuda. Build from the repository root:
+#   docker build -f infra/docker/component-cuda.Dockerfile -t searchrank/components:<v>-cuda .
+FROM nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
+
+ENV DEBIAN_FRONTEND=noninteractive \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    BENTOML_DO_NOT_TRACK=true \
+    GX_ANALYTICS_ENABLED=false \
+    FEAST_USAGE=False \
+    HOME=/home/searchrank \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-venv \
+    && rm -rf /var/lib/apt/lists/* \
+    && python3 -m venv /opt/venv \
+    && groupadd --gid 1001 searchrank \
+    && useradd --uid 1001 --gid 1001 --create-home --home-dir /home/searchrank searchrank
+
+WORKDIR /opt/searchrank
+# The default index's torch 2.13.0 for Linux is the CUDA build.
+RUN pip install "torch==2.13.0"
+COPY pyproject.toml README.md ./
+COPY components ./components
+COPY pipelines ./pipelines
+COPY features ./features
+COPY serving ./serving
+RUN pip install .
+
+USER 1001:1001
+HEALTHCHECK NONE
+ENTRYPOINT ["python3"]

@@ -1,0 +1,37 @@
+# The component image (CPU): the one base image of every searchrank KFP component, tagged
+# searchrank/components:<package version> (searchrank.components.core.names.COMPONENT_IMAGE).
+# Build from the repository root:
+#   docker build -f infra/docker/component.Dockerfile -t searchrank/components:$(python -c \
+#     'from importlib.metadata import version; print(version("searchrank"))') .
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    BENTOML_DO_NOT_TRACK=true \
+    GX_ANALYTICS_ENABLED=false \
+    FEAST_USAGE=False \
+    HOME=/home/searchrank
+
+RUN groupadd --gid 1001 searchrank \
+    && useradd --uid 1001 --gid 1001 --create-home --home-dir /home/searchrank searchrank
+
+WORKDIR /opt/searchrank
+# torch first, pinned: an unpinned resolve pulls a newer build. TORCH_INDEX_URL names the index
+# of PyTorch's CPU wheels (your mirror of it); without it pip takes the default index's build.
+ARG TORCH_INDEX_URL=""
+RUN if [ -n "$TORCH_INDEX_URL" ]; then \
+        pip install "torch==2.13.0" --index-url "$TORCH_INDEX_URL"; \
+    else \
+        pip install "torch==2.13.0"; \
+    fi
+COPY pyproject.toml README.md ./
+COPY components ./components
+COPY pipelines ./pipelines
+COPY features ./features
+COPY serving ./serving
+RUN pip install .
+
+USER 1001:1001
+HEALTHCHECK NONE
+ENTRYPOINT ["python3"]

@@ -29,7 +29,13 @@ install: $(STAMP)
 demo: install
 	searchrank demo
 
-test: install
+# checkov in a venv of its own: its pinned dependencies clash with the ML stack's.
+CHECKOV := .venv-checkov/bin/checkov
+$(CHECKOV):
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install --quiet "checkov==3.3.30"
+
+test: install $(CHECKOV)
 	pytest
 
 # mypy cannot follow setuptools' editable finder, so it reads the package through a link tree.
@@ -51,4 +57,4 @@ components: install
 	searchrank components compile
 
 clean:
-	rm -rf $(VENV) build .searchrank features/data
+	rm -rf $(VENV) .venv-checkov build .searchrank features/data

@@ -18,8 +18,8 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv \
     && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv /opt/venv \
-    && groupadd --gid 1001 searchrank \
-    && useradd --uid 1001 --gid 1001 --create-home --home-dir /home/searchrank searchrank
+    && groupadd --gid 10001 searchrank \
+    && useradd --uid 10001 --gid 10001 --create-home --home-dir /home/searchrank searchrank
 
 WORKDIR /opt/searchrank
 # The default index's torch 2.13.0 for Linux is the CUDA build.
@@ -31,6 +31,6 @@ COPY features ./features
 COPY serving ./serving
 RUN pip install .
 
-USER 1001:1001
+USER 10001:10001
 HEALTHCHECK NONE
 ENTRYPOINT ["python3"]

@@ -13,8 +13,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     FEAST_USAGE=False \
     HOME=/home/searchrank
 
-RUN groupadd --gid 1001 searchrank \
-    && useradd --uid 1001 --gid 1001 --create-home --home-dir /home/searchrank searchrank
+RUN groupadd --gid 10001 searchrank \
+    && useradd --uid 10001 --gid 10001 --create-home --home-dir /home/searchrank searchrank
 
 WORKDIR /opt/searchrank
 # torch first, pinned: an unpinned resolve pulls a newer build. TORCH_INDEX_URL names the index
@@ -32,6 +32,6 @@ COPY features ./features
 COPY serving ./serving
 RUN pip install .
 
-USER 1001:1001
+USER 10001:10001
 HEALTHCHECK NONE
 ENTRYPOINT ["python3"]

@@ -8,6 +8,7 @@ the best checkpoint by validation NDCG@10, a self-describing folder that serving
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 import uuid
@@ -19,10 +20,14 @@ from typing import Any
 import pandas as pd
 
 from searchrank.components.core.errors import InputError
+from searchrank.components.core.names import COMPONENT_IMAGE
 from searchrank.components.core.plots import training_curves
 from searchrank.components.train_ranker.config import TrainRankerConfig
 from searchrank.components.train_ranker.data import prepare
+from searchrank.components.train_ranker.kuberay import SCHEME as KUBERAY
+from searchrank.components.train_ranker.kuberay import run_rayjob
 from searchrank.components.train_ranker.loop import SCORE
+from searchrank.components.train_ranker.rayjob import RayJobSpec
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,20 @@ def _read(path: Path, field: str) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
+def rayjob_spec(config: TrainRankerConfig) -> RayJobSpec:
+    """The RayJob's image and sizes from the scaling parameters (name and entrypoint are set
+    when the job is created)."""
+    image = f"{COMPONENT_IMAGE}-cuda" if config.use_gpu else COMPONENT_IMAGE
+    return RayJobSpec(
+        name="searchrank-train",
+        entrypoint="python",
+        image=image,
+        num_workers=config.num_workers,
+        cpus_per_worker=config.cpus_per_worker,
+        gpus_per_worker=math.ceil(config.gpus_per_worker) if config.use_gpu else 0,
+    )
+
+
 def train_ranker(
     train_path: Path,
     valid_path: Path,
@@ -79,7 +98,8 @@ def train_ranker(
         config: model, optimisation and scaling.
         feature_service: the Feast feature service of the data, whose domains decide the
             feature encoding; empty for data without one (every feature numeric).
-        ray_address: empty to train in a local Ray; a dashboard URL to submit a Ray job there.
+        ray_address: empty to train in a local Ray; a dashboard URL to submit a Ray job there;
+            ``kuberay://NAMESPACE`` to create a KubeRay RayJob in that namespace.
         work_dir: where encoded data and Ray checkpoints go; on a cluster, shared storage.
         job_python: the cluster's Python with searchrank installed (Ray job mode only).
         log: where progress lines go.
@@ -108,7 +128,10 @@ def train_ranker(
         f"training on {shapes.train_slates:,} slates ({shapes.train_candidates:,} candidates), "
         f"validating on {shapes.valid_slates:,}; {config.num_workers} Ray workers"
     )
-    if ray_address:
+    if ray_address.startswith(KUBERAY):
+        outcome = run_rayjob(ray_address, spec, work / "ray", rayjob_spec(config), log=log)
+        best, history = outcome["best_checkpoint"], outcome["history"]
+    elif ray_address:
         outcome = submit_and_follow(ray_address, spec, work / "ray", python=job_python, log=log)
         best, history = outcome["best_checkpoint"], outcome["history"]
     else:

@@ -228,3 +228,40 @@ def test_every_skipped_check_is_justified_next_to_its_annotation() -> None:
                 assert lines[number - 1].strip().startswith("#"), f"{manifest}:{number + 1}"
                 assert len(match.group(2).split()) >= 4, f"{manifest}:{number + 1} says why"
     assert skips >= 1
+
+
+def test_the_ray_objects_pod_templates_validate_as_kubernetes_pod_templates(
+    manifests: list[dict[str, Any]],
+) -> None:
+    """Until the KubeRay CRD schemas are vendored, the pods inside RayClusters and RayJobs
+    (most of their schema) are validated as core PodTemplates."""
+    import kubernetes_validate
+
+    from searchrank.components.train_ranker.rayjob import RayJobSpec, render_rayjob
+
+    job = render_rayjob(RayJobSpec(name="train-1", entrypoint="python -m x", image="i:1"))
+    job_cluster = {
+        "kind": "RayCluster",
+        "metadata": {"name": "job"},
+        "spec": job["spec"]["rayClusterSpec"],
+    }
+    rays = [d for d in manifests if d["kind"] == "RayCluster"] + [job_cluster]
+    checked = 0
+    for cluster in rays:
+        spec = cluster["spec"]
+        templates = [spec["headGroupSpec"]["template"]] + [
+            g["template"] for g in spec["workerGroupSpecs"]
+        ]
+        for template in templates:
+            kubernetes_validate.validate(
+                {
+                    "apiVersion": "v1",
+                    "kind": "PodTemplate",
+                    "metadata": {"name": "ray"},
+                    "template": template,
+                },
+                KUBERNETES_VERSION,
+                strict=True,
+            )
+            checked += 1
+    assert checked >= 4

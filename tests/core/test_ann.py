@@ -1,0 +1,52 @@
+"""The Voyager ANN index against exact search."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from searchrank.components.core.ann import AnnIndex, AnnParams, exact_top_k, recall_at_k
+from searchrank.components.core.errors import InputError
+
+
+def _clusters(n: int, d: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(20, d))
+    return (centres[rng.integers(0, 20, n)] + 0.5 * rng.normal(size=(n, d))).astype(np.float32)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "inner_product", "euclidean"])
+def test_the_index_finds_what_exact_search_finds(metric: str, tmp_path: Path) -> None:
+    vectors = _clusters(3_000, 16, seed=0)
+    ids = np.arange(10, 3_010)
+    queries = _clusters(50, 16, seed=1)
+    index = AnnIndex.build(ids, vectors, AnnParams(metric=metric))  # type: ignore[arg-type]
+    found, _ = index.query(queries, 20)
+    truth = exact_top_k(ids, vectors, queries, 20, metric)  # type: ignore[arg-type]
+    assert recall_at_k(found, truth) >= 0.95
+    index.save(tmp_path)
+    again = AnnIndex.load(tmp_path)
+    assert again.params == index.params and len(again) == 3_000
+    np.testing.assert_array_equal(again.query(queries, 20)[0], found)
+
+
+def test_exact_top_k_orders_best_first() -> None:
+    vectors = np.array([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7]], dtype=np.float32)
+    top = exact_top_k(np.array([5, 6, 7]), vectors, np.array([[1.0, 0.1]]), 2, "inner_product")
+    assert top.tolist() == [[5, 7]]
+
+
+@pytest.mark.parametrize(
+    ("field", "build"),
+    [
+        ("metric", lambda: AnnParams(metric="hamming")),  # type: ignore[arg-type]
+        ("m", lambda: AnnParams(m=1)),
+        ("item_ids", lambda: AnnIndex.build(np.array([1, 1]), np.ones((2, 3)), AnnParams())),
+        ("vectors", lambda: AnnIndex.build(np.array([1]), np.array([[np.nan]]), AnnParams())),
+    ],
+)
+def test_bad_index_input_is_refused_naming_the_field(field: str, build: object) -> None:
+    with pytest.raises(InputError, match=field):
+        build()  # type: ignore[operator]

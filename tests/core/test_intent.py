@@ -1,0 +1,40 @@
+"""The query-intent model on the session's synthetic logs, split by time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from searchrank.components.core.errors import InputError
+from searchrank.components.core.intent import IntentModel, intent_report
+from searchrank.features import tables as T
+
+
+def test_intent_beats_the_majority_class_and_survives_a_round_trip(
+    dataset_dir: Path, tmp_path: Path
+) -> None:
+    searches = pd.read_parquet(dataset_dir / T.file_name(T.SEARCHES)).sort_values("event_timestamp")
+    cut = int(len(searches) * 0.8)
+    train, test = searches.iloc[:cut], searches.iloc[cut:]
+    model = IntentModel.fit(train["raw_query"].tolist(), train["intent"].tolist())
+    predicted = model.predict(test["raw_query"].tolist())
+    majority = train["intent"].value_counts().idxmax()
+    report = intent_report(test["intent"].tolist(), predicted.tolist(), majority)
+    assert report["accuracy"] > report["majority_accuracy"] + 0.2
+    assert report["macro_f1"] > 0.5 > report["majority_macro_f1"]
+    assert set(report["per_class"]) == set(searches["intent"])
+    probabilities = model.probabilities(["chill pop", "true crime podcast"])
+    assert probabilities.shape == (2, len(model.classes))
+    assert abs(probabilities.sum(axis=1) - 1).max() < 1e-6
+    model.save(tmp_path)
+    again = IntentModel.load(tmp_path)
+    assert (again.predict(test["raw_query"].tolist()) == predicted).all()
+
+
+def test_intent_needs_two_classes_and_aligned_inputs() -> None:
+    with pytest.raises(InputError, match="intents"):
+        IntentModel.fit(["a", "b"], ["track", "track"])
+    with pytest.raises(InputError, match="queries"):
+        IntentModel.fit(["a"], ["track", "artist"])

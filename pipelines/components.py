@@ -13,6 +13,7 @@ from typing import Any
 from kfp import compiler
 
 import searchrank.components as components_package
+from searchrank.components.build_index import build_index_op
 from searchrank.components.evaluate import evaluate_op
 from searchrank.components.fetch_features import fetch_features_op
 from searchrank.components.materialize_features import materialize_features_op
@@ -33,6 +34,7 @@ COMPONENTS: dict[str, Any] = {
     "evaluate": evaluate_op,
     "package_service": package_service_op,
     "run_report": run_report_op,
+    "build_index": build_index_op,
 }
 
 COMPONENTS_DIR = Path(components_package.__file__).resolve().parent

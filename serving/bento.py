@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import pandas as pd
 
 from searchrank.components.core import checkpoint as ckpt
 from searchrank.components.core.errors import InputError
+from searchrank.components.core.net import free_port
 from searchrank.serving.engine import lexical_retriever
 from searchrank.serving.service import (
     FEATURE_REPO_ENV,
@@ -182,12 +182,6 @@ def preflight(tag: str, feature_repo: Path) -> None:
 
 STARTUP_FAILED = "Application startup failed"
 ADDRESS = ("--host", "127.0.0.1", "--port")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass(frozen=True)

@@ -47,13 +47,11 @@ from starlette.routing import Route
 from searchrank.features.store import open_store
 from searchrank.serving.engine import RankerBundle, SearchEngine
 from searchrank.components.core.bm25 import BM25Scorer
-from searchrank.serving.online import OnlineFeatures
 
 checkpoint, retriever_dir, repo, port = sys.argv[1:5]
 bundle = RankerBundle.load(Path(checkpoint))
 retriever = BM25Scorer.load(Path(retriever_dir))
-features = OnlineFeatures(open_store(repo), bundle.feature_service, retriever.item_ids.tolist())
-engine = SearchEngine(features, bundle, retriever)
+engine = SearchEngine.open(open_store(repo), bundle, retriever)
 
 def rank(request_body):
     return engine.rank(request_body["query"], request_body["user_id"], request_body["item_ids"])
@@ -104,7 +102,7 @@ def load_bare(
     checkpoint: Path, retriever_dir: str, repo: Path, bodies: list[dict[str, Any]], concurrency: int
 ) -> dict[str, float]:
     """The same load against the bare Starlette app (:data:`BARE_APP`) under uvicorn."""
-    from searchrank.serving.bento import free_port
+    from searchrank.components.core.net import free_port
 
     port = free_port()
     bare = subprocess.Popen(

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from searchrank.components.core.checkpoint import load_ranker
 from searchrank.components.core.errors import InputError
 from searchrank.components.core.metrics import ndcg_at_k
 from searchrank.components.core.names import RANKER_FEATURE_SERVICE
+from searchrank.components.core.net import free_port
 from searchrank.components.evaluate.scoring import score_ranker
 from searchrank.components.train_ranker.config import TrainRankerConfig
 from searchrank.components.train_ranker.jobs import submit_and_follow
@@ -144,26 +144,20 @@ def test_a_killed_worker_costs_an_epoch_not_the_run(
     assert abs(resumed.best_val_ndcg10 - clean.best_val_ndcg10) <= 0.01
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A real local Ray cluster (head only) with the Jobs API, on loopback."""
     ray = str(Path(sys.executable).parent / "ray")
     # Ray's Unix sockets live under --temp-dir, whose path must stay short (107 bytes at most).
     temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
-    dashboard = _free_port()
+    dashboard = free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     subprocess.run(
         [
             ray,
             "start",
             "--head",
-            f"--port={_free_port()}",
+            f"--port={free_port()}",
             "--node-ip-address=127.0.0.1",
             "--include-dashboard=true",
             "--dashboard-host=127.0.0.1",

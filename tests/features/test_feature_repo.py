@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from searchrank.components.core.names import (
     RANKER_FEATURE_SERVICE,
     RETRIEVER_FEATURE_SERVICE,
 )
+from searchrank.components.core.net import free_port
 from searchrank.features import definitions, tables
 from searchrank.features.offline_store import AsofDuckDBOfflineStoreConfig
 from searchrank.features.store import REPO_TEMPLATE_DIR, open_store, template
@@ -32,12 +32,6 @@ ARROW_TO_FEAST = {
     "bool": "Bool",
     "timestamp[us, tz=UTC]": "UnixTimestamp",
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +68,7 @@ def test_feast_apply_in_the_features_folder_registers_everything(cli_repo: Path)
 
 def test_feast_ui_serves_the_repository(cli_repo: Path) -> None:
     subprocess.run([FEAST, "apply"], cwd=cli_repo, check=True, capture_output=True, timeout=300)
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [FEAST, "ui", "-h", "127.0.0.1", "-p", str(port)],
         cwd=cli_repo,

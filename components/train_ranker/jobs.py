@@ -13,7 +13,8 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,20 @@ class JobFailedError(RuntimeError):
 
 def _terminate_as_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (Kubernetes cancelling the step) raises KeyboardInterrupt in
+    the main thread, so the code that stops remote work runs; the old handler comes back after."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def submit_and_follow(
@@ -68,27 +83,23 @@ def submit_and_follow(
         runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled"}},
     )
     log(f"submitted Ray job {job_id} to {address}")
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
-    stop_tail = threading.Event()
-    tail = threading.Thread(target=_tail, args=(client, job_id, log, stop_tail), daemon=True)
-    tail.start()
-    started = time.monotonic()
-    try:
-        while (status := client.get_job_status(job_id)) not in _final(JobStatus):
-            if timeout_s is not None and time.monotonic() - started > timeout_s:
-                raise TimeoutError(f"Ray job {job_id} ran longer than {timeout_s} s")
-            time.sleep(POLL_SECONDS)
-    except BaseException:
-        log(f"stopping Ray job {job_id}")
-        client.stop_job(job_id)
-        raise
-    finally:
-        stop_tail.set()
-        tail.join(timeout=10)
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    with sigterm_as_interrupt():
+        stop_tail = threading.Event()
+        tail = threading.Thread(target=_tail, args=(client, job_id, log, stop_tail), daemon=True)
+        tail.start()
+        started = time.monotonic()
+        try:
+            while (status := client.get_job_status(job_id)) not in _final(JobStatus):
+                if timeout_s is not None and time.monotonic() - started > timeout_s:
+                    raise TimeoutError(f"Ray job {job_id} ran longer than {timeout_s} s")
+                time.sleep(POLL_SECONDS)
+        except BaseException:
+            log(f"stopping Ray job {job_id}")
+            client.stop_job(job_id)
+            raise
+        finally:
+            stop_tail.set()
+            tail.join(timeout=10)
     if status != JobStatus.SUCCEEDED:
         raise JobFailedError(
             f"Ray job {job_id} ended {status}: {client.get_job_logs(job_id)[-4000:]}"

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -22,7 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from searchrank.components.core.errors import InputError
-from searchrank.components.train_ranker.jobs import RESULT, SPEC, JobFailedError
+from searchrank.components.train_ranker.jobs import (
+    RESULT,
+    SPEC,
+    JobFailedError,
+    sigterm_as_interrupt,
+)
 from searchrank.components.train_ranker.rayjob import RayJobSpec, render_rayjob
 
 SCHEME = "kuberay://"
@@ -48,10 +51,6 @@ def _api_client() -> Any:
         # The client reads KUBECONFIG once, on import; read it when called instead.
         config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
     return client.ApiClient()
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def run_rayjob(
@@ -90,29 +89,24 @@ def run_rayjob(
     custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
     custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, render_rayjob(job))
     log(f"created RayJob {namespace}/{job.name}")
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _interrupt)
     started, shown, status = time.monotonic(), 0, ""
-    try:
-        while status not in FINAL:
-            time.sleep(poll_seconds)
-            current = custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, job.name
-            )
-            status = str(current.get("status", {}).get("jobStatus", ""))
-            shown = _copy_log(core, namespace, job.name, shown, log)
-            if timeout_s is not None and time.monotonic() - started > timeout_s:
-                raise TimeoutError(f"RayJob {job.name} ran longer than {timeout_s} s")
-        if status != "SUCCEEDED":
-            raise JobFailedError(f"RayJob {namespace}/{job.name} ended {status}")
-    except BaseException:
-        log(f"deleting RayJob {namespace}/{job.name}")
-        custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, job.name)
-        raise
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    with sigterm_as_interrupt():
+        try:
+            while status not in FINAL:
+                time.sleep(poll_seconds)
+                current = custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, job.name
+                )
+                status = str(current.get("status", {}).get("jobStatus", ""))
+                shown = _copy_log(core, namespace, job.name, shown, log)
+                if timeout_s is not None and time.monotonic() - started > timeout_s:
+                    raise TimeoutError(f"RayJob {job.name} ran longer than {timeout_s} s")
+            if status != "SUCCEEDED":
+                raise JobFailedError(f"RayJob {namespace}/{job.name} ended {status}")
+        except BaseException:
+            log(f"deleting RayJob {namespace}/{job.name}")
+            custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, job.name)
+            raise
     result: dict[str, Any] = json.loads((storage / RESULT).read_text())
     return result
 

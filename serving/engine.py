@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,9 @@ from searchrank.serving.api import (
     SearchResult,
 )
 from searchrank.serving.online import OnlineFeatures
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
 
 Encoded = dict[str, np.ndarray]
 """One request's candidates encoded for the model: ``dense`` (n, F) and ``codes`` (n, C)."""
@@ -99,7 +102,6 @@ class RankerBundle:
 
     @classmethod
     def load(cls, folder: Path) -> RankerBundle:
-        torch.set_grad_enabled(False)
         return cls(*load_ranker(folder))
 
     @property
@@ -123,6 +125,19 @@ class SearchEngine:
         self.retriever = retriever
         self.score: Scorer = score or (lambda requests: score_encoded(ranker.model, requests))
         self.model_tag = model_tag
+
+    @classmethod
+    def open(
+        cls,
+        store: FeatureStore,
+        ranker: RankerBundle,
+        retriever: BM25Scorer,
+        score: Scorer | None = None,
+        model_tag: str = "",
+    ) -> SearchEngine:
+        """The engine over ``store``, caching the features of every item the retriever knows."""
+        features = OnlineFeatures(store, ranker.feature_service, retriever.item_ids.tolist())
+        return cls(features, ranker, retriever, score, model_tag)
 
     def encode(self, frame: pd.DataFrame) -> Encoded:
         dense, codes = self.ranker.processor.transform(frame)
@@ -167,7 +182,8 @@ class SearchEngine:
         if len(found) < k:
             items = self.features.items.frame
             popular = items[POPULARITY].astype(float).nlargest(k + len(found)).index
-            found += [int(i) for i in popular if int(i) not in set(found)][: k - len(found)]
+            seen = set(found)
+            found += [int(i) for i in popular if int(i) not in seen][: k - len(found)]
         return found
 
     def search(self, query: str, user_id: int, k: int) -> SearchResponse:

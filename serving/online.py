@@ -124,9 +124,8 @@ class ItemCache:
             found = self._fetch(missing.to_numpy())
             if len(found):
                 with self._lock:
-                    self._frame = frame = pd.concat([self._frame, found])
-                    frame = frame[~frame.index.duplicated(keep="last")]
-                    self._frame = frame
+                    frame = pd.concat([self._frame, found])
+                    self._frame = frame = frame[~frame.index.duplicated(keep="last")]
         return frame.reindex(ids)
 
     def refresh(self) -> None:

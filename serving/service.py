@@ -96,7 +96,6 @@ class Search:
         from searchrank.features.store import open_store
         from searchrank.serving.checks import check_feature_service
         from searchrank.serving.engine import SearchEngine
-        from searchrank.serving.online import OnlineFeatures
 
         repo = os.environ.get(FEATURE_REPO_ENV)
         if not repo:
@@ -105,16 +104,12 @@ class Search:
         store = open_store(repo)
         check_feature_service(store, bundle.feature_service, bundle.processor)
         retriever = BM25Scorer.load(Path(self.retriever.path))
-        features = OnlineFeatures(store, bundle.feature_service, retriever.item_ids.tolist())
-        features.items.start_refreshing(float(os.environ.get(REFRESH_ENV, "300")))
-        log.info("item feature cache: %d items", len(features.items))
-        self.engine = SearchEngine(
-            features,
-            bundle,
-            retriever,
-            score=self._score,
-            model_tag=str(self.ranker.tag),
+        self.engine = SearchEngine.open(
+            store, bundle, retriever, score=self._score, model_tag=str(self.ranker.tag)
         )
+        items = self.engine.features.items
+        items.start_refreshing(float(os.environ.get(REFRESH_ENV, "300")))
+        log.info("item feature cache: %d items", len(items))
 
     def _score(self, requests: list[Encoded]) -> list[np.ndarray]:
         # Looked up per call: a served dependency's client gains its methods once connected.

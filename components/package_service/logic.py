@@ -35,10 +35,9 @@ import yaml
 from searchrank.components.core import schema as S
 from searchrank.components.core.checkpoint import read_description
 from searchrank.components.core.errors import InputError
+from searchrank.features import tables as T
 
 CANDIDATE_SCORE = "score_candidate"
-SNAPSHOT_DELAY = timedelta(hours=2)
-"""Daily feature snapshots become valid at 02:00 (``features/tables.py``)."""
 
 
 @dataclass(frozen=True)
@@ -124,22 +123,35 @@ def schema_version(feature_repo: Path, feature_service: str) -> str:
     return hashlib.sha256(json.dumps(sorted(types.items())).encode()).hexdigest()[:12]
 
 
+def last_snapshot_day(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows after the last daily snapshot time: every point-in-time feature of these
+    searches is the latest value at the end of the rows, so an online store materialized right
+    after them serves exactly what training saw."""
+    times = rows[S.EVENT_TIMESTAMP]
+    day_start = (times.max() - T.SNAPSHOT_DELAY).floor("D") + T.SNAPSHOT_DELAY
+    return rows[times >= day_start].reset_index(drop=True)
+
+
 def golden_searches(scores: pd.DataFrame, count: int) -> pd.DataFrame:
     """The last ``count`` searches of the evaluation set that lie after its last snapshot time."""
     needed = [S.SEARCH_ID, S.USER_ID, S.ITEM_ID, S.QUERY, S.EVENT_TIMESTAMP, CANDIDATE_SCORE]
     missing = [c for c in needed if c not in scores.columns]
     if missing:
         raise InputError("golden columns", list(scores.columns), f"must include {missing}")
-    times = scores[S.EVENT_TIMESTAMP]
-    day_start = (times.max() - SNAPSHOT_DELAY).floor("D") + SNAPSHOT_DELAY
-    last_day = scores[times >= day_start]
+    last_day = last_snapshot_day(scores)
     chosen = last_day[S.SEARCH_ID].drop_duplicates().tail(count)
     return last_day[last_day[S.SEARCH_ID].isin(chosen)].reset_index(drop=True)
 
 
-def staging_repo(feature_repo: Path, folder: Path, until: pd.Timestamp) -> Path:
-    """A repository over ``feature_repo``'s offline store with its own registry and SQLite
-    online store, materialized until ``until``."""
+def staging_repo(
+    feature_repo: Path,
+    folder: Path,
+    until: pd.Timestamp,
+    online_store: dict[str, Any] | None = None,
+) -> Path:
+    """A repository over ``feature_repo``'s offline store with its own registry and online store
+    (SQLite in ``folder`` unless ``online_store`` configures another), materialized until
+    ``until``."""
     from searchrank.components.materialize_features.logic import materialize_features
     from searchrank.features.store import FEATURE_STORE_YAML, apply_definitions, open_store
 
@@ -147,7 +159,10 @@ def staging_repo(feature_repo: Path, folder: Path, until: pd.Timestamp) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "data").mkdir(exist_ok=True)
     config["registry"] = str(folder / "data" / "registry.db")
-    config["online_store"] = {"type": "sqlite", "path": str(folder / "data" / "online_store.db")}
+    config["online_store"] = online_store or {
+        "type": "sqlite",
+        "path": str(folder / "data" / "online_store.db"),
+    }
     (folder / FEATURE_STORE_YAML).write_text(yaml.safe_dump(config, sort_keys=False))
     apply_definitions(open_store(folder))
     materialize_features(folder, until.to_pydatetime() + timedelta(seconds=1))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,23 +29,16 @@ class LoggedDay:
 
 @pytest.fixture(scope="session")
 def logged_day(
-    tmp_path_factory: pytest.TempPathFactory, dataset_dir: Path, splits: dict[str, Path]
+    tmp_path_factory: pytest.TempPathFactory, feature_repo: Path, splits: dict[str, Path]
 ) -> LoggedDay:
     """Every feature of these searches' point-in-time join is the latest value at the end of
-    their day, so the online store, materialized until then, must serve the same values."""
-    from searchrank.components.materialize_features.logic import materialize_features
-    from searchrank.features import tables as T
-    from searchrank.features.store import apply_definitions, create_repo, open_store
+    their day, so the online store, materialized until then, must serve the same values (the
+    staging store of ``package_service``'s infra validation)."""
+    from searchrank.components.package_service.logic import last_snapshot_day, staging_repo
 
-    rows = pd.read_parquet(splits["test"])
-    times = rows[S.EVENT_TIMESTAMP]
-    day_start = (times.max() - T.SNAPSHOT_DELAY).floor("D") + T.SNAPSHOT_DELAY
-    rows = rows[times >= day_start].reset_index(drop=True)
-    repo = create_repo(tmp_path_factory.mktemp("online_repo"), dataset_dir)
-    apply_definitions(open_store(repo))
-    end = rows[S.EVENT_TIMESTAMP].max().to_pydatetime() + timedelta(seconds=1)
-    materialize_features(repo, end)
-    return LoggedDay(rows, repo)
+    rows = last_snapshot_day(pd.read_parquet(splits["test"]))
+    folder = tmp_path_factory.mktemp("online_repo")
+    return LoggedDay(rows, staging_repo(feature_repo, folder, rows[S.EVENT_TIMESTAMP].max()))
 
 
 @dataclass(frozen=True)
@@ -74,11 +66,6 @@ def engine(logged_day: LoggedDay, ranker_checkpoint: Path, catalogue: pd.DataFra
     """The service's logic without BentoML: the model called directly."""
     from searchrank.features.store import open_store
     from searchrank.serving.engine import RankerBundle, SearchEngine, lexical_retriever
-    from searchrank.serving.online import OnlineFeatures
 
     bundle = RankerBundle.load(ranker_checkpoint)
-    retriever = lexical_retriever(catalogue)
-    features = OnlineFeatures(
-        open_store(logged_day.repo), bundle.feature_service, retriever.item_ids.tolist()
-    )
-    return SearchEngine(features, bundle, retriever)
+    return SearchEngine.open(open_store(logged_day.repo), bundle, lexical_retriever(catalogue))

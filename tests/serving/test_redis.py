@@ -11,22 +11,15 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from serving.conftest import LoggedDay
 
 from searchrank.components.core import schema as S
+from searchrank.components.core.net import free_port
 from searchrank.serving.engine import SearchEngine
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +27,7 @@ def redis_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    port = _free_port()
+    port = free_port()
     folder = tmp_path_factory.mktemp("redis")
     server = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(folder)],
@@ -57,34 +50,17 @@ def redis_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_redis_serves_the_same_features_and_scores_as_sqlite(
     redis_address: str,
     logged_day: LoggedDay,
-    dataset_dir: Path,
+    feature_repo: Path,
     engine: SearchEngine,
     tmp_path: Path,
 ) -> None:
-    from searchrank.components.materialize_features.logic import materialize_features
-    from searchrank.features.store import (
-        FEATURE_STORE_YAML,
-        apply_definitions,
-        create_repo,
-        open_store,
-    )
-    from searchrank.serving.online import OnlineFeatures
+    from searchrank.components.package_service.logic import staging_repo
+    from searchrank.features.store import open_store
 
-    repo = create_repo(tmp_path / "repo", dataset_dir)
-    config = yaml.safe_load((repo / FEATURE_STORE_YAML).read_text())
-    config["online_store"] = {"type": "redis", "connection_string": redis_address}
-    (repo / FEATURE_STORE_YAML).write_text(yaml.safe_dump(config))
-    apply_definitions(open_store(repo))
-    end = logged_day.rows[S.EVENT_TIMESTAMP].max().to_pydatetime() + timedelta(seconds=1)
-    materialize_features(repo, end)
-
-    on_redis = SearchEngine(
-        OnlineFeatures(
-            open_store(repo), engine.features.feature_service, engine.retriever.item_ids.tolist()
-        ),
-        engine.ranker,
-        engine.retriever,
-    )
+    redis = {"type": "redis", "connection_string": redis_address}
+    until = logged_day.rows[S.EVENT_TIMESTAMP].max()
+    repo = staging_repo(feature_repo, tmp_path / "repo", until, online_store=redis)
+    on_redis = SearchEngine.open(open_store(repo), engine.ranker, engine.retriever)
     rows = logged_day.rows
     for search_id in rows[S.SEARCH_ID].drop_duplicates().head(10):
         search = rows[rows[S.SEARCH_ID] == search_id]

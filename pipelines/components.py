@@ -22,6 +22,7 @@ from searchrank.components.run_report import run_report_op
 from searchrank.components.split_dataset import split_dataset_op
 from searchrank.components.train_lightgbm import train_lightgbm_op
 from searchrank.components.train_ranker import train_ranker_op
+from searchrank.components.train_retriever import train_retriever_op
 from searchrank.components.validate_data import validate_data_op
 
 COMPONENTS: dict[str, Any] = {
@@ -34,6 +35,7 @@ COMPONENTS: dict[str, Any] = {
     "evaluate": evaluate_op,
     "package_service": package_service_op,
     "run_report": run_report_op,
+    "train_retriever": train_retriever_op,
     "build_index": build_index_op,
 }
 

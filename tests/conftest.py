@@ -18,6 +18,8 @@ import pytest
 if TYPE_CHECKING:
     import pandas as pd
 
+    from searchrank.components.train_retriever.logic import RetrieverSummary
+
 from searchrank.features.generator.config import GeneratorConfig
 
 # kfp.local runs each step with the `python3` found on PATH: make it this interpreter's.
@@ -145,3 +147,31 @@ def catalogue(dataset_dir: Path) -> pd.DataFrame:
     from searchrank.features import tables as T
 
     return pd.read_parquet(dataset_dir / T.file_name(T.CATALOGUE))
+
+
+TINY_RETRIEVER = {"epochs": 3, "num_workers": 1, "batch_size": 256, "hidden": 32}
+
+
+@pytest.fixture(scope="session")
+def retriever_model(
+    tmp_path_factory: pytest.TempPathFactory, splits: dict[str, Path], dataset_dir: Path
+) -> RetrieverSummary:
+    """A small retriever trained by ``train_retriever`` on the session's train split: its
+    summary (``model_dir`` is the checkpoint) and the item embeddings beside it."""
+    from dataclasses import replace
+
+    from searchrank.components.train_retriever.config import TrainRetrieverConfig
+    from searchrank.components.train_retriever.logic import train_retriever
+    from searchrank.features import tables as T
+
+    folder = tmp_path_factory.mktemp("retriever")
+    return train_retriever(
+        splits["train"],
+        splits["valid"],
+        dataset_dir / T.file_name(T.CATALOGUE),
+        folder / "model",
+        folder / "embeddings.parquet",
+        replace(TrainRetrieverConfig(), **TINY_RETRIEVER),
+        work_dir=folder / "work",
+        log=lambda _: None,
+    )

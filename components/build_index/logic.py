@@ -13,8 +13,7 @@ import pyarrow.parquet as pq
 from searchrank.components.core import schema as S
 from searchrank.components.core.ann import AnnIndex, AnnParams, exact_top_k, recall_at_k
 from searchrank.components.core.errors import InputError
-
-EMBEDDING = "embedding"
+from searchrank.components.core.retrieval import EMBEDDING
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,26 @@ def data_uri(figure: Figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def training_curves(history: Sequence[Mapping[str, float]], best_epoch: int) -> str:
-    """Training loss and validation NDCG@10 by epoch, the selected epoch marked."""
+def training_curves(
+    history: Sequence[Mapping[str, float]],
+    best_epoch: int,
+    validation: Mapping[str, str] | None = None,
+) -> str:
+    """Training loss and validation metrics by epoch, the selected epoch marked.
+
+    Args:
+        history: one record per epoch with ``epoch``, ``train_loss`` and the validation keys.
+        best_epoch: the epoch whose checkpoint was kept.
+        validation: history key -> legend label of each validation curve (the ranker's
+            NDCG@10 and NDCG@5 when not given).
+    """
+    curves = validation or {"val_ndcg@10": "NDCG@10", "val_ndcg@5": "NDCG@5"}
     epochs = [h["epoch"] for h in history]
     figure, (loss_axis, score_axis) = plt.subplots(1, 2, figsize=(9, 3.2))
     loss_axis.plot(epochs, [h["train_loss"] for h in history], marker="o")
     loss_axis.set(title="training loss", xlabel="epoch")
-    score_axis.plot(epochs, [h["val_ndcg@10"] for h in history], marker="o", label="NDCG@10")
-    score_axis.plot(epochs, [h["val_ndcg@5"] for h in history], marker=".", label="NDCG@5")
+    for key, label in curves.items():
+        score_axis.plot(epochs, [h[key] for h in history], marker="o", label=label)
     score_axis.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch {best_epoch}")
     score_axis.set(title="validation", xlabel="epoch")
     score_axis.legend(loc="lower right", fontsize=8)

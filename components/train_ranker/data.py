@@ -51,7 +51,7 @@ def encode(frame: pd.DataFrame, processor: FeatureProcessor, max_length: int) ->
     return to_slates(dense, codes, labels, frame[S.SEARCH_ID].to_numpy(), max_length)
 
 
-def _fixed(values: np.ndarray, width: int, kind: pa.DataType) -> pa.FixedSizeListArray:
+def fixed_size_list(values: np.ndarray, width: int, kind: pa.DataType) -> pa.FixedSizeListArray:
     flat = pa.array(values.reshape(-1), type=kind)
     return pa.FixedSizeListArray.from_arrays(flat, width)
 
@@ -60,12 +60,12 @@ def write_train_slates(slates: Slates, path: Path) -> None:
     """One row per slate: dense (L·F floats), codes (L·C ints, when any), labels and mask."""
     _, length, width = slates.dense.shape
     columns = {
-        "dense": _fixed(slates.dense, length * width, pa.float32()),
-        "labels": _fixed(slates.labels, length, pa.float32()),
-        "mask": _fixed(slates.mask.astype(np.float32), length, pa.float32()),
+        "dense": fixed_size_list(slates.dense, length * width, pa.float32()),
+        "labels": fixed_size_list(slates.labels, length, pa.float32()),
+        "mask": fixed_size_list(slates.mask.astype(np.float32), length, pa.float32()),
     }
     if slates.codes.shape[2]:
-        columns["codes"] = _fixed(slates.codes, length * slates.codes.shape[2], pa.int64())
+        columns["codes"] = fixed_size_list(slates.codes, length * slates.codes.shape[2], pa.int64())
     pq.write_table(pa.table(columns), path)
 
 
@@ -75,20 +75,20 @@ def slates_from_columns(columns: dict[str, np.ndarray]) -> Slates:
     The row indices of the result number the real candidates in order; they index nothing
     outside the slates (training needs none).
     """
-    labels = _matrix(columns["labels"], np.float32)
+    labels = list_matrix(columns["labels"], np.float32)
     n, length = labels.shape
-    dense = _matrix(columns["dense"], np.float32).reshape(n, length, -1)
+    dense = list_matrix(columns["dense"], np.float32).reshape(n, length, -1)
     codes = (
-        _matrix(columns["codes"], np.int64).reshape(n, length, -1)
+        list_matrix(columns["codes"], np.int64).reshape(n, length, -1)
         if "codes" in columns
         else np.zeros((n, length, 0), dtype=np.int64)
     )
-    mask = _matrix(columns["mask"], np.float32) > 0.5
+    mask = list_matrix(columns["mask"], np.float32) > 0.5
     rows = np.where(mask, np.cumsum(mask).reshape(mask.shape) - 1, -1)
     return Slates(dense, codes, labels, mask, rows)
 
 
-def _matrix(values: np.ndarray, dtype: type) -> np.ndarray:
+def list_matrix(values: np.ndarray, dtype: type) -> np.ndarray:
     """A 2-D array of a list column (which may arrive as an object array of rows)."""
     return np.stack(list(values)).astype(dtype) if values.dtype == object else values.astype(dtype)
 

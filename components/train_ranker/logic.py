@@ -8,7 +8,6 @@ the best checkpoint by validation NDCG@10, a self-describing folder that serving
 
 from __future__ import annotations
 
-import math
 import shutil
 import tempfile
 import uuid
@@ -19,15 +18,13 @@ from typing import Any
 
 import pandas as pd
 
+from searchrank.components.core.checkpoint import DESCRIPTION
 from searchrank.components.core.errors import InputError
-from searchrank.components.core.names import COMPONENT_IMAGE
 from searchrank.components.core.plots import training_curves
 from searchrank.components.train_ranker.config import TrainRankerConfig
-from searchrank.components.train_ranker.data import prepare
-from searchrank.components.train_ranker.kuberay import SCHEME as KUBERAY
-from searchrank.components.train_ranker.kuberay import run_rayjob
+from searchrank.components.train_ranker.data import TRAIN_SLATES, prepare
 from searchrank.components.train_ranker.loop import SCORE
-from searchrank.components.train_ranker.rayjob import RayJobSpec
+from searchrank.components.train_ranker.runner import threads_per_worker, train_anywhere
 
 
 @dataclass(frozen=True)
@@ -57,24 +54,32 @@ class TrainSummary:
         return asdict(self)
 
 
-def _read(path: Path, field: str) -> pd.DataFrame:
+def read_split(path: Path, field: str) -> pd.DataFrame:
     if not path.is_file():
         raise InputError(field, str(path), "must be an existing parquet file")
     return pd.read_parquet(path)
 
 
-def rayjob_spec(config: TrainRankerConfig) -> RayJobSpec:
-    """The RayJob's image and sizes from the scaling parameters (name and entrypoint are set
-    when the job is created)."""
-    image = f"{COMPONENT_IMAGE}-cuda" if config.use_gpu else COMPONENT_IMAGE
-    return RayJobSpec(
-        name="searchrank-train",
-        entrypoint="python",
-        image=image,
-        num_workers=config.num_workers,
-        cpus_per_worker=config.cpus_per_worker,
-        gpus_per_worker=math.ceil(config.gpus_per_worker) if config.use_gpu else 0,
-    )
+def run_spec(
+    config: TrainRankerConfig,
+    shapes: dict[str, int],
+    data_dir: Path,
+    feature_service: str,
+    name: str,
+) -> dict[str, Any]:
+    """The spec the runner hands every worker (see ``train_ranker.runner``)."""
+    return {
+        "config": config.as_dict(),
+        "shapes": shapes,
+        "data_dir": str(data_dir.resolve()),
+        "threads": threads_per_worker(config),
+        "feature_service": feature_service,
+        "run_name": name,
+        "loop": "searchrank.components.train_ranker.loop:train_loop_per_worker",
+        "train_file": TRAIN_SLATES,
+        "score": SCORE,
+        "description": DESCRIPTION,
+    }
 
 
 def train_ranker(
@@ -104,10 +109,7 @@ def train_ranker(
         job_python: the cluster's Python with searchrank installed (Ray job mode only).
         log: where progress lines go.
     """
-    from searchrank.components.train_ranker.jobs import submit_and_follow
-    from searchrank.components.train_ranker.runner import fit, local_ray, threads_per_worker
-
-    train, valid = _read(train_path, "train"), _read(valid_path, "valid")
+    train, valid = read_split(train_path, "train"), read_split(valid_path, "valid")
     specs = None
     if feature_service:
         from searchrank.components.validate_data.contract import load_feature_specs
@@ -116,27 +118,12 @@ def train_ranker(
     work = work_dir or Path(tempfile.mkdtemp(prefix="searchrank-train-"))
     _, shapes = prepare(train, valid, specs, config.max_list_length, work / "data")
     name = f"ranker-{uuid.uuid4().hex[:8]}"
-    spec = {
-        "config": config.as_dict(),
-        "shapes": shapes.as_dict(),
-        "data_dir": str((work / "data").resolve()),
-        "threads": threads_per_worker(config),
-        "feature_service": feature_service,
-        "run_name": name,
-    }
+    spec = run_spec(config, shapes.as_dict(), work / "data", feature_service, name)
     log(
         f"training on {shapes.train_slates:,} slates ({shapes.train_candidates:,} candidates), "
         f"validating on {shapes.valid_slates:,}; {config.num_workers} Ray workers"
     )
-    if ray_address.startswith(KUBERAY):
-        outcome = run_rayjob(ray_address, spec, work / "ray", rayjob_spec(config), log=log)
-        best, history = outcome["best_checkpoint"], outcome["history"]
-    elif ray_address:
-        outcome = submit_and_follow(ray_address, spec, work / "ray", python=job_python, log=log)
-        best, history = outcome["best_checkpoint"], outcome["history"]
-    else:
-        with local_ray(config):
-            best, history = fit(spec, work / "ray", name)
+    best, history = train_anywhere(spec, work / "ray", config, ray_address, job_python, log)
     if model_dir.exists():
         shutil.rmtree(model_dir)
     shutil.copytree(best, model_dir)

@@ -15,7 +15,7 @@ import json
 import math
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,13 +73,19 @@ def model_config(spec: dict[str, Any], processor: FeatureProcessor) -> RankerCon
 
 
 def one_cycle(
-    optimizer: torch.optim.Optimizer, config: TrainRankerConfig, spec: dict[str, Any]
+    optimizer: torch.optim.Optimizer,
+    learning_rate: float,
+    epochs: int,
+    examples: int,
+    workers: int,
+    batch_size: int,
 ) -> torch.optim.lr_scheduler.OneCycleLR:
-    """Warm up for 10 % of the steps, then decay along a cosine over every epoch's steps."""
-    per_worker = math.ceil(spec["shapes"]["train_slates"] / config.num_workers)
-    steps = max(config.epochs * math.ceil(per_worker / config.batch_size), 2)
+    """Warm up for 10 % of the steps, then decay along a cosine over every epoch's steps
+    (``examples`` split over ``workers``, ``batch_size`` per step)."""
+    per_worker = math.ceil(examples / workers)
+    steps = max(epochs * math.ceil(per_worker / batch_size), 2)
     return torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.learning_rate, total_steps=steps, pct_start=0.1
+        optimizer, max_lr=learning_rate, total_steps=steps, pct_start=0.1
     )
 
 
@@ -110,8 +116,15 @@ def train_loop_per_worker(spec: dict[str, Any]) -> None:
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
-    scheduler = one_cycle(optimizer, config, spec)
-    state = _restore(ray.train.get_checkpoint(), model, optimizer, scheduler)
+    scheduler = one_cycle(
+        optimizer,
+        config.learning_rate,
+        config.epochs,
+        spec["shapes"]["train_slates"],
+        config.num_workers,
+        config.batch_size,
+    )
+    state = restore(ray.train.get_checkpoint(), model, optimizer, scheduler)
 
     device = ray.train.torch.get_device()
     # DDP (and torch.compile) wrap ``model`` and share its parameters: evaluation and
@@ -146,24 +159,48 @@ def train_loop_per_worker(spec: dict[str, Any]) -> None:
             "candidates_per_s": candidates / max(seconds, 1e-9),
             "epoch_seconds": seconds,
         }
-        state.history.append(record)
-        if record[SCORE] > state.best + 1e-6:
-            state.best, state.best_epoch = record[SCORE], epoch
-        state.epoch = epoch + 1
-        stop = epoch - state.best_epoch >= config.patience
-        with tempfile.TemporaryDirectory() as folder:
-            if rank == 0:
-                _save(Path(folder), model, optimizer, scheduler, state, processor, spec)
-                ray.train.report(record, checkpoint=ray.train.Checkpoint.from_directory(folder))
-            else:
-                ray.train.report(record)
+        stop = report_epoch(
+            state,
+            record,
+            SCORE,
+            config.patience,
+            rank,
+            lambda folder: _save(folder, model, optimizer, scheduler, state, processor, spec),
+        )
         if stop:
             break
 
 
-def _restore(
+def report_epoch(
+    state: TrainState,
+    record: dict[str, float],
+    score: str,
+    patience: int,
+    rank: int,
+    save: Callable[[Path], None],
+) -> bool:
+    """Record an epoch, report it to Ray Train (rank 0 with a checkpoint written by ``save``)
+    and say whether early stopping ends the run: ``patience`` epochs without a better
+    ``score``."""
+    import ray.train
+
+    epoch = int(record["epoch"])
+    state.history.append(record)
+    if record[score] > state.best + 1e-6:
+        state.best, state.best_epoch = record[score], epoch
+    state.epoch = epoch + 1
+    with tempfile.TemporaryDirectory() as folder:
+        if rank == 0:
+            save(Path(folder))
+            ray.train.report(record, checkpoint=ray.train.Checkpoint.from_directory(folder))
+        else:
+            ray.train.report(record)
+    return epoch - state.best_epoch >= patience
+
+
+def restore(
     latest: Any,
-    model: ContextAwareRanker,
+    model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.OneCycleLR,
 ) -> TrainState:
@@ -197,6 +234,20 @@ def _train_epoch(
     return sum(losses) / max(len(losses), 1), candidates, time.perf_counter() - started
 
 
+def save_resumable(
+    folder: Path,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.OneCycleLR,
+    state: TrainState,
+) -> None:
+    """What resuming needs beside the weights: optimizer, schedule and early-stopping state."""
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+        folder / ckpt.OPTIMIZER,
+    )
+    (folder / ckpt.TRAIN_STATE).write_text(json.dumps(asdict(state)))
+
+
 def _save(
     folder: Path,
     model: ContextAwareRanker,
@@ -219,8 +270,4 @@ def _save(
             "history": state.history,
         },
     )
-    torch.save(
-        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
-        folder / ckpt.OPTIMIZER,
-    )
-    (folder / ckpt.TRAIN_STATE).write_text(json.dumps(asdict(state)))
+    save_resumable(folder, optimizer, scheduler, state)

@@ -127,6 +127,7 @@ def main() -> None:
 
     if not torch.cuda.is_available():
         raise SystemExit("bench_train_gpu needs a CUDA device: run it on the accelerator machine")
+    from searchrank.components.train_ranker.logic import run_spec
     from searchrank.components.train_ranker.runner import fit, quiet_ray_environment
 
     quiet_ray_environment()
@@ -137,14 +138,7 @@ def main() -> None:
     config = reference_config(epochs)
     ray.init(num_cpus=8, num_gpus=1, include_dashboard=False, log_to_driver=False)
     try:
-        spec = {
-            "config": config.as_dict(),
-            "shapes": shapes,
-            "data_dir": str(folder / "data"),
-            "threads": 4,
-            "feature_service": "",
-            "run_name": "gpu-bench",
-        }
+        spec = run_spec(config, shapes, folder / "data", "", "gpu-bench") | {"threads": 4}
         _, history = fit(spec, folder / "ray", "gpu-bench")
     finally:
         ray.shutdown()

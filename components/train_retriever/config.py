@@ -1,0 +1,81 @@
+"""Configuration of ``train_retriever``: the towers, the optimisation and where Ray runs it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from searchrank.components.core.errors import InputError
+from searchrank.components.core.retriever import TwoTowerConfig
+from searchrank.components.core.schema import Grade
+
+
+@dataclass(frozen=True)
+class TrainRetrieverConfig:
+    """Everything a retriever training run needs besides its data.
+
+    Model: the :class:`~searchrank.components.core.retriever.TwoTowerConfig` fields
+    ``text_buckets`` … ``id_dropout``.
+    Data: items with ``label >= min_label`` are a search's positives; validation counts items
+    with ``label >= min_relevant_label`` as wanted; ``hard_negatives`` adds one skipped item of
+    the same search per positive.
+    Optimisation: AdamW with a one-cycle schedule peaking at ``learning_rate``,
+    ``batch_size`` pairs per worker and step (each other row's positive is a negative), at most
+    ``epochs`` epochs, early stopping after ``patience`` epochs without a better validation
+    Recall@100, ``seed``.
+    Scaling: as ``train_ranker``: ``num_workers`` Ray Train workers with ``cpus_per_worker``
+    CPUs and, when ``use_gpu``, ``gpus_per_worker`` GPUs; ``max_failures`` restarts.
+    """
+
+    text_buckets: int = 1 << 17
+    max_tokens: int = 48
+    text_dim: int = 64
+    id_dim: int = 32
+    hidden: int = 256
+    out_dim: int = 64
+    temperature: float = 0.05
+    id_dropout: float = 0.1
+    min_label: int = int(Grade.CLICK)
+    min_relevant_label: int = int(Grade.STREAM)
+    hard_negatives: bool = True
+    learning_rate: float = 5e-3
+    weight_decay: float = 0.0
+    batch_size: int = 1024
+    epochs: int = 10
+    patience: int = 3
+    seed: int = 0
+    num_workers: int = 2
+    cpus_per_worker: float = 1.0
+    use_gpu: bool = False
+    gpus_per_worker: float = 1.0
+    max_failures: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "epochs", "patience", "num_workers"):
+            if getattr(self, name) < 1:
+                raise InputError(name, getattr(self, name), "must be at least 1")
+        for name in ("learning_rate", "cpus_per_worker"):
+            if getattr(self, name) <= 0:
+                raise InputError(name, getattr(self, name), "must be positive")
+        if self.weight_decay < 0 or self.max_failures < 0:
+            raise InputError(
+                "weight_decay/max_failures",
+                (self.weight_decay, self.max_failures),
+                "must not be negative",
+            )
+        if not 0 <= self.min_label <= self.min_relevant_label:
+            raise InputError(
+                "min_label",
+                (self.min_label, self.min_relevant_label),
+                "must satisfy 0 <= min_label <= min_relevant_label",
+            )
+        self.towers()  # checks the model fields
+
+    def towers(self, n_users: int = 0, n_items: int = 0) -> TwoTowerConfig:
+        """The model's shape, with vocabulary sizes from the data."""
+        names = {f.name for f in fields(TwoTowerConfig)} - {"n_users", "n_items"}
+        shape = {name: getattr(self, name) for name in names}
+        return TwoTowerConfig(**shape, n_users=n_users, n_items=n_items)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,163 @@
+"""``train_retriever``: the two-tower retriever, trained with Ray Train like the ranker.
+
+Ray runs where ``ray_address`` says (a local Ray inside the step, a Ray job on a cluster, or a
+KubeRay RayJob), through the ranker's runner. The outputs are the best checkpoint by validation
+Recall@100 (a folder :class:`~searchrank.components.core.retriever.Retriever` loads), the
+embeddings of every catalogue item from it (what ``build_index`` indexes), and the curves.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from searchrank.components.core import schema as S
+from searchrank.components.core.plots import training_curves
+from searchrank.components.core.retrieval import EMBEDDING
+from searchrank.components.core.retriever import DESCRIPTION, Retriever
+from searchrank.components.train_ranker.data import fixed_size_list
+from searchrank.components.train_ranker.logic import read_split
+from searchrank.components.train_ranker.runner import threads_per_worker, train_anywhere
+from searchrank.components.train_retriever.config import TrainRetrieverConfig
+from searchrank.components.train_retriever.data import TRAIN_PAIRS, prepare
+from searchrank.components.train_retriever.loop import SCORE
+
+CURVES = {SCORE: "Recall@100", "val_recall@10": "Recall@10", "val_mrr": "MRR"}
+
+
+@dataclass(frozen=True)
+class RetrieverSummary:
+    """What a retriever training run produced."""
+
+    best_epoch: int
+    best: dict[str, float]
+    epochs_run: int
+    history: list[dict[str, float]]
+    shapes: dict[str, Any]
+    checkpoint: str
+    model_dir: str
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            "best_val_recall@100": self.best[SCORE],
+            "best_val_recall@10": self.best["val_recall@10"],
+            "best_val_mrr": self.best["val_mrr"],
+            "best_epoch": float(self.best_epoch),
+            "epochs_run": float(self.epochs_run),
+            "train_pairs": float(self.shapes["train_pairs"]),
+            "pairs_per_s": float(self.history[-1]["pairs_per_s"]),
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def write_item_embeddings(retriever: Retriever, path: Path) -> int:
+    """Every catalogue item's vector as (``item_id``, ``embedding``) rows; returns the count."""
+    vectors = retriever.embed_items()
+    table = pa.table(
+        {
+            S.ITEM_ID: pa.array(retriever.item_ids, type=pa.int64()),
+            EMBEDDING: fixed_size_list(vectors, vectors.shape[1], pa.float32()),
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return len(vectors)
+
+
+def train_retriever(
+    train_path: Path,
+    valid_path: Path,
+    catalogue_path: Path,
+    model_dir: Path,
+    embeddings_path: Path,
+    config: TrainRetrieverConfig,
+    *,
+    ray_address: str = "",
+    work_dir: Path | None = None,
+    job_python: str = "python",
+    log: Callable[[str], None] = print,
+) -> RetrieverSummary:
+    """Train the retriever, select it on ``valid_path``, and embed the catalogue with it.
+
+    Args:
+        train_path: training split: logged (search × candidate) rows with labels.
+        valid_path: validation split, for early stopping and selection.
+        catalogue_path: one row per item with ``item_id`` and its texts and metadata.
+        model_dir: where the best checkpoint is copied (created).
+        embeddings_path: where the item embeddings are written (parquet).
+        config: model, optimisation and scaling.
+        ray_address: empty, a dashboard URL or ``kuberay://NAMESPACE`` (as ``train_ranker``).
+        work_dir: where encoded data and Ray checkpoints go; on a cluster, shared storage.
+        job_python: the cluster's Python with searchrank installed (Ray job mode only).
+        log: where progress lines go.
+    """
+    train, valid = read_split(train_path, "train"), read_split(valid_path, "valid")
+    catalogue = read_split(catalogue_path, "catalogue")
+    work = work_dir or Path(tempfile.mkdtemp(prefix="searchrank-retriever-"))
+    shapes = prepare(train, valid, catalogue, config, work / "data").as_dict()
+    name = f"retriever-{uuid.uuid4().hex[:8]}"
+    spec = {
+        "config": config.as_dict(),
+        "shapes": shapes,
+        "data_dir": str((work / "data").resolve()),
+        "threads": threads_per_worker(config),
+        "run_name": name,
+        "loop": "searchrank.components.train_retriever.loop:train_loop_per_worker",
+        "train_file": TRAIN_PAIRS,
+        "score": SCORE,
+        "description": DESCRIPTION,
+    }
+    log(
+        f"training on {shapes['train_pairs']:,} (search, item) pairs "
+        f"({shapes['hard_negative_share']:.0%} with a hard negative), {shapes['items']:,} items, "
+        f"validating on {shapes['valid_searches']:,} searches; {config.num_workers} Ray workers"
+    )
+    best, history = train_anywhere(spec, work / "ray", config, ray_address, job_python, log)
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    shutil.copytree(best, model_dir)
+    written = write_item_embeddings(Retriever.load(model_dir), embeddings_path)
+    log(f"embedded {written:,} items into {embeddings_path}")
+    record = max(history, key=lambda h: h[SCORE])
+    return RetrieverSummary(
+        best_epoch=int(record["epoch"]),
+        best=record,
+        epochs_run=len(history),
+        history=history,
+        shapes=shapes,
+        checkpoint=best,
+        model_dir=str(model_dir),
+    )
+
+
+def curves_html(summary: RetrieverSummary) -> str:
+    """The training curves and per-epoch table as one HTML page."""
+    rows = "".join(
+        f"<tr><td>{int(h['epoch'])}</td><td>{h['train_loss']:.4f}</td><td>{h[SCORE]:.4f}</td>"
+        f"<td>{h['val_recall@10']:.4f}</td><td>{h['val_mrr']:.4f}</td>"
+        f"<td>{h['pairs_per_s']:,.0f}</td></tr>"
+        for h in summary.history
+    )
+    image = training_curves(summary.history, summary.best_epoch, CURVES)
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Retriever training</title>
+<style>body{{font-family:system-ui,sans-serif;margin:24px}}
+td,th{{border:1px solid #ccc;padding:3px 8px}} table{{border-collapse:collapse;font-size:13px}}
+</style></head><body>
+<h1>Retriever training</h1>
+<p>Best validation Recall@100 <b>{summary.best[SCORE]:.4f}</b> at epoch {summary.best_epoch}
+({summary.epochs_run} epochs run; {summary.shapes["train_pairs"]:,} training pairs,
+{summary.shapes["items"]:,} items). Checkpoint: <code>{summary.checkpoint}</code>.</p>
+<img alt="training curves" src="{image}">
+<table><tr><th>epoch</th><th>train loss</th><th>val Recall@100</th><th>val Recall@10</th>
+<th>val MRR</th><th>pairs/s</th></tr>{rows}</table></body></html>
+"""

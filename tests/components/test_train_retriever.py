@@ -1,0 +1,85 @@
+"""``train_retriever``: pairs and hard negatives from the logs, and a real Ray Train run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from searchrank.components.core import schema as S
+from searchrank.components.core.errors import InputError
+from searchrank.components.core.retrieval import EMBEDDING, exact_top_k, retrieval_metrics
+from searchrank.components.core.retriever import IdVocabulary, Retriever
+from searchrank.components.train_retriever.config import TrainRetrieverConfig
+from searchrank.components.train_retriever.data import prepare, training_pairs
+from searchrank.components.train_retriever.logic import RetrieverSummary, curves_html
+
+
+def _rows(records: list[tuple[int, int, int, str, int]]) -> pd.DataFrame:
+    return pd.DataFrame(records, columns=[S.SEARCH_ID, S.USER_ID, S.ITEM_ID, S.QUERY, S.LABEL])
+
+
+def test_pairs_take_positives_and_skipped_items_of_the_same_search() -> None:
+    rows = _rows(
+        [
+            (1, 7, 10, "halo", 2),
+            (1, 7, 11, "halo", 0),
+            (1, 7, 12, "halo", 0),
+            (2, 8, 10, "hal", 1),
+            (2, 8, 13, "hal", 3),
+            (3, 9, 11, "jude", 0),  # no positive: no pair
+            (4, 9, 99, "x", 2),  # unknown item: dropped
+        ]
+    )
+    items = IdVocabulary(np.array([10, 11, 12, 13]))
+    pairs = training_pairs(rows, items, min_label=1, seed=0)
+    assert sorted(zip(pairs[S.SEARCH_ID], pairs["item"], strict=True)) == [(1, 1), (2, 1), (2, 4)]
+    first = pairs[pairs[S.SEARCH_ID] == 1]
+    assert first["hard"].iloc[0] in (2, 3), "a hard negative is a skipped item of its search"
+    assert (pairs.loc[pairs[S.SEARCH_ID] == 2, "hard"] == 0).all(), "nothing was skipped there"
+    # item index 1 is 2 of the 3 positives: in-batch it is a negative twice as often.
+    assert np.allclose(np.exp(pairs["log_q"]), [2 / 3, 2 / 3, 1 / 3])
+
+
+def test_inputs_without_what_training_needs_are_refused(
+    tmp_path: Path, catalogue: pd.DataFrame
+) -> None:
+    rows = _rows([(1, 7, int(catalogue[S.ITEM_ID].iloc[0]), "halo", 0)])
+    config = TrainRetrieverConfig()
+    with pytest.raises(InputError, match=f"{S.LABEL} >= 1"):
+        prepare(rows, rows, catalogue, config, tmp_path)
+    with pytest.raises(InputError, match="valid columns"):
+        prepare(rows, rows.drop(columns=[S.QUERY]), catalogue, config, tmp_path)
+    with pytest.raises(InputError, match="min_label"):
+        TrainRetrieverConfig(min_label=3, min_relevant_label=2)
+
+
+def test_trained_retriever_finds_wanted_items_and_embeds_the_catalogue(
+    retriever_model: RetrieverSummary, splits: dict[str, Path], catalogue: pd.DataFrame
+) -> None:
+    summary = retriever_model
+    assert summary.epochs_run == 3 and len(summary.history) == 3
+    retriever = Retriever.load(Path(summary.model_dir))
+    table = pq.read_table(Path(summary.model_dir).parent / "embeddings.parquet")
+    assert table.num_rows == catalogue[S.ITEM_ID].nunique()
+    vectors = np.stack(table.column(EMBEDDING).to_numpy(zero_copy_only=False))
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+    # Recall on the held-out test split, by the loaded checkpoint, against a random ranking.
+    test = pd.read_parquet(splits["test"])
+    wanted = test[test[S.LABEL] >= 2].groupby(S.SEARCH_ID)
+    first = wanted[[S.QUERY, S.USER_ID]].first()
+    relevant = wanted[S.ITEM_ID].agg(list).tolist()
+    found = retriever.item_ids[
+        exact_top_k(
+            retriever.embed_queries(first[S.QUERY].tolist(), first[S.USER_ID]), vectors, 100
+        )
+    ]
+    metrics = retrieval_metrics(found, relevant)
+    chance = 100 / len(vectors)
+    assert metrics["recall@100"] > 5 * chance, metrics
+    assert summary.best["val_recall@100"] == max(h["val_recall@100"] for h in summary.history)
+    assert "Recall@100" in curves_html(summary)

@@ -27,6 +27,7 @@ import pandas as pd
 from searchrank.components.core import checkpoint as ckpt
 from searchrank.components.core.errors import InputError
 from searchrank.components.core.net import free_port
+from searchrank.serving.candidates import CandidateGenerator
 from searchrank.serving.engine import lexical_retriever
 from searchrank.serving.service import (
     FEATURE_REPO_ENV,
@@ -73,24 +74,37 @@ def save_ranker(folder: Path, labels: Mapping[str, object], metadata: Mapping[st
     return str(model.tag)
 
 
-def save_retriever(catalogue: pd.DataFrame, labels: Mapping[str, object]) -> str:
-    """Index the catalogue's names and artists (BM25 over character trigrams) into the store.
+def save_retriever(
+    catalogue: pd.DataFrame,
+    labels: Mapping[str, object],
+    two_tower: Path | None = None,
+    index: Path | None = None,
+) -> str:
+    """Save the service's candidate generator into the store: BM25 over the catalogue's names
+    and artists (character trigrams) and, when given, the two-tower checkpoint with its index.
 
     Args:
         catalogue: one row per item with ``item_id``, ``name`` and ``artist_name``.
+        labels: lineage labels of the model.
+        two_tower: a ``train_retriever`` checkpoint folder (with ``index``, or neither).
+        index: the ``build_index`` folder of that checkpoint's item vectors.
 
     Returns:
         The model's tag, ``searchrank-retriever:<version>``.
     """
     import bentoml
 
-    scorer = lexical_retriever(catalogue)
+    generator = CandidateGenerator(lexical_retriever(catalogue))
     with bentoml.models.create(
         RETRIEVER_MODEL_NAME,
         labels={k: _label(v) for k, v in labels.items()},
-        metadata={"items": len(scorer.item_ids), "analyzer": scorer.analyzer},
+        metadata={
+            "items": len(generator.item_ids),
+            "analyzer": generator.lexical.analyzer,
+            "dense": two_tower is not None,
+        },
     ) as model:
-        scorer.save(Path(model.path))
+        generator.save(Path(model.path), two_tower, index)
     return str(model.tag)
 
 

@@ -31,6 +31,7 @@ from searchrank.serving.api import (
     SearchResponse,
     SearchResult,
 )
+from searchrank.serving.candidates import CandidateGenerator
 from searchrank.serving.online import OnlineFeatures
 
 if TYPE_CHECKING:
@@ -110,13 +111,13 @@ class RankerBundle:
 
 
 class SearchEngine:
-    """``rank`` and ``search`` over online features, a ranker and a lexical retriever."""
+    """``rank`` and ``search`` over online features, a ranker and a candidate generator."""
 
     def __init__(
         self,
         features: OnlineFeatures,
         ranker: RankerBundle,
-        retriever: BM25Scorer,
+        retriever: CandidateGenerator,
         score: Scorer | None = None,
         model_tag: str = "",
     ) -> None:
@@ -131,7 +132,7 @@ class SearchEngine:
         cls,
         store: FeatureStore,
         ranker: RankerBundle,
-        retriever: BM25Scorer,
+        retriever: CandidateGenerator,
         score: Scorer | None = None,
         model_tag: str = "",
     ) -> SearchEngine:
@@ -174,11 +175,11 @@ class SearchEngine:
             model=self.model_tag,
         )
 
-    def candidates(self, query: str, k: int) -> list[int]:
-        """Lexical candidates (BM25 over names and artists, character trigrams so misspellings
-        match), topped up with the most popular items when fewer than ``k`` match."""
-        ids, _ = self.retriever.retrieve(query, SEARCH_CANDIDATES)
-        found = [int(i) for i in ids]
+    def candidates(self, query: str, user_id: int, k: int) -> list[int]:
+        """Candidates from the retriever (BM25 over names and artists, fused with the
+        two-tower index when there is one), topped up with the most popular items when fewer
+        than ``k`` are found."""
+        found = self.retriever.retrieve(query, user_id, SEARCH_CANDIDATES)
         if len(found) < k:
             items = self.features.items.frame
             popular = items[POPULARITY].astype(float).nlargest(k + len(found)).index
@@ -189,7 +190,7 @@ class SearchEngine:
     def search(self, query: str, user_id: int, k: int) -> SearchResponse:
         """Retrieve, rank and return the top ``k`` with their catalogue metadata."""
         text = normalized_query(query)
-        candidates = self.candidates(text, k)
+        candidates = self.candidates(text, user_id, k)
         ranked = self.rank(text, user_id, candidates)
         top = ranked.items[:k]
         items = self.features.items.rows([r.item_id for r in top])

@@ -92,8 +92,8 @@ class Search:
     retriever = bentoml.models.BentoModel(RETRIEVER_MODEL)
 
     def __init__(self) -> None:
-        from searchrank.components.core.bm25 import BM25Scorer
         from searchrank.features.store import open_store
+        from searchrank.serving.candidates import CandidateGenerator
         from searchrank.serving.checks import check_feature_service
         from searchrank.serving.engine import SearchEngine
 
@@ -103,7 +103,7 @@ class Search:
         bundle = RankerBundle.load(Path(self.ranker.path))
         store = open_store(repo)
         check_feature_service(store, bundle.feature_service, bundle.processor)
-        retriever = BM25Scorer.load(Path(self.retriever.path))
+        retriever = CandidateGenerator.load(Path(self.retriever.path))
         self.engine = SearchEngine.open(
             store, bundle, retriever, score=self._score, model_tag=str(self.ranker.tag)
         )

@@ -11,8 +11,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".searchrank" / "bench"
+END_DATE = date(2026, 11, 1)
 SEARCHES_PER_ROW = 1 / 19.5
 """About 19.5 impressions per search with the generator's defaults."""
+
+
+def logs(searches: int, seed: int, cache: Path = CACHE) -> Path:
+    """The generator's tables for ``searches`` searches (cached by size and seed)."""
+    from searchrank.features import tables
+    from searchrank.features.generator.config import GeneratorConfig
+    from searchrank.features.generator.generate import generate
+
+    folder = cache / f"logs-{searches}-{seed}"
+    if not (folder / tables.MANIFEST).exists():
+        generate(GeneratorConfig(searches=searches, seed=seed, end_date=END_DATE), folder)
+    return folder
 
 
 def training_set(rows: int, seed: int, cache: Path = CACHE) -> Path:
@@ -31,7 +44,7 @@ def training_set(rows: int, seed: int, cache: Path = CACHE) -> Path:
     if out.exists() and pq.read_metadata(out).num_rows >= rows:
         return out
     searches = int(rows * SEARCHES_PER_ROW * 1.03) + 100
-    config = GeneratorConfig(searches=searches, seed=seed, end_date=date(2026, 11, 1))
+    config = GeneratorConfig(searches=searches, seed=seed, end_date=END_DATE)
     generate(config, folder / "data")
     repo = create_repo(folder / "repo", folder / "data")
     apply_definitions(open_store(repo))

@@ -46,11 +46,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from searchrank.features.store import open_store
 from searchrank.serving.engine import RankerBundle, SearchEngine
-from searchrank.components.core.bm25 import BM25Scorer
+from searchrank.serving.candidates import CandidateGenerator
 
 checkpoint, retriever_dir, repo, port = sys.argv[1:5]
 bundle = RankerBundle.load(Path(checkpoint))
-retriever = BM25Scorer.load(Path(retriever_dir))
+retriever = CandidateGenerator.load(Path(retriever_dir))
 engine = SearchEngine.open(open_store(repo), bundle, retriever)
 
 def rank(request_body):

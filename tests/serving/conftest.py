@@ -65,7 +65,9 @@ def stored_models(ranker_checkpoint: Path, catalogue: pd.DataFrame) -> StoredMod
 def engine(logged_day: LoggedDay, ranker_checkpoint: Path, catalogue: pd.DataFrame) -> SearchEngine:
     """The service's logic without BentoML: the model called directly."""
     from searchrank.features.store import open_store
+    from searchrank.serving.candidates import CandidateGenerator
     from searchrank.serving.engine import RankerBundle, SearchEngine, lexical_retriever
 
     bundle = RankerBundle.load(ranker_checkpoint)
-    return SearchEngine.open(open_store(logged_day.repo), bundle, lexical_retriever(catalogue))
+    retriever = CandidateGenerator(lexical_retriever(catalogue))
+    return SearchEngine.open(open_store(logged_day.repo), bundle, retriever)

@@ -14,6 +14,8 @@ from searchrank.components.core import schema as S
 from searchrank.components.core.errors import InputError
 from searchrank.components.core.features import FeatureProcessor
 from searchrank.components.evaluate.scoring import score_ranker
+from searchrank.components.train_retriever.logic import RetrieverSummary
+from searchrank.serving.candidates import CandidateGenerator
 from searchrank.serving.checks import SchemaMismatchError, check_feature_service, model_problems
 from searchrank.serving.engine import SearchEngine
 
@@ -80,7 +82,7 @@ def test_search_retrieves_misspelled_names_and_returns_metadata(
     response = engine.search(misspelled, 1, 10)
     assert 1 <= len(response.results) <= 10 and response.retrieved >= len(response.results)
     assert all(r.name and r.item_type for r in response.results)
-    ids = engine.candidates(misspelled, 10)
+    ids = engine.candidates(misspelled, 1, 10)
     assert int(target["item_id"]) in ids, "trigram BM25 must still find a misspelled name"
 
 
@@ -105,3 +107,30 @@ def test_the_service_refuses_a_model_the_feature_service_cannot_feed(
     )
     assert any(p.startswith("item_stats__plays_1d: the model reads it") for p in problems)
     assert any("item_stats__popularity: the model reads a category" in p for p in problems)
+
+
+def test_dense_candidates_are_fused_with_the_lexical_ones(
+    engine: SearchEngine, retriever_model: RetrieverSummary, tmp_path: Path
+) -> None:
+    """With a two-tower retriever and its index, ``/search`` candidates are the reciprocal
+    rank fusion of both lists, and the saved generator loads back with its dense half."""
+    from searchrank.components.build_index.logic import build_index
+    from searchrank.components.core.ann import AnnParams
+    from searchrank.components.core.retrieval import reciprocal_rank_fusion
+
+    model_dir = Path(retriever_model.model_dir)
+    build_index(model_dir.parent / "embeddings.parquet", tmp_path / "index", AnnParams(), k=10)
+    CandidateGenerator(engine.retriever.lexical).save(
+        tmp_path / "generator", model_dir, tmp_path / "index"
+    )
+    generator = CandidateGenerator.load(tmp_path / "generator")
+    assert generator.dense is not None
+    query, user = "chill", 1
+    dense = generator.dense.retrieve(query, user, 50).tolist()
+    lexical = engine.retriever.lexical.retrieve(query, 50)[0].tolist()
+    assert generator.retrieve(query, user, 50) == reciprocal_rank_fusion([dense, lexical], 50)
+    assert set(dense) - set(lexical), "the dense side brings items the words alone do not"
+
+    fused = SearchEngine(engine.features, engine.ranker, generator)
+    response = fused.search(query, user, 10)
+    assert len(response.results) == 10 and response.retrieved >= 10

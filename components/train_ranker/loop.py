@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -113,18 +113,9 @@ def train_loop_per_worker(spec: dict[str, Any]) -> None:
     processor = FeatureProcessor.load(data / PROCESSOR)
     seed_everything(config.seed)  # the same initial weights on every worker
     model = ContextAwareRanker(model_config(spec, processor))
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    optimizer, scheduler, state = resumable_optimizer(
+        model, config, spec["shapes"]["train_slates"], ray.train.get_checkpoint()
     )
-    scheduler = one_cycle(
-        optimizer,
-        config.learning_rate,
-        config.epochs,
-        spec["shapes"]["train_slates"],
-        config.num_workers,
-        config.batch_size,
-    )
-    state = restore(ray.train.get_checkpoint(), model, optimizer, scheduler)
 
     device = ray.train.torch.get_device()
     # DDP (and torch.compile) wrap ``model`` and share its parameters: evaluation and
@@ -169,6 +160,40 @@ def train_loop_per_worker(spec: dict[str, Any]) -> None:
         )
         if stop:
             break
+
+
+class Optimisation(Protocol):
+    """The optimisation fields every trainer's configuration has."""
+
+    @property
+    def learning_rate(self) -> float: ...
+    @property
+    def weight_decay(self) -> float: ...
+    @property
+    def epochs(self) -> int: ...
+    @property
+    def num_workers(self) -> int: ...
+    @property
+    def batch_size(self) -> int: ...
+
+
+def resumable_optimizer(
+    model: torch.nn.Module, config: Optimisation, examples: int, latest: Any
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.OneCycleLR, TrainState]:
+    """AdamW with the one-cycle schedule over ``examples`` training examples, and the state of
+    the run, all restored from the ``latest`` Ray checkpoint when there is one."""
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    scheduler = one_cycle(
+        optimizer,
+        config.learning_rate,
+        config.epochs,
+        examples,
+        config.num_workers,
+        config.batch_size,
+    )
+    return optimizer, scheduler, restore(latest, model, optimizer, scheduler)
 
 
 def report_epoch(

@@ -28,9 +28,8 @@ from searchrank.components.core.retriever import (
 from searchrank.components.core.training import seed_everything
 from searchrank.components.train_ranker.loop import (
     READ_BATCH,
-    one_cycle,
     report_epoch,
-    restore,
+    resumable_optimizer,
     save_resumable,
 )
 from searchrank.components.train_retriever.config import TrainRetrieverConfig
@@ -123,18 +122,9 @@ def train_loop_per_worker(spec: dict[str, Any]) -> None:
         item_ids, item_tokens, user_ids = arrays["ids"], arrays["tokens"], arrays["users"]
     seed_everything(config.seed)  # the same initial weights on every worker
     model = TwoTower(config.towers(len(user_ids), len(item_ids)))
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    optimizer, scheduler, state = resumable_optimizer(
+        model, config, spec["shapes"]["train_pairs"], ray.train.get_checkpoint()
     )
-    scheduler = one_cycle(
-        optimizer,
-        config.learning_rate,
-        config.epochs,
-        spec["shapes"]["train_pairs"],
-        config.num_workers,
-        config.batch_size,
-    )
-    state = restore(ray.train.get_checkpoint(), model, optimizer, scheduler)
     device = ray.train.torch.get_device()
     trained: torch.nn.Module = ray.train.torch.prepare_model(model)
     shard = read_shard(ray.train.get_dataset_shard("train"))

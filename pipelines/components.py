@@ -15,11 +15,13 @@ from kfp import compiler
 import searchrank.components as components_package
 from searchrank.components.build_index import build_index_op
 from searchrank.components.evaluate import evaluate_op
+from searchrank.components.evaluate_retrieval import evaluate_retrieval_op
 from searchrank.components.fetch_features import fetch_features_op
 from searchrank.components.materialize_features import materialize_features_op
 from searchrank.components.package_service import package_service_op
 from searchrank.components.run_report import run_report_op
 from searchrank.components.split_dataset import split_dataset_op
+from searchrank.components.train_intent import train_intent_op
 from searchrank.components.train_lightgbm import train_lightgbm_op
 from searchrank.components.train_ranker import train_ranker_op
 from searchrank.components.train_retriever import train_retriever_op
@@ -37,6 +39,8 @@ COMPONENTS: dict[str, Any] = {
     "run_report": run_report_op,
     "train_retriever": train_retriever_op,
     "build_index": build_index_op,
+    "train_intent": train_intent_op,
+    "evaluate_retrieval": evaluate_retrieval_op,
 }
 
 COMPONENTS_DIR = Path(components_package.__file__).resolve().parent

@@ -2,8 +2,9 @@
 
 Steps: generate the logs (skipped when the data folder already holds the same configuration),
 create and apply a Feast repository over them, run the whole search-ranking pipeline with
-``kfp.local`` (materialize, fetch, validate, train the transformer and LightGBM, evaluate,
-package and infra-validate the Bento), then start the Bento with ``bentoml serve``, send a few
+``kfp.local`` (materialize, fetch, validate, train the query-intent model, the transformer,
+LightGBM and the two-tower retriever with its index, evaluate ranking and retrieval, package and
+infra-validate the Bento), then start the Bento with ``bentoml serve``, send a few
 example searches, print what comes back and stop the server.
 """
 
@@ -30,6 +31,7 @@ DEMO_TRAINING = {
     "num_workers": 2,
     "epochs": 30,
     "d_model": 64,
+    "retriever_epochs": 8,
     "lightgbm_folds": 3,
     "lightgbm_num_leaves": [31],
     "lightgbm_min_data_in_leaf": [20, 100],
@@ -184,6 +186,7 @@ def run_demo(workdir: Path, config: GeneratorConfig, console: Console) -> Path:
     arguments = {
         "entities_uri": str((paths.data / T.file_name(T.IMPRESSIONS)).resolve()),
         "catalogue_uri": str((paths.data / T.file_name(T.CATALOGUE)).resolve()),
+        "searches_uri": str((paths.data / T.file_name(T.SEARCHES)).resolve()),
         "feature_repo": str(paths.feature_repo.resolve()),
         "window_start": manifest["window_start"],
         "window_end": (end + timedelta(days=1)).isoformat(),
@@ -227,7 +230,8 @@ def run_demo(workdir: Path, config: GeneratorConfig, console: Console) -> Path:
 
 
 def results_table(description: str, query: str, body: dict[str, Any]) -> Table:
-    table = Table(title=f"{description}: “{query}”", title_justify="left")
+    intent = f" (intent: {body['intent']})" if body.get("intent") else ""
+    table = Table(title=f"{description}: “{query}”{intent}", title_justify="left")
     for column in ("#", "item", "type", "artist", "score"):
         table.add_column(column)
     for rank, result in enumerate(body["results"], start=1):

@@ -5,10 +5,18 @@ No ``from __future__ import annotations`` here: KFP reads the pipeline's annotat
 Graph::
 
     materialize_features                      (its own branch: the online store for serving)
-    fetch_features → validate_data → split_dataset ─┬→ train_lightgbm ─┐
-                                                    └→ train_ranker ───┴→ evaluate
-                       → dsl.If(blessed) → package_service → run_report (with the Bento)
-                         dsl.Else          → run_report
+    fetch_features → validate_data → split_dataset → train_intent (the splits + intent features)
+                        ┌→ train_lightgbm ─┐
+       train_intent ────┤                  ├→ evaluate
+                        └→ train_ranker ───┘
+    split_dataset → train_retriever → build_index → evaluate_retrieval (with the intent model)
+    evaluate → dsl.If(blessed) → package_service (+ retriever, index, intent, routing as
+                                 evaluate_retrieval blessed them) → run_report (with the Bento)
+               dsl.Else          → run_report
+
+The ranker's blessing decides whether a Bento is built at all; the retriever's and the intent
+model's own blessings (``evaluate_retrieval``) decide whether the Bento's ``/search`` fuses the
+dense candidates and routes the fusion by intent, or keeps BM25.
 
 The same function compiles for Kubeflow and runs under ``kfp.local``. Kubernetes placement
 (the training task's typed GPU request, node selector and toleration, the online store's
@@ -22,15 +30,19 @@ from typing import Any
 from kfp import dsl
 from kfp.dsl import Dataset
 
+from searchrank.components.build_index import build_index_op
 from searchrank.components.core.names import RANKER_FEATURE_SERVICE
 from searchrank.components.evaluate import evaluate_op
+from searchrank.components.evaluate_retrieval import evaluate_retrieval_op
 from searchrank.components.fetch_features import fetch_features_op
 from searchrank.components.materialize_features import materialize_features_op
 from searchrank.components.package_service import package_service_op
 from searchrank.components.run_report import run_report_op
 from searchrank.components.split_dataset import split_dataset_op
+from searchrank.components.train_intent import train_intent_op
 from searchrank.components.train_lightgbm import train_lightgbm_op
 from searchrank.components.train_ranker import train_ranker_op
+from searchrank.components.train_retriever import train_retriever_op
 from searchrank.components.validate_data import validate_data_op
 
 PIPELINE_NAME = "search-ranking"
@@ -59,29 +71,35 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
         name=PIPELINE_NAME,
         pipeline_root=pipeline_root if cluster else None,
         description="Fetch point-in-time features, validate, train the transformer ranker and "
-        "its baselines, evaluate, and package a blessed ranker as a Bento.",
+        "its baselines, the two-tower retriever with its Voyager index and the query-intent "
+        "model, evaluate each, and package a blessed ranker as a Bento.",
     )
     def search_ranking(
         entities_uri: str,
         catalogue_uri: str,
+        searches_uri: str,
         feature_repo: str,
         feature_service: str = RANKER_FEATURE_SERVICE,
         window_start: str = "",
         window_end: str = "",
         materialize_until: str = "",
         ray_address: str = "",
+        work_dir: str = "",
         num_workers: int = 2,
         cpus_per_worker: float = 1.0,
         use_gpu: bool = False,
         gpus_per_worker: float = 1.0,
         epochs: int = 20,
         d_model: int = 64,
+        retriever_epochs: int = 10,
         lightgbm_folds: int = 3,
         lightgbm_num_leaves: list = [15, 31, 63],  # noqa: B006
         lightgbm_min_data_in_leaf: list = [20, 100],  # noqa: B006
         min_positive_share: float = 0.5,
         max_null_rate: float = 0.5,
         min_gain_vs_baselines: float = 0.0,
+        min_retrieval_gain: float = 0.0,
+        min_intent_gain: float = 0.0,
         bootstrap_samples: int = 2000,
         p99_budget_ms: float = 500.0,
         gpu_type: str = "nvidia.com/gpu",
@@ -98,14 +116,24 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
 
         entities_uri: the logged impressions (entity rows) to train on.
         catalogue_uri: one row per item, for the service's retriever.
+        searches_uri: one row per search with its ``intent``, for the intent model.
         feature_repo: the Feast repository folder (``feature_store.yaml``).
         feature_service: the feature service to train and serve on.
         window_start / window_end: the event-time window validate_data enforces (ISO 8601).
         materialize_until: the time the online store is loaded until; empty for now.
-        ray_address: empty for Ray inside the step; a Ray dashboard URL submits a Ray job.
-        num_workers, cpus_per_worker, use_gpu, gpus_per_worker: Ray Train's scaling.
+        ray_address: empty for Ray inside the step; a Ray dashboard URL submits a Ray job;
+            ``kuberay://NAMESPACE`` creates a RayJob on the cluster (both train steps).
+        work_dir: storage that the Ray cluster and the steps share (required with ray_address):
+            the steps write encoded data and checkpoints under ``ranker/`` and ``retriever/``.
+        num_workers, cpus_per_worker, use_gpu, gpus_per_worker: Ray Train's scaling (ranker
+            and retriever).
+        epochs, d_model: the ranker's most epochs and width; retriever_epochs the retriever's.
         lightgbm_*: the LambdaMART baseline's cross-validation folds and tuning grid.
         min_gain_vs_baselines: the blessing margin over every baseline (NDCG@10 interval).
+        min_retrieval_gain: the retriever is blessed when the routed fusion's Recall@100 is at
+            least (1 + this) × BM25's.
+        min_intent_gain: routing by intent is blessed when the intent model's accuracy beats
+            the majority class's by more than this.
         p99_budget_ms: the latency the packaged Bento must meet in infra validation.
         gpu_type, gpu_limit, gpu_node_selector, gpu_toleration: where the training task runs
             on the cluster.
@@ -113,6 +141,7 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
         """
         entities = dsl.importer(artifact_uri=entities_uri, artifact_class=Dataset)
         catalogue = dsl.importer(artifact_uri=catalogue_uri, artifact_class=Dataset)
+        searches = dsl.importer(artifact_uri=searches_uri, artifact_class=Dataset)
         materialize = materialize_features_op(feature_repo=feature_repo, end=materialize_until)
         fetched = fetch_features_op(
             entities=entities.output, feature_repo=feature_repo, feature_service=feature_service
@@ -127,31 +156,64 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
             max_null_rate=max_null_rate,
         )
         parts = split_dataset_op(training_set=fetched.outputs["training_set"]).after(validated)
-        lightgbm = train_lightgbm_op(
+        intent = train_intent_op(
             train=parts.outputs["train"],
             valid=parts.outputs["valid"],
+            test=parts.outputs["test"],
+            searches=searches.output,
+        )
+        train_split = intent.outputs["train_with_intent"]
+        valid_split = intent.outputs["valid_with_intent"]
+        test_split = intent.outputs["test_with_intent"]
+        lightgbm = train_lightgbm_op(
+            train=train_split,
+            valid=valid_split,
             feature_service=feature_service,
             folds=lightgbm_folds,
             num_leaves=lightgbm_num_leaves,
             min_data_in_leaf=lightgbm_min_data_in_leaf,
         )
+        scaling = {
+            "ray_address": ray_address,
+            "work_dir": work_dir,
+            "num_workers": num_workers,
+            "cpus_per_worker": cpus_per_worker,
+            "use_gpu": use_gpu,
+            "gpus_per_worker": gpus_per_worker,
+        }
         ranker = train_ranker_op(
-            train=parts.outputs["train"],
-            valid=parts.outputs["valid"],
+            train=train_split,
+            valid=valid_split,
             feature_service=feature_service,
-            ray_address=ray_address,
-            num_workers=num_workers,
-            cpus_per_worker=cpus_per_worker,
-            use_gpu=use_gpu,
-            gpus_per_worker=gpus_per_worker,
             epochs=epochs,
             d_model=d_model,
+            **scaling,
+        )
+        retriever = train_retriever_op(
+            train=parts.outputs["train"],
+            valid=parts.outputs["valid"],
+            catalogue=catalogue.output,
+            epochs=retriever_epochs,
+            **scaling,
+        )
+        index = build_index_op(embeddings=retriever.outputs["embeddings"])
+        retrieval = evaluate_retrieval_op(
+            valid=parts.outputs["valid"],
+            test=parts.outputs["test"],
+            catalogue=catalogue.output,
+            searches=searches.output,
+            retriever=retriever.outputs["model"],
+            index=index.outputs["index"],
+            intent=intent.outputs["model"],
+            min_retrieval_gain=min_retrieval_gain,
+            min_intent_gain=min_intent_gain,
         )
         verdict = evaluate_op(
-            test=parts.outputs["test"],
+            test=test_split,
             candidate=ranker.outputs["model"],
             lightgbm=lightgbm.outputs["model"],
-            train=parts.outputs["train"],
+            train=train_split,
+            searches=searches.output,
             min_gain_vs_baselines=min_gain_vs_baselines,
             bootstrap_samples=bootstrap_samples,
         )
@@ -164,6 +226,8 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
             "feature_service": feature_service,
             "run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             "training_data": entities_uri,
+            "retrieval_report": retrieval.outputs["report"],
+            "intent_summary": intent.outputs["summary"],
         }
         with dsl.If(verdict.outputs["Output"] == True, name="blessed"):  # noqa: E712
             package = package_service_op(
@@ -172,7 +236,13 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
                 catalogue=catalogue.output,
                 feature_repo=feature_repo,
                 blessed=verdict.outputs["Output"],
-                train=parts.outputs["train"],
+                train=train_split,
+                retriever=retriever.outputs["model"],
+                index=index.outputs["index"],
+                intent=intent.outputs["model"],
+                routing=retrieval.outputs["routing"],
+                retriever_blessed=retrieval.outputs["retriever_blessed"],
+                intent_blessed=retrieval.outputs["intent_blessed"],
                 run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                 p99_budget_ms=p99_budget_ms,
             ).after(materialize)
@@ -189,9 +259,10 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
         if cluster:
             from kfp import kubernetes
 
-            ranker.set_accelerator_type(gpu_type).set_accelerator_limit(gpu_limit)
-            kubernetes.add_node_selector_json(ranker, gpu_node_selector)
-            kubernetes.add_toleration_json(ranker, gpu_toleration)
+            for trainer in (ranker, retriever):
+                trainer.set_accelerator_type(gpu_type).set_accelerator_limit(gpu_limit)
+                kubernetes.add_node_selector_json(trainer, gpu_node_selector)
+                kubernetes.add_toleration_json(trainer, gpu_toleration)
             for task in (materialize, fetched, package):
                 kubernetes.use_secret_as_env(
                     task,

@@ -79,6 +79,9 @@ class SearchResult(RankedItem):
 class SearchResponse(BaseModel):
     query: str
     """The normalized query the results were retrieved for."""
+    intent: str | None = None
+    """The query's predicted intent (track, artist, album, podcast, genre_mood), which weighted
+    retrieval and fed the ranker; ``None`` when the service has no intent model."""
     results: list[SearchResult]
     retrieved: int
     """How many candidates retrieval passed to the ranker."""

@@ -27,7 +27,7 @@ import pandas as pd
 from searchrank.components.core import checkpoint as ckpt
 from searchrank.components.core.errors import InputError
 from searchrank.components.core.net import free_port
-from searchrank.serving.candidates import CandidateGenerator
+from searchrank.serving.candidates import CandidateGenerator, RetrieverParts
 from searchrank.serving.engine import lexical_retriever
 from searchrank.serving.service import (
     FEATURE_REPO_ENV,
@@ -77,23 +77,24 @@ def save_ranker(folder: Path, labels: Mapping[str, object], metadata: Mapping[st
 def save_retriever(
     catalogue: pd.DataFrame,
     labels: Mapping[str, object],
-    two_tower: Path | None = None,
-    index: Path | None = None,
+    parts: RetrieverParts | None = None,
 ) -> str:
     """Save the service's candidate generator into the store: BM25 over the catalogue's names
-    and artists (character trigrams) and, when given, the two-tower checkpoint with its index.
+    and artists (character trigrams) and, when ``parts`` gives them, the two-tower checkpoint
+    with its index, the query-intent model and the intent routing of the fusion.
 
     Args:
         catalogue: one row per item with ``item_id``, ``name`` and ``artist_name``.
         labels: lineage labels of the model.
-        two_tower: a ``train_retriever`` checkpoint folder (with ``index``, or neither).
-        index: the ``build_index`` folder of that checkpoint's item vectors.
+        parts: ``train_retriever``'s checkpoint and ``build_index``'s folder (both or neither),
+            ``train_intent``'s model, ``evaluate_retrieval``'s routing.
 
     Returns:
         The model's tag, ``searchrank-retriever:<version>``.
     """
     import bentoml
 
+    parts = parts or RetrieverParts()
     generator = CandidateGenerator(lexical_retriever(catalogue))
     with bentoml.models.create(
         RETRIEVER_MODEL_NAME,
@@ -101,10 +102,12 @@ def save_retriever(
         metadata={
             "items": len(generator.item_ids),
             "analyzer": generator.lexical.analyzer,
-            "dense": two_tower is not None,
+            "dense": parts.two_tower is not None,
+            "intent": parts.intent is not None,
+            "routed": parts.routing is not None,
         },
     ) as model:
-        generator.save(Path(model.path), two_tower, index)
+        generator.save(Path(model.path), parts)
     return str(model.tag)
 
 

@@ -1,14 +1,18 @@
 """Candidate generation for ``/search``: BM25 over names and artists, fused with the two-tower
-retriever's Voyager index when the service has one.
+retriever's Voyager index when the service has one, routed by the query's intent.
 
 The lexical side finds what the words say, misspellings included (character trigrams); the
 dense side finds what the listener means (moods, topics, their taste) and items whose names the
-query never spells. Their ranked lists are merged by reciprocal rank fusion, which needs no
-calibration between BM25 scores and cosine similarities.
+query never spells. Their ranked lists are merged by weighted reciprocal rank fusion, which needs
+no calibration between BM25 scores and cosine similarities. When the service carries the
+query-intent model, its predicted intent picks the fusion weights (:class:`FusionRouting`,
+fitted on validation searches by ``evaluate_retrieval``), and its class probabilities become
+ranker features.
 
 On disk (the BentoML retriever model's folder) the lexical index sits at the top, as
 :meth:`BM25Scorer.save` writes it; a dense retriever adds the two-tower checkpoint in
-``two_tower/`` and its index in ``ann/``.
+``two_tower/`` and its index in ``ann/``; the intent model lives in ``intent/`` and the routing
+in ``routing.json``.
 """
 
 from __future__ import annotations
@@ -18,14 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from searchrank.components.core.ann import AnnIndex
 from searchrank.components.core.bm25 import BM25Scorer
-from searchrank.components.core.retrieval import reciprocal_rank_fusion
+from searchrank.components.core.intent import IntentModel
+from searchrank.components.core.retrieval import ROUTING_FILE, FusionRouting
 from searchrank.components.core.retriever import Retriever
 
 TWO_TOWER = "two_tower"
 ANN = "ann"
+INTENT = "intent"
 
 
 @dataclass
@@ -41,39 +48,68 @@ class DenseRetriever:
         return ids[0]
 
 
+@dataclass(frozen=True)
+class RetrieverParts:
+    """Folders and files that join the lexical index in the service's retriever model; each
+    is optional, but the two-tower checkpoint and its index come together."""
+
+    two_tower: Path | None = None
+    index: Path | None = None
+    intent: Path | None = None
+    routing: Path | None = None
+    """A saved :class:`FusionRouting`; without it the fusion is even for every query."""
+
+    def __post_init__(self) -> None:
+        if (self.two_tower is None) != (self.index is None):
+            raise ValueError("a dense retriever needs both its checkpoint and its index")
+
+
 @dataclass
 class CandidateGenerator:
     """Lexical candidates, fused with dense ones when ``dense`` is set."""
 
     lexical: BM25Scorer
     dense: DenseRetriever | None = None
+    intent: IntentModel | None = None
+    routing: FusionRouting | None = None
 
     @property
     def item_ids(self) -> np.ndarray:
         """Every item that can be retrieved (the lexical index covers the catalogue)."""
         return self.lexical.item_ids
 
-    def retrieve(self, query: str, user_id: int, n: int) -> list[int]:
-        """At most ``n`` item ids for the normalized ``query`` and the listener, best first."""
+    def understand(self, query: str) -> pd.DataFrame | None:
+        """The query's intent probabilities (one row, ``query_intent__<class>`` columns), or
+        ``None`` without an intent model."""
+        return None if self.intent is None else self.intent.features([query])
+
+    def retrieve(self, query: str, user_id: int, n: int, intent: str | None = None) -> list[int]:
+        """At most ``n`` item ids for the normalized ``query`` and the listener, best first;
+        ``intent`` picks the fusion weights when the generator has a routing."""
         lexical, _ = self.lexical.retrieve(query, n)
         if self.dense is None:
             return [int(i) for i in lexical]
         dense = self.dense.retrieve(query, user_id, n)
-        return reciprocal_rank_fusion([dense.tolist(), lexical.tolist()], n)
+        routing = self.routing or FusionRouting()
+        return routing.fuse(dense.tolist(), lexical.tolist(), n, intent)
 
-    def save(self, folder: Path, two_tower: Path | None = None, index: Path | None = None) -> None:
-        """Write the lexical index into ``folder`` and copy a two-tower checkpoint and its
-        index beside it (both or neither)."""
-        if (two_tower is None) != (index is None):
-            raise ValueError("a dense retriever needs both its checkpoint and its index")
+    def save(self, folder: Path, parts: RetrieverParts | None = None) -> None:
+        """Write the lexical index into ``folder`` and copy ``parts`` beside it."""
+        parts = parts or RetrieverParts()
         self.lexical.save(folder)
-        if two_tower is not None and index is not None:
-            shutil.copytree(two_tower, folder / TWO_TOWER)
-            shutil.copytree(index, folder / ANN)
+        copied = ((parts.two_tower, TWO_TOWER), (parts.index, ANN), (parts.intent, INTENT))
+        for source, name in copied:
+            if source is not None:
+                shutil.copytree(source, folder / name)
+        if parts.routing is not None:
+            FusionRouting.load(parts.routing).save(folder / ROUTING_FILE)
 
     @classmethod
     def load(cls, folder: Path) -> CandidateGenerator:
         dense = None
         if (folder / TWO_TOWER).is_dir():
             dense = DenseRetriever(Retriever.load(folder / TWO_TOWER), AnnIndex.load(folder / ANN))
-        return cls(BM25Scorer.load(folder), dense)
+        intent = IntentModel.load(folder / INTENT) if (folder / INTENT).is_dir() else None
+        routing_file = folder / ROUTING_FILE
+        routing = FusionRouting.load(routing_file) if routing_file.is_file() else None
+        return cls(BM25Scorer.load(folder), dense, intent, routing)

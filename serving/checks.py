@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from searchrank.components.core import schema as S
 from searchrank.components.core.features import PRESENCE_SUFFIX, FeatureProcessor
+from searchrank.components.core.intent import is_intent_column
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -41,10 +42,15 @@ def served_types(store: FeatureStore, feature_service: str) -> dict[str, str]:
 
 
 def model_problems(processor: FeatureProcessor, types: dict[str, str]) -> list[str]:
-    """Every way in which ``types`` (from :func:`served_types`) fails the model's inputs."""
+    """Every way in which ``types`` (from :func:`served_types`) fails the model's inputs.
+
+    The query-intent columns are not Feast's: the service computes them with the intent model
+    (:class:`searchrank.serving.engine.SearchEngine` checks that it has one)."""
     problems = []
     for role in processor.numeric:
         column = role.column
+        if is_intent_column(column):
+            continue
         if role.kind == "presence":
             column = role.column.removesuffix(PRESENCE_SUFFIX) + S.AUDIT_SUFFIX
         if column not in types:

@@ -22,6 +22,7 @@ from searchrank.components.core.bm25 import BM25Scorer
 from searchrank.components.core.checkpoint import load_ranker
 from searchrank.components.core.errors import InputError
 from searchrank.components.core.features import FeatureProcessor
+from searchrank.components.core.intent import is_intent_column, top_intent
 from searchrank.components.core.model import ContextAwareRanker
 from searchrank.components.core.text import normalize_text
 from searchrank.serving.api import (
@@ -126,6 +127,13 @@ class SearchEngine:
         self.retriever = retriever
         self.score: Scorer = score or (lambda requests: score_encoded(ranker.model, requests))
         self.model_tag = model_tag
+        self.uses_intent = any(is_intent_column(c) for c in ranker.processor.numeric_names)
+        if self.uses_intent and retriever.intent is None:
+            raise InputError(
+                "retriever model",
+                "without an intent model",
+                "must carry the query-intent model whose probabilities the ranker reads",
+            )
 
     @classmethod
     def open(
@@ -145,14 +153,29 @@ class SearchEngine:
         return {"dense": dense, "codes": codes}
 
     def scored_rows(
-        self, query: str, user_id: int, item_ids: Sequence[int]
+        self,
+        query: str,
+        user_id: int,
+        item_ids: Sequence[int],
+        intent: pd.DataFrame | None = None,
     ) -> tuple[pd.DataFrame, np.ndarray]:
         """The feature rows of known candidates and their scores (the skew tests compare
-        both with training's)."""
+        both with training's). A ranker that reads the query's intent gets ``intent`` (from
+        :meth:`CandidateGenerator.understand`), computed here when not given."""
         frame = self.features.rows(query, user_id, item_ids)
+        if self.uses_intent:
+            row = intent if intent is not None else self.retriever.understand(query)
+            assert row is not None  # __init__ checked that the retriever has an intent model
+            frame = frame.assign(**{str(c): v for c, v in row.iloc[0].items()})
         return frame, self.score([self.encode(frame)])[0]
 
-    def rank(self, query: str, user_id: int, item_ids: Sequence[int]) -> RankResponse:
+    def rank(
+        self,
+        query: str,
+        user_id: int,
+        item_ids: Sequence[int],
+        intent: pd.DataFrame | None = None,
+    ) -> RankResponse:
         """Order ``item_ids`` for the query and user; unknown ids are dropped and listed.
 
         A repeated id is ranked once, at its best.
@@ -166,7 +189,7 @@ class SearchEngine:
             return RankResponse(
                 items=[], unknown_item_ids=unknown, cold_start=True, model=self.model_tag
             )
-        frame, scores = self.scored_rows(text, user_id, kept)
+        frame, scores = self.scored_rows(text, user_id, kept, intent)
         order = np.argsort(-scores, kind="stable")
         return RankResponse(
             items=[RankedItem(item_id=kept[j], score=float(scores[j])) for j in order],
@@ -175,11 +198,11 @@ class SearchEngine:
             model=self.model_tag,
         )
 
-    def candidates(self, query: str, user_id: int, k: int) -> list[int]:
+    def candidates(self, query: str, user_id: int, k: int, intent: str | None = None) -> list[int]:
         """Candidates from the retriever (BM25 over names and artists, fused with the
-        two-tower index when there is one), topped up with the most popular items when fewer
-        than ``k`` are found."""
-        found = self.retriever.retrieve(query, user_id, SEARCH_CANDIDATES)
+        two-tower index when there is one, weighted for the query's ``intent``), topped up
+        with the most popular items when fewer than ``k`` are found."""
+        found = self.retriever.retrieve(query, user_id, SEARCH_CANDIDATES, intent)
         if len(found) < k:
             items = self.features.items.frame
             popular = items[POPULARITY].astype(float).nlargest(k + len(found)).index
@@ -188,10 +211,13 @@ class SearchEngine:
         return found
 
     def search(self, query: str, user_id: int, k: int) -> SearchResponse:
-        """Retrieve, rank and return the top ``k`` with their catalogue metadata."""
+        """Understand the query, retrieve, rank and return the top ``k`` with their catalogue
+        metadata; the predicted intent routes retrieval and feeds the ranker."""
         text = normalized_query(query)
-        candidates = self.candidates(text, user_id, k)
-        ranked = self.rank(text, user_id, candidates)
+        understood = self.retriever.understand(text)
+        intent = top_intent(understood) if understood is not None else None
+        candidates = self.candidates(text, user_id, k, intent)
+        ranked = self.rank(text, user_id, candidates, understood)
         top = ranked.items[:k]
         items = self.features.items.rows([r.item_id for r in top])
         results = [
@@ -209,6 +235,7 @@ class SearchEngine:
         ]
         return SearchResponse(
             query=text,
+            intent=intent,
             results=results,
             retrieved=len(candidates),
             cold_start=ranked.cold_start,

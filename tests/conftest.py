@@ -175,3 +175,19 @@ def retriever_model(
         work_dir=folder / "work",
         log=lambda _: None,
     )
+
+
+@pytest.fixture(scope="session")
+def intent_splits(
+    tmp_path_factory: pytest.TempPathFactory, splits: dict[str, Path], dataset_dir: Path
+) -> dict[str, Path]:
+    """``train_intent`` on the session's splits: ``model`` (the intent model's folder) and the
+    train, valid and test splits with the intent features."""
+    from searchrank.components.train_intent.logic import train_intent
+    from searchrank.features import tables as T
+
+    folder = tmp_path_factory.mktemp("intent")
+    parts = {name: splits[name] for name in ("train", "valid", "test")}
+    outputs = {name: folder / f"{name}.parquet" for name in parts}
+    train_intent(parts, dataset_dir / T.file_name(T.SEARCHES), folder / "model", outputs)
+    return {"model": folder / "model", **outputs}

@@ -60,11 +60,13 @@ def _arguments(dataset_dir: Path, fresh_repo: Path, **overrides: Any) -> dict[st
     return {
         "entities_uri": str(dataset_dir / T.file_name(T.IMPRESSIONS)),
         "catalogue_uri": str(dataset_dir / T.file_name(T.CATALOGUE)),
+        "searches_uri": str(dataset_dir / T.file_name(T.SEARCHES)),
         "feature_repo": str(fresh_repo),
         "materialize_until": "2026-11-02T00:00:00+00:00",
         "num_workers": 1,
         "epochs": 2,
         "d_model": 32,
+        "retriever_epochs": 2,
         "lightgbm_folds": 2,
         "lightgbm_num_leaves": [15],
         "lightgbm_min_data_in_leaf": [20],
@@ -84,6 +86,19 @@ def test_the_whole_pipeline_runs_locally_and_packages_a_bento(
     assert bento.stat().st_size > 0
     summary = next(run.glob("package-service-op*/summary")).read_text()
     assert "infra validation PASSED" in summary
+    # The Bento's retriever carries what evaluate_retrieval blessed, and always the intent
+    # model, whose probabilities the ranker was trained on (served scores matched offline).
+    import bentoml
+
+    retrieval = json.loads(next(run.glob("evaluate-retrieval-op*/evaluation")).read_text())
+    tag = re.search(r"retriever `([^`]+)`", summary)
+    assert tag is not None
+    stored = bentoml.models.get(tag.group(1)).info.metadata
+    assert stored["dense"] == retrieval["retriever_blessed"]
+    assert stored["routed"] == (retrieval["retriever_blessed"] and retrieval["intent_blessed"])
+    assert stored["intent"] is True
+    ranker = json.loads(next(run.glob("train-ranker-op*/model/ranker.json")).read_text())
+    assert any(c.startswith("query_intent__") for c in ranker["numeric_features"])
     report = next(run.glob("run-report-op*/report"))
     page = tmp_path / "report.html"
     page.write_text(report.read_text())

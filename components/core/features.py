@@ -11,7 +11,9 @@ only and saved beside the model as JSON:
   ``feature_timestamp`` column tells), so "no history" is distinguishable from "average";
 - categorical features (Feast String with a closed value set): a vocabulary from the training
   split, index 0 for missing or unseen values;
-- free text (names) is left out: the text-match features carry what it says about the query.
+- free text (names) is left out: the text-match features carry what it says about the query;
+- the query-intent model's class probabilities (``query_intent__<class>``, added to the splits by
+  ``train_intent`` and by the service per request) are numeric features beside Feast's.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import pandas as pd
 from searchrank.components.core import schema as S
 from searchrank.components.core.domain import Domain
 from searchrank.components.core.errors import InputError
+from searchrank.components.core.intent import is_intent_column
 
 PRESENCE_SUFFIX = "__present"
 
@@ -74,6 +77,8 @@ def infer_roles(
     for column in features:
         spec = by_column.get(column)
         if spec is None:
+            if is_intent_column(column):
+                roles.append(ColumnRole(column, "numeric"))
             continue
         domain = spec.domain
         if domain.audit:

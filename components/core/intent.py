@@ -2,10 +2,11 @@
 
 A linear model over the normalized query's character n-grams (2–4, within words: robust to the
 misspellings and prefixes users type) and whole words, fitted with logistic regression. Its
-predicted class is a routing signal for ``/search`` and its class probabilities are ranker
-features. Labels come from the search logs' ``intent`` column: on a real service, intents
-annotated for a sample of searches or derived from what was finally streamed; in the synthetic
-logs, the simulator's intent.
+predicted class is a routing signal for ``/search`` (:mod:`searchrank.serving.candidates`) and
+its class probabilities are ranker features (:func:`add_intent_features`, columns
+``query_intent__<class>``). Labels come from the search logs' ``intent`` column: on a real
+service, intents annotated for a sample of searches or derived from what was finally streamed;
+in the synthetic logs, the simulator's intent.
 
 :func:`intent_report` scores a model against the majority-class baseline, overall and per
 class (precision, recall, F1), the way evaluation reports it.
@@ -20,11 +21,32 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from searchrank.components.core import schema as S
 from searchrank.components.core.errors import InputError
 from searchrank.components.core.text import normalize_text
 
 MODEL_FILE = "intent.pkl"
+INTENT_VIEW = "query_intent"
+"""The feature-view part of the intent feature columns, as Feast names its columns
+(``<view>__<feature>``). These columns come from the intent model, not from Feast."""
+INTENT_LABEL = "intent"
+"""The searches table's column with each search's intent."""
+
+
+def intent_column(label: str) -> str:
+    """The ranker feature column of one class's probability."""
+    return f"{INTENT_VIEW}__{label}"
+
+
+def is_intent_column(column: str) -> bool:
+    return column.startswith(f"{INTENT_VIEW}__")
+
+
+def top_intent(features: pd.DataFrame) -> str:
+    """The most probable class of the first row of :meth:`IntentModel.features`."""
+    return str(features.iloc[0].idxmax()).removeprefix(f"{INTENT_VIEW}__")
 
 
 @dataclass(frozen=True)
@@ -88,6 +110,13 @@ class IntentModel:
         """(n, len(classes)) class probabilities, columns in :attr:`classes` order."""
         return np.asarray(self._pipeline.predict_proba([normalize_text(q) for q in queries]))
 
+    def features(self, queries: Sequence[str]) -> pd.DataFrame:
+        """One row per query with one probability column per class (:func:`intent_column`)."""
+        return pd.DataFrame(
+            self.probabilities(queries).astype(np.float32),
+            columns=[intent_column(c) for c in self.classes],
+        )
+
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         with (folder / MODEL_FILE).open("wb") as out:
@@ -98,6 +127,18 @@ class IntentModel:
         with (folder / MODEL_FILE).open("rb") as source:
             saved = pickle.load(source)
         return cls(saved["pipeline"], IntentParams(**saved["params"]))
+
+
+def add_intent_features(rows: pd.DataFrame, model: IntentModel) -> pd.DataFrame:
+    """``rows`` with the intent model's class probabilities of each row's ``query`` appended
+    (computed once per distinct query); columns already there are replaced."""
+    if S.QUERY not in rows.columns:
+        raise InputError("rows columns", list(rows.columns), f"must include {S.QUERY}")
+    queries = rows[S.QUERY].astype(str)
+    distinct = queries.drop_duplicates()
+    table = model.features(distinct.tolist()).set_index(pd.Index(distinct.to_numpy()))
+    values = table.reindex(queries.to_numpy()).set_index(rows.index)
+    return pd.concat([rows.drop(columns=table.columns, errors="ignore"), values], axis=1)
 
 
 def intent_report(truth: Sequence[str], predicted: Sequence[str], majority: str) -> dict[str, Any]:

@@ -19,6 +19,12 @@ def package_service_op(
     metrics: Output[Metrics],
     summary: Output[Markdown],
     train: Optional[Input[Dataset]] = None,  # noqa: UP045 (KFP reads typing.Optional)
+    retriever: Optional[Input[Model]] = None,  # noqa: UP045
+    index: Optional[Input[Model]] = None,  # noqa: UP045
+    intent: Optional[Input[Model]] = None,  # noqa: UP045
+    routing: Optional[Input[Artifact]] = None,  # noqa: UP045
+    retriever_blessed: bool = False,
+    intent_blessed: bool = False,
     run_id: str = "",
     golden_searches: int = 30,
     p99_budget_ms: float = 500.0,
@@ -35,6 +41,12 @@ def package_service_op(
         metrics: score parity and latency of the infra validation.
         summary: the same, as Markdown.
         train: the training Dataset, whose URI becomes a label of the model.
+        retriever: train_retriever's checkpoint; served beside BM25 when retriever_blessed.
+        index: build_index's Voyager index of its item vectors.
+        intent: train_intent's model: shipped whenever given (the ranker may read it).
+        routing: evaluate_retrieval's fusion weights by intent, used when both are blessed.
+        retriever_blessed: evaluate_retrieval's decision on the retriever and its index.
+        intent_blessed: evaluate_retrieval's decision on routing by intent.
         run_id: the KFP run (pipelines pass ``dsl.PIPELINE_JOB_ID_PLACEHOLDER``).
         golden_searches: how many searches to replay.
         p99_budget_ms: the p99 latency the served Bento must meet.
@@ -50,7 +62,11 @@ def package_service_op(
         Lineage,
         PackageConfig,
         package_service,
+        retriever_parts,
     )
+
+    def optional(artifact: object) -> Optional[Path]:  # noqa: UP045
+        return Path(artifact.path) if artifact is not None else None  # type: ignore[attr-defined]
 
     lineage = Lineage(
         kfp_run=run_id,
@@ -67,6 +83,14 @@ def package_service_op(
         Path(tempfile.mkdtemp(prefix="package-service-")),
         PackageConfig(golden_searches=golden_searches, p99_budget_ms=p99_budget_ms),
         lineage,
+        retriever_parts(
+            optional(retriever),
+            optional(index),
+            optional(intent),
+            optional(routing),
+            retriever_blessed,
+            intent_blessed,
+        ),
     )
     bento.metadata.update(
         {"bento": result.bento_tag, "ranker": result.ranker_tag, "retriever": result.retriever_tag}

@@ -1,14 +1,19 @@
 """Package a blessed ranker as a Bento and validate it as it will run.
 
 1. **Refuse** a model that ``evaluate`` did not bless.
-2. **Save** the ranker checkpoint and a lexical retriever over the catalogue to the BentoML model
-   store, labelled with their lineage: the Feast feature service and its schema version, the
-   KFP run, the training Dataset's URI and the Ray checkpoint.
+2. **Save** the ranker checkpoint and the candidate generator to the BentoML model store,
+   labelled with their lineage: the Feast feature service and its schema version, the KFP run,
+   the training Dataset's URI and the Ray checkpoint. The generator is BM25 over the catalogue,
+   plus the two-tower retriever and its index when ``evaluate_retrieval`` blessed them, plus the
+   query-intent model when given (the ranker may read its probabilities) with the intent routing
+   of the fusion when that was blessed too (:func:`retriever_parts`).
 3. **Build** the Bento (offline, pinned requirements) and **export** it as one file.
 4. **Infra-validate**: start the built Bento with ``bentoml serve`` on a free 127.0.0.1 port,
    replay golden searches from the evaluation set through ``POST /rank``, and require the
    served scores to equal the offline ones (max abs diff ≤ ``tolerance``) and the p99 latency
-   to stay under a budget. The server is stopped whatever happens.
+   to stay under a budget; then send each golden query once through ``POST /search`` (the
+   whole retrieve → rank path, with the dense retriever and intent routing when packaged) and
+   require a full answer within the same budget. The server is stopped whatever happens.
 
 Parity needs the online store to hold what the golden searches saw. Infra validation therefore
 runs the Bento against a *staging* store: the repository's offline store with a fresh registry
@@ -35,9 +40,12 @@ import yaml
 from searchrank.components.core import schema as S
 from searchrank.components.core.checkpoint import read_description
 from searchrank.components.core.errors import InputError
+from searchrank.components.core.intent import is_intent_column
 from searchrank.features import tables as T
+from searchrank.serving.candidates import RetrieverParts
 
 CANDIDATE_SCORE = "score_candidate"
+SEARCH_K = 10
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,7 @@ class InfraValidation:
     max_abs_diff: float
     p50_ms: float
     p99_ms: float
+    search_p99_ms: float
     passed: bool
     reasons: list[str] = field(default_factory=list)
 
@@ -96,6 +105,7 @@ class PackageResult:
             "max_abs_score_diff": v.max_abs_diff,
             "p50_ms": v.p50_ms,
             "p99_ms": v.p99_ms,
+            "search_p99_ms": v.search_p99_ms,
             "infra_validation_passed": float(v.passed),
         }
 
@@ -109,6 +119,7 @@ class PackageResult:
             f"- feature service `{self.feature_service}` (schema {self.feature_service_version})",
             f"- {v.searches} golden searches, {v.requests} requests: max |served − offline| = "
             f"{v.max_abs_diff:.2e}, p50 {v.p50_ms:.1f} ms, p99 {v.p99_ms:.1f} ms",
+            f"- `/search` (retrieve → rank, top {SEARCH_K}) p99 {v.search_p99_ms:.1f} ms",
         ]
         lines += [f"- **{reason}**" for reason in v.reasons]
         return "\n".join(lines) + "\n"
@@ -170,8 +181,10 @@ def staging_repo(
 
 
 def replay(url: str, golden: pd.DataFrame, config: PackageConfig) -> InfraValidation:
-    """Send every golden search ``rounds`` times to ``POST /rank`` and compare with offline."""
-    latencies, worst = [], 0.0
+    """Send every golden search ``rounds`` times to ``POST /rank`` and compare with offline,
+    then once to ``POST /search``."""
+    latencies, search_latencies, worst = [], [], 0.0
+    short: list[str] = []
     with httpx.Client(base_url=url, timeout=60.0) as client:
         for _, rows in golden.groupby(S.SEARCH_ID, sort=False):
             body = {
@@ -186,24 +199,59 @@ def replay(url: str, golden: pd.DataFrame, config: PackageConfig) -> InfraValida
                 latencies.append((time.perf_counter() - started) * 1000)
                 response.raise_for_status()
             served = {r["item_id"]: r["score"] for r in response.json()["items"]}
+            started = time.perf_counter()
+            searched = client.post(
+                "/search", json={"query": body["query"], "user_id": body["user_id"], "k": SEARCH_K}
+            )
+            search_latencies.append((time.perf_counter() - started) * 1000)
+            searched.raise_for_status()
+            if len(searched.json()["results"]) < SEARCH_K:
+                short.append(body["query"])
             if set(served) != set(offline):
                 worst = float("inf")
                 continue
             worst = max(worst, *(abs(served[i] - offline[i]) for i in offline))
     p99 = float(pd.Series(latencies).quantile(0.99))
+    search_p99 = float(pd.Series(search_latencies).quantile(0.99))
     reasons = []
     if not worst <= config.tolerance:
         reasons.append(f"served scores differ from offline by {worst:.3g} > {config.tolerance}")
-    if p99 > config.p99_budget_ms:
-        reasons.append(f"p99 latency {p99:.1f} ms exceeds the budget of {config.p99_budget_ms} ms")
+    for name, value in (("p99", p99), ("/search p99", search_p99)):
+        if value > config.p99_budget_ms:
+            reasons.append(
+                f"{name} latency {value:.1f} ms exceeds the budget of {config.p99_budget_ms} ms"
+            )
+    if short:
+        reasons.append(f"/search returned fewer than {SEARCH_K} results for {short[:3]}")
     return InfraValidation(
         searches=golden[S.SEARCH_ID].nunique(),
         requests=len(latencies),
         max_abs_diff=worst,
         p50_ms=statistics.median(latencies),
         p99_ms=p99,
+        search_p99_ms=search_p99,
         passed=not reasons,
         reasons=reasons,
+    )
+
+
+def retriever_parts(
+    two_tower: Path | None,
+    index: Path | None,
+    intent: Path | None,
+    routing: Path | None,
+    retriever_blessed: bool,
+    intent_blessed: bool,
+) -> RetrieverParts:
+    """What joins BM25 in the service: the dense side only when blessed, the intent model
+    whenever given, the routing only with a blessed dense side and a blessed intent model."""
+    dense = retriever_blessed and two_tower is not None and index is not None
+    routed = dense and intent_blessed and intent is not None and routing is not None
+    return RetrieverParts(
+        two_tower=two_tower if dense else None,
+        index=index if dense else None,
+        intent=intent,
+        routing=routing if routed else None,
     )
 
 
@@ -217,11 +265,16 @@ def package_service(
     work_dir: Path,
     config: PackageConfig | None = None,
     lineage: Lineage | None = None,
+    parts: RetrieverParts | None = None,
 ) -> PackageResult:
     """Package, export and infra-validate (see the module docstring).
 
+    Args:
+        parts: what joins BM25 in the candidate generator (:func:`retriever_parts`).
+
     Raises:
-        InputError: the model is not blessed, or an input is missing or malformed.
+        InputError: the model is not blessed, reads intent features without an intent model,
+            or an input is missing or malformed.
     """
     from searchrank.serving.bento import (
         build_bento,
@@ -239,6 +292,10 @@ def package_service(
     feature_service = str(description.get("feature_service") or "")
     if not feature_service:
         raise InputError("model", str(model_dir), "must name the feature service it trained on")
+    parts = parts or RetrieverParts()
+    reads_intent = any(is_intent_column(c) for c in description.get("numeric_features", []))
+    if reads_intent and parts.intent is None:
+        raise InputError("intent", None, "the ranker reads query-intent features: pass its model")
     version = schema_version(feature_repo, feature_service)
     golden = golden_searches(pd.read_parquet(golden_path), config.golden_searches)
     labels = {
@@ -249,7 +306,7 @@ def package_service(
     ranker = save_ranker(
         model_dir, labels, {**asdict(lineage), "metrics": description.get("metrics", {})}
     )
-    retriever = save_retriever(pd.read_parquet(catalogue_path), labels)
+    retriever = save_retriever(pd.read_parquet(catalogue_path), labels, parts)
     bento = build_bento(ranker, retriever, labels)
     export_bento(bento, bento_path)
     staging = staging_repo(feature_repo, work_dir / "staging", golden[S.EVENT_TIMESTAMP].max())

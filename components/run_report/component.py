@@ -19,6 +19,8 @@ def run_report_op(
     report: Output[HTML],
     serving_summary: Optional[Input[Markdown]] = None,  # noqa: UP045 (KFP reads typing.Optional)
     bento: Optional[Input[Artifact]] = None,  # noqa: UP045
+    retrieval_report: Optional[Input[HTML]] = None,  # noqa: UP045
+    intent_summary: Optional[Input[Markdown]] = None,  # noqa: UP045
     run_id: str = "",
     training_data: str = "",
 ) -> None:
@@ -34,6 +36,8 @@ def run_report_op(
         report: the page.
         serving_summary: package_service's infra validation, when a Bento was packaged.
         bento: package_service's exported Bento (its metadata holds the tags).
+        retrieval_report: evaluate_retrieval's page, when the run trained a retriever.
+        intent_summary: train_intent's summary, when the run trained an intent model.
         run_id: the KFP run (pipelines pass ``dsl.PIPELINE_JOB_ID_PLACEHOLDER``).
         training_data: the training Dataset's URI.
     """
@@ -48,6 +52,8 @@ def run_report_op(
         evaluation=Path(evaluation.path),
         evaluation_report=Path(evaluation_report.path),
         serving_summary=Path(serving_summary.path) if serving_summary is not None else None,
+        retrieval_report=Path(retrieval_report.path) if retrieval_report is not None else None,
+        intent_summary=Path(intent_summary.path) if intent_summary is not None else None,
         lineage={
             "run": run_id,
             "feature service": feature_service,

@@ -3,10 +3,11 @@
 Sections, each with a stable ``id`` that tests and links use: ``decision`` (blessed or not, and
 why), ``lineage`` (feature service, run, training data, checkpoint, Bento and models),
 ``validation`` (the data contract's summary), ``training`` (the training curves), ``evaluation``
-(metrics against the baselines with confidence intervals, by slice, bootstrap distributions) and
-``serving`` (infra validation of the Bento, when one was packaged). The pages the steps wrote are
-reused rather than redrawn: their bodies are embedded, plots included (as data URIs), so the
-report opens anywhere without the pipeline root.
+(metrics against the baselines with confidence intervals, by slice, bootstrap distributions),
+``retrieval`` (the retriever and the query-intent model against their baselines, when the run
+trained them) and ``serving`` (infra validation of the Bento, when one was packaged). The pages
+the steps wrote are reused rather than redrawn: their bodies are embedded, plots included (as
+data URIs), so the report opens anywhere without the pipeline root.
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 
-SECTIONS = ("decision", "lineage", "validation", "training", "evaluation", "serving")
+SECTIONS = (
+    "decision",
+    "lineage",
+    "validation",
+    "training",
+    "evaluation",
+    "retrieval",
+    "serving",
+)
 _BODY = re.compile(r"<body[^>]*>(.*)</body>", re.DOTALL | re.IGNORECASE)
 _markdown = MarkdownIt("commonmark").enable("table")
 
@@ -34,6 +43,10 @@ class RunInputs:
     evaluation: Path
     evaluation_report: Path
     serving_summary: Path | None = None
+    retrieval_report: Path | None = None
+    """``evaluate_retrieval``'s HTML page."""
+    intent_summary: Path | None = None
+    """``train_intent``'s Markdown (validation accuracy per class)."""
     lineage: dict[str, str] = field(default_factory=dict)
 
 
@@ -75,6 +88,14 @@ def build_report(inputs: RunInputs) -> str:
         if inputs.serving_summary is not None and inputs.serving_summary.is_file()
         else "<p>No Bento was packaged: the candidate was not blessed.</p>"
     )
+    retrieval = "".join(
+        render(path.read_text())
+        for path, render in (
+            (inputs.retrieval_report, body_of),
+            (inputs.intent_summary, markdown_html),
+        )
+        if path is not None and path.is_file()
+    )
     sections = [
         _section(
             "decision",
@@ -88,6 +109,11 @@ def build_report(inputs: RunInputs) -> str:
         ),
         _section("training", "Training", body_of(inputs.curves.read_text())),
         _section("evaluation", "Evaluation", body_of(inputs.evaluation_report.read_text())),
+        _section(
+            "retrieval",
+            "Retrieval and query intent",
+            retrieval or "<p>This run trained no retriever or intent model.</p>",
+        ),
         _section("serving", "Serving: infra validation", serving),
     ]
     colour = "#2e7d4f" if blessed else "#b3261e"

@@ -42,7 +42,9 @@ def train_ranker_op(
         curves: training loss and validation metrics by epoch.
         ray_address: empty for a local Ray inside the step; a Ray dashboard URL to submit
             the training to that cluster as a Ray job.
-        work_dir: shared storage for encoded data and checkpoints (required with ray_address).
+        work_dir: shared storage for encoded data and checkpoints (required with ray_address);
+            the step works in its ``ranker/`` folder, so one work_dir serves a whole run and a
+            rerun resumes from the checkpoints there.
         num_workers: Ray Train workers.
         cpus_per_worker: CPUs per worker.
         use_gpu: train on GPUs (bf16 autocast and torch.compile).
@@ -87,7 +89,7 @@ def train_ranker_op(
         config,
         feature_service=feature_service,
         ray_address=ray_address,
-        work_dir=Path(work_dir) if work_dir else None,
+        work_dir=Path(work_dir) / "ranker" if work_dir else None,
     )
     for name, value in summary.metrics().items():
         metrics.log_metric(name, value)

@@ -41,7 +41,9 @@ def train_retriever_op(
         curves: training loss and validation metrics by epoch.
         ray_address: empty for a local Ray inside the step; a Ray dashboard URL or
             ``kuberay://NAMESPACE`` to train on a cluster.
-        work_dir: shared storage for encoded data and checkpoints (required with ray_address).
+        work_dir: shared storage for encoded data and checkpoints (required with ray_address);
+            the step works in its ``retriever/`` folder, so one work_dir serves a whole run and a
+            rerun resumes from the checkpoints there.
         num_workers: Ray Train workers.
         cpus_per_worker: CPUs per worker.
         use_gpu: train on GPUs.
@@ -83,7 +85,7 @@ def train_retriever_op(
         Path(embeddings.path),
         config,
         ray_address=ray_address,
-        work_dir=Path(work_dir) if work_dir else None,
+        work_dir=Path(work_dir) / "retriever" if work_dir else None,
     )
     for name, value in summary.metrics().items():
         metrics.log_metric(name, value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -14,8 +15,10 @@ from searchrank.components.package_service.logic import (
     Lineage,
     PackageConfig,
     package_service,
+    retriever_parts,
 )
 from searchrank.features import tables as T
+from searchrank.serving.candidates import RetrieverParts
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +78,46 @@ def test_the_blessed_model_is_packaged_with_lineage_and_passes_infra_validation(
     assert model.info.metadata["training_dataset_uri"] == "s3://bucket/train"
     assert bentoml.bentos.get(result.bento_tag).info.labels["kfp_run"] == "run-42"
     assert "PASSED" in result.markdown()
+
+
+def test_only_blessed_retrieval_parts_join_the_service(tmp_path: Path) -> None:
+    two_tower, index, intent, routing = (tmp_path / n for n in ("tt", "ann", "intent", "r.json"))
+    everything = retriever_parts(two_tower, index, intent, routing, True, True)
+    assert everything == RetrieverParts(two_tower, index, intent, routing)
+    assert retriever_parts(two_tower, index, intent, routing, False, True) == RetrieverParts(
+        intent=intent
+    ), "an unblessed retriever leaves BM25 alone, and routing has nothing to route"
+    assert retriever_parts(two_tower, index, intent, routing, True, False) == RetrieverParts(
+        two_tower, index, intent
+    ), "an unblessed intent model still feeds the ranker but does not route"
+    assert retriever_parts(None, None, None, None, True, True) == RetrieverParts()
+
+
+def test_a_ranker_that_reads_intent_is_not_packaged_without_the_intent_model(
+    ranker_checkpoint: Path,
+    golden: Path,
+    dataset_dir: Path,
+    feature_repo: Path,
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    from searchrank.components.core.checkpoint import DESCRIPTION, read_description
+    from searchrank.components.core.intent import intent_column
+
+    model = tmp_path / "model"
+    shutil.copytree(ranker_checkpoint, model)
+    description = read_description(model)
+    description["numeric_features"].append(intent_column("track"))
+    (model / DESCRIPTION).write_text(json.dumps(description))
+    with pytest.raises(InputError, match="intent"):
+        package_service(
+            model,
+            True,
+            golden,
+            dataset_dir / T.file_name(T.CATALOGUE),
+            feature_repo,
+            tmp_path / "bento",
+            tmp_path,
+        )
+    assert not (tmp_path / "bento").exists()

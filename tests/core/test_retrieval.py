@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from searchrank.components.core.errors import InputError
 from searchrank.components.core.retrieval import (
+    FusionRouting,
     exact_top_k,
+    fit_fusion_routing,
     item_texts,
     reciprocal_rank_fusion,
     retrieval_metrics,
@@ -62,3 +66,33 @@ def test_item_texts_join_text_columns_and_name_metadata() -> None:
     assert extra == [["item_type track"], ["item_type track"]]
     with pytest.raises(InputError, match="catalogue columns"):
         item_texts(pd.DataFrame({"item_id": [1]}))
+
+
+def test_routing_picks_each_intents_best_dense_share_on_hand_made_searches(
+    tmp_path: Path,
+) -> None:
+    """Moods are found only by the dense list's second item and names only by the lexical
+    list's, so the fitted routing puts the dense list first for moods and last for names."""
+    dense = [[1, 2], [3, 4], [5, 6], [7, 8]]
+    lexical = [[9, 1], [10, 3], [5, 11], [7, 12]]
+    relevant = [[2], [4], [11], [12]]
+    intents = ["genre_mood", "genre_mood", "track", "track"]
+    routing = fit_fusion_routing(dense, lexical, relevant, intents, k=2)
+    # 0.75 and 1.0 both find every mood's item; the share nearer an even fusion wins the tie.
+    assert routing.dense_share == {"genre_mood": 0.75, "track": 0.25}
+    assert routing.default == 0.25, "over all searches the uneven shares tie; the lower wins"
+    assert routing.fuse(dense[0], lexical[0], 2, "genre_mood") == [1, 2]
+    assert routing.fuse(dense[2], lexical[2], 2, "track") == [5, 11]
+    assert routing.weights(None) == routing.weights("podcast") == (0.25, 0.75)
+    routing.save(tmp_path / "routing.json")
+    assert FusionRouting.load(tmp_path / "routing.json") == routing
+
+
+def test_bad_routings_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"dense_share\[track\]"):
+        FusionRouting({"track": 1.5})
+    with pytest.raises(InputError, match="searches"):
+        fit_fusion_routing([[1]], [[1]], [[1]], [], k=1)
+    (tmp_path / "bad.json").write_text('{"dense_share": 3}')
+    with pytest.raises(InputError, match="routing"):
+        FusionRouting.load(tmp_path / "bad.json")

@@ -13,6 +13,7 @@ from serving.conftest import LoggedDay
 from searchrank.components.core import schema as S
 from searchrank.components.core.errors import InputError
 from searchrank.components.core.features import FeatureProcessor
+from searchrank.components.core.intent import IntentModel
 from searchrank.components.evaluate.scoring import score_ranker
 from searchrank.components.train_retriever.logic import RetrieverSummary
 from searchrank.serving.candidates import CandidateGenerator
@@ -109,28 +110,62 @@ def test_the_service_refuses_a_model_the_feature_service_cannot_feed(
     assert any("item_stats__popularity: the model reads a category" in p for p in problems)
 
 
-def test_dense_candidates_are_fused_with_the_lexical_ones(
-    engine: SearchEngine, retriever_model: RetrieverSummary, tmp_path: Path
+def test_dense_candidates_are_fused_with_the_lexical_ones_as_the_intent_routes(
+    engine: SearchEngine,
+    retriever_model: RetrieverSummary,
+    intent_splits: dict[str, Path],
+    tmp_path: Path,
 ) -> None:
-    """With a two-tower retriever and its index, ``/search`` candidates are the reciprocal
-    rank fusion of both lists, and the saved generator loads back with its dense half."""
+    """With a two-tower retriever, its index, the intent model and a routing, ``/search``
+    candidates are the fusion of both lists weighted for the predicted intent, and the saved
+    generator loads back with every part."""
     from searchrank.components.build_index.logic import build_index
     from searchrank.components.core.ann import AnnParams
-    from searchrank.components.core.retrieval import reciprocal_rank_fusion
+    from searchrank.components.core.intent import top_intent
+    from searchrank.components.core.retrieval import FusionRouting, reciprocal_rank_fusion
+    from searchrank.serving.candidates import RetrieverParts
 
     model_dir = Path(retriever_model.model_dir)
     build_index(model_dir.parent / "embeddings.parquet", tmp_path / "index", AnnParams(), k=10)
-    CandidateGenerator(engine.retriever.lexical).save(
-        tmp_path / "generator", model_dir, tmp_path / "index"
-    )
-    generator = CandidateGenerator.load(tmp_path / "generator")
-    assert generator.dense is not None
     query, user = "chill", 1
+    understood = CandidateGenerator(
+        engine.retriever.lexical, intent=IntentModel.load(intent_splits["model"])
+    ).understand(query)
+    assert understood is not None
+    intent = top_intent(understood)
+    routing = FusionRouting({intent: 1.0})
+    routing.save(tmp_path / "routing.json")
+    parts = RetrieverParts(
+        model_dir, tmp_path / "index", intent_splits["model"], tmp_path / "routing.json"
+    )
+    CandidateGenerator(engine.retriever.lexical).save(tmp_path / "generator", parts)
+    generator = CandidateGenerator.load(tmp_path / "generator")
+    assert generator.dense is not None and generator.intent is not None
+    assert generator.routing == routing
     dense = generator.dense.retrieve(query, user, 50).tolist()
     lexical = engine.retriever.lexical.retrieve(query, 50)[0].tolist()
     assert generator.retrieve(query, user, 50) == reciprocal_rank_fusion([dense, lexical], 50)
+    assert generator.retrieve(query, user, 50, intent) == dense, "routed fully to the index"
     assert set(dense) - set(lexical), "the dense side brings items the words alone do not"
 
     fused = SearchEngine(engine.features, engine.ranker, generator)
     response = fused.search(query, user, 10)
     assert len(response.results) == 10 and response.retrieved >= 10
+    assert response.intent == intent
+    assert engine.search(query, user, 10).intent is None, "no intent model, no intent"
+
+
+def test_a_ranker_that_reads_intent_needs_the_intent_model(engine: SearchEngine) -> None:
+    from dataclasses import replace
+
+    from searchrank.components.core.features import ColumnRole
+    from searchrank.components.core.intent import intent_column
+
+    processor = engine.ranker.processor
+    reads_intent = replace(
+        processor, numeric=[*processor.numeric, ColumnRole(intent_column("track"), "numeric")]
+    )
+    with pytest.raises(InputError, match="intent model"):
+        SearchEngine(
+            engine.features, replace(engine.ranker, processor=reads_intent), engine.retriever
+        )

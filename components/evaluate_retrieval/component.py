@@ -1,0 +1,90 @@
+"""The ``evaluate_retrieval`` KFP component: a thin wrapper over :mod:`.logic`."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+
+from searchrank.components.core.names import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def evaluate_retrieval_op(
+    valid: Input[Dataset],
+    test: Input[Dataset],
+    catalogue: Input[Dataset],
+    searches: Input[Dataset],
+    retriever: Input[Model],
+    index: Input[Model],
+    intent: Input[Model],
+    routing: Output[Artifact],
+    evaluation: Output[Artifact],
+    metrics: Output[Metrics],
+    report: Output[HTML],
+    summary: Output[Markdown],
+    k: int = 100,
+    min_retrieval_gain: float = 0.0,
+    min_intent_gain: float = 0.0,
+) -> NamedTuple("Outputs", [("retriever_blessed", bool), ("intent_blessed", bool)]):  # type: ignore[valid-type]
+    """Route the fusion on the validation searches, then measure and bless retrieval and the
+    intent model on the test searches.
+
+    Args:
+        valid: the validation split: fits each predicted intent's fusion weight.
+        test: the test split: every reported number.
+        catalogue: one row per item, for the service's BM25.
+        searches: the searches table (``search_id``, ``intent``).
+        retriever: train_retriever's checkpoint.
+        index: build_index's Voyager index of that checkpoint's item vectors.
+        intent: train_intent's model.
+        routing: the fusion weight of the dense list per predicted intent (JSON).
+        evaluation: everything below as JSON.
+        metrics: Recall@10, Recall@k and MRR of BM25, the index, their even and routed fusions;
+            intent accuracy and the majority class's.
+        report: the same with Recall@k by true intent and intent metrics per class, as HTML.
+        summary: the decision and the table, as Markdown.
+        k: the Recall cut-off that blessing uses (candidates ``/search`` ranks).
+        min_retrieval_gain: the routed fusion's Recall@k must be at least (1 + this) × BM25's.
+        min_intent_gain: intent accuracy must beat the majority class's by more than this.
+
+    Returns:
+        Whether the retriever (with its index) and the intent routing are blessed.
+    """
+    from collections import namedtuple
+    from pathlib import Path
+
+    import pandas as pd
+
+    from searchrank.components.core.ann import AnnIndex
+    from searchrank.components.core.intent import IntentModel
+    from searchrank.components.core.retriever import Retriever
+    from searchrank.components.evaluate_retrieval.logic import (
+        RetrievalConfig,
+        evaluate_retrieval,
+        write_evaluation,
+    )
+    from searchrank.serving.candidates import CandidateGenerator, DenseRetriever
+    from searchrank.serving.engine import lexical_retriever
+
+    generator = CandidateGenerator(
+        lexical_retriever(pd.read_parquet(catalogue.path)),
+        DenseRetriever(Retriever.load(Path(retriever.path)), AnnIndex.load(Path(index.path))),
+        IntentModel.load(Path(intent.path)),
+    )
+    result, fitted = evaluate_retrieval(
+        pd.read_parquet(valid.path),
+        pd.read_parquet(test.path),
+        pd.read_parquet(searches.path),
+        generator,
+        RetrievalConfig(
+            k=k, min_retrieval_gain=min_retrieval_gain, min_intent_gain=min_intent_gain
+        ),
+    )
+    fitted.save(Path(routing.path))
+    write_evaluation(result, Path(evaluation.path))
+    for name, value in result.metrics().items():
+        metrics.log_metric(name, value)
+    Path(report.path).write_text(result.html())
+    Path(summary.path).write_text(result.markdown())
+    blessings = namedtuple("blessings", ["retriever_blessed", "intent_blessed"])
+    return blessings(result.retriever_blessed, result.intent_blessed)

@@ -1,0 +1,266 @@
+"""Evaluate and bless what ``/search`` retrieves with: the two-tower retriever served through its
+Voyager index, fused with BM25 and routed by the query-intent model, and the intent model itself.
+
+1. **Route**: on the validation searches, fit the fusion weight of the dense list for each
+   predicted intent (:func:`fit_fusion_routing`): the routing the service will use.
+2. **Measure** on the test searches (never seen in training or routing) Recall@{10, k} and MRR
+   of BM25 alone (the service's lexical retriever), the index alone, their even fusion and the
+   routed fusion, overall and by the search's true intent; and the intent model's accuracy
+   against the majority class (the validation split's most common intent), per class.
+3. **Bless** the retriever (with its index) when the routed fusion's Recall@k is at least
+   ``1 + min_retrieval_gain`` times BM25's, and the intent model for routing when its accuracy
+   beats the majority class's by more than ``min_intent_gain``. ``package_service`` ships the
+   dense side and the routing only when blessed.
+
+A search's wanted items are those of its rows with ``label >= min_relevant_label`` (streamed).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from searchrank.components.core import schema as S
+from searchrank.components.core.errors import InputError
+from searchrank.components.core.intent import INTENT_LABEL, intent_report
+from searchrank.components.core.retrieval import (
+    FusionRouting,
+    fit_fusion_routing,
+    reciprocal_rank_fusion,
+    retrieval_metrics,
+)
+from searchrank.components.core.schema import Grade
+from searchrank.components.train_intent.logic import labelled_searches
+from searchrank.serving.candidates import CandidateGenerator
+
+SYSTEMS = ("bm25", "two_tower", "fused", "routed")
+"""BM25 alone, the index alone, their even fusion, and their fusion routed by intent."""
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    k: int = 100
+    min_retrieval_gain: float = 0.0
+    min_intent_gain: float = 0.0
+    min_relevant_label: int = int(Grade.STREAM)
+
+    def __post_init__(self) -> None:
+        if self.k < 10:
+            raise InputError("k", self.k, "must be at least 10 (Recall@10 is reported)")
+        if not self.min_retrieval_gain > -1.0:
+            raise InputError("min_retrieval_gain", self.min_retrieval_gain, "must exceed -1")
+        if not 0 <= self.min_intent_gain < 1:
+            raise InputError("min_intent_gain", self.min_intent_gain, "must lie in [0, 1)")
+        if self.min_relevant_label < 1:
+            raise InputError("min_relevant_label", self.min_relevant_label, "must be at least 1")
+
+
+@dataclass
+class RetrievalEvaluation:
+    k: int
+    systems: dict[str, dict[str, float]]
+    """Per system, Recall@10, Recall@k, MRR and the number of searches."""
+    by_intent: dict[str, dict[str, float]]
+    """Per system, Recall@k of the searches of each true intent."""
+    routing: dict[str, Any]
+    intent: dict[str, Any]
+    """:func:`intent_report` on the test searches."""
+    retriever_blessed: bool
+    intent_blessed: bool
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def recall_ratio(self) -> float:
+        """The routed fusion's Recall@k over BM25's."""
+        key = f"recall@{self.k}"
+        base = self.systems["bm25"][key]
+        return self.systems["routed"][key] / base if base > 0 else float("inf")
+
+    def metrics(self) -> dict[str, float]:
+        out = {
+            f"{system}_{name.replace('@', '_at_')}": value
+            for system, values in self.systems.items()
+            for name, value in values.items()
+            if name != "searches"
+        }
+        out.update(
+            {
+                "recall_ratio_vs_bm25": self.recall_ratio,
+                "intent_accuracy": self.intent["accuracy"],
+                "intent_majority_accuracy": self.intent["majority_accuracy"],
+                "retriever_blessed": float(self.retriever_blessed),
+                "intent_blessed": float(self.intent_blessed),
+            }
+        )
+        return out
+
+    def markdown(self) -> str:
+        k = self.k
+        rows = "\n".join(
+            f"| {system} | {m['recall@10']:.4f} | {m[f'recall@{k}']:.4f} | {m['mrr']:.4f} |"
+            for system, m in self.systems.items()
+        )
+        shares = ", ".join(f"{i} {s:.2f}" for i, s in self.routing["dense_share"].items())
+        lines = [
+            f"### Retrieval: routed fusion Recall@{k} {self.recall_ratio:.2f}× BM25 — "
+            f"retriever {'BLESSED' if self.retriever_blessed else 'not blessed'}, intent "
+            f"routing {'BLESSED' if self.intent_blessed else 'not blessed'}",
+            "",
+            f"| system | Recall@10 | Recall@{k} | MRR |",
+            "|---|---:|---:|---:|",
+            rows,
+            "",
+            f"- dense share of the fusion by predicted intent: {shares} "
+            f"(otherwise {self.routing['default']:.2f})",
+            f"- intent accuracy {self.intent['accuracy']:.3f} against the majority class's "
+            f"{self.intent['majority_accuracy']:.3f}",
+        ]
+        lines += [f"- **{reason}**" for reason in self.reasons]
+        return "\n".join(lines) + "\n"
+
+    def html(self) -> str:
+        from searchrank.components.core.plots import grouped_bars
+
+        image = grouped_bars(
+            self.by_intent, title=f"Recall@{self.k} by true intent", ylabel=f"Recall@{self.k}"
+        )
+        per_class = "".join(
+            f"<tr><td>{html.escape(label)}</td><td>{c['support']}</td><td>{c['precision']:.3f}"
+            f"</td><td>{c['recall']:.3f}</td><td>{c['f1']:.3f}</td><td>{c['majority_f1']:.3f}"
+            "</td></tr>"
+            for label, c in self.intent["per_class"].items()
+        )
+        from searchrank.components.run_report.logic import markdown_html
+
+        return f"""<!doctype html><html><head><meta charset="utf-8">
+<title>Retrieval evaluation</title><style>body{{font-family:system-ui,sans-serif;margin:24px}}
+td,th{{border:1px solid #ccc;padding:3px 8px}} table{{border-collapse:collapse;font-size:13px}}
+</style></head><body><h1>Retrieval evaluation</h1>{markdown_html(self.markdown())}
+<img alt="recall by intent" src="{image}">
+<h2>Query intent on the test searches</h2><table><tr><th>intent</th><th>searches</th>
+<th>precision</th><th>recall</th><th>F1</th><th>majority F1</th></tr>{per_class}</table>
+</body></html>
+"""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "recall_ratio": self.recall_ratio}
+
+
+def wanted_searches(rows: pd.DataFrame, min_label: int) -> pd.DataFrame:
+    """One row per search with at least one wanted item: query, user and the wanted ids."""
+    missing = [c for c in (S.SEARCH_ID, S.USER_ID, S.ITEM_ID, S.QUERY, S.LABEL) if c not in rows]
+    if missing:
+        raise InputError("split columns", list(rows.columns), f"must include {missing}")
+    wanted = rows[rows[S.LABEL] >= min_label].groupby(S.SEARCH_ID, sort=False)
+    out = wanted[[S.QUERY, S.USER_ID]].first()
+    out["relevant"] = wanted[S.ITEM_ID].agg(list)
+    return out
+
+
+def ranked_lists(
+    generator: CandidateGenerator, searches: pd.DataFrame, k: int
+) -> tuple[list[list[int]], list[list[int]]]:
+    """(dense, lexical) ids of each search, best first; the queries are embedded in one batch."""
+    if generator.dense is None:
+        raise InputError("retriever", "without a two-tower model", "needs the dense retriever")
+    queries = searches[S.QUERY].astype(str).tolist()
+    vectors = generator.dense.model.embed_queries(queries, searches[S.USER_ID].tolist())
+    dense, _ = generator.dense.index.query(vectors, k)
+    lexical = [generator.lexical.retrieve(q, k)[0].tolist() for q in queries]
+    return [row.tolist() for row in dense], lexical
+
+
+def evaluate_retrieval(
+    valid: pd.DataFrame,
+    test: pd.DataFrame,
+    searches: pd.DataFrame,
+    generator: CandidateGenerator,
+    config: RetrievalConfig | None = None,
+) -> tuple[RetrievalEvaluation, FusionRouting]:
+    """Route on ``valid``, measure and bless on ``test`` (see the module docstring).
+
+    Args:
+        generator: the service's candidate generator with its dense side and intent model.
+        searches: the searches table (``search_id``, ``intent``).
+    """
+    config = config or RetrievalConfig()
+    if generator.intent is None:
+        raise InputError("intent model", None, "is needed to route the fusion")
+    k = config.k
+    tuning = wanted_searches(valid, config.min_relevant_label)
+    held_out = wanted_searches(test, config.min_relevant_label)
+    for name, frame in (("valid", tuning), ("test", held_out)):
+        if frame.empty:
+            rule = f"has no search with {S.LABEL} >= {config.min_relevant_label}"
+            raise InputError(name, 0, rule)
+    dense, lexical = ranked_lists(generator, tuning, k)
+    predicted = generator.intent.predict(tuning[S.QUERY].tolist()).tolist()
+    routing = fit_fusion_routing(dense, lexical, tuning["relevant"].tolist(), predicted, k)
+
+    dense, lexical = ranked_lists(generator, held_out, k)
+    predicted = generator.intent.predict(held_out[S.QUERY].tolist()).tolist()
+    lists = {
+        "bm25": lexical,
+        "two_tower": dense,
+        "fused": [reciprocal_rank_fusion([d, x], k) for d, x in zip(dense, lexical, strict=True)],
+        "routed": [
+            routing.fuse(d, x, k, p) for d, x, p in zip(dense, lexical, predicted, strict=True)
+        ],
+    }
+    relevant = held_out["relevant"].tolist()
+    systems = {name: retrieval_metrics(found, relevant, (10, k)) for name, found in lists.items()}
+
+    truth = labelled_searches(held_out.reset_index(), searches, "test").set_index(S.SEARCH_ID)
+    true_intent = truth[INTENT_LABEL].reindex(held_out.index).astype(str).to_numpy()
+    by_intent = {
+        name: {
+            intent: retrieval_metrics(
+                [found[j] for j in np.flatnonzero(true_intent == intent)],
+                [relevant[j] for j in np.flatnonzero(true_intent == intent)],
+                (k,),
+            )[f"recall@{k}"]
+            for intent in sorted(set(true_intent))
+        }
+        for name, found in lists.items()
+    }
+    tuned_truth = labelled_searches(tuning.reset_index(), searches, "valid")
+    majority = str(tuned_truth[INTENT_LABEL].value_counts().idxmax())
+    intent = intent_report(true_intent.tolist(), predicted, majority)
+
+    reasons = []
+    key = f"recall@{k}"
+    needed = (1.0 + config.min_retrieval_gain) * systems["bm25"][key]
+    retriever_blessed = systems["routed"][key] >= needed
+    if not retriever_blessed:
+        reasons.append(
+            f"routed Recall@{k} {systems['routed'][key]:.4f} is below {needed:.4f} "
+            f"((1 + {config.min_retrieval_gain}) × BM25): the service keeps BM25 alone"
+        )
+    gain = intent["accuracy"] - intent["majority_accuracy"]
+    intent_blessed = gain > config.min_intent_gain
+    if not intent_blessed:
+        reasons.append(
+            f"intent accuracy beats the majority class by {gain:.3f}, not more than "
+            f"{config.min_intent_gain}: the fusion is not routed"
+        )
+    evaluation = RetrievalEvaluation(
+        k=k,
+        systems=systems,
+        by_intent=by_intent,
+        routing=asdict(routing),
+        intent=intent,
+        retriever_blessed=retriever_blessed,
+        intent_blessed=intent_blessed,
+        reasons=reasons,
+    )
+    return evaluation, routing
+
+
+def write_evaluation(evaluation: RetrievalEvaluation, path: Path) -> None:
+    path.write_text(json.dumps(evaluation.as_dict(), indent=2, sort_keys=True))

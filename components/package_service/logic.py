@@ -187,9 +187,10 @@ def replay(url: str, golden: pd.DataFrame, config: PackageConfig) -> InfraValida
     short: list[str] = []
     with httpx.Client(base_url=url, timeout=60.0) as client:
         for _, rows in golden.groupby(S.SEARCH_ID, sort=False):
+            query, user_id = str(rows[S.QUERY].iloc[0]), int(rows[S.USER_ID].iloc[0])
             body = {
-                "query": str(rows[S.QUERY].iloc[0]),
-                "user_id": int(rows[S.USER_ID].iloc[0]),
+                "query": query,
+                "user_id": user_id,
                 "item_ids": [int(i) for i in rows[S.ITEM_ID]],
             }
             offline = dict(zip(rows[S.ITEM_ID].astype(int), rows[CANDIDATE_SCORE], strict=True))
@@ -201,12 +202,12 @@ def replay(url: str, golden: pd.DataFrame, config: PackageConfig) -> InfraValida
             served = {r["item_id"]: r["score"] for r in response.json()["items"]}
             started = time.perf_counter()
             searched = client.post(
-                "/search", json={"query": body["query"], "user_id": body["user_id"], "k": SEARCH_K}
+                "/search", json={"query": query, "user_id": user_id, "k": SEARCH_K}
             )
             search_latencies.append((time.perf_counter() - started) * 1000)
             searched.raise_for_status()
             if len(searched.json()["results"]) < SEARCH_K:
-                short.append(body["query"])
+                short.append(query)
             if set(served) != set(offline):
                 worst = float("inf")
                 continue

@@ -19,8 +19,8 @@ model's own blessings (``evaluate_retrieval``) decide whether the Bento's ``/sea
 dense candidates and routes the fusion by intent, or keeps BM25.
 
 The same function compiles for Kubeflow and runs under ``kfp.local``. Kubernetes placement
-(the training task's typed GPU request, node selector and toleration, the online store's
-credentials as environment variables from a secret) is added only when ``cluster=True``
+(the training tasks' typed GPU request, node selector, toleration and the shared work claim,
+the online store's credentials as environment variables from a secret) is added only when ``cluster=True``
 (:func:`build_pipeline`): ``kfp.local`` cannot schedule pods, so the local run follows the same
 graph without those platform settings.
 """
@@ -57,6 +57,9 @@ ONLINE_STORE_SECRET_KEYS = {
 reads them from."""
 FEAST_TASKS = ("materialize-features-op", "fetch-features-op", "package-service-op")
 
+
+WORK_MOUNT = "/mnt/work"
+"""Where the train steps and the Ray pods mount the shared work claim."""
 
 DEFAULT_PIPELINE_ROOT = "s3://searchrank-artifacts/pipeline-root"
 """Where a Kubeflow run keeps its artifacts unless ``searchrank compile --pipeline-root`` says
@@ -111,6 +114,7 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
             "effect": "NoSchedule",
         },
         online_store_secret: str = "searchrank-online-store",
+        work_claim: str = "searchrank-work",
     ) -> None:
         """Parameters:
 
@@ -138,6 +142,9 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
         gpu_type, gpu_limit, gpu_node_selector, gpu_toleration: where the training task runs
             on the cluster.
         online_store_secret: the Kubernetes secret with the online store's credentials.
+        work_claim: the ReadWriteMany claim that the train steps mount at ``/mnt/work``, as the
+            Ray pods do (``infra/k8s/base/work.yaml``): with ``ray_address``, set ``work_dir``
+            under it, e.g. ``/mnt/work/run-42``.
         """
         entities = dsl.importer(artifact_uri=entities_uri, artifact_class=Dataset)
         catalogue = dsl.importer(artifact_uri=catalogue_uri, artifact_class=Dataset)
@@ -263,6 +270,7 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
                 trainer.set_accelerator_type(gpu_type).set_accelerator_limit(gpu_limit)
                 kubernetes.add_node_selector_json(trainer, gpu_node_selector)
                 kubernetes.add_toleration_json(trainer, gpu_toleration)
+                kubernetes.mount_pvc(trainer, pvc_name=work_claim, mount_path=WORK_MOUNT)
             for task in (materialize, fetched, package):
                 kubernetes.use_secret_as_env(
                     task,

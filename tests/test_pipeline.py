@@ -33,6 +33,10 @@ def test_the_compiled_pipeline_carries_gpu_placement_secrets_and_caching(tmp_pat
         ranker["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"] == "gpu_node_selector"
     )
     assert ranker["tolerations"][0]["tolerationJson"]["componentInputParameter"] == "gpu_toleration"
+    for trainer in ("exec-train-ranker-op", "exec-train-retriever-op"):
+        (claim,) = executors[trainer]["pvcMount"]
+        assert claim["mountPath"] == "/mnt/work"
+        assert claim["pvcNameParameter"]["componentInputParameter"] == "work_claim"
     for task in (
         "exec-fetch-features-op",
         "exec-materialize-features-op",

@@ -20,9 +20,9 @@ dense candidates and routes the fusion by intent, or keeps BM25.
 
 The same function compiles for Kubeflow and runs under ``kfp.local``. Kubernetes placement
 (the training tasks' typed GPU request, node selector, toleration and the shared work claim,
-the online store's credentials as environment variables from a secret) is added only when ``cluster=True``
-(:func:`build_pipeline`): ``kfp.local`` cannot schedule pods, so the local run follows the same
-graph without those platform settings.
+the online store's credentials as environment variables from a secret) is added only when
+``cluster=True`` (:func:`build_pipeline`): ``kfp.local`` cannot schedule pods, so the local run
+follows the same graph without those platform settings.
 """
 
 from typing import Any

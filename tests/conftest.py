@@ -149,7 +149,14 @@ def catalogue(dataset_dir: Path) -> pd.DataFrame:
     return pd.read_parquet(dataset_dir / T.file_name(T.CATALOGUE))
 
 
-TINY_RETRIEVER = {"epochs": 3, "num_workers": 1, "batch_size": 256, "hidden": 32}
+TINY_RETRIEVER = {
+    "epochs": 3,
+    "num_workers": 1,
+    "batch_size": 256,
+    "text_dim": 64,
+    "hidden": 32,
+    "out_dim": 64,
+}
 
 
 @pytest.fixture(scope="session")

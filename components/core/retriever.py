@@ -62,10 +62,10 @@ class TwoTowerConfig:
 
     text_buckets: int = 1 << 18
     max_tokens: int = 48
-    text_dim: int = 64
+    text_dim: int = 128
     id_dim: int = 32
-    hidden: int = 256
-    out_dim: int = 64
+    hidden: int = 512
+    out_dim: int = 128
     temperature: float = 0.05
     id_dropout: float = 0.1
     n_users: int = 0

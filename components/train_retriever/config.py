@@ -29,10 +29,10 @@ class TrainRetrieverConfig:
 
     text_buckets: int = 1 << 17
     max_tokens: int = 48
-    text_dim: int = 64
+    text_dim: int = 128
     id_dim: int = 32
-    hidden: int = 256
-    out_dim: int = 64
+    hidden: int = 512
+    out_dim: int = 128
     temperature: float = 0.05
     id_dropout: float = 0.1
     min_label: int = int(Grade.CLICK)

@@ -75,6 +75,29 @@ class DemoPaths:
     def last_run(self) -> Path:
         return self.workdir / "last_run.json"
 
+    @property
+    def repo_data(self) -> Path:
+        """Which generation of the data the feature repository was built over."""
+        return self.feature_repo / "data_generation.txt"
+
+
+def fresh_repo_for_data(paths: DemoPaths) -> Path:
+    """The feature repository over the data folder, emptied when the data was generated again.
+
+    The registry remembers until when each view was materialized, so an online store built over
+    earlier data would otherwise count as up to date and keep serving the earlier items.
+    """
+    from searchrank.features.store import create_repo
+
+    generation = str((paths.data / T.MANIFEST).stat().st_mtime_ns)
+    if paths.feature_repo.exists() and (
+        not paths.repo_data.is_file() or paths.repo_data.read_text() != generation
+    ):
+        shutil.rmtree(paths.feature_repo)
+    repo = create_repo(paths.feature_repo, paths.data)
+    paths.repo_data.write_text(generation)
+    return repo
+
 
 def code_fingerprint() -> str:
     """A hash of searchrank's Python sources: a changed step must run again."""
@@ -171,7 +194,7 @@ def example_searches(catalogue: pd.DataFrame) -> list[tuple[str, str]]:
 def run_demo(workdir: Path, config: GeneratorConfig, console: Console) -> Path:
     """Run the demo in ``workdir``; returns the pipeline run's folder (a previous one when
     nothing changed)."""
-    from searchrank.features.store import apply_definitions, create_repo, open_store
+    from searchrank.features.store import apply_definitions, open_store
     from searchrank.pipelines.run import run_local
     from searchrank.serving.bento import latest_bento, serve
 
@@ -180,7 +203,7 @@ def run_demo(workdir: Path, config: GeneratorConfig, console: Console) -> Path:
     with _progress(console) as progress:
         manifest = ensure_data(config, paths, progress)
         task = progress.add_task("feast apply", total=1)
-        apply_definitions(open_store(create_repo(paths.feature_repo, paths.data)))
+        apply_definitions(open_store(fresh_repo_for_data(paths)))
         progress.update(task, completed=1)
     end = datetime.fromisoformat(manifest["window_end"])
     arguments = {

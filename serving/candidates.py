@@ -97,8 +97,10 @@ class CandidateGenerator:
         """Write the lexical index into ``folder`` and copy ``parts`` beside it."""
         parts = parts or RetrieverParts()
         self.lexical.save(folder)
-        copied = ((parts.two_tower, TWO_TOWER), (parts.index, ANN), (parts.intent, INTENT))
-        for source, name in copied:
+        if parts.two_tower is not None:
+            # Only what serving reads: a training checkpoint also holds the optimizer state.
+            Retriever.load(parts.two_tower).save(folder / TWO_TOWER)
+        for source, name in ((parts.index, ANN), (parts.intent, INTENT)):
             if source is not None:
                 shutil.copytree(source, folder / name)
         if parts.routing is not None:

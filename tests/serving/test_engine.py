@@ -142,6 +142,9 @@ def test_dense_candidates_are_fused_with_the_lexical_ones_as_the_intent_routes(
     generator = CandidateGenerator.load(tmp_path / "generator")
     assert generator.dense is not None and generator.intent is not None
     assert generator.routing == routing
+    saved = {f.name for f in (tmp_path / "generator" / "two_tower").iterdir()}
+    assert "optimizer.pt" in {f.name for f in model_dir.iterdir()}
+    assert "optimizer.pt" not in saved, "the service carries no optimizer state"
     dense = generator.dense.retrieve(query, user, 50).tolist()
     lexical = engine.retriever.lexical.retrieve(query, 50)[0].tolist()
     assert generator.retrieve(query, user, 50) == reciprocal_rank_fusion([dense, lexical], 50)

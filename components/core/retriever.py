@@ -60,7 +60,7 @@ class TwoTowerConfig:
         n_items: items with an embedding (plus row 0 for unknown).
     """
 
-    text_buckets: int = 1 << 18
+    text_buckets: int = 1 << 17
     max_tokens: int = 48
     text_dim: int = 128
     id_dim: int = 32

@@ -27,14 +27,15 @@ class TrainRetrieverConfig:
     CPUs and, when ``use_gpu``, ``gpus_per_worker`` GPUs; ``max_failures`` restarts.
     """
 
-    text_buckets: int = 1 << 17
-    max_tokens: int = 48
-    text_dim: int = 128
-    id_dim: int = 32
-    hidden: int = 512
-    out_dim: int = 128
-    temperature: float = 0.05
-    id_dropout: float = 0.1
+    # The model's fields, defaulting to the model's own defaults (one place to change them).
+    text_buckets: int = TwoTowerConfig.text_buckets
+    max_tokens: int = TwoTowerConfig.max_tokens
+    text_dim: int = TwoTowerConfig.text_dim
+    id_dim: int = TwoTowerConfig.id_dim
+    hidden: int = TwoTowerConfig.hidden
+    out_dim: int = TwoTowerConfig.out_dim
+    temperature: float = TwoTowerConfig.temperature
+    id_dropout: float = TwoTowerConfig.id_dropout
     min_label: int = int(Grade.CLICK)
     min_relevant_label: int = int(Grade.STREAM)
     hard_negatives: bool = True

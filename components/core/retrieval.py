@@ -191,26 +191,27 @@ def fit_fusion_routing(
             "dense, lexical, relevant and intents must have one entry per search",
         )
     order = sorted(shares, key=lambda share: abs(share - 0.5))
-    recall = np.array(
+    fused = [
         [
-            [
-                _recall(reciprocal_rank_fusion([d, x], k, (share, 1.0 - share)), wanted)
-                for share in order
-            ]
-            for d, x, wanted in zip(dense, lexical, relevant, strict=True)
+            reciprocal_rank_fusion([d, x], k, (share, 1.0 - share))
+            for d, x in zip(dense, lexical, strict=True)
         ]
-    ).reshape(len(dense), len(order))
+        for share in order
+    ]
     labels = np.asarray(intents, dtype=object)
 
     def best(rows: np.ndarray) -> float:
-        return float(order[int(np.argmax(recall[rows].mean(axis=0)))]) if rows.any() else 0.5
+        if not rows.any():
+            return 0.5
+        chosen = np.flatnonzero(rows).tolist()
+        wanted = [relevant[j] for j in chosen]
+        recall = [
+            retrieval_metrics([lists[j] for j in chosen], wanted, (k,))[f"recall@{k}"]
+            for lists in fused
+        ]
+        return float(order[int(np.argmax(recall))])
 
     return FusionRouting(
         {str(intent): best(labels == intent) for intent in sorted(set(intents))},
         best(np.ones(len(labels), dtype=bool)),
     )
-
-
-def _recall(found: Sequence[int], wanted: Sequence[int]) -> float:
-    targets = {int(i) for i in wanted}
-    return len(targets.intersection(int(i) for i in found)) / len(targets) if targets else 0.0

@@ -33,13 +33,20 @@ def golden(
     return path
 
 
-def test_an_unblessed_model_is_refused_before_anything_is_saved(
-    ranker_checkpoint: Path, golden: Path, dataset_dir: Path, feature_repo: Path, tmp_path: Path
+def _assert_refused(
+    model: Path,
+    blessed: bool,
+    golden: Path,
+    dataset_dir: Path,
+    feature_repo: Path,
+    tmp_path: Path,
+    match: str,
 ) -> None:
-    with pytest.raises(InputError, match="blessed"):
+    """package_service refuses with an error matching ``match`` and writes no Bento."""
+    with pytest.raises(InputError, match=match):
         package_service(
-            ranker_checkpoint,
-            False,
+            model,
+            blessed,
             golden,
             dataset_dir / T.file_name(T.CATALOGUE),
             feature_repo,
@@ -47,6 +54,14 @@ def test_an_unblessed_model_is_refused_before_anything_is_saved(
             tmp_path,
         )
     assert not (tmp_path / "bento").exists()
+
+
+def test_an_unblessed_model_is_refused_before_anything_is_saved(
+    ranker_checkpoint: Path, golden: Path, dataset_dir: Path, feature_repo: Path, tmp_path: Path
+) -> None:
+    _assert_refused(
+        ranker_checkpoint, False, golden, dataset_dir, feature_repo, tmp_path, "blessed"
+    )
 
 
 @pytest.mark.slow
@@ -110,14 +125,4 @@ def test_a_ranker_that_reads_intent_is_not_packaged_without_the_intent_model(
     description = read_description(model)
     description["numeric_features"].append(intent_column("track"))
     (model / DESCRIPTION).write_text(json.dumps(description))
-    with pytest.raises(InputError, match="intent"):
-        package_service(
-            model,
-            True,
-            golden,
-            dataset_dir / T.file_name(T.CATALOGUE),
-            feature_repo,
-            tmp_path / "bento",
-            tmp_path,
-        )
-    assert not (tmp_path / "bento").exists()
+    _assert_refused(model, True, golden, dataset_dir, feature_repo, tmp_path, "intent")

@@ -30,7 +30,13 @@ COPY components ./components
 COPY pipelines ./pipelines
 COPY features ./features
 COPY serving ./serving
-RUN pip install .
+# The targets of the package's relative symlinks (components/train_ranker/k8s/raycluster.yaml,
+# features/feature_store.cluster.yaml): kustomize's base owns these files, and pip follows the
+# links only if the targets sit at the same relative place.
+COPY infra/k8s/base/raycluster.yaml infra/k8s/base/feature_store.yaml ./infra/k8s/base/
+# The pipelines extra: kfp, ray, great-expectations and lightgbm, which the components need
+# and the Bento does not.
+RUN pip install ".[pipelines]"
 
 USER 10001:10001
 HEALTHCHECK NONE

@@ -13,11 +13,13 @@ Configure it in ``feature_store.yaml``::
 
     offline_store:
       type: searchrank.features.offline_store.AsofDuckDBOfflineStore
-      data_root: data          # where relative FileSource paths live (default: the repo)
+      data_root: data          # where relative FileSource paths live (default: the repo);
+                               # s3://bucket/prefix reads object storage (core/storage.py)
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,6 +42,7 @@ from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import FeastConfigBaseModel, RepoConfig
 from pydantic import StrictStr
 
+from searchrank.components.core import storage
 from searchrank.components.core.errors import InputError
 
 ROW_ID = "__searchrank_row"
@@ -98,6 +101,7 @@ def _interval(ttl: timedelta) -> str:
 
 def view_join_sql(
     entity: str,
+    source: str,
     view: ViewJoin,
     event_timestamp: str,
     window: tuple[datetime, datetime] | None,
@@ -113,6 +117,7 @@ def view_join_sql(
 
     Args:
         entity: the name of a registered table carrying :data:`ROW_ID`.
+        source: the SQL relation reading the view's data (see :func:`source_relation`).
         view: the feature view to join.
         event_timestamp: the entity table's event-time column.
         window: (earliest, latest) entity event time, to skip source rows that cannot match.
@@ -151,7 +156,7 @@ def view_join_sql(
         )
     return (
         f"WITH v AS (SELECT {', '.join(source_columns)} "
-        f"FROM read_parquet({_literal(view.path)}){where}{dedupe}) "
+        f"FROM {source}{where}{dedupe}) "
         f"SELECT {', '.join(selected)} "
         f"FROM (SELECT {', '.join(entity_columns)} FROM {_quote(entity)}) e "
         f"ASOF LEFT JOIN v ON {' AND '.join(on)} ORDER BY e.{_quote(ROW_ID)}"
@@ -178,7 +183,9 @@ def point_in_time_join(
         window = (pc.min(timestamps).as_py(), pc.max(timestamps).as_py())
     names, columns = list(entity.column_names), list(entity.columns)
     for view in views:
-        part = con.sql(view_join_sql("entity_df", view, event_timestamp, window)).to_arrow_table()
+        source = source_relation(con, view.path)
+        sql = view_join_sql("entity_df", source, view, event_timestamp, window)
+        part = con.sql(sql).to_arrow_table()
         if part.num_rows != entity.num_rows:
             raise RuntimeError(
                 f"joining {view.path} returned {part.num_rows} rows for {entity.num_rows} entities"
@@ -205,7 +212,28 @@ def resolve_path(config: RepoConfig, source: DataSource) -> str:
     return str((Path(config.repo_path or ".") / root / path).resolve())
 
 
-def _connect(config: RepoConfig, paths: list[str]) -> duckdb.DuckDBPyConnection:
+def source_relation(con: duckdb.DuckDBPyConnection, path: str) -> str:
+    """The SQL relation that reads the parquet data at ``path`` on the connection ``con``.
+
+    Local files go to DuckDB's own ``read_parquet``, its fastest path. Object storage is read
+    through :mod:`searchrank.components.core.storage` as an Arrow dataset registered with the
+    connection: DuckDB's ``httpfs`` extension would be downloaded at run time, which a pod
+    without egress cannot do. DuckDB pushes filters and projections down to the dataset, so a
+    view's join still reads only its columns and time window.
+
+    Raises:
+        InputError: a remote path that cannot be read (see ``storage.require_readable``).
+    """
+    local = storage.local_path(path)
+    if local is not None:
+        return f"read_parquet({_literal(str(local))})"
+    # Named by its path, so registering the same source twice on a connection is harmless.
+    name = "source_" + hashlib.sha1(path.encode()).hexdigest()[:16]
+    con.register(name, storage.parquet_dataset(path, field="FileSource path"))
+    return _quote(name)
+
+
+def _connect(config: RepoConfig) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     store = config.offline_store
@@ -213,8 +241,6 @@ def _connect(config: RepoConfig, paths: list[str]) -> duckdb.DuckDBPyConnection:
         con.execute(f"SET threads = {int(store.threads)}")
     if getattr(store, "memory_limit", None):
         con.execute(f"SET memory_limit = {_literal(store.memory_limit)}")
-    if any(urlparse(p).scheme in {"s3", "gs", "gcs", "http", "https"} for p in paths):
-        con.execute("LOAD httpfs")  # object storage on a cluster
     return con
 
 
@@ -323,8 +349,7 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
             )
         views = [_view_join(config, v, feature_refs, full_feature_names) for v in feature_views]
         odfvs = OnDemandFeatureView.get_requested_odfvs(feature_refs, project, registry)
-        paths = [v.path for v in views]
-        with _connect(config, paths) as con:
+        with _connect(config) as con:
             entity = _entity_table(con, entity_df)
         if EVENT_TIMESTAMP not in entity.column_names:
             raise InputError(
@@ -336,7 +361,7 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
         low, high = pc.min(timestamps).as_py(), pc.max(timestamps).as_py()
 
         def run() -> pa.Table:
-            with _connect(config, paths) as con:
+            with _connect(config) as con:
                 return point_in_time_join(con, entity, views, EVENT_TIMESTAMP)
 
         metadata = RetrievalMetadata(
@@ -421,14 +446,11 @@ def _pull(
         filters.append(f"{ts} <= {_literal(_utc(end).isoformat())}::TIMESTAMPTZ")
     where = f" WHERE {' AND '.join(filters)}" if filters else ""
     select = ", ".join(_quote(c) for c in columns)
-    sql = f"SELECT {select} FROM read_parquet({_literal(path)}){where}{qualify}"
 
     def run() -> pa.Table:
-        con = _connect(config, [path])
-        try:
+        with _connect(config) as con:
+            sql = f"SELECT {select} FROM {source_relation(con, path)}{where}{qualify}"
             return con.sql(sql).to_arrow_table()
-        finally:
-            con.close()
 
     return AsofRetrievalJob(run, [], False, None)
 

@@ -4,13 +4,11 @@ started with ``ray start --head`` on 127.0.0.1."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -18,12 +16,12 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
+from services import ray_head
 
 from searchrank.components.core.checkpoint import load_ranker
 from searchrank.components.core.errors import InputError
 from searchrank.components.core.metrics import ndcg_at_k
 from searchrank.components.core.names import RANKER_FEATURE_SERVICE
-from searchrank.components.core.net import free_port
 from searchrank.components.evaluate.scoring import score_ranker
 from searchrank.components.train_ranker.config import TrainRankerConfig
 from searchrank.components.train_ranker.jobs import submit_and_follow
@@ -145,39 +143,10 @@ def test_a_killed_worker_costs_an_epoch_not_the_run(
 
 
 @pytest.fixture(scope="module")
-def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> str:
+def ray_cluster() -> Iterator[str]:
     """A real local Ray cluster (head only) with the Jobs API, on loopback."""
-    ray = str(Path(sys.executable).parent / "ray")
-    # Ray's Unix sockets live under --temp-dir, whose path must stay short (107 bytes at most).
-    temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
-    dashboard = free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    subprocess.run(
-        [
-            ray,
-            "start",
-            "--head",
-            f"--port={free_port()}",
-            "--node-ip-address=127.0.0.1",
-            "--include-dashboard=true",
-            "--dashboard-host=127.0.0.1",
-            f"--dashboard-port={dashboard}",
-            "--num-cpus=4",
-            f"--temp-dir={temp}",
-            "--disable-usage-stats",
-        ],
-        check=True,
-        env=env,
-        capture_output=True,
-        timeout=180,
-    )
-    try:
-        yield f"http://127.0.0.1:{dashboard}"
-    finally:
-        subprocess.run(
-            [ray, "stop", "--force"], env=env, capture_output=True, timeout=120, check=False
-        )
-        shutil.rmtree(temp, ignore_errors=True)
+    with ray_head() as address:
+        yield address
 
 
 def test_training_runs_as_a_ray_job_on_an_existing_cluster(

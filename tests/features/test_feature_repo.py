@@ -16,8 +16,10 @@ from feast.repo_config import load_repo_config
 
 from searchrank.components.core.names import (
     FEAST_PROJECT,
+    ONLINE_STORE_SECRET_ENV,
     RANKER_FEATURE_SERVICE,
     RETRIEVER_FEATURE_SERVICE,
+    STORAGE_CONFIG_ENV,
 )
 from searchrank.components.core.net import free_port
 from searchrank.features import definitions, tables
@@ -103,21 +105,21 @@ def test_local_and_cluster_configurations_load(monkeypatch: pytest.MonkeyPatch) 
     assert isinstance(local.offline_store, AsofDuckDBOfflineStoreConfig)
     assert local.online_store.type == "sqlite"
 
-    for name, value in {
-        "FEAST_REGISTRY_USER": "feast",
-        "FEAST_REGISTRY_PASSWORD": "s3cret",
-        "FEAST_REGISTRY_HOST": "feast-registry",
-        "REDIS_HOST": "redis",
-        "REDIS_PASSWORD": "pw",
-        "SEARCHRANK_FEATURE_DATA_URI": "s3://features/music",
+    for key, value in {
+        "registry-address": "feast-registry:5432",
+        "registry-user": "feast",
+        "registry-password": "s3cret",
+        "redis-address": "redis:6379",
+        "redis-password": "pw",
     }.items():
-        monkeypatch.setenv(name, value)
+        monkeypatch.setenv(ONLINE_STORE_SECRET_ENV[key], value)
+    monkeypatch.setenv(STORAGE_CONFIG_ENV["feature-data-uri"], "s3://features/music")
     cluster = load_repo_config(REPO_TEMPLATE_DIR, REPO_TEMPLATE_DIR / "feature_store.cluster.yaml")
     assert cluster.project == FEAST_PROJECT
     assert cluster.online_store.type == "redis"
     assert cluster.online_store.connection_string == "redis:6379,password=pw"
     assert cluster.registry.registry_type == "sql"
-    assert "feast-registry" in cluster.registry.path
+    assert "://feast:s3cret@feast-registry:5432/feast" in cluster.registry.path
     assert cluster.offline_store.data_root == "s3://features/music"
     assert template("cluster")["project"] == template("local")["project"]
 

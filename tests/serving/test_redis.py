@@ -1,50 +1,27 @@
 """The Redis online store (the cluster's) serves what the SQLite one (the embedded default) does.
 
-Starts Debian's ``redis-server`` on a free 127.0.0.1 port; skipped when it is not installed
-(``.ci/run`` installs it).
+Starts Debian's ``redis-server`` on a free 127.0.0.1 port (``tests/services.py``); skipped when
+it is not installed (``.ci/run`` installs it).
 """
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from services import redis_server
 from serving.conftest import LoggedDay
 
 from searchrank.components.core import schema as S
-from searchrank.components.core.net import free_port
 from searchrank.serving.engine import SearchEngine
 
 
 @pytest.fixture(scope="module")
-def redis_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    port = free_port()
-    folder = tmp_path_factory.mktemp("redis")
-    server = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(folder)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+def redis_address() -> Iterator[str]:
+    with redis_server() as address:
+        yield address
 
 
 def test_redis_serves_the_same_features_and_scores_as_sqlite(

@@ -1,0 +1,235 @@
+"""Real services on loopback for tests and rehearsals: Redis, PostgreSQL and an S3 API server.
+
+Each starter is a context manager that starts the service on a free 127.0.0.1 port, waits until
+it accepts connections, yields how to reach it and stops it afterwards. A starter whose program
+is missing skips the calling test with the package to install (``.ci/run`` installs them).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NamedTuple
+
+import pyarrow.fs as pafs
+import pytest
+
+from searchrank.components.core import storage
+from searchrank.components.core.net import free_port
+
+STARTUP_TIMEOUT_S = 60.0
+POSTGRES_HOME = "/usr/lib/postgresql"
+"""Where Debian installs each PostgreSQL version's programs (``<version>/bin``)."""
+S3_TEST_KEY = "searchrank-test"
+"""Access key and secret of the S3 test server, which accepts any credentials."""
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], name: str) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start on port {port}") from None
+            time.sleep(0.05)
+
+
+@contextmanager
+def redis_server(password: str | None = None) -> Iterator[str]:
+    """A ``redis-server`` without persistence; yields its ``host:port``.
+
+    Args:
+        password: required of clients (``requirepass``); None lets any client in.
+    """
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="searchrank-redis-") as folder:
+        command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        command += ["--appendonly", "no", "--dir", folder]
+        if password is not None:
+            command += ["--requirepass", password]
+        server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait_for_port(port, server, "redis-server")
+            yield f"127.0.0.1:{port}"
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+class Postgres(NamedTuple):
+    """How to reach a :func:`postgres_server`: ``address`` is ``host:port``."""
+
+    address: str
+    user: str
+    password: str
+    database: str
+
+
+@contextmanager
+def postgres_server() -> Iterator[Postgres]:
+    """A throwaway PostgreSQL cluster with a database ``feast``, reached over TCP with a password.
+
+    Debian's binaries (``/usr/lib/postgresql/<version>/bin``, the newest) run as the current
+    user, or as the ``postgres`` system user when that is root, which PostgreSQL refuses to be.
+    """
+    versions = sorted(Path(POSTGRES_HOME).glob("*/bin"), key=lambda b: int(b.parent.name))
+    if not versions:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    bin_dir = versions[-1]
+    as_root = os.geteuid() == 0
+    if as_root and shutil.which("runuser") is None:
+        pytest.skip("running as root needs runuser to start PostgreSQL as the postgres user")
+    run_as = ["runuser", "-u", "postgres", "--"] if as_root else []
+    user, password, database = "feast", secrets.token_hex(8), "feast"
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="searchrank-postgres-") as folder:
+        root = Path(folder)
+        (root / "password").write_text(password)
+        if as_root:
+            for path in (root, root / "password"):
+                shutil.chown(path, "postgres", "postgres")
+        data = root / "data"
+
+        def run(*command: str) -> None:
+            done = subprocess.run(
+                [*run_as, *command], capture_output=True, text=True, timeout=120, check=False
+            )
+            if done.returncode:
+                raise RuntimeError(f"{' '.join(command)} failed: {done.stdout}{done.stderr}")
+
+        run(
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            user,
+            "--pwfile",
+            str(root / "password"),
+            "--auth=scram-sha-256",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        )
+        options = (
+            f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} "
+            "-c fsync=off -c shared_buffers=16MB -c max_connections=30"
+        )
+        pg_ctl = str(bin_dir / "pg_ctl")
+        run(pg_ctl, "-D", str(data), "-l", str(root / "log"), "-o", options, "-w", "start")
+        try:
+            import psycopg
+
+            with psycopg.connect(
+                host="127.0.0.1",
+                port=port,
+                user=user,
+                password=password,
+                dbname="postgres",
+                autocommit=True,
+                connect_timeout=10,
+            ) as connection:
+                connection.execute(f'CREATE DATABASE "{database}"')
+            yield Postgres(f"127.0.0.1:{port}", user, password, database)
+        finally:
+            run(pg_ctl, "-D", str(data), "-m", "immediate", "stop")
+
+
+@contextmanager
+def s3_server() -> Iterator[str]:
+    """moto's S3 API server (in a thread of this process); yields its endpoint URL.
+
+    It keeps its buckets in this process's memory and accepts any credentials.
+    """
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError:
+        pytest.skip("moto is not installed (pip install 'moto[server]')")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def use_s3(monkeypatch: pytest.MonkeyPatch, endpoint: str, bucket: str) -> str:
+    """Point the AWS variables at the S3 server ``endpoint`` and create ``bucket`` there.
+
+    Returns:
+        ``s3://<bucket>``.
+    """
+    for name, value in {
+        storage.ACCESS_KEY_ENV: S3_TEST_KEY,
+        storage.SECRET_KEY_ENV: S3_TEST_KEY,
+        storage.ENDPOINT_ENV: endpoint,
+        storage.REGION_ENV: storage.DEFAULT_REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv(storage.SESSION_TOKEN_ENV, raising=False)
+    admin = pafs.S3FileSystem(
+        access_key=S3_TEST_KEY,
+        secret_key=S3_TEST_KEY,
+        endpoint_override=endpoint,
+        region=storage.DEFAULT_REGION,
+        allow_bucket_creation=True,
+    )
+    if admin.get_file_info(bucket).type == pafs.FileType.NotFound:
+        admin.create_dir(bucket)
+    return f"s3://{bucket}"
+
+
+@contextmanager
+def ray_head(num_cpus: int = 4) -> Iterator[str]:
+    """A Ray cluster of one head node (``ray start --head``) with its dashboard's Jobs API;
+    yields the dashboard URL that ``ray_address`` takes.
+
+    Args:
+        num_cpus: logical CPUs the head offers to jobs (more than the machine has is fine).
+    """
+    import sys
+
+    ray = str(Path(sys.executable).parent / "ray")
+    # Ray's Unix sockets live under --temp-dir, whose path must stay short (107 bytes at most).
+    temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+    dashboard = free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    subprocess.run(
+        [
+            ray,
+            "start",
+            "--head",
+            f"--port={free_port()}",
+            "--node-ip-address=127.0.0.1",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard}",
+            f"--num-cpus={num_cpus}",
+            f"--temp-dir={temp}",
+            "--disable-usage-stats",
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=180,
+    )
+    try:
+        yield f"http://127.0.0.1:{dashboard}"
+    finally:
+        subprocess.run(
+            [ray, "stop", "--force"], env=env, capture_output=True, timeout=120, check=False
+        )
+        shutil.rmtree(temp, ignore_errors=True)

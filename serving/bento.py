@@ -2,6 +2,11 @@
 
 Used by the ``package_service`` component, ``searchrank serve``, the tests and the benchmark,
 so that every one of them builds and starts the service the same way.
+
+A Bento carries the searchrank wheel (``env/python/wheels``) and pins searchrank's own base
+requirements at the versions installed here, so its image (``bentoml containerize``, whose
+Dockerfile copies ``env/python`` and runs its ``install.sh``: ``uv pip install -r
+requirements.txt``) installs searchrank from the Bento and the rest from an index.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import chdir, contextmanager, suppress
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -23,30 +28,26 @@ from typing import Any
 
 import httpx
 import pandas as pd
+from packaging.requirements import Requirement
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import Version
 
 from searchrank.components.core import checkpoint as ckpt
 from searchrank.components.core.errors import InputError
+from searchrank.components.core.names import BENTO_NAME, RANKER_MODEL_NAME, RETRIEVER_MODEL_NAME
 from searchrank.components.core.net import free_port
 from searchrank.serving.candidates import CandidateGenerator, RetrieverParts
 from searchrank.serving.engine import lexical_retriever
-from searchrank.serving.service import (
-    FEATURE_REPO_ENV,
-    RANKER_MODEL_NAME,
-    RETRIEVER_MODEL_NAME,
-)
+from searchrank.serving.service import FEATURE_REPO_ENV
 
-BENTO_NAME = "searchrank"
 ENTRY_MODULE = "searchrank_bento.py"
-RUNTIME_PACKAGES = (
-    "searchrank",
-    "torch",
-    "feast",
-    "bm25s",
-    "pandas",
-    "numpy",
-    "pyarrow",
-)
-"""Distributions the Bento's environment pins at the versions installed here."""
+DISTRIBUTION = "searchrank"
+WHEEL_ENV = "SEARCHRANK_WHEEL"
+"""Names the searchrank wheel to bundle, or a folder holding it, where searchrank is not
+installed editable from its sources (in an image: the wheel its build installed)."""
+TORCH_INDEX_ENV = "SEARCHRANK_TORCH_INDEX_URL"
+"""When set, the Bento's extra index (PyTorch's CPU wheels, or a mirror of them): the Bento pins
+``torch==<version>`` without the local label, and the index decides which build that is."""
 
 
 def _label(value: object) -> str:
@@ -111,17 +112,155 @@ def save_retriever(
     return str(model.tag)
 
 
+def runtime_requirements() -> list[str]:
+    """searchrank's base requirements (none of its extras'), each pinned at the installed version.
+
+    Extras stay (``feast[duckdb,postgres,redis]==...``); local version labels go (``torch==2.13.0``,
+    not ``+cpu``), because no index serves a local version: the index chooses the build.
+
+    Raises:
+        InputError: a base requirement is not installed, so there is no version to pin.
+    """
+    pins = []
+    for line in metadata.requires(DISTRIBUTION) or []:
+        requirement = Requirement(line)
+        # False for an extra's requirement (pipelines, dev) and for another platform's.
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue
+        try:
+            installed = Version(metadata.version(requirement.name)).public
+        except metadata.PackageNotFoundError as error:
+            raise InputError(
+                "requirement", line, "must be installed: the Bento pins the installed version"
+            ) from error
+        extras = f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else ""
+        pins.append(f"{requirement.name}{extras}=={installed}")
+    return pins
+
+
+def bundle_wheel(folder: Path) -> Path:
+    """Put the searchrank wheel of the installed version into ``folder``.
+
+    The wheel is the one ``SEARCHRANK_WHEEL`` names (a file, or a folder holding it) or, when
+    searchrank is installed editable, built from its source checkout (offline, a few seconds).
+
+    Returns:
+        The wheel's path in ``folder``.
+
+    Raises:
+        InputError: ``SEARCHRANK_WHEEL`` names no searchrank wheel of the installed version, or
+            it is unset and searchrank is not installed editable.
+    """
+    version = metadata.version(DISTRIBUTION)
+    folder.mkdir(parents=True, exist_ok=True)
+    named = os.environ.get(WHEEL_ENV)
+    if named:
+        return Path(shutil.copy2(_named_wheel(Path(named), version), folder))
+    source = _editable_source()
+    if source is None:
+        raise InputError(
+            WHEEL_ENV,
+            None,
+            f"must name the searchrank {version} wheel to bundle in the Bento where searchrank "
+            "is not installed editable from its sources",
+        )
+    return _build_wheel(source, folder)
+
+
+def _named_wheel(named: Path, version: str) -> Path:
+    """The wheel ``SEARCHRANK_WHEEL`` names: that file, or the ``version`` wheel in that folder
+    (so an image need not repeat the package version)."""
+    if named.is_dir():
+        found = sorted(named.glob(f"{DISTRIBUTION}-{version}-*.whl"))
+        if not found:
+            raise InputError(
+                WHEEL_ENV, str(named), f"must hold the installed {DISTRIBUTION} {version}'s wheel"
+            )
+        return found[0]
+    _check_wheel(named, version)
+    return named
+
+
+def _check_wheel(wheel: Path, version: str) -> None:
+    try:
+        name, built, _, _ = parse_wheel_filename(wheel.name)
+    except InvalidWheelFilename as error:
+        raise InputError(WHEEL_ENV, str(wheel), "must name a wheel (.whl) file") from error
+    if name != canonicalize_name(DISTRIBUTION) or built != Version(version):
+        raise InputError(
+            WHEEL_ENV, str(wheel), f"must be the installed {DISTRIBUTION} {version}'s wheel"
+        )
+    if not wheel.is_file():
+        raise InputError(WHEEL_ENV, str(wheel), "must be an existing file")
+
+
+def _editable_source() -> Path | None:
+    """The source checkout searchrank runs from (an editable install), if it does: the folder
+    with ``pyproject.toml`` above the ``components`` package.
+
+    Read from where the code lives rather than from the distribution's metadata: an editable
+    install leaves a ``searchrank.egg-info`` in the checkout, which shadows the installed
+    metadata (and its PEP 610 record) for any process started there, as kfp.local's steps are.
+    """
+    import searchrank.components
+
+    root = Path(next(iter(searchrank.components.__path__))).resolve().parent
+    return root if (root / "pyproject.toml").is_file() else None
+
+
+def _build_wheel(source: Path, folder: Path) -> Path:
+    """``pip wheel`` of ``source`` into ``folder``: no dependencies, no isolated build
+    environment (the installed setuptools), so nothing is downloaded.
+
+    Raises:
+        RuntimeError: the build failed; the message ends with pip's output.
+    """
+    with tempfile.TemporaryDirectory(prefix="searchrank-wheel-") as scratch:
+        # setuptools builds in the checkout's build/ and packs whatever an earlier build left
+        # there, deleted modules included; a config of our own (DIST_EXTRA_CONFIG) moves its
+        # build and egg-info folders here, so the wheel holds the sources as they are now.
+        config = Path(scratch) / "setup.cfg"
+        config.write_text(
+            f"[build]\nbuild_base = {scratch}/build\n[egg_info]\negg_base = {scratch}\n"
+        )
+        result = subprocess.run(
+            [
+                *(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"),
+                *("--quiet", "--wheel-dir", str(folder), str(source)),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "DIST_EXTRA_CONFIG": str(config)},
+            check=False,
+        )
+    if result.returncode != 0:
+        raise RuntimeError(f"building the searchrank wheel from {source} failed:\n{result.stderr}")
+    (wheel,) = folder.glob(f"{DISTRIBUTION}-*.whl")
+    return wheel
+
+
 def build_bento(ranker_tag: str, retriever_tag: str, labels: Mapping[str, object]) -> str:
     """Build the Bento whose entry module pins ``ranker_tag`` and ``retriever_tag``.
 
-    The build works offline: requirements are the installed versions, not re-resolved.
+    The build works offline: requirements are the installed versions, not re-resolved
+    (:func:`runtime_requirements`), and searchrank itself is a bundled wheel
+    (:func:`bundle_wheel`). ``SEARCHRANK_TORCH_INDEX_URL``, when set, becomes the Bento's extra
+    index.
 
     Returns:
         The Bento's tag.
+
+    Raises:
+        InputError: see :func:`bundle_wheel` and :func:`runtime_requirements`.
     """
     import bentoml
 
-    packages = [f"{name}=={metadata.version(name)}" for name in RUNTIME_PACKAGES]
+    options: dict[str, Any] = {"lock_packages": False}
+    torch_index = os.environ.get(TORCH_INDEX_ENV)
+    if torch_index:
+        if any(c.isspace() for c in torch_index):
+            raise InputError(TORCH_INDEX_ENV, torch_index, "must be one index URL, no spaces")
+        options["extra_index_url"] = [torch_index]
     with tempfile.TemporaryDirectory(prefix="searchrank-bento-") as context:
         entry = Path(context) / ENTRY_MODULE
         entry.write_text(
@@ -131,14 +270,23 @@ def build_bento(ranker_tag: str, retriever_tag: str, labels: Mapping[str, object
             f'os.environ["SEARCHRANK_RETRIEVER_MODEL"] = "{retriever_tag}"\n\n'
             "from searchrank.serving.service import RankerModel, Search  # noqa: E402,F401\n"
         )
-        bento = bentoml.bentos.build(
-            service=f"{entry.stem}:Search",
-            name=BENTO_NAME,
-            labels={k: _label(v) for k, v in labels.items()},
-            include=[f"/{ENTRY_MODULE}"],
-            python={"packages": packages, "lock_packages": False},
-            build_ctx=context,
-        )
+        # The wheel stays out of src/: BentoML copies it to env/python/wheels beside
+        # requirements.txt, whose link ./wheels/<file> the image's install.sh resolves from
+        # there. BentoML logs that this falls back to its v1 layout; its v2 layout, unlocked,
+        # copies a wheel bundled in src/ into the image only after installing requirements.
+        wheel = bundle_wheel(Path(context) / "dist")
+        options["wheels"] = [str(wheel.relative_to(context))]
+        options["packages"] = [*runtime_requirements(), f"./wheels/{wheel.name}"]
+        # BentoML accepts a wheel only below the working directory, whatever the build context.
+        with chdir(context):
+            bento = bentoml.bentos.build(
+                service=f"{entry.stem}:Search",
+                name=BENTO_NAME,
+                labels={k: _label(v) for k, v in labels.items()},
+                include=[f"/{ENTRY_MODULE}"],
+                python=options,
+                build_ctx=context,
+            )
     return str(bento.tag)
 
 
@@ -217,12 +365,15 @@ def serve(
     env: Mapping[str, str] | None = None,
     start_timeout: float = 180.0,
     working_dir: Path | None = None,
+    python: str = sys.executable,
 ) -> Iterator[RunningService]:
     """Run ``bentoml serve target`` on 127.0.0.1 until the block ends, whatever happens.
 
     Args:
         target: a Bento tag, or ``module:Service`` importable from ``working_dir``.
         feature_repo: the Feast repository the service reads.
+        python: the interpreter whose environment runs the server (another one than this
+            process's, for instance a Bento's environment installed on its own).
 
     Raises:
         RuntimeError: the server exited or was not ready within ``start_timeout``; the message
@@ -235,7 +386,7 @@ def serve(
     log_path = Path(tempfile.mkstemp(prefix="bentoml-serve-", suffix=".log")[1])
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bentoml", "serve", target, *ADDRESS, str(port)],
+            [python, "-m", "bentoml", "serve", target, *ADDRESS, str(port)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=environment,

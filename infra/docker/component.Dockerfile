@@ -35,8 +35,11 @@ COPY serving ./serving
 # links only if the targets sit at the same relative place.
 COPY infra/k8s/base/raycluster.yaml infra/k8s/base/feature_store.yaml ./infra/k8s/base/
 # The pipelines extra: kfp, ray, great-expectations and lightgbm, which the components need
-# and the Bento does not.
-RUN pip install ".[pipelines]"
+# and the Bento does not. The wheel stays in the image: package_service bundles it into every
+# Bento it builds (SEARCHRANK_WHEEL), so the Bento installs searchrank from itself.
+RUN pip wheel --no-deps --wheel-dir /opt/searchrank/dist . \
+    && pip install "$(ls /opt/searchrank/dist/searchrank-*.whl)[pipelines]"
+ENV SEARCHRANK_WHEEL=/opt/searchrank/dist
 
 USER 10001:10001
 HEALTHCHECK NONE

@@ -33,6 +33,7 @@ from searchrank.components.core.names import (
 )
 from searchrank.components.train_ranker.rayjob import RAYCLUSTER
 from searchrank.features.store import ENVIRONMENTS, FEATURE_STORE_YAML, REPO_TEMPLATE_DIR
+from searchrank.serving.bento import WHEEL_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ("dev", "gpu")
@@ -274,7 +275,10 @@ def test_every_path_a_dockerfile_copies_exists_and_is_not_ignored(dockerfile: Pa
         assert any(target == c or target.is_relative_to(c) for c in copied), f"{where} not copied"
         assert not dockerignored(target.relative_to(ROOT).as_posix(), ignored), f"{where} ignored"
     assert re.search(r"^USER 10001:10001$", text, re.MULTILINE), "the image must not run as root"
-    assert 'RUN pip install ".[pipelines]"\n' in text
+    # The image installs its own wheel with the pipelines extra and keeps it for the Bentos
+    # that package_service builds.
+    assert re.search(r"pip wheel --no-deps --wheel-dir (\S+) \.", text)
+    assert "[pipelines]" in text and f"ENV {WHEEL_ENV}=" in text
 
 
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"

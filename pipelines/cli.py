@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 
 from searchrank.components.core.errors import InputError
-from searchrank.components.core.names import RANKER_FEATURE_SERVICE
+from searchrank.components.core.names import NAMESPACE, RANKER_FEATURE_SERVICE
 
 app = typer.Typer(
     help="searchrank: Kubeflow components for search retrieval and ranking.",
@@ -195,6 +195,19 @@ def features_init(
     console.print(f"applied searchrank definitions in {repo}")
 
 
+@features_app.command("apply")
+@reports_input_errors
+def features_apply(
+    repo: Annotated[Path, typer.Option(help="Folder holding the feature_store.yaml to use.")],
+) -> None:
+    """Register searchrank's definitions in an existing repository's registry (on a cluster:
+    the SQL registry that feature_store.cluster.yaml names; run once per release)."""
+    from searchrank.features.store import apply_definitions, open_store
+
+    apply_definitions(open_store(repo))
+    console.print(f"applied searchrank definitions to the registry of {repo}")
+
+
 @features_app.command("materialize")
 @reports_input_errors
 def features_materialize(
@@ -320,6 +333,9 @@ def run(
     host: Annotated[str, typer.Option(help="Kubeflow Pipelines API URL.")] = "",
     local: Annotated[bool, typer.Option("--local", help="Run with kfp.local here.")] = False,
     cache: Annotated[bool, typer.Option(help="Let Kubeflow reuse cached steps.")] = True,
+    namespace: Annotated[
+        str, typer.Option(help="Kubeflow runs: the namespace of searchrank's manifests.")
+    ] = NAMESPACE,
     pipeline_root: Annotated[Path, typer.Option(help="Local runs: where artifacts go.")] = Path(
         ".searchrank/runs"
     ),
@@ -337,7 +353,8 @@ def run(
         return
     with tempfile.TemporaryDirectory() as folder:
         package = compile_pipeline(Path(folder) / "search_ranking.yaml")
-        console.print(f"submitted run {submit(host, package, arguments, enable_caching=cache)}")
+        run_id = submit(host, package, arguments, namespace=namespace, enable_caching=cache)
+        console.print(f"submitted run {run_id} in namespace {namespace}")
 
 
 @app.command()

@@ -19,6 +19,7 @@ from searchrank.components.evaluate_retrieval import evaluate_retrieval_op
 from searchrank.components.fetch_features import fetch_features_op
 from searchrank.components.materialize_features import materialize_features_op
 from searchrank.components.package_service import package_service_op
+from searchrank.components.plan_training import plan_training_op
 from searchrank.components.run_report import run_report_op
 from searchrank.components.split_dataset import split_dataset_op
 from searchrank.components.train_intent import train_intent_op
@@ -41,6 +42,7 @@ COMPONENTS: dict[str, Any] = {
     "build_index": build_index_op,
     "train_intent": train_intent_op,
     "evaluate_retrieval": evaluate_retrieval_op,
+    "plan_training": plan_training_op,
 }
 
 COMPONENTS_DIR = Path(components_package.__file__).resolve().parent

@@ -6,6 +6,11 @@ create and apply a Feast repository over them, run the whole search-ranking pipe
 LightGBM and the two-tower retriever with its index, evaluate ranking and retrieval, package and
 infra-validate the Bento), then start the Bento with ``bentoml serve``, send a few
 example searches, print what comes back and stop the server.
+
+Every run after the first is judged against the one before it, as production runs are: the
+Bento the demo serves is the next run's champion (a candidate must beat it to replace it) and
+its training set the next run's drift reference. A run that is not blessed leaves the champion
+in place, and the demo serves the champion.
 """
 
 from __future__ import annotations
@@ -76,9 +81,49 @@ class DemoPaths:
         return self.workdir / "last_run.json"
 
     @property
+    def production(self) -> Path:
+        return self.workdir / "production.json"
+
+    @property
     def repo_data(self) -> Path:
         """Which generation of the data the feature repository was built over."""
         return self.feature_repo / "data_generation.txt"
+
+
+@dataclass(frozen=True)
+class Production:
+    """What the demo serves: the next run's champion and drift reference.
+
+    Attributes:
+        bento: the Bento's tag in the BentoML store.
+        training_set: the training set (parquet) its ranker was trained on.
+    """
+
+    bento: str
+    training_set: str
+
+    @classmethod
+    def load(cls, paths: DemoPaths) -> Production | None:
+        """The recorded production Bento, or None when there is none or it left the store."""
+        import bentoml
+        from bentoml.exceptions import NotFound
+
+        if not paths.production.is_file():
+            return None
+        production = cls(**json.loads(paths.production.read_text()))
+        try:
+            bentoml.bentos.get(production.bento)
+        except NotFound:
+            return None
+        return production
+
+    def save(self, paths: DemoPaths) -> None:
+        paths.production.write_text(json.dumps(asdict(self)))
+
+    def arguments(self) -> dict[str, str]:
+        """The pipeline arguments that judge a run against this production model."""
+        reference = self.training_set if Path(self.training_set).is_file() else ""
+        return {"champion": self.bento, "reference_training_set": reference}
 
 
 def fresh_repo_for_data(paths: DemoPaths) -> Path:
@@ -220,22 +265,37 @@ def run_demo(workdir: Path, config: GeneratorConfig, console: Console) -> Path:
         {"data": paths.config.read_text(), "arguments": arguments, "code": code_fingerprint()},
         sort_keys=True,
     )
+    # The champion is left out of the key: it is what the previous run left, not an input.
+    production = Production.load(paths)
     reused = reusable_run(paths, key)
     if reused is not None:
         run, bento = reused
         console.print(f"inputs unchanged since {run.name}: reusing its Bento {bento}")
     else:
+        if production is not None:
+            console.print(
+                f"champion: {production.bento} (the candidate must beat it); "
+                f"drift reference: its training set"
+            )
+            arguments.update(production.arguments())
         console.rule("search-ranking pipeline (kfp.local)")
         run = run_local(arguments, paths.runs)
         bento = latest_bento() if _first(run, "package-service-op*/bento") else ""
+        if bento:
+            training_set = _first(run, "fetch-features-op*/training_set")
+            production = Production(bento, str(training_set or ""))
+            production.save(paths)
         paths.last_run.write_text(json.dumps({"key": key, "run": str(run), "bento": bento}))
     report = _first(run, "run-report-op*/report")
     if report is not None:
         shutil.copyfile(report, paths.report)
-    if not bento:
+    if production is None:
         console.print(summary_table(run, "(none: not blessed)", time.perf_counter() - started))
         console.print(f"not blessed, so nothing to serve; see [bold]{paths.report}[/bold]")
         return run
+    if production.bento != bento:
+        console.print(f"not blessed: the champion {production.bento} stays in production")
+    bento = production.bento
     catalogue = pd.read_parquet(paths.data / T.file_name(T.CATALOGUE))
     console.rule(f"serving {bento}")
     with serve(bento, paths.feature_repo) as running:
@@ -281,6 +341,14 @@ def summary_table(run: Path, bento: str, seconds: float) -> Table:
         for system, values in report["systems"].items():
             table.add_row(f"NDCG@10 {system}", f"{values['ndcg@10']:.4f}")
         table.add_row("blessed", str(report["blessed"]))
+        table.add_row("champion", report.get("champion") or "(none: first run)")
+    validation = _first(run, "validate-data-op*/result")
+    if validation is not None:
+        drift = json.loads(validation.read_text()).get("drift") or {}
+        table.add_row(
+            "drift (largest PSI)",
+            f"{max(drift.values()):.3f}" if drift else "(not checked: no reference yet)",
+        )
     for label, pattern in (
         ("evaluation report", "evaluate-op*/report"),
         ("training curves", "train-ranker-op*/curves"),

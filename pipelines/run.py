@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from searchrank.components.core.errors import InputError
+from searchrank.components.core.names import NAMESPACE, PIPELINE_SERVICE_ACCOUNT
 
 
 def compile_pipeline(output: Path, pipeline_root: str | None = None) -> Path:
@@ -43,17 +44,25 @@ def submit(
     arguments: Mapping[str, Any],
     *,
     experiment: str = "searchrank",
+    namespace: str = NAMESPACE,
     enable_caching: bool = True,
 ) -> str:
-    """Submit a compiled pipeline to the Kubeflow Pipelines API at ``host``; returns the run id."""
+    """Submit a compiled pipeline to the Kubeflow Pipelines API at ``host``; returns the run id.
+
+    The run's pods start in ``namespace`` under the service account that may manage RayJobs
+    (:data:`PIPELINE_SERVICE_ACCOUNT`): the namespace holding the manifests' secrets, config maps
+    and network policies (a Kubeflow profile of that name in a multi-user installation).
+    """
     import kfp
 
-    client = kfp.Client(host=host)
+    client = kfp.Client(host=host, namespace=namespace)
     run = client.create_run_from_pipeline_package(
         str(package),
         arguments=dict(arguments),
         experiment_name=experiment,
+        namespace=namespace,
         enable_caching=enable_caching,
+        service_account=PIPELINE_SERVICE_ACCOUNT,
     )
     return str(run.run_id)
 

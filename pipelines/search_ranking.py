@@ -18,11 +18,16 @@ The ranker's blessing decides whether a Bento is built at all; the retriever's a
 model's own blessings (``evaluate_retrieval``) decide whether the Bento's ``/search`` fuses the
 dense candidates and routes the fusion by intent, or keeps BM25.
 
-The same function compiles for Kubeflow and runs under ``kfp.local``. Kubernetes placement
-(the training tasks' typed GPU request, node selector, toleration and the shared work claim,
-the online store's credentials as environment variables from a secret) is added only when
+Every run is judged against the model in production too: ``champion`` names it (a Bento, an
+exported ``.bento`` or a ranker checkpoint), and ``evaluate`` blesses only a candidate that
+beats it as well as the baselines; ``reference_training_set`` names the training set it was
+trained on, against which ``validate_data`` checks drift.
+
+The same function compiles for Kubeflow and runs under ``kfp.local``. Kubernetes settings
+(:mod:`.placement`: every task's size and timeout, the train steps' GPU and node placement from
+``plan_training``, Feast's configuration and the stores' credentials) are added only when
 ``cluster=True`` (:func:`build_pipeline`): ``kfp.local`` cannot schedule pods, so the local run
-follows the same graph without those platform settings.
+follows the same graph without them.
 """
 
 from typing import Any
@@ -31,12 +36,13 @@ from kfp import dsl
 from kfp.dsl import Dataset
 
 from searchrank.components.build_index import build_index_op
-from searchrank.components.core.names import RANKER_FEATURE_SERVICE
+from searchrank.components.core.names import FEAST_REPO_MOUNT, RANKER_FEATURE_SERVICE
 from searchrank.components.evaluate import evaluate_op
 from searchrank.components.evaluate_retrieval import evaluate_retrieval_op
 from searchrank.components.fetch_features import fetch_features_op
 from searchrank.components.materialize_features import materialize_features_op
 from searchrank.components.package_service import package_service_op
+from searchrank.components.plan_training import plan_training_op
 from searchrank.components.run_report import run_report_op
 from searchrank.components.split_dataset import split_dataset_op
 from searchrank.components.train_intent import train_intent_op
@@ -46,20 +52,6 @@ from searchrank.components.train_retriever import train_retriever_op
 from searchrank.components.validate_data import validate_data_op
 
 PIPELINE_NAME = "search-ranking"
-ONLINE_STORE_SECRET_KEYS = {
-    "redis-host": "REDIS_HOST",
-    "redis-password": "REDIS_PASSWORD",
-    "registry-host": "FEAST_REGISTRY_HOST",
-    "registry-user": "FEAST_REGISTRY_USER",
-    "registry-password": "FEAST_REGISTRY_PASSWORD",
-}
-"""Keys of the online-store secret and the environment variables ``feature_store.cluster.yaml``
-reads them from."""
-FEAST_TASKS = ("materialize-features-op", "fetch-features-op", "package-service-op")
-
-
-WORK_MOUNT = "/mnt/work"
-"""Where the train steps and the Ray pods mount the shared work claim."""
 
 DEFAULT_PIPELINE_ROOT = "s3://searchrank-artifacts/pipeline-root"
 """Where a Kubeflow run keeps its artifacts unless ``searchrank compile --pipeline-root`` says
@@ -67,22 +59,25 @@ otherwise (MinIO, S3 or GCS)."""
 
 
 def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) -> Any:
-    """The pipeline function; with ``cluster`` it carries the Kubernetes placement settings and
-    its pipeline root on object storage."""
+    """The pipeline function; with ``cluster`` it carries the Kubernetes settings and its
+    pipeline root on object storage."""
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
         pipeline_root=pipeline_root if cluster else None,
         description="Fetch point-in-time features, validate, train the transformer ranker and "
         "its baselines, the two-tower retriever with its Voyager index and the query-intent "
-        "model, evaluate each, and package a blessed ranker as a Bento.",
+        "model, evaluate each against the baselines and the champion, and package a blessed "
+        "ranker as a Bento.",
     )
     def search_ranking(
         entities_uri: str,
         catalogue_uri: str,
         searches_uri: str,
-        feature_repo: str,
+        feature_repo: str = FEAST_REPO_MOUNT,
         feature_service: str = RANKER_FEATURE_SERVICE,
+        champion: str = "",
+        reference_training_set: str = "",
         window_start: str = "",
         window_end: str = "",
         materialize_until: str = "",
@@ -92,6 +87,7 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
         cpus_per_worker: float = 1.0,
         use_gpu: bool = False,
         gpus_per_worker: float = 1.0,
+        train_memory: str = "16Gi",
         epochs: int = 20,
         d_model: int = 64,
         retriever_epochs: int = 10,
@@ -101,19 +97,18 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
         min_positive_share: float = 0.5,
         max_null_rate: float = 0.5,
         min_gain_vs_baselines: float = 0.0,
+        min_gain_vs_champion: float = 0.0,
         min_retrieval_gain: float = 0.0,
         min_intent_gain: float = 0.0,
         bootstrap_samples: int = 2000,
         p99_budget_ms: float = 500.0,
         gpu_type: str = "nvidia.com/gpu",
-        gpu_limit: int = 1,
         gpu_node_selector: dict = {"nvidia.com/gpu.present": "true"},  # noqa: B006
         gpu_toleration: dict = {  # noqa: B006
             "key": "nvidia.com/gpu",
             "operator": "Exists",
             "effect": "NoSchedule",
         },
-        online_store_secret: str = "searchrank-online-store",
         work_claim: str = "searchrank-work",
     ) -> None:
         """Parameters:
@@ -121,8 +116,16 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
         entities_uri: the logged impressions (entity rows) to train on.
         catalogue_uri: one row per item, for the service's retriever.
         searches_uri: one row per search with its ``intent``, for the intent model.
-        feature_repo: the Feast repository folder (``feature_store.yaml``).
+        feature_repo: the Feast repository folder (``feature_store.yaml``); on a cluster the
+            steps that open Feast mount the config map ``searchrank-feast`` there.
         feature_service: the feature service to train and serve on.
+        champion: the ranker in production, which a candidate must beat: a Bento tag in the
+            step's BentoML store, an exported ``.bento`` (a path or ``s3://`` URI, e.g. the
+            ``bento`` artifact of the run that built it) or a ranker checkpoint folder; empty
+            when there is none yet.
+        reference_training_set: the champion's training set (a path or ``s3://`` URI of its
+            parquet, e.g. that run's ``training_set`` artifact): validate_data checks drift
+            against it; empty to skip the drift check.
         window_start / window_end: the event-time window validate_data enforces (ISO 8601).
         materialize_until: the time the online store is loaded until; empty for now.
         ray_address: empty for Ray inside the step; a Ray dashboard URL submits a Ray job;
@@ -131,17 +134,18 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
             the steps write encoded data and checkpoints under ``ranker/`` and ``retriever/``.
         num_workers, cpus_per_worker, use_gpu, gpus_per_worker: Ray Train's scaling (ranker
             and retriever).
+        train_memory: the memory of a train step's pod on a cluster (a Kubernetes quantity).
         epochs, d_model: the ranker's most epochs and width; retriever_epochs the retriever's.
         lightgbm_*: the LambdaMART baseline's cross-validation folds and tuning grid.
         min_gain_vs_baselines: the blessing margin over every baseline (NDCG@10 interval).
+        min_gain_vs_champion: the blessing margin over the champion (0: significantly better).
         min_retrieval_gain: the retriever is blessed when the routed fusion's Recall@100 is at
             least (1 + this) × BM25's.
         min_intent_gain: routing by intent is blessed when the intent model's accuracy beats
             the majority class's by more than this.
         p99_budget_ms: the latency the packaged Bento must meet in infra validation.
-        gpu_type, gpu_limit, gpu_node_selector, gpu_toleration: where the training task runs
-            on the cluster.
-        online_store_secret: the Kubernetes secret with the online store's credentials.
+        gpu_type, gpu_node_selector, gpu_toleration: how a train step that trains on GPUs in
+            its own pod (``use_gpu`` without ``ray_address``) asks for them on the cluster.
         work_claim: the ReadWriteMany claim that the train steps mount at ``/mnt/work``, as the
             Ray pods do (``infra/k8s/base/work.yaml``): with ``ray_address``, set ``work_dir``
             under it, e.g. ``/mnt/work/run-42``.
@@ -157,6 +161,7 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
             training_set=fetched.outputs["training_set"],
             feature_service=feature_service,
             feature_repo=feature_repo,
+            reference=reference_training_set,
             window_start=window_start,
             window_end=window_end,
             min_positive_share=min_positive_share,
@@ -181,19 +186,26 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
             min_data_in_leaf=lightgbm_min_data_in_leaf,
         )
         scaling = {
-            "ray_address": ray_address,
-            "work_dir": work_dir,
             "num_workers": num_workers,
             "cpus_per_worker": cpus_per_worker,
             "use_gpu": use_gpu,
             "gpus_per_worker": gpus_per_worker,
         }
+        placement = plan_training_op(
+            ray_address=ray_address,
+            memory=train_memory,
+            gpu_node_selector=gpu_node_selector,
+            gpu_toleration=gpu_toleration,
+            **scaling,
+        )
         ranker = train_ranker_op(
             train=train_split,
             valid=valid_split,
             feature_service=feature_service,
             epochs=epochs,
             d_model=d_model,
+            ray_address=ray_address,
+            work_dir=work_dir,
             **scaling,
         )
         retriever = train_retriever_op(
@@ -201,6 +213,8 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
             valid=parts.outputs["valid"],
             catalogue=catalogue.output,
             epochs=retriever_epochs,
+            ray_address=ray_address,
+            work_dir=work_dir,
             **scaling,
         )
         index = build_index_op(embeddings=retriever.outputs["embeddings"])
@@ -219,9 +233,11 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
             test=test_split,
             candidate=ranker.outputs["model"],
             lightgbm=lightgbm.outputs["model"],
+            champion=champion,
             train=train_split,
             searches=searches.output,
             min_gain_vs_baselines=min_gain_vs_baselines,
+            min_gain_vs_champion=min_gain_vs_champion,
             bootstrap_samples=bootstrap_samples,
         )
         report_inputs = {
@@ -233,6 +249,7 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
             "feature_service": feature_service,
             "run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             "training_data": entities_uri,
+            "reference_training_set": reference_training_set,
             "retrieval_report": retrieval.outputs["report"],
             "intent_summary": intent.outputs["summary"],
         }
@@ -253,30 +270,34 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
                 run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                 p99_budget_ms=p99_budget_ms,
             ).after(materialize)
-            run_report_op(
+            blessed_report = run_report_op(
                 **report_inputs,
                 serving_summary=package.outputs["summary"],
                 bento=package.outputs["bento"],
             )
         with dsl.Else(name="not-blessed"):
-            run_report_op(**report_inputs)
+            unblessed_report = run_report_op(**report_inputs)
         # The online store and the Bento must always be fresh; the rest may be cached.
         package.set_caching_options(False)
         materialize.set_caching_options(False)
         if cluster:
-            from kfp import kubernetes
+            from searchrank.pipelines import placement as pods
 
             for trainer in (ranker, retriever):
-                trainer.set_accelerator_type(gpu_type).set_accelerator_limit(gpu_limit)
-                kubernetes.add_node_selector_json(trainer, gpu_node_selector)
-                kubernetes.add_toleration_json(trainer, gpu_toleration)
-                kubernetes.mount_pvc(trainer, pvc_name=work_claim, mount_path=WORK_MOUNT)
-            for task in (materialize, fetched, package):
-                kubernetes.use_secret_as_env(
-                    task,
-                    secret_name=online_store_secret,
-                    secret_key_to_env=ONLINE_STORE_SECRET_KEYS,
-                )
+                pods.place_trainer(trainer, placement, gpu_type, work_claim)
+            for task in (materialize, fetched, validated, package):
+                pods.open_feast(task)
+            # The champion and the reference training set may live on object storage.
+            pods.read_object_storage(verdict)
+            sizes = {
+                pods.LIGHT: (placement, blessed_report, unblessed_report),
+                pods.FEATURES: (materialize, fetched, validated),
+                pods.MODELLING: (parts, intent, lightgbm, index, retrieval, verdict),
+                pods.PACKAGING: (package,),
+            }
+            for pod, tasks in sizes.items():
+                for task in tasks:
+                    pods.size(task, pod)
 
     return search_ranking
 

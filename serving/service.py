@@ -35,6 +35,7 @@ import numpy as np
 from bentoml.exceptions import InvalidArgument
 
 from searchrank.components.core.errors import InputError
+from searchrank.components.core.names import RANKER_MODEL_NAME, RETRIEVER_MODEL_NAME
 from searchrank.serving.api import (
     MAX_BODY_BYTES,
     ItemIds,
@@ -49,8 +50,6 @@ from searchrank.serving.middleware import ApiKey, BodyLimit
 
 log = logging.getLogger(__name__)
 
-RANKER_MODEL_NAME = "searchrank-ranker"
-RETRIEVER_MODEL_NAME = "searchrank-retriever"
 RANKER_MODEL = os.environ.get("SEARCHRANK_RANKER_MODEL", f"{RANKER_MODEL_NAME}:latest")
 RETRIEVER_MODEL = os.environ.get("SEARCHRANK_RETRIEVER_MODEL", f"{RETRIEVER_MODEL_NAME}:latest")
 FEATURE_REPO_ENV = "SEARCHRANK_FEATURE_REPO"
@@ -92,7 +91,7 @@ class Search:
     retriever = bentoml.models.BentoModel(RETRIEVER_MODEL)
 
     def __init__(self) -> None:
-        from searchrank.features.store import open_store
+        from searchrank.features.store import check_connections, open_store
         from searchrank.serving.candidates import CandidateGenerator
         from searchrank.serving.checks import check_feature_service
         from searchrank.serving.engine import SearchEngine
@@ -102,6 +101,8 @@ class Search:
             raise RuntimeError(f"{FEATURE_REPO_ENV} must name the Feast repository folder")
         bundle = RankerBundle.load(Path(self.ranker.path))
         store = open_store(repo)
+        # A serving pod holds no object-store credentials: it reads the online store only.
+        check_connections(store, offline=False)
         check_feature_service(store, bundle.feature_service, bundle.processor)
         retriever = CandidateGenerator.load(Path(self.retriever.path))
         self.engine = SearchEngine.open(

@@ -1,5 +1,6 @@
-"""The demo's feature repository follows its data: generated again, the data gets a fresh
-registry and online store instead of one that counts the earlier data as materialized."""
+"""The demo's feature repository follows its data (generated again, the data gets a fresh
+registry and online store instead of one that counts the earlier data as materialized), and each
+run after the first is judged against the Bento the demo serves."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 from pathlib import Path
 
 from searchrank.features import tables as T
-from searchrank.pipelines.demo import DemoPaths, fresh_repo_for_data
+from searchrank.pipelines.demo import DemoPaths, Production, fresh_repo_for_data
 
 
 def test_the_feature_repository_is_emptied_when_the_data_is_generated_again(
@@ -26,3 +27,19 @@ def test_the_feature_repository_is_emptied_when_the_data_is_generated_again(
     fresh_repo_for_data(paths)
     assert not online.exists(), "new data must not be served from the old online store"
     assert (repo / "feature_store.yaml").is_file()
+
+
+def test_the_next_run_is_judged_against_the_bento_in_production(tmp_path: Path) -> None:
+    paths = DemoPaths(tmp_path)
+    assert Production.load(paths) is None, "the first run has no champion"
+    training_set = tmp_path / "training_set.parquet"
+    training_set.write_bytes(b"parquet")
+    production = Production("searchrank:nosuchversion", str(training_set))
+    assert production.arguments() == {
+        "champion": "searchrank:nosuchversion",
+        "reference_training_set": str(training_set),
+    }
+    production.save(paths)
+    assert Production.load(paths) is None, "a Bento that left the store is no champion"
+    training_set.unlink()
+    assert production.arguments()["reference_training_set"] == "", "no drift check without it"

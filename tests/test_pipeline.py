@@ -1,5 +1,6 @@
-"""The search-ranking pipeline: its compiled YAML, a full kfp.local run on tiny data, and a
-planted validation failure that stops the run before training."""
+"""The search-ranking pipeline: a full kfp.local run on tiny data, a planted validation failure
+that stops the run before training, and its command line. The compiled YAML is checked task by
+task in ``tests/cluster/test_compiled_pipeline.py``."""
 
 from __future__ import annotations
 
@@ -11,45 +12,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-import yaml
 from browser import render
 
+from searchrank.components.core.names import NAMESPACE, PIPELINE_SERVICE_ACCOUNT
 from searchrank.components.run_report.logic import SECTIONS
 from searchrank.features import tables as T
-from searchrank.pipelines.run import compile_pipeline, parse_arguments, run_local
-
-
-def test_the_compiled_pipeline_carries_gpu_placement_secrets_and_caching(tmp_path: Path) -> None:
-    spec, platform = yaml.safe_load_all(
-        compile_pipeline(tmp_path / "p.yaml", "s3://b/root").read_text()
-    )
-    assert spec["defaultPipelineRoot"] == "s3://b/root"
-    train = spec["deploymentSpec"]["executors"]["exec-train-ranker-op"]["container"]["resources"]
-    assert "gpu_type" in train["accelerator"]["resourceType"]
-    assert "gpu_limit" in train["accelerator"]["resourceCount"]
-    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    ranker = executors["exec-train-ranker-op"]
-    assert (
-        ranker["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"] == "gpu_node_selector"
-    )
-    assert ranker["tolerations"][0]["tolerationJson"]["componentInputParameter"] == "gpu_toleration"
-    for trainer in ("exec-train-ranker-op", "exec-train-retriever-op"):
-        (claim,) = executors[trainer]["pvcMount"]
-        assert claim["mountPath"] == "/mnt/work"
-        assert claim["pvcNameParameter"]["componentInputParameter"] == "work_claim"
-    for task in (
-        "exec-fetch-features-op",
-        "exec-materialize-features-op",
-        "exec-package-service-op",
-    ):
-        secret = executors[task]["secretAsEnv"][0]
-        # Inside dsl.If the parameter arrives as a pipeline channel of the same name.
-        name = secret["secretNameParameter"]["componentInputParameter"]
-        assert name.endswith("online_store_secret")
-        assert {"REDIS_HOST", "REDIS_PASSWORD"} <= {e["envVar"] for e in secret["keyToEnv"]}
-    tasks = spec["root"]["dag"]["tasks"]
-    assert tasks["fetch-features-op"]["cachingOptions"]["enableCache"] is True
-    assert tasks["materialize-features-op"]["cachingOptions"].get("enableCache") is not True
+from searchrank.pipelines.run import parse_arguments, run_local
 
 
 def test_pipeline_parameters_parse_as_json_where_they_can() -> None:
@@ -191,6 +159,10 @@ def test_searchrank_run_submits_the_compiled_pipeline_to_the_pipelines_api() -> 
     runs = [body for method, path, body in _FakePipelinesApi.received if path.endswith("/runs")]
     assert len(runs) == 1
     run = runs[0]
+    # In the namespace of the manifests' secrets, under the account that may manage RayJobs.
+    assert run["service_account"] == PIPELINE_SERVICE_ACCOUNT
+    experiments = [b for _, path, b in _FakePipelinesApi.received if path.endswith("/experiments")]
+    assert experiments and experiments[0]["namespace"] == NAMESPACE
     spec = run["pipeline_spec"]["pipeline_spec"]
     assert spec["pipelineInfo"]["name"] == "search-ranking"
     assert "kubernetes" in run["pipeline_spec"]["platform_spec"]["platforms"]

@@ -20,6 +20,11 @@ RANKER_FEATURE_SERVICE = "ranker_v1"
 RETRIEVER_FEATURE_SERVICE = "retriever_v1"
 """The features of the two-tower retriever's user and item towers."""
 
+RANKER_MODEL_NAME = "searchrank-ranker"
+RETRIEVER_MODEL_NAME = "searchrank-retriever"
+"""The models' names in BentoML's model store (and in an exported Bento's ``models/``)."""
+BENTO_NAME = "searchrank"
+
 IMAGE_REPOSITORY = "searchrank/components"
 COMPONENT_IMAGE = f"{IMAGE_REPOSITORY}:{PACKAGE_VERSION}"
 """The one base image of every component: the searchrank package installed, tagged by version."""
@@ -43,6 +48,17 @@ class MetadataKey(StrEnum):
 # ``feature_store.cluster.yaml`` and searchrank's object-storage reader expect them as. The
 # pipeline (``pipelines/search_ranking.py``) and the manifests (``infra/k8s``) both follow these
 # mappings; a test holds the manifests to them.
+
+WORK_MOUNT = "/mnt/work"
+"""Where the train steps and the Ray pods mount the shared work claim (``infra/k8s``)."""
+
+NAMESPACE = "searchrank"
+"""The namespace of the manifests, their secrets and config maps, and the pipeline's runs."""
+PIPELINE_SERVICE_ACCOUNT = "searchrank-pipeline"
+"""The service account pipeline runs use: it may manage RayJobs (``infra/k8s/base/rbac.yaml``)."""
+FEAST_CLIENT_LABEL = ("searchrank.io/feast-client", "true")
+RAY_CLIENT_LABEL = ("searchrank.io/ray-client", "true")
+"""Pod labels the network policies admit to Redis and to the Ray head's dashboard."""
 
 FEAST_REPO_MOUNT = "/etc/feast"
 """Where every pod that opens Feast finds ``feature_store.yaml`` (the config map below)."""

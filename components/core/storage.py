@@ -234,12 +234,3 @@ def parquet_dataset(uri: str, field: str = "uri") -> ds.Dataset:
     with _reported(uri, field):
         return ds.dataset(path, filesystem=fs, format="parquet")
 
-
-def read_parquet(uri: str, field: str = "uri") -> pa.Table:
-    """The whole parquet file or folder of files at ``uri``.
-
-    Raises:
-        InputError: see :func:`require_readable`.
-    """
-    with _reported(uri, field):
-        return parquet_dataset(uri, field).to_table()

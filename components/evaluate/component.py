@@ -18,11 +18,11 @@ def evaluate_op(
     evaluation: Output[Artifact],
     scores: Output[Dataset],
     lightgbm: Optional[Input[Model]] = None,  # noqa: UP045 (KFP reads typing.Optional)
-    blessed_model: Optional[Input[Model]] = None,  # noqa: UP045
     train: Optional[Input[Dataset]] = None,  # noqa: UP045
     searches: Optional[Input[Dataset]] = None,  # noqa: UP045
+    champion: str = "",
     min_gain_vs_baselines: float = 0.0,
-    min_gain_vs_blessed: float = -0.005,
+    min_gain_vs_champion: float = 0.0,
     bootstrap_samples: int = 2000,
 ) -> bool:
     """Evaluate a candidate ranker on the test split and decide whether to bless it.
@@ -36,20 +36,24 @@ def evaluate_op(
         evaluation: everything as JSON (for the run report).
         scores: the test rows with every system's score (golden searches for serving checks).
         lightgbm: the LambdaMART baseline.
-        blessed_model: the currently blessed ranker, if any.
         train: the train split, whose item texts join the BM25 corpus.
         searches: the searches table, for the query-intent slice.
         min_gain_vs_baselines: lower interval bound of (candidate − baseline) NDCG@10 needed.
-        min_gain_vs_blessed: lower interval bound of (candidate − blessed) NDCG@10 needed.
+        champion: the ranker in production, to beat: an exported Bento (a path or s3:// URI),
+            a Bento or model tag in the step's BentoML store, or a ranker checkpoint folder
+            (a path or s3:// URI); empty when there is none.
+        min_gain_vs_champion: lower interval bound of (candidate − champion) NDCG@10 needed.
         bootstrap_samples: paired bootstrap resamples.
 
     Returns:
         Whether the candidate is blessed.
     """
+    import tempfile
     from pathlib import Path
 
     import pyarrow as pa
 
+    from searchrank.components.core.champion import resolve_champion
     from searchrank.components.core.io import write_parquet_atomically
     from searchrank.components.evaluate.config import EvaluateConfig
     from searchrank.components.evaluate.logic import evaluate, write_report_json
@@ -60,15 +64,18 @@ def evaluate_op(
 
     config = EvaluateConfig(
         min_gain_vs_baselines=min_gain_vs_baselines,
-        min_gain_vs_blessed=min_gain_vs_blessed,
+        min_gain_vs_champion=min_gain_vs_champion,
         bootstrap_samples=bootstrap_samples,
+    )
+    found = (
+        resolve_champion(champion, Path(tempfile.mkdtemp(prefix="champion-"))) if champion else None
     )
     outcome, table = evaluate(
         Path(test.path),
         Path(candidate.path),
         config,
         lightgbm=optional(lightgbm),
-        blessed=optional(blessed_model),
+        champion=found,
         train_path=optional(train),
         searches_path=optional(searches),
     )
@@ -76,6 +83,7 @@ def evaluate_op(
         for name in ("ndcg@1", "ndcg@5", "ndcg@10", "mrr", "map"):
             metrics.log_metric(f"{system}_{name}", values[name])
     metrics.log_metric("blessed", float(outcome.blessed))
+    evaluation.metadata.update({"blessed": outcome.blessed, "champion": outcome.champion})
     Path(report.path).write_text(html_page(outcome))
     Path(summary.path).write_text(markdown(outcome))
     write_report_json(outcome, Path(evaluation.path))

@@ -18,8 +18,8 @@ class EvaluateConfig:
         confidence: level of the bootstrap intervals.
         min_gain_vs_baselines: the lower bound of the interval of (candidate − baseline) must
             exceed this for every baseline: 0 means "significantly better".
-        min_gain_vs_blessed: the same against the currently blessed model; a small negative value
-            accepts a candidate that is statistically tied with it.
+        min_gain_vs_champion: the same against the champion, the ranker in production: 0 means
+            "significantly better"; a small negative value accepts a statistical tie.
         relevance_threshold: labels at or above this are relevant (1: a click).
         seed: seed of the bootstrap.
     """
@@ -29,7 +29,7 @@ class EvaluateConfig:
     bootstrap_samples: int = 2_000
     confidence: float = 0.95
     min_gain_vs_baselines: float = 0.0
-    min_gain_vs_blessed: float = -0.005
+    min_gain_vs_champion: float = 0.0
     relevance_threshold: int = 1
     seed: int = 0
 

@@ -18,12 +18,13 @@ import pandas as pd
 
 from searchrank.components.core import schema as S
 from searchrank.components.core.bootstrap import BootstrapResult, paired_bootstrap
+from searchrank.components.core.champion import Champion
 from searchrank.components.core.errors import InputError
 from searchrank.components.core.metrics import mean_metrics, per_query_metrics
 from searchrank.components.evaluate import scoring
 from searchrank.components.evaluate.config import EvaluateConfig
 
-CANDIDATE, BLESSED = "candidate", "blessed"
+CANDIDATE, CHAMPION = "candidate", "champion"
 LIGHTGBM, POPULARITY, BM25 = "lightgbm", "popularity", "bm25"
 COLD_START = "cold_start"
 SLICES = ("intent", "item_type", "market", "activity")
@@ -52,6 +53,8 @@ class EvaluationReport:
     slices: dict[str, dict[str, dict[str, dict[str, float]]]]
     blessed: bool
     reasons: list[str]
+    champion: str = ""
+    """The reference of the champion the candidate was compared with; empty when none."""
     bootstrap: dict[str, list[float]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -87,15 +90,15 @@ def score_systems(
     test: pd.DataFrame,
     candidate: Path,
     lightgbm: Path | None,
-    blessed: Path | None,
+    champion: Path | None,
     corpus_frames: list[pd.DataFrame],
 ) -> dict[str, np.ndarray]:
     """Scores of the candidate and every baseline available for these rows."""
     from searchrank.components.train_lightgbm.logic import score_lightgbm
 
     systems = {CANDIDATE: scoring.score_ranker(test, candidate)}
-    if blessed is not None:
-        systems[BLESSED] = scoring.score_ranker(test, blessed)
+    if champion is not None:
+        systems[CHAMPION] = scoring.score_ranker(test, champion)
     if lightgbm is not None:
         systems[LIGHTGBM] = score_lightgbm(test, lightgbm)
     popularity = scoring.score_popularity(test)
@@ -124,7 +127,9 @@ def compare(
             seed=config.seed,
             confidence=config.confidence,
         )
-        required = config.min_gain_vs_blessed if other == BLESSED else config.min_gain_vs_baselines
+        required = (
+            config.min_gain_vs_champion if other == CHAMPION else config.min_gain_vs_baselines
+        )
         comparisons.append(
             Comparison(
                 other,
@@ -166,7 +171,7 @@ def evaluate(
     config: EvaluateConfig,
     *,
     lightgbm: Path | None = None,
-    blessed: Path | None = None,
+    champion: Champion | None = None,
     train_path: Path | None = None,
     searches_path: Path | None = None,
 ) -> tuple[EvaluationReport, pd.DataFrame]:
@@ -177,7 +182,7 @@ def evaluate(
         candidate: the trained ranker's model folder.
         config: metrics, bootstrap and blessing thresholds.
         lightgbm: the LambdaMART baseline's model folder.
-        blessed: the currently blessed ranker's model folder, when there is one.
+        champion: the ranker in production, when there is one.
         train_path: the training split, whose item texts join the BM25 corpus.
         searches_path: the searches table (``search_id``, ``intent``) for the intent slice.
 
@@ -188,7 +193,8 @@ def evaluate(
     if test.empty:
         raise InputError("test", str(test_path), "the test split must have rows")
     corpus = [test] + ([_read(train_path, "train")] if train_path is not None else [])
-    systems = score_systems(test, candidate, lightgbm, blessed, corpus)
+    champion_dir = champion.model_dir if champion is not None else None
+    systems = score_systems(test, candidate, lightgbm, champion_dir, corpus)
     labels, groups = test[S.LABEL].to_numpy(), test[S.SEARCH_ID].to_numpy()
     per_query = {
         name: per_query_metrics(
@@ -216,6 +222,7 @@ def evaluate(
         slices=slices,
         blessed=all(c.passed for c in comparisons),
         reasons=reasons,
+        champion=champion.reference if champion is not None else "",
         bootstrap={name: r.differences.tolist() for name, r in results.items()},
     )
     # The entity columns too: package_service replays these searches against the served model.

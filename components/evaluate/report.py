@@ -16,6 +16,13 @@ def _fmt(value: float) -> str:
     )
 
 
+def champion_line(report: EvaluationReport) -> str:
+    """Which production model the candidate had to beat, if any."""
+    if report.champion:
+        return f"Champion (the ranker in production): {report.champion}."
+    return "No champion was given: the candidate was judged against the baselines only."
+
+
 def markdown(report: EvaluationReport) -> str:
     verdict = "BLESSED" if report.blessed else "NOT BLESSED"
     metrics = [report.primary, "mrr", "map"]
@@ -24,6 +31,7 @@ def markdown(report: EvaluationReport) -> str:
         "",
         f"{report.queries:,} test searches; {report.queries_without_relevant:,} without any "
         "relevant candidate are excluded from every mean (and counted here).",
+        champion_line(report),
         "",
         "| system | " + " | ".join(metrics) + " |",
         "| --- | " + " | ".join("---:" for _ in metrics) + " |",
@@ -82,6 +90,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child{{t
 <h1 class="verdict">Evaluation: {verdict}</h1>
 <p>{report.queries:,} test searches; {report.queries_without_relevant:,} without any relevant
 candidate are excluded from every mean and counted.</p>
+<p>{html.escape(champion_line(report))}</p>
 <ul>{reasons}</ul>
 <h2>Metrics</h2><table><tr><th>system</th>{header}</tr>{rows}</table>
 <h2>Candidate against each system ({html.escape(report.primary)},

@@ -181,10 +181,11 @@ def fetch_features(
     Raises:
         InputError: bad entities, unknown repository or feature service.
     """
-    from searchrank.features.store import open_store
+    from searchrank.features.store import check_connections, open_store
 
     check_entities(entities_path)
     store = open_store(feature_repo)
+    check_connections(store, online=False)
     training_set = join_features(store, entities_path, feature_service)
     write_parquet_atomically(training_set, output_path)
     return summarize(training_set, feature_service)

@@ -91,9 +91,10 @@ def window_for(view: FeatureView, end: datetime) -> ViewWindow:
 
 def materialize_features(feature_repo: Path, end: datetime | None = None) -> MaterializeSummary:
     """Bring every online feature view of the repository up to ``end`` (default: now)."""
-    from searchrank.features.store import open_store
+    from searchrank.features.store import check_connections, open_store
 
     store = open_store(feature_repo)
+    check_connections(store)
     until = (end or datetime.now(UTC)).astimezone(UTC)
     windows = [window_for(v, until) for v in store.list_feature_views() if v.online]
     for window in windows:

@@ -277,6 +277,7 @@ def package_service(
         InputError: the model is not blessed, reads intent features without an intent model,
             or an input is missing or malformed.
     """
+    from searchrank.features.store import check_connections, open_store
     from searchrank.serving.bento import (
         build_bento,
         export_bento,
@@ -297,6 +298,8 @@ def package_service(
     reads_intent = any(is_intent_column(c) for c in description.get("numeric_features", []))
     if reads_intent and parts.intent is None:
         raise InputError("intent", None, "the ranker reads query-intent features: pass its model")
+    # The staging store for infra validation reads the repository's offline data.
+    check_connections(open_store(feature_repo), online=False)
     version = schema_version(feature_repo, feature_service)
     golden = golden_searches(pd.read_parquet(golden_path), config.golden_searches)
     labels = {

@@ -23,6 +23,7 @@ def run_report_op(
     intent_summary: Optional[Input[Markdown]] = None,  # noqa: UP045
     run_id: str = "",
     training_data: str = "",
+    reference_training_set: str = "",
 ) -> None:
     """Write the run's one-page HTML report.
 
@@ -40,6 +41,7 @@ def run_report_op(
         intent_summary: train_intent's summary, when the run trained an intent model.
         run_id: the KFP run (pipelines pass ``dsl.PIPELINE_JOB_ID_PLACEHOLDER``).
         training_data: the training Dataset's URI.
+        reference_training_set: the training set validate_data checked drift against.
     """
     from pathlib import Path
 
@@ -58,6 +60,7 @@ def run_report_op(
             "run": run_id,
             "feature service": feature_service,
             "training data": training_data,
+            "drift reference": reference_training_set or "(none: drift not checked)",
             "checkpoint": model.uri,
             "Bento": str(tags.get("bento", "")),
             "ranker model": str(tags.get("ranker", "")),

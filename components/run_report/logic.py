@@ -73,6 +73,12 @@ def build_report(inputs: RunInputs) -> str:
     blessed = bool(evaluation.get("blessed"))
     verdict = "BLESSED" if blessed else "NOT BLESSED"
     reasons = "".join(f"<li>{html.escape(str(r))}</li>" for r in evaluation.get("reasons", []))
+    champion = str(evaluation.get("champion") or "")
+    against = (
+        f"Judged against the baselines and the champion <code>{html.escape(champion)}</code>."
+        if champion
+        else "No champion was given: judged against the baselines only."
+    )
     primary = evaluation.get("primary", "ndcg@10")
     systems = evaluation.get("systems", {})
     headline = "".join(
@@ -100,7 +106,8 @@ def build_report(inputs: RunInputs) -> str:
         _section(
             "decision",
             f"Decision: {verdict}",
-            f"<ul>{reasons}</ul><table><tr><th>system</th><th>{html.escape(primary)}</th></tr>"
+            f"<p>{against}</p><ul>{reasons}</ul>"
+            f"<table><tr><th>system</th><th>{html.escape(primary)}</th></tr>"
             f"{headline}</table>",
         ),
         _section("lineage", "Lineage", f"<table>{lineage}</table>"),

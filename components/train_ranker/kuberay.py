@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from searchrank.components.core.errors import InputError
+from searchrank.components.core.ray_address import KUBERAY_SCHEME, RayTarget, ray_target
 from searchrank.components.train_ranker.jobs import (
     RESULT,
     SPEC,
@@ -28,17 +29,15 @@ from searchrank.components.train_ranker.jobs import (
 )
 from searchrank.components.train_ranker.rayjob import RayJobSpec, render_rayjob
 
-SCHEME = "kuberay://"
 GROUP, VERSION, PLURAL = "ray.io", "v1", "rayjobs"
 FINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
 
 def namespace_of(address: str) -> str:
     """The namespace of a ``kuberay://NAMESPACE`` address."""
-    namespace = address.removeprefix(SCHEME)
-    if not address.startswith(SCHEME) or not namespace or "/" in namespace:
+    if ray_target(address) is not RayTarget.KUBERAY:
         raise InputError("ray_address", address, "must look like kuberay://NAMESPACE")
-    return namespace
+    return address.removeprefix(KUBERAY_SCHEME)
 
 
 def _api_client() -> Any:

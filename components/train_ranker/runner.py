@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from searchrank.components.core.names import COMPONENT_IMAGE
+from searchrank.components.core.ray_address import RayTarget, ray_target
 from searchrank.components.train_ranker.rayjob import RayJobSpec
 
 OBJECT_STORE_BYTES = 1 << 30
@@ -69,11 +70,12 @@ def train_anywhere(
         (the path of the best checkpoint, the per-epoch history).
     """
     from searchrank.components.train_ranker.jobs import submit_and_follow
-    from searchrank.components.train_ranker.kuberay import SCHEME, run_rayjob
+    from searchrank.components.train_ranker.kuberay import run_rayjob
 
-    if ray_address.startswith(SCHEME):
+    target = ray_target(ray_address)
+    if target is RayTarget.KUBERAY:
         outcome = run_rayjob(ray_address, spec, storage, rayjob_spec(config), log=log)
-    elif ray_address:
+    elif target is RayTarget.RAY_JOBS:
         outcome = submit_and_follow(ray_address, spec, storage, python=job_python, log=log)
     else:
         with local_ray(config):

@@ -1,7 +1,5 @@
 """The ``validate_data`` KFP component: a thin wrapper over :mod:`.logic`."""
 
-from typing import Optional
-
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Output
 
@@ -16,7 +14,7 @@ def validate_data_op(
     report: Output[HTML],
     summary: Output[Markdown],
     data_docs_site: Output[Artifact],
-    reference: Optional[Input[Dataset]] = None,  # noqa: UP045 (KFP reads typing.Optional)
+    reference: str = "",
     feature_repo: str = "",
     window_start: str = "",
     window_end: str = "",
@@ -36,7 +34,8 @@ def validate_data_op(
         report: one HTML page: outcome, findings, drift chart, Great Expectations Data Docs.
         summary: the outcome in Markdown.
         data_docs_site: the Great Expectations Data Docs site (a folder).
-        reference: the last blessed training set, for the drift check; none to skip it.
+        reference: the champion's training set (a parquet path or s3:// URI), for the drift
+            check; empty to skip it.
         feature_repo: a Feast repository whose registry holds the service; empty for
             searchrank's own definitions.
         window_start: earliest allowed event time (ISO 8601 with zone); empty for none.
@@ -48,8 +47,10 @@ def validate_data_op(
         drift_warning: PSI above which a feature's shift is reported.
         drift_error: PSI above which a feature's shift fails the step.
     """
+    import tempfile
     from pathlib import Path
 
+    from searchrank.components.core.storage import download
     from searchrank.components.validate_data.config import ValidationConfig, parse_window_bound
     from searchrank.components.validate_data.logic import (
         DataContractError,
@@ -74,7 +75,9 @@ def validate_data_op(
         ReportPaths(
             Path(result.path), Path(report.path), Path(summary.path), Path(data_docs_site.path)
         ),
-        reference=Path(reference.path) if reference is not None else None,
+        reference=download(reference, Path(tempfile.mkdtemp()) / "reference.parquet", "reference")
+        if reference
+        else None,
         feature_repo=Path(feature_repo) if feature_repo else None,
     )
     for artifact in (result, report, summary):

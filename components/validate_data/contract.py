@@ -107,9 +107,10 @@ def load_feature_specs(feature_service: str, feature_repo: Path | None = None) -
     """
     if feature_repo is not None:
         from searchrank.components.fetch_features.logic import resolve_feature_service
-        from searchrank.features.store import open_store
+        from searchrank.features.store import check_connections, open_store
 
         store = open_store(feature_repo)
+        check_connections(store, online=False, offline=False)
         service = resolve_feature_service(store, feature_service)
         views: dict[str, Any] = {v.name: v for v in store.list_feature_views()}
         views |= {v.name: v for v in store.list_on_demand_feature_views()}

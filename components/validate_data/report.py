@@ -44,6 +44,8 @@ def markdown(report: ValidationReport, config: ValidationConfig) -> str:
         f"expectations evaluated: **{report.expectations}**",
         f"- errors: **{len(report.errors)}**, warnings: **{len(report.warnings)}**",
     ]
+    if not report.drift:
+        lines.append("- drift: not checked (no reference training set was given)")
     for title, findings in (("Errors", report.errors), ("Warnings", report.warnings)):
         if findings:
             lines += [

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from searchrank.components.core.champion import resolve_champion
 from searchrank.components.core.checkpoint import load_ranker, save_ranker
 from searchrank.components.core.errors import InputError
 from searchrank.components.core.features import FeatureProcessor, infer_roles
@@ -25,7 +26,14 @@ from searchrank.components.core.training import (
     train_step,
 )
 from searchrank.components.evaluate.config import EvaluateConfig
-from searchrank.components.evaluate.logic import BM25, CANDIDATE, LIGHTGBM, POPULARITY, evaluate
+from searchrank.components.evaluate.logic import (
+    BM25,
+    CANDIDATE,
+    CHAMPION,
+    LIGHTGBM,
+    POPULARITY,
+    evaluate,
+)
 from searchrank.components.evaluate.report import html_page, markdown
 from searchrank.components.evaluate.scoring import score_ranker
 from searchrank.components.train_lightgbm.logic import score_lightgbm, train_lightgbm
@@ -145,16 +153,44 @@ def test_the_blessing_follows_its_thresholds(
     assert not report.blessed and all("FAILS" in reason for reason in report.reasons)
 
 
-def test_comparison_against_a_blessed_model_uses_its_own_threshold(
+def test_a_candidate_that_does_not_beat_the_champion_is_not_blessed(
     models: dict[str, Path], splits: dict[str, Path]
 ) -> None:
-    config = EvaluateConfig(
-        bootstrap_samples=300, min_gain_vs_baselines=-1.0, min_gain_vs_blessed=0.0
-    )
-    report = evaluate(splits["test"], models["ranker"], config, blessed=models["ranker"])[0]
-    against_itself = next(c for c in report.comparisons if c.other == "blessed")
+    config = EvaluateConfig(bootstrap_samples=300, min_gain_vs_baselines=-1.0)
+    alone = evaluate(splits["test"], models["ranker"], config, lightgbm=models["lightgbm"])[0]
+    assert alone.blessed and alone.champion == "", "it beats every baseline by the margin"
+    champion = resolve_champion(str(models["ranker"]), models["ranker"].parent / "champion")
+    report = evaluate(
+        splits["test"], models["ranker"], config, lightgbm=models["lightgbm"], champion=champion
+    )[0]
+    against_itself = next(c for c in report.comparisons if c.other == CHAMPION)
     assert against_itself.result["difference"] == 0.0
-    assert not against_itself.passed, "a copy of the blessed model is not significantly better"
+    assert not against_itself.passed, "a copy of the champion is not significantly better"
+    assert not report.blessed and report.champion == str(models["ranker"])
+    assert str(models["ranker"]) in markdown(report)
+    tie = evaluate(
+        splits["test"],
+        models["ranker"],
+        replace(config, min_gain_vs_champion=-0.01),
+        champion=champion,
+    )[0]
+    assert tie.blessed, "a tie passes a negative margin"
+
+
+@pytest.mark.parametrize(
+    "reference", ["searchrank:nosuchversion", "missing/folder", "s3x://bucket/model"]
+)
+def test_a_champion_that_cannot_be_found_is_refused_naming_it(
+    reference: str, tmp_path: Path
+) -> None:
+    with pytest.raises(InputError, match="champion"):
+        resolve_champion(reference, tmp_path)
+
+
+def test_a_folder_without_a_checkpoint_is_no_champion(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match=r"champion.*no ranker checkpoint"):
+        resolve_champion(str(tmp_path / "empty"), tmp_path / "work")
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from searchrank.components.core.champion import resolve_champion
+from searchrank.components.core.checkpoint import DESCRIPTION, WEIGHTS
 from searchrank.components.core.errors import InputError
 from searchrank.components.evaluate.scoring import score_ranker
 from searchrank.components.package_service.logic import (
@@ -93,6 +95,13 @@ def test_the_blessed_model_is_packaged_with_lineage_and_passes_infra_validation(
     assert model.info.metadata["training_dataset_uri"] == "s3://bucket/train"
     assert bentoml.bentos.get(result.bento_tag).info.labels["kfp_run"] == "run-42"
     assert "PASSED" in result.markdown()
+    # The next run can name this Bento as its champion, exported or by its tag.
+    for number, reference in enumerate((str(tmp_path / "bento"), result.bento_tag)):
+        champion = resolve_champion(reference, tmp_path / f"champion-{number}")
+        for name in (WEIGHTS, DESCRIPTION):
+            assert (champion.model_dir / name).read_bytes() == (
+                ranker_checkpoint / name
+            ).read_bytes(), (reference, name)
 
 
 def test_only_blessed_retrieval_parts_join_the_service(tmp_path: Path) -> None:

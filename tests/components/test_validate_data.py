@@ -3,6 +3,7 @@
 No ``from __future__ import annotations`` here: KFP reads the test components' annotations.
 """
 
+import json
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import date
@@ -228,11 +229,10 @@ def _train_op(training_set: Input[Dataset], marker: str) -> None:
 @dsl.pipeline(name="validate-then-train")
 def _validate_then_train(source: str, reference_source: str, marker: str) -> None:
     data = _dataset_op(source=source)
-    reference = _dataset_op(source=reference_source)
     checked = validate_data_op(
         training_set=data.outputs["data"],
         feature_service=RANKER_FEATURE_SERVICE,
-        reference=reference.outputs["data"],
+        reference=reference_source,
     )
     _train_op(training_set=data.outputs["data"], marker=marker).after(checked)
 
@@ -255,3 +255,5 @@ def test_a_failed_validation_stops_the_pipeline_before_training(
         source=str(split["current"]), reference_source=str(split["reference"]), marker=str(marker)
     )
     assert marker.exists()
+    passed = max(kfp_local.rglob("validate-data-op/result"), key=lambda p: p.stat().st_mtime)
+    assert json.loads(passed.read_text())["drift"], "drift was checked against the reference"

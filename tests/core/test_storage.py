@@ -49,7 +49,7 @@ def test_local_paths_and_file_uris_pass_through(tmp_path: Path) -> None:
         fs, on_fs = storage.filesystem(uri)
         assert isinstance(fs, pafs.LocalFileSystem)
         assert on_fs == str(path)
-        assert storage.read_parquet(uri).equals(TABLE)
+        assert storage.parquet_dataset(uri).to_table().equals(TABLE)
         assert storage.require_readable(uri, "dataset").size == path.stat().st_size
         # Nothing is copied: the data is already here.
         assert storage.download(uri, tmp_path / "copy") == path
@@ -63,7 +63,7 @@ def test_a_table_uploaded_to_s3_reads_back_equal(bucket: str, tmp_path: Path) ->
     assert storage.upload(path, uri) == uri
     info = storage.require_readable(uri, "dataset")
     assert info.type == pafs.FileType.File and info.size == path.stat().st_size
-    assert storage.read_parquet(uri).equals(TABLE)
+    assert storage.parquet_dataset(uri).to_table().equals(TABLE)
     assert storage.require_readable(f"{bucket}/tables", "dataset").type == pafs.FileType.Directory
 
     copy = storage.download(uri, tmp_path / "down" / "deep" / "table.parquet")
@@ -133,7 +133,7 @@ def test_an_endpoint_without_a_scheme_is_refused(
 ) -> None:
     monkeypatch.setenv(storage.ENDPOINT_ENV, "minio:9000")
     with pytest.raises(InputError, match="http:// or https://") as error:
-        storage.read_parquet(f"{bucket}/tables/table.parquet")
+        storage.parquet_dataset(f"{bucket}/tables/table.parquet")
     assert error.value.field == storage.ENDPOINT_ENV and error.value.value == "minio:9000"
 
 
@@ -142,7 +142,7 @@ def test_a_missing_object_is_named(bucket: str, tmp_path: Path, key: str) -> Non
     uri = f"{bucket}/{key}"
     for call in (
         lambda: storage.require_readable(uri, "dataset"),
-        lambda: storage.read_parquet(uri, "dataset"),
+        lambda: storage.parquet_dataset(uri, "dataset"),
         lambda: storage.download(uri, tmp_path / "x", "dataset"),
     ):
         with pytest.raises(InputError, match="does not exist") as error:

@@ -287,7 +287,7 @@ def run_demo(workdir: Path, config: GeneratorConfig, console: Console) -> Path:
         bento = latest_bento() if _first(run, "package-service-op*/bento") else ""
         if bento:
             training_set = _first(run, "fetch-features-op*/training_set")
-            production = Production(bento, str(training_set or ""))
+            production = Production(bento, str(training_set.resolve()) if training_set else "")
             production.save(paths)
         paths.last_run.write_text(json.dumps({"key": key, "run": str(run), "bento": bento}))
     report = _first(run, "run-report-op*/report")

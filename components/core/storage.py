@@ -17,7 +17,6 @@ from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 

@@ -1,7 +1,8 @@
 """Where a training step's Ray runs, read from its ``ray_address`` parameter.
 
-One reading for every place that branches on it: the trainers (``train_ranker``'s runner) and
-the pipeline's placement of the training steps on Kubernetes (``plan_training``).
+One reading for every place that branches on it: the trainers (``train_ranker``'s runner, its
+Ray Jobs and RayJob modes) and the pipeline's placement of the training steps on Kubernetes
+(``plan_training``).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from searchrank.components.core.errors import InputError
+from searchrank.components.core.ray_address import RayTarget, ray_target
 
 SPEC = "job_spec.json"
 RESULT = "job_result.json"
@@ -70,7 +71,7 @@ def submit_and_follow(
     """
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    if not address.startswith(("http://", "https://")):
+    if ray_target(address) is not RayTarget.RAY_JOBS:
         raise InputError(
             "ray_address", address, "must be the cluster's dashboard URL, http://host:8265"
         )

@@ -322,22 +322,12 @@ def preflight(tag: str, feature_repo: Path) -> None:
     Raises:
         InputError: unknown Bento or repository, or a feature service that does not match.
     """
-    import bentoml
-    from bentoml.exceptions import NotFound
-
+    from searchrank.components.core.champion import ranker_in_bento
     from searchrank.components.core.features import FeatureProcessor
     from searchrank.features.store import open_store
     from searchrank.serving.checks import SchemaMismatchError, check_feature_service
 
-    try:
-        info = bentoml.bentos.get(tag).info
-    except NotFound as error:
-        raise InputError("bento", tag, "must be a Bento in the store (bentoml list)") from error
-    models = [m for service in info.services for m in service.models]
-    ranker = next((m for m in models if m.tag.name == RANKER_MODEL_NAME), None)
-    if ranker is None:
-        raise InputError("bento", tag, f"must contain a {RANKER_MODEL_NAME} model")
-    description = ckpt.read_description(Path(bentoml.models.get(ranker.tag).path))
+    description = ckpt.read_description(ranker_in_bento(tag, "bento"))
     processor = FeatureProcessor.from_json(json.dumps(description["processor"]))
     try:
         check_feature_service(open_store(feature_repo), description["feature_service"], processor)

@@ -113,13 +113,35 @@ def _from_store(tag: str) -> Path:
     import bentoml
     from bentoml.exceptions import BentoMLException, NotFound
 
+    if tag.split(":", 1)[0] != RANKER_MODEL_NAME:
+        return ranker_in_bento(tag, "champion", unknown=f"must be {FORMS}")
     try:
-        if tag.split(":", 1)[0] == RANKER_MODEL_NAME:
-            return Path(bentoml.models.get(tag).path)
-        info = bentoml.bentos.get(tag).info
+        return Path(bentoml.models.get(tag).path)
     except (NotFound, BentoMLException, ValueError) as error:
         raise InputError("champion", tag, f"must be {FORMS}") from error
-    models = [m for m in info.all_models if m.tag.name == RANKER_MODEL_NAME]
-    if not models:
-        raise InputError("champion", tag, f"is a Bento without a {RANKER_MODEL_NAME} model")
-    return Path(bentoml.models.get(models[0].tag).path)
+
+
+def ranker_in_bento(
+    tag: str, field: str, unknown: str = "must be a Bento in the store (bentoml list)"
+) -> Path:
+    """The ranker checkpoint folder of the Bento ``tag`` in the BentoML store.
+
+    Args:
+        tag: the Bento's tag.
+        field: what ``tag`` is, for error messages.
+        unknown: the rule an unknown tag breaks.
+
+    Raises:
+        InputError: no such Bento, or one without a ranker.
+    """
+    import bentoml
+    from bentoml.exceptions import BentoMLException, NotFound
+
+    try:
+        info = bentoml.bentos.get(tag).info
+    except (NotFound, BentoMLException, ValueError) as error:
+        raise InputError(field, tag, unknown) from error
+    ranker = next((m for m in info.all_models if m.tag.name == RANKER_MODEL_NAME), None)
+    if ranker is None:
+        raise InputError(field, tag, f"must contain a {RANKER_MODEL_NAME} model")
+    return Path(bentoml.models.get(ranker.tag).path)

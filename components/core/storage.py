@@ -232,4 +232,3 @@ def parquet_dataset(uri: str, field: str = "uri") -> ds.Dataset:
     fs, path, _ = _located(uri, field)
     with _reported(uri, field):
         return ds.dataset(path, filesystem=fs, format="parquet")
-

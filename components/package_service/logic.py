@@ -31,7 +31,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pandas as pd
@@ -43,6 +43,9 @@ from searchrank.components.core.errors import InputError
 from searchrank.components.core.intent import is_intent_column
 from searchrank.features import tables as T
 from searchrank.serving.candidates import RetrieverParts
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
 
 CANDIDATE_SCORE = "score_candidate"
 SEARCH_K = 10
@@ -125,12 +128,11 @@ class PackageResult:
         return "\n".join(lines) + "\n"
 
 
-def schema_version(feature_repo: Path, feature_service: str) -> str:
+def schema_version(store: FeatureStore, feature_service: str) -> str:
     """A short hash of the feature service's columns and types: changes whenever its schema does."""
-    from searchrank.features.store import open_store
     from searchrank.serving.checks import served_types
 
-    types = served_types(open_store(feature_repo), feature_service)
+    types = served_types(store, feature_service)
     return hashlib.sha256(json.dumps(sorted(types.items())).encode()).hexdigest()[:12]
 
 
@@ -298,9 +300,10 @@ def package_service(
     reads_intent = any(is_intent_column(c) for c in description.get("numeric_features", []))
     if reads_intent and parts.intent is None:
         raise InputError("intent", None, "the ranker reads query-intent features: pass its model")
+    store = open_store(feature_repo)
     # The staging store for infra validation reads the repository's offline data.
-    check_connections(open_store(feature_repo), online=False)
-    version = schema_version(feature_repo, feature_service)
+    check_connections(store, online=False)
+    version = schema_version(store, feature_service)
     golden = golden_searches(pd.read_parquet(golden_path), config.golden_searches)
     labels = {
         "feature_service": feature_service,

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -32,17 +31,17 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
-import yaml
 from cluster.fake_cluster import FakeCluster, install_shim, mounted
 from cluster.kfp_ir import CompiledPipeline
 from cluster.pod_shim import PLAN_ENV
+from infra.test_infra import build as build_manifests
+from infra.test_infra import jobs
 from services import S3_TEST_KEY, postgres_server, ray_head, redis_server, s3_server, use_s3
 
 from searchrank.components.core import names, storage
 from searchrank.components.core import schema as S
 from searchrank.features import tables as T
 
-ROOT = Path(__file__).resolve().parents[2]
 FEATURE_BUCKET, MODEL_BUCKET = "searchrank-features", "searchrank-models"
 REDIS_PASSWORD = "rehearsal-redis-password"
 
@@ -57,19 +56,6 @@ class Rehearsal:
     manifests: list[dict[str, Any]]
 
 
-def kustomize(overlay: str) -> list[dict[str, Any]]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not installed")
-    built = subprocess.run(
-        [kubectl, "kustomize", str(ROOT / "infra" / "k8s" / "overlays" / overlay)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return [doc for doc in yaml.safe_load_all(built.stdout) if doc]
-
-
 def config_maps(manifests: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
     return {d["metadata"]["name"]: dict(d["data"]) for d in manifests if d["kind"] == "ConfigMap"}
 
@@ -77,7 +63,7 @@ def config_maps(manifests: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
 @pytest.fixture(scope="module")
 def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
     """The services on loopback, and the cluster's secrets and config maps that point at them."""
-    manifests = kustomize("dev")
+    manifests = build_manifests("dev")
     with (
         redis_server(REDIS_PASSWORD) as redis,
         postgres_server() as postgres,
@@ -132,8 +118,7 @@ def container(manifests: list[dict[str, Any]], kind: str, name: str) -> tuple[di
 
 def register_definitions(cluster: FakeCluster) -> None:
     """Runbook: the feast-apply Job, its command run with its pod's variables and volume."""
-    job = yaml.safe_load((ROOT / "infra" / "k8s" / "jobs" / "feast-apply.yaml").read_text())
-    pod, apply = container([job], "Job", "feast-apply-")
+    pod, apply = container(jobs(), "Job", "feast-apply-")
     repo = cluster.host_path(names.FEAST_REPO_MOUNT)
     command = [*apply["command"], *apply["args"]]
     command = [str(repo) if part == names.FEAST_REPO_MOUNT else part for part in command]

@@ -43,8 +43,8 @@ lint: install
 	ruff check .
 	ruff format --check .
 	mkdir -p $(TYPECHECK)/searchrank
-	for p in components pipelines features serving; do ln -sfn $(CURDIR)/$$p $(TYPECHECK)/searchrank/$$p; done
-	MYPYPATH=$(TYPECHECK) mypy -p searchrank.components -p searchrank.pipelines -p searchrank.features -p searchrank.serving
+	for p in core components pipelines features serving; do ln -sfn $(CURDIR)/$$p $(TYPECHECK)/searchrank/$$p; done
+	MYPYPATH=$(TYPECHECK) mypy -p searchrank.core -p searchrank.components -p searchrank.pipelines -p searchrank.features -p searchrank.serving
 
 format: install
 	ruff check --fix .

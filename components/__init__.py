@@ -2,6 +2,6 @@
 
 Each component lives in its own folder: a typed pure-logic module (``logic.py``) and a thin
 ``@dsl.component`` wrapper (``component.py``). Shared ML code lives in
-``searchrank.components.core``. Nothing heavy is imported here, so pipelines compile without
+``searchrank.core``. Nothing heavy is imported here, so pipelines compile without
 torch, Ray, Feast or Great Expectations.
 """

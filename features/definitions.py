@@ -20,10 +20,10 @@ from feast import Entity, FeatureService, FeatureView, Field, FileSource, Reques
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Bool, FeastType, Float32, Int64, String, UnixTimestamp
 
-from searchrank.components.core import schema as S
-from searchrank.components.core.domain import rate
-from searchrank.components.core.names import RANKER_FEATURE_SERVICE, RETRIEVER_FEATURE_SERVICE
-from searchrank.components.core.text import TEXT_MATCH_FEATURES
+from searchrank.core import schema as S
+from searchrank.core.domain import rate
+from searchrank.core.names import RANKER_FEATURE_SERVICE, RETRIEVER_FEATURE_SERVICE
+from searchrank.core.text import TEXT_MATCH_FEATURES
 from searchrank.features import tables as T
 
 SNAPSHOT_TTL = timedelta(days=2)
@@ -76,7 +76,7 @@ query = Entity(
     name="query",
     join_keys=[S.QUERY],
     value_type=ValueType.STRING,
-    description="A normalized search text (see searchrank.components.core.text).",
+    description="A normalized search text (see searchrank.core.text).",
 )
 
 user_stats = FeatureView(
@@ -144,7 +144,7 @@ def query_item_match(inputs: pd.DataFrame) -> pd.DataFrame:
     # everything it uses is imported in its body.
     import pandas as pd
 
-    from searchrank.components.core.text import text_match
+    from searchrank.core.text import text_match
 
     features = text_match(
         inputs["query_text"].tolist(),

@@ -42,8 +42,8 @@ from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import FeastConfigBaseModel, RepoConfig
 from pydantic import StrictStr
 
-from searchrank.components.core import storage
-from searchrank.components.core.errors import InputError
+from searchrank.core import storage
+from searchrank.core.errors import InputError
 
 ROW_ID = "__searchrank_row"
 """A column added to the entity table so that each entity row is joined and returned once."""
@@ -216,7 +216,7 @@ def source_relation(con: duckdb.DuckDBPyConnection, path: str) -> str:
     """The SQL relation that reads the parquet data at ``path`` on the connection ``con``.
 
     Local files go to DuckDB's own ``read_parquet``, its fastest path. Object storage is read
-    through :mod:`searchrank.components.core.storage` as an Arrow dataset registered with the
+    through :mod:`searchrank.core.storage` as an Arrow dataset registered with the
     connection: DuckDB's ``httpfs`` extension would be downloaded at run time, which a pod
     without egress cannot do. DuckDB pushes filters and projections down to the dataset, so a
     view's join still reads only its columns and time window.

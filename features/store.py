@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.names import (
+from searchrank.core.errors import InputError
+from searchrank.core.names import (
     OBJECT_STORE_SECRET,
     OBJECT_STORE_SECRET_ENV,
     ONLINE_STORE_SECRET,
@@ -157,7 +157,7 @@ def check_connections(store: FeatureStore, *, online: bool = True, offline: bool
         InputError: a store does not answer; the message names it, its address (passwords
             hidden) and the variables to check.
     """
-    from searchrank.components.core import storage
+    from searchrank.core import storage
 
     config = store.config
     if config.registry.registry_type == "sql":

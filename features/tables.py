@@ -10,9 +10,9 @@ from datetime import timedelta
 
 import pyarrow as pa
 
-from searchrank.components.core import schema as S
-from searchrank.components.core.domain import Domain, count, one_of, rate
-from searchrank.components.core.schema import ENTITY_SCHEMA, TIMESTAMP_TYPE
+from searchrank.core import schema as S
+from searchrank.core.domain import Domain, count, one_of, rate
+from searchrank.core.schema import ENTITY_SCHEMA, TIMESTAMP_TYPE
 from searchrank.features.generator import words as W
 from searchrank.features.generator.catalogue import ITEM_TYPES
 from searchrank.features.generator.users import ACTIVITY_BUCKETS

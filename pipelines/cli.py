@@ -16,8 +16,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.names import NAMESPACE, RANKER_FEATURE_SERVICE
+from searchrank.core.errors import InputError
+from searchrank.core.names import NAMESPACE, RANKER_FEATURE_SERVICE
 
 app = typer.Typer(
     help="searchrank: Kubeflow components for search retrieval and ranking.",
@@ -217,7 +217,7 @@ def features_materialize(
     ] = "",
 ) -> None:
     """Incrementally load the online store up to END."""
-    from searchrank.components.materialize_features.logic import materialize_features, parse_end
+    from searchrank.features.materialize import materialize_features, parse_end
 
     console.print(materialize_features(repo, parse_end(end)).markdown())
 

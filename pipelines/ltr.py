@@ -12,8 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from searchrank.components.core.lambdamart import LambdaMartConfig
 from searchrank.components.train_ranker.config import TrainRankerConfig
+from searchrank.core.lambdamart import LambdaMartConfig
 
 LTR_RANKER = TrainRankerConfig(
     d_model=32,
@@ -43,11 +43,11 @@ def run_ltr(
 ) -> dict[str, Any]:
     """Train both models and compare them on the test file; returns the result line's fields."""
 
-    from searchrank.components.core.split import hold_out_searches
     from searchrank.components.evaluate.config import EvaluateConfig
     from searchrank.components.evaluate.logic import CANDIDATE, LIGHTGBM, evaluate
     from searchrank.components.train_lightgbm.logic import train_lightgbm
     from searchrank.components.train_ranker.logic import train_ranker
+    from searchrank.core.split import hold_out_searches
     from searchrank.features.adapters.letor import read_letor
 
     work = work_dir or Path(tempfile.mkdtemp(prefix="searchrank-ltr-"))

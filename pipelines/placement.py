@@ -8,7 +8,7 @@ train steps take their size, GPU, node selector and tolerations from ``plan_trai
 outputs, which Kubeflow's driver resolves when it creates their pods.
 
 The names of the config maps, secrets and variables come from
-:mod:`searchrank.components.core.names`, which the manifests in ``infra/k8s`` follow too.
+:mod:`searchrank.core.names`, which the manifests in ``infra/k8s`` follow too.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 from kfp import kubernetes
 
-from searchrank.components.core import names
+from searchrank.core import names
 
 RAY_SHM = "2Gi"
 """The memory-backed ``/dev/shm`` of a step that may start Ray: above the 1 GiB object store

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.names import NAMESPACE, PIPELINE_SERVICE_ACCOUNT
+from searchrank.core.errors import InputError
+from searchrank.core.names import NAMESPACE, PIPELINE_SERVICE_ACCOUNT
 
 
 def compile_pipeline(output: Path, pipeline_root: str | None = None) -> Path:

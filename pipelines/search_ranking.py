@@ -36,7 +36,6 @@ from kfp import dsl
 from kfp.dsl import Dataset
 
 from searchrank.components.build_index import build_index_op
-from searchrank.components.core.names import FEAST_REPO_MOUNT, RANKER_FEATURE_SERVICE
 from searchrank.components.evaluate import evaluate_op
 from searchrank.components.evaluate_retrieval import evaluate_retrieval_op
 from searchrank.components.fetch_features import fetch_features_op
@@ -50,6 +49,7 @@ from searchrank.components.train_lightgbm import train_lightgbm_op
 from searchrank.components.train_ranker import train_ranker_op
 from searchrank.components.train_retriever import train_retriever_op
 from searchrank.components.validate_data import validate_data_op
+from searchrank.core.names import FEAST_REPO_MOUNT, RANKER_FEATURE_SERVICE
 
 PIPELINE_NAME = "search-ranking"
 

@@ -32,12 +32,11 @@ from packaging.requirements import Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from searchrank.components.core import checkpoint as ckpt
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.names import BENTO_NAME, RANKER_MODEL_NAME, RETRIEVER_MODEL_NAME
-from searchrank.components.core.net import free_port
-from searchrank.serving.candidates import CandidateGenerator, RetrieverParts
-from searchrank.serving.engine import lexical_retriever
+from searchrank.core import checkpoint as ckpt
+from searchrank.core.candidates import CandidateGenerator, RetrieverParts, lexical_retriever
+from searchrank.core.errors import InputError
+from searchrank.core.names import BENTO_NAME, RANKER_MODEL_NAME, RETRIEVER_MODEL_NAME
+from searchrank.core.net import free_port
 from searchrank.serving.service import FEATURE_REPO_ENV
 
 ENTRY_MODULE = "searchrank_bento.py"
@@ -196,15 +195,15 @@ def _check_wheel(wheel: Path, version: str) -> None:
 
 def _editable_source() -> Path | None:
     """The source checkout searchrank runs from (an editable install), if it does: the folder
-    with ``pyproject.toml`` above the ``components`` package.
+    with ``pyproject.toml`` above the ``core`` package.
 
     Read from where the code lives rather than from the distribution's metadata: an editable
     install leaves a ``searchrank.egg-info`` in the checkout, which shadows the installed
     metadata (and its PEP 610 record) for any process started there, as kfp.local's steps are.
     """
-    import searchrank.components
+    import searchrank.core
 
-    root = Path(next(iter(searchrank.components.__path__))).resolve().parent
+    root = Path(next(iter(searchrank.core.__path__))).resolve().parent
     return root if (root / "pyproject.toml").is_file() else None
 
 
@@ -322,8 +321,8 @@ def preflight(tag: str, feature_repo: Path) -> None:
     Raises:
         InputError: unknown Bento or repository, or a feature service that does not match.
     """
-    from searchrank.components.core.champion import ranker_in_bento
-    from searchrank.components.core.features import FeatureProcessor
+    from searchrank.core.champion import ranker_in_bento
+    from searchrank.core.features import FeatureProcessor
     from searchrank.features.store import open_store
     from searchrank.serving.checks import SchemaMismatchError, check_feature_service
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from searchrank.components.core import schema as S
-from searchrank.components.core.features import PRESENCE_SUFFIX, FeatureProcessor
-from searchrank.components.core.intent import is_intent_column
+from searchrank.core import schema as S
+from searchrank.core.features import PRESENCE_SUFFIX, FeatureProcessor
+from searchrank.core.intent import is_intent_column
 
 if TYPE_CHECKING:
     from feast import FeatureStore

@@ -17,14 +17,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from searchrank.components.core import schema as S
-from searchrank.components.core.bm25 import BM25Scorer
-from searchrank.components.core.checkpoint import load_ranker
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.features import FeatureProcessor
-from searchrank.components.core.intent import is_intent_column, top_intent
-from searchrank.components.core.model import ContextAwareRanker
-from searchrank.components.core.text import normalize_text
+from searchrank.core.candidates import CandidateGenerator
+from searchrank.core.checkpoint import load_ranker
+from searchrank.core.errors import InputError
+from searchrank.core.features import FeatureProcessor
+from searchrank.core.intent import is_intent_column, top_intent
+from searchrank.core.model import ContextAwareRanker
+from searchrank.core.text import normalize_text
 from searchrank.serving.api import (
     SEARCH_CANDIDATES,
     RankedItem,
@@ -32,7 +31,6 @@ from searchrank.serving.api import (
     SearchResponse,
     SearchResult,
 )
-from searchrank.serving.candidates import CandidateGenerator
 from searchrank.serving.online import OnlineFeatures
 
 if TYPE_CHECKING:
@@ -42,7 +40,6 @@ Encoded = dict[str, np.ndarray]
 """One request's candidates encoded for the model: ``dense`` (n, F) and ``codes`` (n, C)."""
 Scorer = Callable[[list[Encoded]], list[np.ndarray]]
 
-RETRIEVER_TEXT = ("name", "artist_name")
 POPULARITY = "item_stats__popularity"
 METADATA = {
     "name": "item_catalogue__name",
@@ -50,20 +47,6 @@ METADATA = {
     "item_type": "item_catalogue__item_type",
     "genre": "item_catalogue__genre",
 }
-
-
-def lexical_retriever(catalogue: pd.DataFrame) -> BM25Scorer:
-    """BM25 over each item's name and artist, in character trigrams so misspellings match.
-
-    Args:
-        catalogue: one row per item with ``item_id``, ``name`` and ``artist_name``.
-    """
-    missing = [c for c in (S.ITEM_ID, *RETRIEVER_TEXT) if c not in catalogue.columns]
-    if missing:
-        raise InputError("catalogue columns", list(catalogue.columns), f"must include {missing}")
-    items = catalogue.drop_duplicates(S.ITEM_ID)
-    texts = (items["name"].fillna("") + " " + items["artist_name"].fillna("")).tolist()
-    return BM25Scorer.fit(items[S.ITEM_ID].to_numpy(), texts, analyzer="char3")
 
 
 @torch.no_grad()

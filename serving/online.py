@@ -10,7 +10,7 @@ that still reads the Feast online store:
 - **request features** (views keyed by the user, the query or the user × item pair) are fetched
   in one batched ``get_online_features`` call per request, one entity row per candidate;
 - **request-time features** (the query–item text match, a Feast on-demand view) are computed by
-  :func:`~searchrank.components.core.text.text_match`, the function that view calls in training.
+  :func:`~searchrank.core.text.text_match`, the function that view calls in training.
 
 The result is a frame shaped like a training set's rows, so the feature processor saved with
 the model encodes it exactly as it encoded training data.
@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from searchrank.components.core import schema as S
-from searchrank.components.core.text import text_match
+from searchrank.core import schema as S
+from searchrank.core.text import text_match
 
 if TYPE_CHECKING:
     from feast import FeatureStore

@@ -34,8 +34,8 @@ import bentoml
 import numpy as np
 from bentoml.exceptions import InvalidArgument
 
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.names import RANKER_MODEL_NAME, RETRIEVER_MODEL_NAME
+from searchrank.core.errors import InputError
+from searchrank.core.names import RANKER_MODEL_NAME, RETRIEVER_MODEL_NAME
 from searchrank.serving.api import (
     MAX_BODY_BYTES,
     ItemIds,
@@ -91,8 +91,8 @@ class Search:
     retriever = bentoml.models.BentoModel(RETRIEVER_MODEL)
 
     def __init__(self) -> None:
+        from searchrank.core.candidates import CandidateGenerator
         from searchrank.features.store import check_connections, open_store
-        from searchrank.serving.candidates import CandidateGenerator
         from searchrank.serving.checks import check_feature_service
         from searchrank.serving.engine import SearchEngine
 

@@ -93,9 +93,9 @@ def splits(
     """The session dataset's ranker_v1 training set, cut by time into train, valid and test."""
     import pandas as pd
 
-    from searchrank.components.core.names import RANKER_FEATURE_SERVICE
-    from searchrank.components.core.split import split_by_time
     from searchrank.components.fetch_features.logic import fetch_features
+    from searchrank.core.names import RANKER_FEATURE_SERVICE
+    from searchrank.core.split import split_by_time
     from searchrank.features import tables
 
     folder = tmp_path_factory.mktemp("splits")
@@ -123,9 +123,9 @@ def ranker_checkpoint(tmp_path_factory: pytest.TempPathFactory, splits: dict[str
     """A small ranker trained by ``train_ranker`` on the session's train split."""
     from dataclasses import replace
 
-    from searchrank.components.core.names import RANKER_FEATURE_SERVICE
     from searchrank.components.train_ranker.config import TrainRankerConfig
     from searchrank.components.train_ranker.logic import train_ranker
+    from searchrank.core.names import RANKER_FEATURE_SERVICE
 
     folder = tmp_path_factory.mktemp("ranker")
     train_ranker(

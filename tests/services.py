@@ -22,8 +22,8 @@ from typing import NamedTuple
 import pyarrow.fs as pafs
 import pytest
 
-from searchrank.components.core import storage
-from searchrank.components.core.net import free_port
+from searchrank.core import storage
+from searchrank.core.net import free_port
 
 STARTUP_TIMEOUT_S = 60.0
 POSTGRES_HOME = "/usr/lib/postgresql"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from shared_data import SHARED_DATASETS
 
-from searchrank.components.core.lambdamart import LambdaMartConfig
+from searchrank.core.lambdamart import LambdaMartConfig
 from searchrank.pipelines.ltr import LTR_RANKER, run_ltr
 
 DATA = SHARED_DATASETS / "lightgbm-lambdarank"

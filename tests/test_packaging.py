@@ -9,7 +9,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
-MAPPED = {"components", "pipelines", "features", "serving"}
+MAPPED = {"core", "components", "pipelines", "features", "serving"}
 
 
 def test_every_python_package_folder_is_listed_in_pyproject() -> None:

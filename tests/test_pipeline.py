@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 import pytest
 from browser import render
 
-from searchrank.components.core.names import NAMESPACE, PIPELINE_SERVICE_ACCOUNT
 from searchrank.components.run_report.logic import SECTIONS
+from searchrank.core.names import NAMESPACE, PIPELINE_SERVICE_ACCOUNT
 from searchrank.features import tables as T
 from searchrank.pipelines.run import parse_arguments, run_local
 

@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
 
-from searchrank.components.core.names import COMPONENT_IMAGE
+from searchrank.core.names import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -32,7 +32,7 @@ def build_index_op(
     from pathlib import Path
 
     from searchrank.components.build_index.logic import build_index
-    from searchrank.components.core.ann import AnnParams
+    from searchrank.core.ann import AnnParams
 
     params = AnnParams(
         metric=metric,  # type: ignore[arg-type]  # AnnParams checks it and names the rule

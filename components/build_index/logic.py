@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from searchrank.components.core import schema as S
-from searchrank.components.core.ann import AnnIndex, AnnParams, exact_top_k, recall_at_k
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.retrieval import EMBEDDING
+from searchrank.core import schema as S
+from searchrank.core.ann import AnnIndex, AnnParams, exact_top_k, recall_at_k
+from searchrank.core.errors import InputError
+from searchrank.core.retrieval import EMBEDDING
 
 
 @dataclass(frozen=True)

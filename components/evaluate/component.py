@@ -5,7 +5,7 @@ from typing import Optional
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
-from searchrank.components.core.names import COMPONENT_IMAGE
+from searchrank.core.names import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -53,11 +53,11 @@ def evaluate_op(
 
     import pyarrow as pa
 
-    from searchrank.components.core.champion import resolve_champion
-    from searchrank.components.core.io import write_parquet_atomically
     from searchrank.components.evaluate.config import EvaluateConfig
     from searchrank.components.evaluate.logic import evaluate, write_report_json
     from searchrank.components.evaluate.report import html_page, markdown
+    from searchrank.core.champion import resolve_champion
+    from searchrank.core.io import write_parquet_atomically
 
     def optional(artifact: object) -> Optional[Path]:  # noqa: UP045
         return Path(artifact.path) if artifact is not None else None  # type: ignore[attr-defined]

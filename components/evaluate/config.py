@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from searchrank.components.core.errors import InputError
+from searchrank.core.errors import InputError
 
 
 @dataclass(frozen=True)

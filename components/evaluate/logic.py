@@ -16,13 +16,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from searchrank.components.core import schema as S
-from searchrank.components.core.bootstrap import BootstrapResult, paired_bootstrap
-from searchrank.components.core.champion import Champion
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.metrics import mean_metrics, per_query_metrics
 from searchrank.components.evaluate import scoring
 from searchrank.components.evaluate.config import EvaluateConfig
+from searchrank.core import schema as S
+from searchrank.core.bootstrap import BootstrapResult, paired_bootstrap
+from searchrank.core.champion import Champion
+from searchrank.core.errors import InputError
+from searchrank.core.io import read_parquet_input
+from searchrank.core.metrics import mean_metrics, per_query_metrics
 
 CANDIDATE, CHAMPION = "candidate", "champion"
 LIGHTGBM, POPULARITY, BM25 = "lightgbm", "popularity", "bm25"
@@ -63,12 +64,6 @@ class EvaluationReport:
         return out
 
 
-def _read(path: Path, name: str) -> pd.DataFrame:
-    if not path.is_file():
-        raise InputError(name, str(path), "must be an existing parquet file")
-    return pd.read_parquet(path)
-
-
 def query_slices(test: pd.DataFrame, searches: pd.DataFrame | None) -> pd.DataFrame:
     """One row per search: its slice values (those the data allows)."""
     first = test.groupby(S.SEARCH_ID, sort=False).first()
@@ -94,7 +89,7 @@ def score_systems(
     corpus_frames: list[pd.DataFrame],
 ) -> dict[str, np.ndarray]:
     """Scores of the candidate and every baseline available for these rows."""
-    from searchrank.components.train_lightgbm.logic import score_lightgbm
+    from searchrank.core.lambdamart import score_lightgbm
 
     systems = {CANDIDATE: scoring.score_ranker(test, candidate)}
     if champion is not None:
@@ -189,10 +184,10 @@ def evaluate(
     Returns:
         (the report, the test rows' keys with every system's score).
     """
-    test = _read(test_path, "test")
+    test = read_parquet_input(test_path, "test")
     if test.empty:
         raise InputError("test", str(test_path), "the test split must have rows")
-    corpus = [test] + ([_read(train_path, "train")] if train_path is not None else [])
+    corpus = [test] + ([read_parquet_input(train_path, "train")] if train_path is not None else [])
     champion_dir = champion.model_dir if champion is not None else None
     systems = score_systems(test, candidate, lightgbm, champion_dir, corpus)
     labels, groups = test[S.LABEL].to_numpy(), test[S.SEARCH_ID].to_numpy()
@@ -204,7 +199,7 @@ def evaluate(
     }
     means = {name: mean_metrics(table) for name, table in per_query.items()}
     comparisons, results = compare(per_query, config)
-    searches = _read(searches_path, "searches") if searches_path is not None else None
+    searches = read_parquet_input(searches_path, "searches") if searches_path is not None else None
     slices = slice_metrics(per_query, query_slices(test, searches), config.primary)
     reasons = [
         f"{'ok' if c.passed else 'FAILS'}: {config.primary} − {c.other} = "

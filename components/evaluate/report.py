@@ -6,8 +6,9 @@ from __future__ import annotations
 import html
 import math
 
-from searchrank.components.core.plots import grouped_bars, histogram
 from searchrank.components.evaluate.logic import CANDIDATE, EvaluationReport
+from searchrank.core.html import render_page
+from searchrank.core.plots import grouped_bars, histogram
 
 
 def _fmt(value: float) -> str:
@@ -46,7 +47,6 @@ def markdown(report: EvaluationReport) -> str:
 
 def html_page(report: EvaluationReport) -> str:
     verdict = "BLESSED" if report.blessed else "NOT BLESSED"
-    colour = "#2e7d4f" if report.blessed else "#b3261e"
     metrics = [m for m in next(iter(report.systems.values())) if "@" in m or m in ("mrr", "map")]
     header = "".join(f"<th>{html.escape(m)}</th>" for m in metrics)
     rows = "".join(
@@ -83,11 +83,7 @@ def html_page(report: EvaluationReport) -> str:
         for other, samples in report.bootstrap.items()
     )
     reasons = "".join(f"<li>{html.escape(r)}</li>" for r in report.reasons)
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Evaluation</title>
-<style>body{{font-family:system-ui,sans-serif;margin:24px}}table{{border-collapse:collapse;font-size:13px}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child{{text-align:left}}
-.verdict{{color:{colour}}}</style></head><body>
-<h1 class="verdict">Evaluation: {verdict}</h1>
+    body = f"""
 <p>{report.queries:,} test searches; {report.queries_without_relevant:,} without any relevant
 candidate are excluded from every mean and counted.</p>
 <p>{html.escape(champion_line(report))}</p>
@@ -98,6 +94,11 @@ paired bootstrap over searches)</h2>
 <table><tr><th>other</th><th>candidate</th><th>other</th><th>difference</th><th>interval</th>
 <th>ratio [interval]</th><th>p</th><th>passes</th></tr>{comparison_rows}</table>
 <h2>Metrics by slice</h2>{"".join(charts)}
-<h2>Bootstrap distributions of the difference</h2>{distributions}
-</body></html>
-"""
+<h2>Bootstrap distributions of the difference</h2>{distributions}"""
+    return render_page(
+        "Evaluation",
+        body,
+        heading=f"Evaluation: {verdict}",
+        passed=report.blessed,
+        css="td, th { text-align: right; } td:first-child { text-align: left; }",
+    )

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from searchrank.components.core import schema as S
-from searchrank.components.core.checkpoint import load_ranker
-from searchrank.components.core.slates import scores_to_rows, to_slates
-from searchrank.components.core.training import score_slates
+from searchrank.core import schema as S
+from searchrank.core.checkpoint import load_ranker
+from searchrank.core.slates import scores_to_rows, to_slates
+from searchrank.core.training import score_slates
 
 POPULARITY_COLUMN = "item_stats__popularity"
 NAME_COLUMN = "item_catalogue__name"
@@ -55,7 +55,7 @@ def score_bm25(frame: pd.DataFrame, corpus: pd.DataFrame | None) -> np.ndarray |
     item texts only, never labels); None without text."""
     if corpus is None or S.QUERY not in frame.columns:
         return None
-    from searchrank.components.core.bm25 import BM25Scorer
+    from searchrank.core.bm25 import BM25Scorer
 
     scorer = BM25Scorer.fit(corpus[S.ITEM_ID].to_numpy(), corpus["text"].tolist())
     return np.asarray(

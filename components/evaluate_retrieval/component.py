@@ -5,7 +5,7 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
-from searchrank.components.core.names import COMPONENT_IMAGE
+from searchrank.core.names import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -55,16 +55,15 @@ def evaluate_retrieval_op(
 
     import pandas as pd
 
-    from searchrank.components.core.ann import AnnIndex
-    from searchrank.components.core.intent import IntentModel
-    from searchrank.components.core.retriever import Retriever
     from searchrank.components.evaluate_retrieval.logic import (
         RetrievalConfig,
         evaluate_retrieval,
         write_evaluation,
     )
-    from searchrank.serving.candidates import CandidateGenerator, DenseRetriever
-    from searchrank.serving.engine import lexical_retriever
+    from searchrank.core.ann import AnnIndex
+    from searchrank.core.candidates import CandidateGenerator, DenseRetriever, lexical_retriever
+    from searchrank.core.intent import IntentModel
+    from searchrank.core.retriever import Retriever
 
     generator = CandidateGenerator(
         lexical_retriever(pd.read_parquet(catalogue.path)),

@@ -26,18 +26,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from searchrank.components.core import schema as S
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.intent import INTENT_LABEL, intent_report
-from searchrank.components.core.retrieval import (
+from searchrank.core import schema as S
+from searchrank.core.candidates import CandidateGenerator
+from searchrank.core.errors import InputError
+from searchrank.core.html import markdown_html, render_page
+from searchrank.core.intent import INTENT_LABEL, intent_report, labelled_searches
+from searchrank.core.retrieval import (
     FusionRouting,
     fit_fusion_routing,
     reciprocal_rank_fusion,
     retrieval_metrics,
 )
-from searchrank.components.core.schema import Grade
-from searchrank.components.train_intent.logic import labelled_searches
-from searchrank.serving.candidates import CandidateGenerator
+from searchrank.core.schema import Grade
 
 SYSTEMS = ("bm25", "two_tower", "fused", "routed")
 """BM25 alone, the index alone, their even fusion, and their fusion routed by intent."""
@@ -125,7 +125,7 @@ class RetrievalEvaluation:
         return "\n".join(lines) + "\n"
 
     def html(self) -> str:
-        from searchrank.components.core.plots import grouped_bars
+        from searchrank.core.plots import grouped_bars
 
         image = grouped_bars(
             self.by_intent, title=f"Recall@{self.k} by true intent", ylabel=f"Recall@{self.k}"
@@ -136,17 +136,11 @@ class RetrievalEvaluation:
             "</td></tr>"
             for label, c in self.intent["per_class"].items()
         )
-        from searchrank.components.run_report.logic import markdown_html
-
-        return f"""<!doctype html><html><head><meta charset="utf-8">
-<title>Retrieval evaluation</title><style>body{{font-family:system-ui,sans-serif;margin:24px}}
-td,th{{border:1px solid #ccc;padding:3px 8px}} table{{border-collapse:collapse;font-size:13px}}
-</style></head><body><h1>Retrieval evaluation</h1>{markdown_html(self.markdown())}
+        body = f"""{markdown_html(self.markdown())}
 <img alt="recall by intent" src="{image}">
 <h2>Query intent on the test searches</h2><table><tr><th>intent</th><th>searches</th>
-<th>precision</th><th>recall</th><th>F1</th><th>majority F1</th></tr>{per_class}</table>
-</body></html>
-"""
+<th>precision</th><th>recall</th><th>F1</th><th>majority F1</th></tr>{per_class}</table>"""
+        return render_page("Retrieval evaluation", body)
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "recall_ratio": self.recall_ratio}

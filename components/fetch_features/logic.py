@@ -17,10 +17,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from searchrank.components.core import schema as S
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.io import write_parquet_atomically
-from searchrank.components.core.names import MetadataKey
+from searchrank.core import schema as S
+from searchrank.core.errors import InputError
+from searchrank.core.io import write_parquet_atomically
+from searchrank.core.names import MetadataKey
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
@@ -110,7 +110,7 @@ def entity_input(store: FeatureStore, path: Path) -> pd.DataFrame | str:
     Feast takes an entity dataframe or a query in the offline store's own dialect. The embedded
     DuckDB store reads the parquet file itself, which skips two conversions of every row
     between Arrow and pandas; other stores get a pandas frame. Either way the rows carry
-    :data:`~searchrank.components.core.schema.QUERY_TEXT` for the text-match features.
+    :data:`~searchrank.core.schema.QUERY_TEXT` for the text-match features.
     """
     from searchrank.features.offline_store import AsofDuckDBOfflineStoreConfig
 
@@ -127,7 +127,7 @@ def join_features(store: FeatureStore, entities_path: Path, feature_service: str
     """The training set: the entity rows with the feature service's point-in-time features.
 
     Returns:
-        A table with :data:`~searchrank.components.core.schema.ENTITY_COLUMNS` first, then the
+        A table with :data:`~searchrank.core.schema.ENTITY_COLUMNS` first, then the
         features as ``<view>__<feature>``, one row per entity row, in entity order.
     """
     rows = check_entities(entities_path)

@@ -1,6 +1,6 @@
 """``materialize_features``: incremental, idempotent loads into the Feast online store."""
 
-from searchrank.components.core.lazy import lazy_export
+from searchrank.core.lazy import lazy_export
 
 __all__ = ["materialize_features_op"]
 __getattr__ = lazy_export(__name__, "materialize_features_op")

@@ -1,9 +1,10 @@
-"""The ``materialize_features`` KFP component: a thin wrapper over :mod:`.logic`."""
+"""The ``materialize_features`` KFP component: a thin wrapper over
+:mod:`searchrank.features.materialize` (which ``package_service`` shares to stage a store)."""
 
 from kfp import dsl
 from kfp.dsl import Markdown, Output
 
-from searchrank.components.core.names import COMPONENT_IMAGE
+from searchrank.core.names import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -20,7 +21,7 @@ def materialize_features_op(feature_repo: str, end: str, summary: Output[Markdow
     """
     from pathlib import Path
 
-    from searchrank.components.materialize_features.logic import materialize_features, parse_end
+    from searchrank.features.materialize import materialize_features, parse_end
 
     result = materialize_features(Path(feature_repo), parse_end(end))
     summary.metadata.update(result.metadata())

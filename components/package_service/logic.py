@@ -37,12 +37,12 @@ import httpx
 import pandas as pd
 import yaml
 
-from searchrank.components.core import schema as S
-from searchrank.components.core.checkpoint import read_description
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.intent import is_intent_column
+from searchrank.core import schema as S
+from searchrank.core.candidates import RetrieverParts
+from searchrank.core.checkpoint import read_description
+from searchrank.core.errors import InputError
+from searchrank.core.intent import is_intent_column
 from searchrank.features import tables as T
-from searchrank.serving.candidates import RetrieverParts
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -165,7 +165,7 @@ def staging_repo(
     """A repository over ``feature_repo``'s offline store with its own registry and online store
     (SQLite in ``folder`` unless ``online_store`` configures another), materialized until
     ``until``."""
-    from searchrank.components.materialize_features.logic import materialize_features
+    from searchrank.features.materialize import materialize_features
     from searchrank.features.store import FEATURE_STORE_YAML, apply_definitions, open_store
 
     config = yaml.safe_load((feature_repo / FEATURE_STORE_YAML).read_text())

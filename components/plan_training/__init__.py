@@ -1,6 +1,6 @@
 """``plan_training``: the train steps' Kubernetes placement, from where their Ray runs."""
 
-from searchrank.components.core.lazy import lazy_export
+from searchrank.core.lazy import lazy_export
 
 __all__ = ["plan_training_op"]
 __getattr__ = lazy_export(__name__, "plan_training_op")

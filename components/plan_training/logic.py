@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.ray_address import RayTarget, ray_target
+from searchrank.core.errors import InputError
+from searchrank.core.ray_address import RayTarget, ray_target
 
 FOLLOWER_CPU = "2"
 """CPUs of a step whose training runs elsewhere: reading, encoding and writing the data."""

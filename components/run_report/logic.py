@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from markdown_it import MarkdownIt
+from searchrank.core.html import markdown_html, render_page
 
 SECTIONS = (
     "decision",
@@ -31,7 +31,6 @@ SECTIONS = (
     "serving",
 )
 _BODY = re.compile(r"<body[^>]*>(.*)</body>", re.DOTALL | re.IGNORECASE)
-_markdown = MarkdownIt("commonmark").enable("table")
 
 
 @dataclass
@@ -57,10 +56,6 @@ def body_of(page: str) -> str:
     for level in (3, 2, 1):
         inner = re.sub(rf"<(/?)h{level}\b", rf"<\1h{level + 1}", inner)
     return inner
-
-
-def markdown_html(text: str) -> str:
-    return _markdown.render(text)
 
 
 def _section(name: str, title: str, content: str) -> str:
@@ -123,24 +118,24 @@ def build_report(inputs: RunInputs) -> str:
         ),
         _section("serving", "Serving: infra validation", serving),
     ]
-    colour = "#2e7d4f" if blessed else "#b3261e"
     nav = " · ".join(f'<a href="#{s}">{s}</a>' for s in SECTIONS)
-    return f"""<!doctype html><html><head><meta charset="utf-8">
-<title>searchrank run {html.escape(inputs.lineage.get("run", ""))}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:24px;max-width:1200px}}
-table{{border-collapse:collapse;font-size:13px;margin:8px 0}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}
-section{{border-top:2px solid #eee;margin-top:24px}}img{{max-width:100%}}
-h1{{color:{colour}}}</style></head><body>
-<h1>searchrank run report: {verdict}</h1><nav>{nav}</nav>
-{"".join(sections)}
-<script>
+    return render_page(
+        f"searchrank run {inputs.lineage.get('run', '')}",
+        f"<nav>{nav}</nav>\n{''.join(sections)}",
+        heading=f"searchrank run report: {verdict}",
+        passed=blessed,
+        css="td, th { text-align: left; }\n"
+        "section { border-top: 2px solid #eee; margin-top: 24px; }",
+        script=PLOT_COUNTER,
+    )
+
+
+PLOT_COUNTER = """<script>
 // Marks how many plots rendered, for the browser test and for anyone checking the page.
-window.addEventListener("load", () => {{
+window.addEventListener("load", () => {
   const images = Array.from(document.images);
   document.body.dataset.plots = images.length;
   document.body.dataset.plotsRendered = images.filter(i => i.complete && i.naturalWidth > 0).length;
-}});
-</script>
-</body></html>
-"""
+});
+</script>"""
+"""Marks on the page's body how many plots it has and how many rendered."""

@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Output
 
-from searchrank.components.core.names import COMPONENT_IMAGE
+from searchrank.core.names import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -29,9 +29,9 @@ def split_dataset_op(
 
     import pandas as pd
 
-    from searchrank.components.core import schema as S
-    from searchrank.components.core.io import write_parquet_atomically
-    from searchrank.components.core.split import split_by_time
+    from searchrank.core import schema as S
+    from searchrank.core.io import write_parquet_atomically
+    from searchrank.core.split import split_by_time
 
     frame = pd.read_parquet(training_set.path)
     parts = split_by_time(frame, valid_fraction, test_fraction)

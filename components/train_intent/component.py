@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
 
-from searchrank.components.core.names import COMPONENT_IMAGE
+from searchrank.core.names import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -39,8 +39,8 @@ def train_intent_op(
     """
     from pathlib import Path
 
-    from searchrank.components.core.intent import IntentParams
     from searchrank.components.train_intent.logic import train_intent
+    from searchrank.core.intent import IntentParams
 
     result = train_intent(
         {"train": Path(train.path), "valid": Path(valid.path), "test": Path(test.path)},

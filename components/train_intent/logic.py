@@ -19,16 +19,17 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from searchrank.components.core import schema as S
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.intent import (
+from searchrank.core import schema as S
+from searchrank.core.errors import InputError
+from searchrank.core.intent import (
     INTENT_LABEL,
     IntentModel,
     IntentParams,
     add_intent_features,
     intent_report,
+    labelled_searches,
 )
-from searchrank.components.core.io import write_parquet_atomically
+from searchrank.core.io import write_parquet_atomically
 
 
 @dataclass(frozen=True)
@@ -66,32 +67,6 @@ class IntentSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def labelled_searches(rows: pd.DataFrame, searches: pd.DataFrame, field: str) -> pd.DataFrame:
-    """One row per search of ``rows`` (``search_id``, ``query``) with its ``intent``.
-
-    Raises:
-        InputError: a column is missing, or a search of ``rows`` is not in ``searches``.
-    """
-    for name, frame, needed in (
-        (field, rows, (S.SEARCH_ID, S.QUERY)),
-        ("searches", searches, (S.SEARCH_ID, INTENT_LABEL)),
-    ):
-        missing = [c for c in needed if c not in frame.columns]
-        if missing:
-            raise InputError(f"{name} columns", list(frame.columns), f"must include {missing}")
-    first = rows[[S.SEARCH_ID, S.QUERY]].drop_duplicates(S.SEARCH_ID)
-    labels = searches.drop_duplicates(S.SEARCH_ID).set_index(S.SEARCH_ID)[INTENT_LABEL]
-    out = first.assign(**{INTENT_LABEL: first[S.SEARCH_ID].map(labels).to_numpy()})
-    unknown = out[out[INTENT_LABEL].isna()][S.SEARCH_ID]
-    if len(unknown):
-        raise InputError(
-            f"{field} search_id",
-            unknown.head(5).tolist(),
-            f"every search must have an intent in the searches table ({len(unknown)} do not)",
-        )
-    return out.reset_index(drop=True)
 
 
 def train_intent(

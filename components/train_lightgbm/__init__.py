@@ -1,6 +1,6 @@
 """``train_lightgbm``: the tuned LambdaMART baseline on the ranker's own features."""
 
-from searchrank.components.core.lazy import lazy_export
+from searchrank.core.lazy import lazy_export
 
 __all__ = ["train_lightgbm_op"]
 __getattr__ = lazy_export(__name__, "train_lightgbm_op")

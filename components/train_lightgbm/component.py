@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
-from searchrank.components.core.names import COMPONENT_IMAGE
+from searchrank.core.names import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -35,8 +35,8 @@ def train_lightgbm_op(
 
     import pandas as pd
 
-    from searchrank.components.core.lambdamart import LambdaMartConfig
     from searchrank.components.train_lightgbm.logic import train_lightgbm
+    from searchrank.core.lambdamart import LambdaMartConfig
 
     specs = None
     if feature_service:

@@ -17,12 +17,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from searchrank.components.core import schema as S
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.features import FeatureProcessor, infer_roles
-from searchrank.components.core.lambdamart import LambdaMartConfig, TunedLambdaMart, tune_lambdamart
+from searchrank.core import schema as S
+from searchrank.core.errors import InputError
+from searchrank.core.features import PROCESSOR_FILE, FeatureProcessor, infer_roles
+from searchrank.core.lambdamart import LambdaMartConfig, tune_lambdamart
 
-PROCESSOR = "feature_processor.json"
 DESCRIPTION = "baseline.json"
 
 
@@ -81,7 +80,7 @@ def train_lightgbm(
         config=config,
     )
     tuned.save(model_dir)
-    processor.save(model_dir / PROCESSOR)
+    processor.save(model_dir / PROCESSOR_FILE)
     chosen = tuned.chosen
     summary = LightGBMSummary(
         params=tuned.params,
@@ -98,15 +97,3 @@ def train_lightgbm(
         )
     )
     return summary
-
-
-def load_lightgbm(model_dir: Path) -> tuple[TunedLambdaMart, FeatureProcessor]:
-    if not (model_dir / PROCESSOR).is_file():
-        raise InputError("lightgbm model", str(model_dir), f"must be a folder with {PROCESSOR}")
-    return TunedLambdaMart.load(model_dir), FeatureProcessor.load(model_dir / PROCESSOR)
-
-
-def score_lightgbm(frame: pd.DataFrame, model_dir: Path) -> np.ndarray:
-    """Scores of every row by the saved baseline, shape (n,)."""
-    model, processor = load_lightgbm(model_dir)
-    return model.predict(processor.raw_matrix(frame)[0])

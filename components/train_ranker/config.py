@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from searchrank.components.core.errors import InputError
+from searchrank.core.errors import InputError
 
 
 @dataclass(frozen=True)

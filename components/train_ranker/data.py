@@ -17,14 +17,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from searchrank.components.core import schema as S
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.features import ColumnSpec, FeatureProcessor, infer_roles
-from searchrank.components.core.slates import Slates, to_slates
+from searchrank.core import schema as S
+from searchrank.core.errors import InputError
+from searchrank.core.features import PROCESSOR_FILE, ColumnSpec, FeatureProcessor, infer_roles
+from searchrank.core.raytrain.shards import fixed_size_list, list_matrix
+from searchrank.core.slates import Slates, to_slates
 
 TRAIN_SLATES = "train_slates.parquet"
 VALID_SLATES = "valid_slates.npz"
-PROCESSOR = "feature_processor.json"
 
 
 @dataclass(frozen=True)
@@ -49,11 +49,6 @@ def encode(frame: pd.DataFrame, processor: FeatureProcessor, max_length: int) ->
     dense, codes = processor.transform(frame)
     labels = frame[S.LABEL].to_numpy(np.float32)
     return to_slates(dense, codes, labels, frame[S.SEARCH_ID].to_numpy(), max_length)
-
-
-def fixed_size_list(values: np.ndarray, width: int, kind: pa.DataType) -> pa.FixedSizeListArray:
-    flat = pa.array(values.reshape(-1), type=kind)
-    return pa.FixedSizeListArray.from_arrays(flat, width)
 
 
 def write_train_slates(slates: Slates, path: Path) -> None:
@@ -86,11 +81,6 @@ def slates_from_columns(columns: dict[str, np.ndarray]) -> Slates:
     mask = list_matrix(columns["mask"], np.float32) > 0.5
     rows = np.where(mask, np.cumsum(mask).reshape(mask.shape) - 1, -1)
     return Slates(dense, codes, labels, mask, rows)
-
-
-def list_matrix(values: np.ndarray, dtype: type) -> np.ndarray:
-    """A 2-D array of a list column (which may arrive as an object array of rows)."""
-    return np.stack(list(values)).astype(dtype) if values.dtype == object else values.astype(dtype)
 
 
 def read_train_slates(path: Path) -> Slates:
@@ -131,7 +121,7 @@ def prepare(
     valid_slates = encode(valid, processor, max_length)
     write_train_slates(train_slates, folder / TRAIN_SLATES)
     save_slates(valid_slates, folder / VALID_SLATES)
-    processor.save(folder / PROCESSOR)
+    processor.save(folder / PROCESSOR_FILE)
     shapes = Shapes(
         list_length=train_slates.mask.shape[1],
         n_numeric=train_slates.dense.shape[2],

@@ -3,7 +3,7 @@
 Where Ray runs is a parameter: empty, a Ray instance is started inside the step (CPU workers on
 one machine); an address, the training is submitted to that cluster as a Ray job. The output is
 the best checkpoint by validation NDCG@10, a self-describing folder that serving can load
-(``searchrank.components.core.checkpoint``), plus the training curves.
+(``searchrank.core.checkpoint``), plus the training curves.
 """
 
 from __future__ import annotations
@@ -16,15 +16,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from searchrank.components.core.checkpoint import DESCRIPTION
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.plots import training_curves
 from searchrank.components.train_ranker.config import TrainRankerConfig
 from searchrank.components.train_ranker.data import TRAIN_SLATES, prepare
 from searchrank.components.train_ranker.loop import SCORE
-from searchrank.components.train_ranker.runner import threads_per_worker, train_anywhere
+from searchrank.core.checkpoint import DESCRIPTION
+from searchrank.core.html import render_page
+from searchrank.core.io import read_parquet_input
+from searchrank.core.plots import training_curves
+from searchrank.core.raytrain.runner import threads_per_worker, train_anywhere
 
 
 @dataclass(frozen=True)
@@ -52,12 +51,6 @@ class TrainSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def read_split(path: Path, field: str) -> pd.DataFrame:
-    if not path.is_file():
-        raise InputError(field, str(path), "must be an existing parquet file")
-    return pd.read_parquet(path)
 
 
 def run_spec(
@@ -109,7 +102,7 @@ def train_ranker(
         job_python: the cluster's Python with searchrank installed (Ray job mode only).
         log: where progress lines go.
     """
-    train, valid = read_split(train_path, "train"), read_split(valid_path, "valid")
+    train, valid = read_parquet_input(train_path, "train"), read_parquet_input(valid_path, "valid")
     specs = None
     if feature_service:
         from searchrank.components.validate_data.contract import load_feature_specs
@@ -148,15 +141,11 @@ def curves_html(summary: TrainSummary) -> str:
         f"<td>{h['candidates_per_s']:,.0f}</td></tr>"
         for h in summary.history
     )
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Ranker training</title>
-<style>body{{font-family:system-ui,sans-serif;margin:24px}}
-td,th{{border:1px solid #ccc;padding:3px 8px}} table{{border-collapse:collapse;font-size:13px}}
-</style></head><body>
-<h1>Ranker training</h1>
+    body = f"""
 <p>Best validation NDCG@10 <b>{summary.best_val_ndcg10:.4f}</b> at epoch {summary.best_epoch}
 ({summary.epochs_run} epochs run; {summary.shapes["train_slates"]:,} training slates).
 Checkpoint: <code>{summary.checkpoint}</code>.</p>
 <img alt="training curves" src="{training_curves(summary.history, summary.best_epoch)}">
 <table><tr><th>epoch</th><th>train loss</th><th>val NDCG@10</th><th>val NDCG@5</th>
-<th>val MRR</th><th>candidates/s</th></tr>{rows}</table></body></html>
-"""
+<th>val MRR</th><th>candidates/s</th></tr>{rows}</table>"""
+    return render_page("Ranker training", body)

@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
 
-from searchrank.components.core.names import COMPONENT_IMAGE
+from searchrank.core.names import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -58,9 +58,9 @@ def train_retriever_op(
     """
     from pathlib import Path
 
-    from searchrank.components.core.errors import InputError
     from searchrank.components.train_retriever.config import TrainRetrieverConfig
     from searchrank.components.train_retriever.logic import curves_html, train_retriever
+    from searchrank.core.errors import InputError
 
     if ray_address and not work_dir:
         raise InputError("work_dir", work_dir, "must name shared storage when ray_address is set")

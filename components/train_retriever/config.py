@@ -5,16 +5,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.retriever import TwoTowerConfig
-from searchrank.components.core.schema import Grade
+from searchrank.core.errors import InputError
+from searchrank.core.retriever import TwoTowerConfig
+from searchrank.core.schema import Grade
 
 
 @dataclass(frozen=True)
 class TrainRetrieverConfig:
     """Everything a retriever training run needs besides its data.
 
-    Model: the :class:`~searchrank.components.core.retriever.TwoTowerConfig` fields
+    Model: the :class:`~searchrank.core.retriever.TwoTowerConfig` fields
     ``text_buckets`` … ``id_dropout``.
     Data: items with ``label >= min_label`` are a search's positives; validation counts items
     with ``label >= min_relevant_label`` as wanted; ``hard_negatives`` adds one skipped item of

@@ -23,12 +23,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from searchrank.components.core import schema as S
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.retrieval import item_texts
-from searchrank.components.core.retriever import IdVocabulary, hash_tokens
-from searchrank.components.train_ranker.data import fixed_size_list, list_matrix
 from searchrank.components.train_retriever.config import TrainRetrieverConfig
+from searchrank.core import schema as S
+from searchrank.core.errors import InputError
+from searchrank.core.raytrain.shards import fixed_size_list, list_matrix
+from searchrank.core.retrieval import item_texts
+from searchrank.core.retriever import IdVocabulary, hash_tokens
 
 TRAIN_PAIRS = "train_pairs.parquet"
 VALIDATION = "validation.npz"

@@ -2,7 +2,7 @@
 
 Ray runs where ``ray_address`` says (a local Ray inside the step, a Ray job on a cluster, or a
 KubeRay RayJob), through the ranker's runner. The outputs are the best checkpoint by validation
-Recall@100 (a folder :class:`~searchrank.components.core.retriever.Retriever` loads), the
+Recall@100 (a folder :class:`~searchrank.core.retriever.Retriever` loads), the
 embeddings of every catalogue item from it (what ``build_index`` indexes), and the curves.
 """
 
@@ -19,16 +19,17 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from searchrank.components.core import schema as S
-from searchrank.components.core.plots import training_curves
-from searchrank.components.core.retrieval import EMBEDDING
-from searchrank.components.core.retriever import DESCRIPTION, Retriever
-from searchrank.components.train_ranker.data import fixed_size_list
-from searchrank.components.train_ranker.logic import read_split
-from searchrank.components.train_ranker.runner import threads_per_worker, train_anywhere
 from searchrank.components.train_retriever.config import TrainRetrieverConfig
 from searchrank.components.train_retriever.data import TRAIN_PAIRS, prepare
 from searchrank.components.train_retriever.loop import SCORE
+from searchrank.core import schema as S
+from searchrank.core.html import render_page
+from searchrank.core.io import read_parquet_input
+from searchrank.core.plots import training_curves
+from searchrank.core.raytrain.runner import threads_per_worker, train_anywhere
+from searchrank.core.raytrain.shards import fixed_size_list
+from searchrank.core.retrieval import EMBEDDING
+from searchrank.core.retriever import DESCRIPTION, Retriever
 
 CURVES = {SCORE: "Recall@100", "val_recall@10": "Recall@10", "val_mrr": "MRR"}
 
@@ -101,8 +102,8 @@ def train_retriever(
         job_python: the cluster's Python with searchrank installed (Ray job mode only).
         log: where progress lines go.
     """
-    train, valid = read_split(train_path, "train"), read_split(valid_path, "valid")
-    catalogue = read_split(catalogue_path, "catalogue")
+    train, valid = read_parquet_input(train_path, "train"), read_parquet_input(valid_path, "valid")
+    catalogue = read_parquet_input(catalogue_path, "catalogue")
     work = work_dir or Path(tempfile.mkdtemp(prefix="searchrank-retriever-"))
     shapes = prepare(train, valid, catalogue, config, work / "data").as_dict()
     name = f"retriever-{uuid.uuid4().hex[:8]}"
@@ -149,15 +150,11 @@ def curves_html(summary: RetrieverSummary) -> str:
         for h in summary.history
     )
     image = training_curves(summary.history, summary.best_epoch, CURVES)
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Retriever training</title>
-<style>body{{font-family:system-ui,sans-serif;margin:24px}}
-td,th{{border:1px solid #ccc;padding:3px 8px}} table{{border-collapse:collapse;font-size:13px}}
-</style></head><body>
-<h1>Retriever training</h1>
+    body = f"""
 <p>Best validation Recall@100 <b>{summary.best[SCORE]:.4f}</b> at epoch {summary.best_epoch}
 ({summary.epochs_run} epochs run; {summary.shapes["train_pairs"]:,} training pairs,
 {summary.shapes["items"]:,} items). Checkpoint: <code>{summary.checkpoint}</code>.</p>
 <img alt="training curves" src="{image}">
 <table><tr><th>epoch</th><th>train loss</th><th>val Recall@100</th><th>val Recall@10</th>
-<th>val MRR</th><th>pairs/s</th></tr>{rows}</table></body></html>
-"""
+<th>val MRR</th><th>pairs/s</th></tr>{rows}</table>"""
+    return render_page("Retriever training", body)

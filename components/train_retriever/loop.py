@@ -4,7 +4,7 @@ Each worker reads its shard of the training pairs once and keeps it in memory; e
 trains on the shard in an order seeded by (seed, epoch, rank), then embeds the whole catalogue
 and the validation searches and measures Recall@{10,100} and MRR by exact search, so every
 worker reaches the same early-stopping decision; rank 0 attaches a checkpoint that serving can
-load (:class:`~searchrank.components.core.retriever.Retriever`) plus what resuming needs.
+load (:class:`~searchrank.core.retriever.Retriever`) plus what resuming needs.
 """
 
 from __future__ import annotations
@@ -17,21 +17,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from searchrank.components.core.retrieval import exact_top_k, retrieval_metrics
-from searchrank.components.core.retriever import (
-    IdVocabulary,
-    Retriever,
-    TwoTower,
-    encode_in_batches,
-    sampled_softmax_loss,
-)
-from searchrank.components.core.training import seed_everything
-from searchrank.components.train_ranker.loop import (
-    READ_BATCH,
-    report_epoch,
-    resumable_optimizer,
-    save_resumable,
-)
 from searchrank.components.train_retriever.config import TrainRetrieverConfig
 from searchrank.components.train_retriever.data import (
     ITEMS,
@@ -40,6 +25,21 @@ from searchrank.components.train_retriever.data import (
     load_queries,
     pairs_from_columns,
 )
+from searchrank.core.raytrain.loop import (
+    READ_BATCH,
+    report_epoch,
+    resumable_optimizer,
+    save_resumable,
+)
+from searchrank.core.retrieval import exact_top_k, retrieval_metrics
+from searchrank.core.retriever import (
+    IdVocabulary,
+    Retriever,
+    TwoTower,
+    encode_in_batches,
+    sampled_softmax_loss,
+)
+from searchrank.core.training import seed_everything
 
 SCORE = "val_recall@100"
 Pairs = dict[str, np.ndarray]

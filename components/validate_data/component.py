@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Output
 
-from searchrank.components.core.names import COMPONENT_IMAGE
+from searchrank.core.names import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -50,13 +50,13 @@ def validate_data_op(
     import tempfile
     from pathlib import Path
 
-    from searchrank.components.core.storage import download
     from searchrank.components.validate_data.config import ValidationConfig, parse_window_bound
     from searchrank.components.validate_data.logic import (
         DataContractError,
         ReportPaths,
         validate_and_report,
     )
+    from searchrank.core.storage import download
 
     config = ValidationConfig(
         feature_service=feature_service,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.names import RANKER_FEATURE_SERVICE
-from searchrank.components.core.schema import GRADES
+from searchrank.core.errors import InputError
+from searchrank.core.names import RANKER_FEATURE_SERVICE
+from searchrank.core.schema import GRADES
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from searchrank.components.core import schema as S
-from searchrank.components.core.domain import Domain
-from searchrank.components.core.errors import InputError
+from searchrank.core import schema as S
+from searchrank.core.domain import Domain
+from searchrank.core.errors import InputError
 
 if TYPE_CHECKING:
     from feast import FeatureService

@@ -21,14 +21,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from searchrank.components.core import schema as S
-from searchrank.components.core.errors import InputError
 from searchrank.components.validate_data.config import ValidationConfig
 from searchrank.components.validate_data.contract import (
     FeatureSpec,
     load_feature_specs,
     reference_profiles,
 )
+from searchrank.core import schema as S
+from searchrank.core.errors import InputError
 
 DOCS_SITE = "searchrank"
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from searchrank.components.validate_data.config import ValidationConfig
 from searchrank.components.validate_data.logic import Finding, ValidationReport
+from searchrank.core.html import render_page
 
 MAX_LISTED = 25
 _BODY = re.compile(r"<body[^>]*>(.*)</body>", re.S | re.I)
@@ -146,23 +147,18 @@ def _data_docs_pages(docs_dir: Path | None) -> str:
 def html_page(report: ValidationReport, config: ValidationConfig, docs_dir: Path | None) -> str:
     """The whole report as one HTML file with no external references."""
     verdict = "PASSED" if report.success else "FAILED"
-    colour = "#2e7d4f" if report.success else "#b3261e"
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Data validation {verdict}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 24px; color: #1d1d1d; }}
-.verdict {{ color: {colour}; }}
-table.sr {{ border-collapse: collapse; margin: 8px 0 20px; font-size: 13px; }}
-table.sr td, table.sr th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; }}
-section.gx-page {{ border-top: 2px solid #ddd; margin-top: 32px; }}
-</style></head><body>
-<h1 class="verdict">Data validation {verdict}</h1>
+    body = f"""
 <p>Feature service <b>{html.escape(report.feature_service)}</b>: {report.rows:,} rows,
 {report.searches:,} searches, {report.expectations} expectations evaluated,
 {len(report.errors)} errors, {len(report.warnings)} warnings.</p>
 <h2>Errors</h2>{_findings_table(report.errors)}
 <h2>Warnings</h2>{_findings_table(report.warnings)}
 <h2>Drift by feature (population stability index)</h2>{_drift_chart(report, config)}
-{_data_docs_pages(docs_dir)}
-</body></html>
-"""
+{_data_docs_pages(docs_dir)}"""
+    return render_page(
+        f"Data validation {verdict}",
+        body,
+        passed=report.success,
+        css="table.sr { margin: 8px 0 20px; } table.sr td, table.sr th { text-align: left; }\n"
+        "section.gx-page { border-top: 2px solid #ddd; margin-top: 32px; }",
+    )

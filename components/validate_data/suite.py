@@ -30,7 +30,6 @@ import pyarrow as pa
 from great_expectations.expectations.expectation import Expectation
 from great_expectations.expectations.metadata_types import FailureSeverity
 
-from searchrank.components.core import schema as S
 from searchrank.components.validate_data.config import ValidationConfig
 from searchrank.components.validate_data.contract import (
     ARROW_TYPES,
@@ -40,6 +39,7 @@ from searchrank.components.validate_data.contract import (
     population_stability,
     sample,
 )
+from searchrank.core import schema as S
 
 E = gx.expectations
 ERROR, WARNING = FailureSeverity.CRITICAL, FailureSeverity.WARNING

@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from searchrank.components.core import schema as S
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.io import write_parquet_atomically
-from searchrank.components.core.text import TEXT_MATCH_FEATURES, normalize_text, text_match
+from searchrank.core import schema as S
+from searchrank.core.errors import InputError
+from searchrank.core.io import write_parquet_atomically
+from searchrank.core.text import TEXT_MATCH_FEATURES, normalize_text, text_match
 
 NEGATIVE_POOL = 2000
 """Negatives of a search are sampled from this many most-listened artists."""

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from searchrank.components.core import schema as S
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.io import write_parquet_atomically
+from searchrank.core import schema as S
+from searchrank.core.errors import InputError
+from searchrank.core.io import write_parquet_atomically
 
 GROUP_FILE_SUFFIX = ".query"
 """The LightGBM group file of ``rank.train`` is ``rank.train.query``."""
@@ -99,7 +99,7 @@ def write_ranking_dataset(table: pa.Table, path: Path) -> None:
         path: the parquet file to write.
 
     Raises:
-        InputError: a column of :data:`~searchrank.components.core.schema.RANKING_REQUIRED_COLUMNS`
+        InputError: a column of :data:`~searchrank.core.schema.RANKING_REQUIRED_COLUMNS`
             is missing.
     """
     missing = [c for c in S.RANKING_REQUIRED_COLUMNS if c not in table.column_names]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from searchrank.components.core.errors import InputError
+from searchrank.core.errors import InputError
 
 
 def _today_utc() -> date:

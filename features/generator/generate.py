@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from searchrank.components.core.names import PACKAGE_VERSION
+from searchrank.core.names import PACKAGE_VERSION
 from searchrank.features import tables as T
 from searchrank.features.generator.catalogue import Catalogue, build_catalogue
 from searchrank.features.generator.config import GeneratorConfig

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from searchrank.components.core.text import FILLER_WORDS, analyze
+from searchrank.core.text import FILLER_WORDS, analyze
 from searchrank.features.generator.catalogue import Catalogue
 
 MIN_LEXICAL = 0.15

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from searchrank.components.core.text import normalize_text
+from searchrank.core.text import normalize_text
 from searchrank.features.generator import words as W
 from searchrank.features.generator.catalogue import (
     ALBUM,

@@ -25,11 +25,12 @@ WORKDIR /opt/searchrank
 # The default index's torch 2.13.0 for Linux is the CUDA build.
 RUN pip install "torch==2.13.0"
 COPY pyproject.toml README.md ./
+COPY core ./core
 COPY components ./components
 COPY pipelines ./pipelines
 COPY features ./features
 COPY serving ./serving
-# The targets of the package's relative symlinks (components/train_ranker/k8s/raycluster.yaml,
+# The targets of the package's relative symlinks (core/raytrain/k8s/raycluster.yaml,
 # features/feature_store.cluster.yaml): kustomize's base owns these files, and pip follows the
 # links only if the targets sit at the same relative place.
 COPY infra/k8s/base/raycluster.yaml infra/k8s/base/feature_store.yaml ./infra/k8s/base/

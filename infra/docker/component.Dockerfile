@@ -1,5 +1,5 @@
 # The component image (CPU): the one base image of every searchrank KFP component, tagged
-# searchrank/components:<package version> (searchrank.components.core.names.COMPONENT_IMAGE).
+# searchrank/components:<package version> (searchrank.core.names.COMPONENT_IMAGE).
 # Build from the repository root:
 #   docker build -f infra/docker/component.Dockerfile -t searchrank/components:$(python -c \
 #     'from importlib.metadata import version; print(version("searchrank"))') .
@@ -26,11 +26,12 @@ RUN if [ -n "$TORCH_INDEX_URL" ]; then \
         pip install "torch==2.13.0"; \
     fi
 COPY pyproject.toml README.md ./
+COPY core ./core
 COPY components ./components
 COPY pipelines ./pipelines
 COPY features ./features
 COPY serving ./serving
-# The targets of the package's relative symlinks (components/train_ranker/k8s/raycluster.yaml,
+# The targets of the package's relative symlinks (core/raytrain/k8s/raycluster.yaml,
 # features/feature_store.cluster.yaml): kustomize's base owns these files, and pip follows the
 # links only if the targets sit at the same relative place.
 COPY infra/k8s/base/raycluster.yaml infra/k8s/base/feature_store.yaml ./infra/k8s/base/

@@ -32,8 +32,8 @@ def training_set(rows: int, seed: int, cache: Path = CACHE) -> Path:
     """A ``ranker_v1`` training set of ``rows`` rows, in time order (cached by size and seed)."""
     import pyarrow.parquet as pq
 
-    from searchrank.components.core.names import RANKER_FEATURE_SERVICE
     from searchrank.components.fetch_features.logic import fetch_features
+    from searchrank.core.names import RANKER_FEATURE_SERVICE
     from searchrank.features import tables
     from searchrank.features.generator.config import GeneratorConfig
     from searchrank.features.generator.generate import generate
@@ -59,7 +59,7 @@ def time_split(path: Path, parts: int = 2) -> list[Path]:
     """Cut a training set into ``parts`` consecutive periods (cached beside it)."""
     import pyarrow.parquet as pq
 
-    from searchrank.components.core.io import write_parquet_atomically
+    from searchrank.core.io import write_parquet_atomically
 
     table = pq.read_table(path)
     size = table.num_rows // parts

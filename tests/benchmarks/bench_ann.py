@@ -45,7 +45,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from searchrank.components.core.ann import AnnIndex, AnnParams, exact_top_k, recall_at_k
+    from searchrank.core.ann import AnnIndex, AnnParams, exact_top_k, recall_at_k
 
     vectors = embeddings(items, args.dims, seed=0)
     queries = embeddings(queries_n, args.dims, seed=1)

@@ -166,8 +166,8 @@ def run_method(method: str, workdir: Path, repeats: int) -> dict[str, Any]:
             pq.write_table(result, out)
             seconds.append(time.perf_counter() - start)
     elif method == "searchrank_with_text_match":
-        from searchrank.components.core.names import RANKER_FEATURE_SERVICE
         from searchrank.components.fetch_features.logic import fetch_features
+        from searchrank.core.names import RANKER_FEATURE_SERVICE
 
         start = time.perf_counter()
         fetch_features(paths["entities"], paths["repo"], RANKER_FEATURE_SERVICE, out)

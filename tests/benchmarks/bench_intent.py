@@ -27,7 +27,7 @@ def main() -> None:
 
     import pandas as pd
 
-    from searchrank.components.core.intent import IntentModel, intent_report
+    from searchrank.core.intent import IntentModel, intent_report
     from searchrank.features import tables as T
 
     folder = training_set(int(searches_n / SEARCHES_PER_ROW), seed=3).parent

@@ -33,15 +33,15 @@ SYNTHETIC_TARGET, LETOR_TARGET, LETOR_GOAL = 1.02, 0.97, 1.0
 def synthetic(searches: int, quick: bool) -> dict[str, Any]:
     import pandas as pd
 
-    from searchrank.components.core.lambdamart import LambdaMartConfig
-    from searchrank.components.core.names import RANKER_FEATURE_SERVICE
-    from searchrank.components.core.split import split_by_time
     from searchrank.components.evaluate.config import EvaluateConfig
     from searchrank.components.evaluate.logic import CANDIDATE, LIGHTGBM, evaluate
     from searchrank.components.train_lightgbm.logic import train_lightgbm
     from searchrank.components.train_ranker.config import TrainRankerConfig
     from searchrank.components.train_ranker.logic import train_ranker
     from searchrank.components.validate_data.contract import load_feature_specs
+    from searchrank.core.lambdamart import LambdaMartConfig
+    from searchrank.core.names import RANKER_FEATURE_SERVICE
+    from searchrank.core.split import split_by_time
 
     data = training_set(int(searches / SEARCHES_PER_ROW), seed=21)
     work = Path(tempfile.mkdtemp(prefix="bench-quality-"))

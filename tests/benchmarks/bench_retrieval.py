@@ -42,18 +42,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _data import logs
 from shared_data import SHARED_DATASETS
 
-from searchrank.components.core import schema as S
-from searchrank.components.core.ann import AnnIndex, AnnParams
-from searchrank.components.core.bm25 import BM25Scorer
-from searchrank.components.core.intent import IntentModel
-from searchrank.components.core.retrieval import (
+from searchrank.components.train_retriever.config import TrainRetrieverConfig
+from searchrank.components.train_retriever.logic import train_retriever
+from searchrank.core import schema as S
+from searchrank.core.ann import AnnIndex, AnnParams
+from searchrank.core.bm25 import BM25Scorer
+from searchrank.core.intent import IntentModel
+from searchrank.core.retrieval import (
     fit_fusion_routing,
     reciprocal_rank_fusion,
     retrieval_metrics,
 )
-from searchrank.components.core.retriever import Retriever
-from searchrank.components.train_retriever.config import TrainRetrieverConfig
-from searchrank.components.train_retriever.logic import train_retriever
+from searchrank.core.retriever import Retriever
 
 TARGET = 1.2
 K = 100
@@ -206,7 +206,7 @@ def synthetic(searches: int, config: TrainRetrieverConfig) -> dict[str, Any]:
 
 
 def lastfm(config: TrainRetrieverConfig) -> dict[str, Any]:
-    from searchrank.components.core.text import normalize_text
+    from searchrank.core.text import normalize_text
     from searchrank.features.adapters.lastfm import load_lastfm
 
     data = load_lastfm(SHARED_DATASETS / "hetrec2011-lastfm-2k")

@@ -49,7 +49,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from searchrank.features.store import open_store
 from searchrank.serving.engine import RankerBundle, SearchEngine
-from searchrank.serving.candidates import CandidateGenerator
+from searchrank.core.candidates import CandidateGenerator
 
 checkpoint, retriever_dir, repo, port = sys.argv[1:5]
 bundle = RankerBundle.load(Path(checkpoint))
@@ -105,7 +105,7 @@ def load_bare(
     checkpoint: Path, retriever_dir: str, repo: Path, bodies: list[dict[str, Any]], concurrency: int
 ) -> dict[str, float]:
     """The same load against the bare Starlette app (:data:`BARE_APP`) under uvicorn."""
-    from searchrank.components.core.net import free_port
+    from searchrank.core.net import free_port
 
     port = free_port()
     bare = subprocess.Popen(
@@ -154,12 +154,12 @@ def retrieval_parts(train: Path, valid: Path, data: Path, work: Path) -> Any:
     benchmark's splits, with an even fusion (the routing's own fit is ``evaluate_retrieval``'s
     business; its cost at serving time is the same)."""
     from searchrank.components.build_index.logic import build_index
-    from searchrank.components.core.ann import AnnParams
     from searchrank.components.train_intent.logic import train_intent
     from searchrank.components.train_retriever.config import TrainRetrieverConfig
     from searchrank.components.train_retriever.logic import train_retriever
+    from searchrank.core.ann import AnnParams
+    from searchrank.core.candidates import RetrieverParts
     from searchrank.features import tables as T
-    from searchrank.serving.candidates import RetrieverParts
 
     train_retriever(
         train,
@@ -192,12 +192,12 @@ def main() -> None:
 
     import pandas as pd
 
-    from searchrank.components.core import schema as S
-    from searchrank.components.core.names import RANKER_FEATURE_SERVICE
-    from searchrank.components.materialize_features.logic import materialize_features
     from searchrank.components.train_ranker.config import TrainRankerConfig
     from searchrank.components.train_ranker.logic import train_ranker
+    from searchrank.core import schema as S
+    from searchrank.core.names import RANKER_FEATURE_SERVICE
     from searchrank.features import tables as T
+    from searchrank.features.materialize import materialize_features
     from searchrank.serving.bento import build_bento, save_ranker, save_retriever, serve
     from searchrank.serving.engine import RankerBundle
 

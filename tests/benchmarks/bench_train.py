@@ -31,15 +31,15 @@ def plain_pytorch(data_dir: Path, config: object, epochs: int) -> list[float]:
     """Candidates per second of each epoch of a single-process loop on the encoded slates."""
     import torch
 
-    from searchrank.components.core.features import FeatureProcessor
-    from searchrank.components.core.model import ContextAwareRanker
-    from searchrank.components.core.training import loss_function, shuffled_batches, train_step
-    from searchrank.components.train_ranker.data import PROCESSOR, TRAIN_SLATES, read_train_slates
+    from searchrank.components.train_ranker.data import TRAIN_SLATES, read_train_slates
     from searchrank.components.train_ranker.loop import model_config
+    from searchrank.core.features import PROCESSOR_FILE, FeatureProcessor
+    from searchrank.core.model import ContextAwareRanker
+    from searchrank.core.training import loss_function, shuffled_batches, train_step
 
     torch.set_num_threads(os.cpu_count() or 1)
     slates = read_train_slates(data_dir / TRAIN_SLATES)
-    processor = FeatureProcessor.load(data_dir / PROCESSOR)
+    processor = FeatureProcessor.load(data_dir / PROCESSOR_FILE)
     width = slates.dense.shape[2]
     spec = {"config": config.as_dict(), "shapes": {"n_numeric": width}}  # type: ignore[attr-defined]
     torch.manual_seed(0)
@@ -64,9 +64,9 @@ def main() -> None:
     args = parser.parse_args()
     rows, epochs = (40_000, 3) if args.quick else (args.rows, args.epochs)
 
-    from searchrank.components.core.names import RANKER_FEATURE_SERVICE
     from searchrank.components.train_ranker.config import TrainRankerConfig
     from searchrank.components.train_ranker.logic import train_ranker
+    from searchrank.core.names import RANKER_FEATURE_SERVICE
 
     train, valid = time_split(training_set(rows, seed=3), parts=2)
     config = replace(

@@ -28,15 +28,14 @@ TARGET = 1.0
 
 def write_reference_data(folder: Path, batches: int, seed: int = 0) -> dict[str, int]:
     """Random slates in the layout ``train_ranker`` writes (train parquet, valid npz, processor)."""
-    from searchrank.components.core.features import ColumnRole, FeatureProcessor
-    from searchrank.components.core.slates import Slates
     from searchrank.components.train_ranker.data import (
-        PROCESSOR,
         TRAIN_SLATES,
         VALID_SLATES,
         save_slates,
         write_train_slates,
     )
+    from searchrank.core.features import PROCESSOR_FILE, ColumnRole, FeatureProcessor
+    from searchrank.core.slates import Slates
 
     rng = np.random.default_rng(seed)
     weights = rng.normal(size=FEATURES)
@@ -54,7 +53,7 @@ def write_reference_data(folder: Path, batches: int, seed: int = 0) -> dict[str,
     write_train_slates(train, folder / TRAIN_SLATES)
     save_slates(slates(BATCH), folder / VALID_SLATES)
     roles = [ColumnRole(f"f{j}", "numeric") for j in range(FEATURES)]
-    FeatureProcessor(roles, [], [0.0] * FEATURES, [1.0] * FEATURES).save(folder / PROCESSOR)
+    FeatureProcessor(roles, [], [0.0] * FEATURES, [1.0] * FEATURES).save(folder / PROCESSOR_FILE)
     return {
         "list_length": CANDIDATES,
         "n_numeric": FEATURES,
@@ -90,14 +89,14 @@ def plain_loop(folder: Path, config, epochs: int) -> list[float]:  # type: ignor
     """The same model and steps in one process, data already on the GPU."""
     import torch
 
-    from searchrank.components.core.features import FeatureProcessor
-    from searchrank.components.core.model import ContextAwareRanker
-    from searchrank.components.core.training import loss_function, shuffled_batches, train_step
-    from searchrank.components.train_ranker.data import PROCESSOR, TRAIN_SLATES, read_train_slates
+    from searchrank.components.train_ranker.data import TRAIN_SLATES, read_train_slates
     from searchrank.components.train_ranker.loop import model_config
+    from searchrank.core.features import PROCESSOR_FILE, FeatureProcessor
+    from searchrank.core.model import ContextAwareRanker
+    from searchrank.core.training import loss_function, shuffled_batches, train_step
 
     slates = read_train_slates(folder / TRAIN_SLATES)
-    processor = FeatureProcessor.load(folder / PROCESSOR)
+    processor = FeatureProcessor.load(folder / PROCESSOR_FILE)
     spec = {"config": config.as_dict(), "shapes": {"n_numeric": FEATURES}}
     torch.manual_seed(0)
     model = ContextAwareRanker(model_config(spec, processor)).cuda()
@@ -128,7 +127,7 @@ def main() -> None:
     if not torch.cuda.is_available():
         raise SystemExit("bench_train_gpu needs a CUDA device: run it on the accelerator machine")
     from searchrank.components.train_ranker.logic import run_spec
-    from searchrank.components.train_ranker.runner import fit, quiet_ray_environment
+    from searchrank.core.raytrain.runner import fit, quiet_ray_environment
 
     quiet_ray_environment()
     import ray

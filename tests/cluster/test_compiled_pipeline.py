@@ -13,8 +13,8 @@ import pytest
 from cluster.kfp_ir import CompiledPipeline, Pod, Task
 from infra.test_infra import build as build_manifests
 
-from searchrank.components.core import names
 from searchrank.components.plan_training.logic import plan_training
+from searchrank.core import names
 from searchrank.features.store import ENVIRONMENTS, REPO_TEMPLATE_DIR
 from searchrank.pipelines.run import compile_pipeline
 

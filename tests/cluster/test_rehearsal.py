@@ -38,8 +38,8 @@ from infra.test_infra import build as build_manifests
 from infra.test_infra import jobs
 from services import S3_TEST_KEY, postgres_server, ray_head, redis_server, s3_server, use_s3
 
-from searchrank.components.core import names, storage
-from searchrank.components.core import schema as S
+from searchrank.core import names, storage
+from searchrank.core import schema as S
 from searchrank.features import tables as T
 
 FEATURE_BUCKET, MODEL_BUCKET = "searchrank-features", "searchrank-models"

@@ -14,9 +14,9 @@ import pytest
 from kfp import dsl
 from kfp.dsl import Dataset
 
-from searchrank.components.core import names
 from searchrank.components.fetch_features import fetch_features_op
 from searchrank.components.validate_data import validate_data_op
+from searchrank.core import names
 from searchrank.features import tables as T
 from searchrank.features.store import ENVIRONMENTS, FEATURE_STORE_YAML, REPO_TEMPLATE_DIR
 

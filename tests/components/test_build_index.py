@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from searchrank.components.build_index.logic import build_index
-from searchrank.components.core.ann import AnnIndex, AnnParams
-from searchrank.components.core.errors import InputError
+from searchrank.core.ann import AnnIndex, AnnParams
+from searchrank.core.errors import InputError
 
 
 def _embeddings(path: Path, n: int = 2_000, d: int = 16) -> np.ndarray:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from kfp import components
 
-from searchrank.components.core.names import COMPONENT_IMAGE
+from searchrank.core.names import COMPONENT_IMAGE
 from searchrank.pipelines.components import (
     COMPONENTS,
     COMPONENTS_DIR,
@@ -17,7 +17,7 @@ from searchrank.pipelines.components import (
     component_yaml,
 )
 
-ALLOWED_MODULE_IMPORTS = {"kfp", "searchrank.components.core.names"}
+ALLOWED_MODULE_IMPORTS = {"kfp", "searchrank.core.names"}
 
 
 @pytest.mark.parametrize("name", sorted(COMPONENTS))

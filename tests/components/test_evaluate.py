@@ -11,20 +11,6 @@ import pandas as pd
 import pytest
 import torch
 
-from searchrank.components.core.champion import resolve_champion
-from searchrank.components.core.checkpoint import load_ranker, save_ranker
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.features import FeatureProcessor, infer_roles
-from searchrank.components.core.lambdamart import LambdaMartConfig
-from searchrank.components.core.model import ContextAwareRanker, RankerConfig
-from searchrank.components.core.names import RANKER_FEATURE_SERVICE
-from searchrank.components.core.slates import to_slates
-from searchrank.components.core.training import (
-    loss_function,
-    seed_everything,
-    shuffled_batches,
-    train_step,
-)
 from searchrank.components.evaluate.config import EvaluateConfig
 from searchrank.components.evaluate.logic import (
     BM25,
@@ -36,8 +22,22 @@ from searchrank.components.evaluate.logic import (
 )
 from searchrank.components.evaluate.report import html_page, markdown
 from searchrank.components.evaluate.scoring import score_ranker
-from searchrank.components.train_lightgbm.logic import score_lightgbm, train_lightgbm
+from searchrank.components.train_lightgbm.logic import train_lightgbm
 from searchrank.components.validate_data.contract import load_feature_specs
+from searchrank.core.champion import resolve_champion
+from searchrank.core.checkpoint import load_ranker, save_ranker
+from searchrank.core.errors import InputError
+from searchrank.core.features import FeatureProcessor, infer_roles
+from searchrank.core.lambdamart import LambdaMartConfig, score_lightgbm
+from searchrank.core.model import ContextAwareRanker, RankerConfig
+from searchrank.core.names import RANKER_FEATURE_SERVICE
+from searchrank.core.slates import to_slates
+from searchrank.core.training import (
+    loss_function,
+    seed_everything,
+    shuffled_batches,
+    train_step,
+)
 
 SMALL_GRID = LambdaMartConfig(
     num_leaves=(15,), min_data_in_leaf=(20,), feature_fraction=(1.0,), folds=2, num_threads=1

@@ -9,12 +9,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from searchrank.components.core import schema as S
-from searchrank.components.core.ann import AnnIndex, AnnParams
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.intent import IntentModel
-from searchrank.components.core.retrieval import retrieval_metrics
-from searchrank.components.core.retriever import Retriever
 from searchrank.components.evaluate_retrieval.logic import (
     SYSTEMS,
     RetrievalConfig,
@@ -23,9 +17,14 @@ from searchrank.components.evaluate_retrieval.logic import (
     wanted_searches,
 )
 from searchrank.components.train_retriever.logic import RetrieverSummary
+from searchrank.core import schema as S
+from searchrank.core.ann import AnnIndex, AnnParams
+from searchrank.core.candidates import CandidateGenerator, DenseRetriever, lexical_retriever
+from searchrank.core.errors import InputError
+from searchrank.core.intent import IntentModel
+from searchrank.core.retrieval import retrieval_metrics
+from searchrank.core.retriever import Retriever
 from searchrank.features import tables as T
-from searchrank.serving.candidates import CandidateGenerator, DenseRetriever
-from searchrank.serving.engine import lexical_retriever
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,11 @@ import pytest
 from kfp import dsl
 from kfp.dsl import Dataset, Markdown, Output
 
-from searchrank.components.core import schema as S
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.names import COMPONENT_IMAGE, RANKER_FEATURE_SERVICE, MetadataKey
 from searchrank.components.fetch_features import fetch_features_op
 from searchrank.components.fetch_features.logic import fetch_features
+from searchrank.core import schema as S
+from searchrank.core.errors import InputError
+from searchrank.core.names import COMPONENT_IMAGE, RANKER_FEATURE_SERVICE, MetadataKey
 from searchrank.features import tables as T
 
 

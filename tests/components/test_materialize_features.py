@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from searchrank.components.core import schema as S
-from searchrank.components.core.errors import InputError
 from searchrank.components.materialize_features import materialize_features_op
-from searchrank.components.materialize_features.logic import materialize_features, parse_end
+from searchrank.core import schema as S
+from searchrank.core.errors import InputError
 from searchrank.features import tables as T
+from searchrank.features.materialize import materialize_features, parse_end
 from searchrank.features.store import open_store
 
 FEATURES = [

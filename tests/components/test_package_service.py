@@ -8,9 +8,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from searchrank.components.core.champion import resolve_champion
-from searchrank.components.core.checkpoint import DESCRIPTION, WEIGHTS
-from searchrank.components.core.errors import InputError
 from searchrank.components.evaluate.scoring import score_ranker
 from searchrank.components.package_service.logic import (
     CANDIDATE_SCORE,
@@ -19,8 +16,11 @@ from searchrank.components.package_service.logic import (
     package_service,
     retriever_parts,
 )
+from searchrank.core.candidates import RetrieverParts
+from searchrank.core.champion import resolve_champion
+from searchrank.core.checkpoint import DESCRIPTION, WEIGHTS
+from searchrank.core.errors import InputError
 from searchrank.features import tables as T
-from searchrank.serving.candidates import RetrieverParts
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +126,8 @@ def test_a_ranker_that_reads_intent_is_not_packaged_without_the_intent_model(
 ) -> None:
     import shutil
 
-    from searchrank.components.core.checkpoint import DESCRIPTION, read_description
-    from searchrank.components.core.intent import intent_column
+    from searchrank.core.checkpoint import DESCRIPTION, read_description
+    from searchrank.core.intent import intent_column
 
     model = tmp_path / "model"
     shutil.copytree(ranker_checkpoint, model)

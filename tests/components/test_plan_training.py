@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.ray_address import RayTarget
 from searchrank.components.plan_training.logic import TrainingPlacement, plan_training
+from searchrank.core.errors import InputError
+from searchrank.core.ray_address import RayTarget
 
 GPU_NODE = {"nvidia.com/gpu.present": "true"}
 GPU_TAINT = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}

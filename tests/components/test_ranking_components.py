@@ -9,11 +9,11 @@ import pytest
 from kfp import dsl
 from kfp.dsl import Dataset, Output
 
-from searchrank.components.core.names import COMPONENT_IMAGE, RANKER_FEATURE_SERVICE
 from searchrank.components.evaluate import evaluate_op
 from searchrank.components.split_dataset import split_dataset_op
 from searchrank.components.train_lightgbm import train_lightgbm_op
 from searchrank.components.train_ranker import train_ranker_op
+from searchrank.core.names import COMPONENT_IMAGE, RANKER_FEATURE_SERVICE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from browser import render
 
-from searchrank.components.core.plots import training_curves
 from searchrank.components.run_report.logic import SECTIONS, RunInputs, build_report
+from searchrank.core.plots import training_curves
 
 
 def _inputs(folder: Path, serving: bool) -> RunInputs:

@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from searchrank.components.core import schema as S
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.features import infer_roles
-from searchrank.components.core.intent import IntentModel, intent_column
-from searchrank.components.train_intent.logic import labelled_searches, train_intent
+from searchrank.components.train_intent.logic import train_intent
 from searchrank.components.validate_data.contract import load_feature_specs
+from searchrank.core import schema as S
+from searchrank.core.errors import InputError
+from searchrank.core.features import infer_roles
+from searchrank.core.intent import IntentModel, intent_column, labelled_searches
 from searchrank.features import tables as T
 
 

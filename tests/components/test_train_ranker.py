@@ -18,14 +18,14 @@ import psutil
 import pytest
 from services import ray_head
 
-from searchrank.components.core.checkpoint import load_ranker
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.metrics import ndcg_at_k
-from searchrank.components.core.names import RANKER_FEATURE_SERVICE
 from searchrank.components.evaluate.scoring import score_ranker
 from searchrank.components.train_ranker.config import TrainRankerConfig
-from searchrank.components.train_ranker.jobs import submit_and_follow
 from searchrank.components.train_ranker.logic import TrainSummary, curves_html, train_ranker
+from searchrank.core.checkpoint import load_ranker
+from searchrank.core.errors import InputError
+from searchrank.core.metrics import ndcg_at_k
+from searchrank.core.names import RANKER_FEATURE_SERVICE
+from searchrank.core.raytrain.jobs import submit_and_follow
 
 CONFIG = TrainRankerConfig(
     d_model=32,
@@ -199,8 +199,8 @@ def test_a_bad_cluster_address_is_rejected(tmp_path: Path) -> None:
 
 
 def test_training_slates_survive_the_parquet_round_trip(tmp_path: Path) -> None:
-    from searchrank.components.core.slates import to_slates
     from searchrank.components.train_ranker.data import read_train_slates, write_train_slates
+    from searchrank.core.slates import to_slates
 
     rng = np.random.default_rng(0)
     searches = np.repeat(np.arange(4), [3, 1, 4, 2])

@@ -17,11 +17,11 @@ from typing import Any, ClassVar
 
 import pytest
 
-from searchrank.components.core.names import COMPONENT_IMAGE, RANKER_FEATURE_SERVICE
 from searchrank.components.train_ranker.config import TrainRankerConfig
-from searchrank.components.train_ranker.jobs import RESULT, JobFailedError
-from searchrank.components.train_ranker.kuberay import run_rayjob
-from searchrank.components.train_ranker.rayjob import RayJobSpec
+from searchrank.core.names import COMPONENT_IMAGE, RANKER_FEATURE_SERVICE
+from searchrank.core.raytrain.jobs import RESULT, JobFailedError
+from searchrank.core.raytrain.kuberay import run_rayjob
+from searchrank.core.raytrain.rayjob import RayJobSpec
 
 RAYJOBS = re.compile(r"^/apis/ray\.io/v1/namespaces/([^/]+)/rayjobs(?:/([^/?]+))?")
 
@@ -183,7 +183,7 @@ def test_a_cancelled_step_deletes_its_rayjob(
 
 
 def test_a_bad_kuberay_address_is_refused(tmp_path: Path) -> None:
-    from searchrank.components.core.errors import InputError
+    from searchrank.core.errors import InputError
 
     with pytest.raises(InputError, match="kuberay://NAMESPACE"):
         run_rayjob("kuberay://", {}, tmp_path, JOB)

@@ -9,13 +9,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from searchrank.components.core import schema as S
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.retrieval import EMBEDDING, exact_top_k, retrieval_metrics
-from searchrank.components.core.retriever import IdVocabulary, Retriever
 from searchrank.components.train_retriever.config import TrainRetrieverConfig
 from searchrank.components.train_retriever.data import prepare, training_pairs
 from searchrank.components.train_retriever.logic import RetrieverSummary, curves_html
+from searchrank.core import schema as S
+from searchrank.core.errors import InputError
+from searchrank.core.retrieval import EMBEDDING, exact_top_k, retrieval_metrics
+from searchrank.core.retriever import IdVocabulary, Retriever
 
 
 def _rows(records: list[tuple[int, int, int, str, int]]) -> pd.DataFrame:

@@ -15,13 +15,13 @@ import pytest
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Output
 
-from searchrank.components.core import schema as S
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.names import COMPONENT_IMAGE, RANKER_FEATURE_SERVICE
 from searchrank.components.fetch_features.logic import fetch_features
 from searchrank.components.validate_data import validate_data_op
 from searchrank.components.validate_data.config import ValidationConfig
 from searchrank.components.validate_data.logic import ReportPaths, validate, validate_and_report
+from searchrank.core import schema as S
+from searchrank.core.errors import InputError
+from searchrank.core.names import COMPONENT_IMAGE, RANKER_FEATURE_SERVICE
 from searchrank.features import tables as T
 from searchrank.features.generator.config import GeneratorConfig
 from searchrank.features.generator.generate import generate

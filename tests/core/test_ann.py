@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from searchrank.components.core.ann import AnnIndex, AnnParams, exact_top_k, recall_at_k
-from searchrank.components.core.errors import InputError
+from searchrank.core.ann import AnnIndex, AnnParams, exact_top_k, recall_at_k
+from searchrank.core.errors import InputError
 
 
 def _clusters(n: int, d: int, seed: int) -> np.ndarray:

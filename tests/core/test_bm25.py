@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from searchrank.components.core.bm25 import BM25Scorer, tokenize
-from searchrank.components.core.errors import InputError
+from searchrank.core.bm25 import BM25Scorer, tokenize
+from searchrank.core.errors import InputError
 
 IDS = np.array([101, 102, 103, 104, 105, 106, 107], dtype=np.int64)
 TEXTS = [

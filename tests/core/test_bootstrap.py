@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from searchrank.components.core import bootstrap
-from searchrank.components.core.bootstrap import BootstrapResult, paired_bootstrap
-from searchrank.components.core.errors import InputError
+from searchrank.core import bootstrap
+from searchrank.core.bootstrap import BootstrapResult, paired_bootstrap
+from searchrank.core.errors import InputError
 
 
 def _systems(seed: int, queries: int = 500) -> tuple[np.ndarray, np.ndarray]:

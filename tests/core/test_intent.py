@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.intent import IntentModel, intent_report
+from searchrank.core.errors import InputError
+from searchrank.core.intent import IntentModel, intent_report
 from searchrank.features import tables as T
 
 

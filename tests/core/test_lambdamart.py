@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from shared_data import SHARED_DATASETS
 
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.lambdamart import (
+from searchrank.core.errors import InputError
+from searchrank.core.lambdamart import (
     LambdaMartConfig,
     TunedLambdaMart,
     tune_lambdamart,

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.losses import (
+from searchrank.core.errors import InputError
+from searchrank.core.losses import (
     NDCG_LOSS2PP_MU,
     SINKHORN_ITERATIONS,
     lambda_loss,

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.metrics import mean_metrics, ndcg_at_k, per_query_metrics
+from searchrank.core.errors import InputError
+from searchrank.core.metrics import mean_metrics, ndcg_at_k, per_query_metrics
 
 # Three queries, ids deliberately not sorted so the index must follow first appearance.
 #   query 7: labels [0, 2, 1], scores [0.9, 0.5, 0.5]. The tie keeps row order, so the ranking

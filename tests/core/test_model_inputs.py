@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
-from searchrank.components.core.domain import Domain, count, one_of, rate
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.features import PRESENCE_SUFFIX, FeatureProcessor, infer_roles
-from searchrank.components.core.model import ContextAwareRanker, RankerConfig, soft_rank
-from searchrank.components.core.slates import scores_to_rows, to_slates
 from searchrank.components.validate_data.contract import FeatureSpec
+from searchrank.core.domain import Domain, count, one_of, rate
+from searchrank.core.errors import InputError
+from searchrank.core.features import PRESENCE_SUFFIX, FeatureProcessor, infer_roles
+from searchrank.core.model import ContextAwareRanker, RankerConfig, soft_rank
+from searchrank.core.slates import scores_to_rows, to_slates
 
 SPECS = [
     FeatureSpec("v__plays", "v", "Int64", count()),

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.retrieval import (
+from searchrank.core.errors import InputError
+from searchrank.core.retrieval import (
     FusionRouting,
     exact_top_k,
     fit_fusion_routing,

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.retriever import (
+from searchrank.core.errors import InputError
+from searchrank.core.retriever import (
     IdVocabulary,
     Retriever,
     TwoTower,

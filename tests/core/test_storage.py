@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 from services import s3_server, use_s3
 
-from searchrank.components.core import storage
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.net import free_port
+from searchrank.core import storage
+from searchrank.core.errors import InputError
+from searchrank.core.net import free_port
 
 TABLE = pa.table({"user_id": [1, 2, 3], "score": [0.5, None, 2.0]})
 

@@ -19,18 +19,18 @@ import pyarrow.parquet as pq
 import pytest
 from services import postgres_server, redis_server, s3_server, use_s3
 
-from searchrank.components.core import schema as S
-from searchrank.components.core import storage
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.names import (
+from searchrank.components.fetch_features.logic import fetch_features
+from searchrank.core import schema as S
+from searchrank.core import storage
+from searchrank.core.errors import InputError
+from searchrank.core.names import (
     ONLINE_STORE_SECRET_ENV,
     RANKER_FEATURE_SERVICE,
     STORAGE_CONFIG_ENV,
 )
-from searchrank.components.core.net import free_port
-from searchrank.components.fetch_features.logic import fetch_features
-from searchrank.components.materialize_features.logic import materialize_features
+from searchrank.core.net import free_port
 from searchrank.features import tables as T
+from searchrank.features.materialize import materialize_features
 from searchrank.features.store import (
     ENVIRONMENTS,
     FEATURE_STORE_YAML,

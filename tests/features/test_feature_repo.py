@@ -14,14 +14,14 @@ import pytest
 from feast import FeatureStore
 from feast.repo_config import load_repo_config
 
-from searchrank.components.core.names import (
+from searchrank.core.names import (
     FEAST_PROJECT,
     ONLINE_STORE_SECRET_ENV,
     RANKER_FEATURE_SERVICE,
     RETRIEVER_FEATURE_SERVICE,
     STORAGE_CONFIG_ENV,
 )
-from searchrank.components.core.net import free_port
+from searchrank.core.net import free_port
 from searchrank.features import definitions, tables
 from searchrank.features.offline_store import AsofDuckDBOfflineStoreConfig
 from searchrank.features.store import REPO_TEMPLATE_DIR, open_store, template

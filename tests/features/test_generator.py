@@ -14,9 +14,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from searchrank.components.core import schema as S
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.text import normalize_text
+from searchrank.core import schema as S
+from searchrank.core.errors import InputError
+from searchrank.core.text import normalize_text
 from searchrank.features import tables as T
 from searchrank.features.generator.config import GeneratorConfig
 from searchrank.features.generator.generate import daily_volume, generate

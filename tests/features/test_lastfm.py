@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 from shared_data import SHARED_DATASETS
 
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.schema import TIMESTAMP_TYPE
-from searchrank.components.core.text import normalize_text
+from searchrank.core.errors import InputError
+from searchrank.core.schema import TIMESTAMP_TYPE
+from searchrank.core.text import normalize_text
 from searchrank.features.adapters.lastfm import (
     TAG_SEARCH_FEATURES,
     LastFm,

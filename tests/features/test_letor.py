@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from shared_data import SHARED_DATASETS
 
-from searchrank.components.core.errors import InputError
+from searchrank.core.errors import InputError
 from searchrank.features.adapters.letor import read_letor, write_ranking_dataset
 
 LAMBDARANK = SHARED_DATASETS / "lightgbm-lambdarank"

@@ -1,7 +1,7 @@
 """The cluster infrastructure, validated without a cluster: kustomize builds under its default
 load restrictor, Kubernetes schemas (core objects with kubernetes-validate, Ray objects with
 KubeRay's CRDs), security and resource rules on every container, the config maps and secrets
-of the cluster contract in ``searchrank.components.core.names``, images tagged by the package
+of the cluster contract in ``searchrank.core.names``, images tagged by the package
 version, and Dockerfiles whose every copied path exists."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from infra import kuberay
-from searchrank.components.core.names import (
+from searchrank.core.names import (
     COMPONENT_IMAGE,
     FEAST_CONFIG_MAP,
     FEAST_REPO_MOUNT,
@@ -31,7 +31,7 @@ from searchrank.components.core.names import (
     STORAGE_CONFIG_ENV,
     STORAGE_CONFIG_MAP,
 )
-from searchrank.components.train_ranker.rayjob import RAYCLUSTER
+from searchrank.core.raytrain.rayjob import RAYCLUSTER
 from searchrank.features.store import ENVIRONMENTS, FEATURE_STORE_YAML, REPO_TEMPLATE_DIR
 from searchrank.serving.bento import WHEEL_ENV
 
@@ -218,12 +218,12 @@ def dockerignored(path: str, patterns: list[str]) -> bool:
 def test_the_dockerignore_matcher_follows_dockers_rules() -> None:
     patterns = ["tests", "**/__pycache__", ".venv-*", "infra/k8s", "!infra/k8s/base/a.yaml"]
     assert dockerignored("tests/infra/test_infra.py", patterns)
-    assert dockerignored("components/core/__pycache__/x.pyc", patterns)
+    assert dockerignored("core/__pycache__/x.pyc", patterns)
     assert dockerignored("__pycache__/x.pyc", patterns)
     assert dockerignored(".venv-checkov/bin/checkov", patterns)
     assert dockerignored("infra/k8s/base/b.yaml", patterns)
     assert not dockerignored("infra/k8s/base/a.yaml", patterns)
-    assert not dockerignored("components/core/names.py", patterns)
+    assert not dockerignored("core/names.py", patterns)
     assert not dockerignored("testsuite/x", patterns)
 
 
@@ -408,7 +408,7 @@ CONTRACT = {
     ("secretKeyRef", OBJECT_STORE_SECRET): OBJECT_STORE_SECRET_ENV,
     ("configMapKeyRef", STORAGE_CONFIG_MAP): STORAGE_CONFIG_ENV,
 }
-"""searchrank.components.core.names' secrets and config maps, with their keys' variables."""
+"""searchrank.core.names' secrets and config maps, with their keys' variables."""
 
 
 def test_every_reference_to_the_cluster_contract_follows_core_names(

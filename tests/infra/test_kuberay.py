@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from infra import kuberay
-from searchrank.components.train_ranker.rayjob import RAYCLUSTER, RayJobSpec, render_rayjob
+from searchrank.core.raytrain.rayjob import RAYCLUSTER, RayJobSpec, render_rayjob
 
 
 def cluster() -> dict[str, Any]:

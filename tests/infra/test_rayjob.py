@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from infra import kuberay
-from searchrank.components.core.errors import InputError
-from searchrank.components.train_ranker.rayjob import RAYCLUSTER, RayJobSpec, render_rayjob
+from searchrank.core.errors import InputError
+from searchrank.core.raytrain.rayjob import RAYCLUSTER, RayJobSpec, render_rayjob
 
 GPU = {
     "image": "searchrank/components:0.1.0-cuda",
@@ -35,7 +35,7 @@ def test_a_rendered_rayjob_carries_the_shared_cluster_sized_for_the_job() -> Non
     job = render_rayjob(
         RayJobSpec(
             name="train-42",
-            entrypoint="python -m searchrank.components.train_ranker.job /spec.json",
+            entrypoint="python -m searchrank.core.raytrain.job /spec.json",
             image="searchrank/components:0.1.0-cuda",
             num_workers=3,
             gpus_per_worker=1,

@@ -14,8 +14,8 @@ import pytest
 if TYPE_CHECKING:
     from searchrank.serving.engine import SearchEngine
 
-from searchrank.components.core import schema as S
-from searchrank.components.core.names import RANKER_FEATURE_SERVICE
+from searchrank.core import schema as S
+from searchrank.core.names import RANKER_FEATURE_SERVICE
 
 
 @dataclass(frozen=True)
@@ -64,9 +64,9 @@ def stored_models(ranker_checkpoint: Path, catalogue: pd.DataFrame) -> StoredMod
 @pytest.fixture(scope="session")
 def engine(logged_day: LoggedDay, ranker_checkpoint: Path, catalogue: pd.DataFrame) -> SearchEngine:
     """The service's logic without BentoML: the model called directly."""
+    from searchrank.core.candidates import CandidateGenerator, lexical_retriever
     from searchrank.features.store import open_store
-    from searchrank.serving.candidates import CandidateGenerator
-    from searchrank.serving.engine import RankerBundle, SearchEngine, lexical_retriever
+    from searchrank.serving.engine import RankerBundle, SearchEngine
 
     bundle = RankerBundle.load(ranker_checkpoint)
     retriever = CandidateGenerator(lexical_retriever(catalogue))

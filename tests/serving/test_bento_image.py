@@ -25,7 +25,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from serving.conftest import LoggedDay, StoredModels
 
-from searchrank.components.core.errors import InputError
+from searchrank.core.errors import InputError
 from searchrank.serving.bento import (
     TORCH_INDEX_ENV,
     WHEEL_ENV,

@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 from serving.conftest import LoggedDay
 
-from searchrank.components.core import schema as S
-from searchrank.components.core.errors import InputError
-from searchrank.components.core.features import FeatureProcessor
-from searchrank.components.core.intent import IntentModel
 from searchrank.components.evaluate.scoring import score_ranker
 from searchrank.components.train_retriever.logic import RetrieverSummary
-from searchrank.serving.candidates import CandidateGenerator
+from searchrank.core import schema as S
+from searchrank.core.candidates import CandidateGenerator
+from searchrank.core.errors import InputError
+from searchrank.core.features import FeatureProcessor
+from searchrank.core.intent import IntentModel
 from searchrank.serving.checks import SchemaMismatchError, check_feature_service, model_problems
 from searchrank.serving.engine import SearchEngine
 
@@ -120,10 +120,10 @@ def test_dense_candidates_are_fused_with_the_lexical_ones_as_the_intent_routes(
     candidates are the fusion of both lists weighted for the predicted intent, and the saved
     generator loads back with every part."""
     from searchrank.components.build_index.logic import build_index
-    from searchrank.components.core.ann import AnnParams
-    from searchrank.components.core.intent import top_intent
-    from searchrank.components.core.retrieval import FusionRouting, reciprocal_rank_fusion
-    from searchrank.serving.candidates import RetrieverParts
+    from searchrank.core.ann import AnnParams
+    from searchrank.core.candidates import RetrieverParts
+    from searchrank.core.intent import top_intent
+    from searchrank.core.retrieval import FusionRouting, reciprocal_rank_fusion
 
     model_dir = Path(retriever_model.model_dir)
     build_index(model_dir.parent / "embeddings.parquet", tmp_path / "index", AnnParams(), k=10)
@@ -161,8 +161,8 @@ def test_dense_candidates_are_fused_with_the_lexical_ones_as_the_intent_routes(
 def test_a_ranker_that_reads_intent_needs_the_intent_model(engine: SearchEngine) -> None:
     from dataclasses import replace
 
-    from searchrank.components.core.features import ColumnRole
-    from searchrank.components.core.intent import intent_column
+    from searchrank.core.features import ColumnRole
+    from searchrank.core.intent import intent_column
 
     processor = engine.ranker.processor
     reads_intent = replace(

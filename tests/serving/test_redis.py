@@ -14,7 +14,7 @@ import pytest
 from services import redis_server
 from serving.conftest import LoggedDay
 
-from searchrank.components.core import schema as S
+from searchrank.core import schema as S
 from searchrank.serving.engine import SearchEngine
 
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from serving.conftest import LoggedDay, StoredModels
 
-from searchrank.components.core import schema as S
+from searchrank.core import schema as S
 from searchrank.serving.bento import RunningService, build_bento, save_ranker, serve
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ import pytest
 from serving.conftest import LoggedDay, StoredModels
 from starlette.testclient import TestClient
 
-from searchrank.components.core import schema as S
+from searchrank.core import schema as S
 from searchrank.serving.api import MAX_BODY_BYTES, MAX_ITEMS
 
 

@@ -1,0 +1,135 @@
+"""Candidate generation for ``/search``: BM25 over names and artists, fused with the two-tower
+retriever's Voyager index when the service has one, routed by the query's intent.
+
+The lexical side finds what the words say, misspellings included (character trigrams); the
+dense side finds what the listener means (moods, topics, their taste) and items whose names the
+query never spells. Their ranked lists are merged by weighted reciprocal rank fusion, which needs
+no calibration between BM25 scores and cosine similarities. When the service carries the
+query-intent model, its predicted intent picks the fusion weights (:class:`FusionRouting`,
+fitted on validation searches by ``evaluate_retrieval``), and its class probabilities become
+ranker features.
+
+On disk (the BentoML retriever model's folder) the lexical index sits at the top, as
+:meth:`BM25Scorer.save` writes it; a dense retriever adds the two-tower checkpoint in
+``two_tower/`` and its index in ``ann/``; the intent model lives in ``intent/`` and the routing
+in ``routing.json``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from searchrank.core import schema as S
+from searchrank.core.ann import AnnIndex
+from searchrank.core.bm25 import BM25Scorer
+from searchrank.core.errors import InputError
+from searchrank.core.intent import IntentModel
+from searchrank.core.retrieval import ROUTING_FILE, FusionRouting
+from searchrank.core.retriever import Retriever
+
+TWO_TOWER = "two_tower"
+ANN = "ann"
+INTENT = "intent"
+LEXICAL_TEXT = ("name", "artist_name")
+"""The catalogue fields the lexical retriever indexes (:func:`lexical_retriever`)."""
+
+
+@dataclass
+class DenseRetriever:
+    """The query tower and the index of the item tower's vectors."""
+
+    model: Retriever
+    index: AnnIndex
+
+    def retrieve(self, query: str, user_id: int, n: int) -> np.ndarray:
+        vector = self.model.embed_queries([query], [user_id])
+        ids, _ = self.index.query(vector, n)
+        return ids[0]
+
+
+@dataclass(frozen=True)
+class RetrieverParts:
+    """Folders and files that join the lexical index in the service's retriever model; each
+    is optional, but the two-tower checkpoint and its index come together."""
+
+    two_tower: Path | None = None
+    index: Path | None = None
+    intent: Path | None = None
+    routing: Path | None = None
+    """A saved :class:`FusionRouting`; without it the fusion is even for every query."""
+
+    def __post_init__(self) -> None:
+        if (self.two_tower is None) != (self.index is None):
+            raise ValueError("a dense retriever needs both its checkpoint and its index")
+
+
+@dataclass
+class CandidateGenerator:
+    """Lexical candidates, fused with dense ones when ``dense`` is set."""
+
+    lexical: BM25Scorer
+    dense: DenseRetriever | None = None
+    intent: IntentModel | None = None
+    routing: FusionRouting | None = None
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        """Every item that can be retrieved (the lexical index covers the catalogue)."""
+        return self.lexical.item_ids
+
+    def understand(self, query: str) -> pd.DataFrame | None:
+        """The query's intent probabilities (one row, ``query_intent__<class>`` columns), or
+        ``None`` without an intent model."""
+        return None if self.intent is None else self.intent.features([query])
+
+    def retrieve(self, query: str, user_id: int, n: int, intent: str | None = None) -> list[int]:
+        """At most ``n`` item ids for the normalized ``query`` and the listener, best first;
+        ``intent`` picks the fusion weights when the generator has a routing."""
+        lexical, _ = self.lexical.retrieve(query, n)
+        if self.dense is None:
+            return [int(i) for i in lexical]
+        dense = self.dense.retrieve(query, user_id, n)
+        routing = self.routing or FusionRouting()
+        return routing.fuse(dense.tolist(), lexical.tolist(), n, intent)
+
+    def save(self, folder: Path, parts: RetrieverParts | None = None) -> None:
+        """Write the lexical index into ``folder`` and copy ``parts`` beside it."""
+        parts = parts or RetrieverParts()
+        self.lexical.save(folder)
+        if parts.two_tower is not None:
+            # Only what serving reads: a training checkpoint also holds the optimizer state.
+            Retriever.load(parts.two_tower).save(folder / TWO_TOWER)
+        for source, name in ((parts.index, ANN), (parts.intent, INTENT)):
+            if source is not None:
+                shutil.copytree(source, folder / name)
+        if parts.routing is not None:
+            FusionRouting.load(parts.routing).save(folder / ROUTING_FILE)
+
+    @classmethod
+    def load(cls, folder: Path) -> CandidateGenerator:
+        dense = None
+        if (folder / TWO_TOWER).is_dir():
+            dense = DenseRetriever(Retriever.load(folder / TWO_TOWER), AnnIndex.load(folder / ANN))
+        intent = IntentModel.load(folder / INTENT) if (folder / INTENT).is_dir() else None
+        routing_file = folder / ROUTING_FILE
+        routing = FusionRouting.load(routing_file) if routing_file.is_file() else None
+        return cls(BM25Scorer.load(folder), dense, intent, routing)
+
+
+def lexical_retriever(catalogue: pd.DataFrame) -> BM25Scorer:
+    """BM25 over each item's name and artist, in character trigrams so misspellings match.
+
+    Args:
+        catalogue: one row per item with ``item_id``, ``name`` and ``artist_name``.
+    """
+    missing = [c for c in (S.ITEM_ID, *LEXICAL_TEXT) if c not in catalogue.columns]
+    if missing:
+        raise InputError("catalogue columns", list(catalogue.columns), f"must include {missing}")
+    items = catalogue.drop_duplicates(S.ITEM_ID)
+    texts = (items["name"].fillna("") + " " + items["artist_name"].fillna("")).tolist()
+    return BM25Scorer.fit(items[S.ITEM_ID].to_numpy(), texts, analyzer="char3")

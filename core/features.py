@@ -1,0 +1,187 @@
+"""Model inputs from a training set: which columns a ranker reads, and how they are encoded.
+
+The same :class:`FeatureProcessor` serves the transformer, the LightGBM baseline and the BentoML
+service, so that every model sees exactly the same features. It is fitted on the training split
+only and saved beside the model as JSON:
+
+- numeric features (Feast Int64, Float32, Bool): ``log1p`` for unbounded non-negative counts
+  (their domain has a minimum of 0 and no maximum), then standardized with the training split's
+  mean and standard deviation; missing values become 0 (the mean) after standardization;
+- one presence flag per feature view (1 when the view had a value for the row; its audit
+  ``feature_timestamp`` column tells), so "no history" is distinguishable from "average";
+- categorical features (Feast String with a closed value set): a vocabulary from the training
+  split, index 0 for missing or unseen values;
+- free text (names) is left out: the text-match features carry what it says about the query;
+- the query-intent model's class probabilities (``query_intent__<class>``, added to the splits by
+  ``train_intent`` and by the service per request) are numeric features beside Feast's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from searchrank.core import schema as S
+from searchrank.core.domain import Domain
+from searchrank.core.errors import InputError
+from searchrank.core.intent import is_intent_column
+
+PRESENCE_SUFFIX = "__present"
+PROCESSOR_FILE = "feature_processor.json"
+"""The fitted :class:`FeatureProcessor`'s file name in a model folder."""
+
+
+class ColumnSpec(Protocol):
+    """What the feature service says of a column (``validate_data.contract.FeatureSpec``)."""
+
+    @property
+    def column(self) -> str: ...
+    @property
+    def view(self) -> str: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def domain(self) -> Domain: ...
+
+
+@dataclass(frozen=True)
+class ColumnRole:
+    """How one training-set column enters a model."""
+
+    column: str
+    kind: str
+    """``numeric``, ``categorical`` or ``presence``."""
+    log1p: bool = False
+
+
+def infer_roles(
+    columns: Sequence[str], specs: Sequence[ColumnSpec] | None = None
+) -> list[ColumnRole]:
+    """Decide each feature column's role.
+
+    Args:
+        columns: the training set's columns.
+        specs: the feature service's feature specs (``validate_data.contract.FeatureSpec``: column,
+            view, dtype, domain), when the data came through Feast; without them every feature
+            column is numeric (LETOR-style data).
+    """
+    features = S.feature_columns(list(columns))
+    if specs is None:
+        return [ColumnRole(c, "numeric") for c in features if not c.endswith(S.AUDIT_SUFFIX)]
+    by_column = {s.column: s for s in specs}
+    roles: list[ColumnRole] = []
+    for column in features:
+        spec = by_column.get(column)
+        if spec is None:
+            if is_intent_column(column):
+                roles.append(ColumnRole(column, "numeric"))
+            continue
+        domain = spec.domain
+        if domain.audit:
+            roles.append(ColumnRole(f"{spec.view}{PRESENCE_SUFFIX}", "presence"))
+        elif spec.dtype == "String":
+            if domain.values is not None:
+                roles.append(ColumnRole(column, "categorical"))
+        else:
+            heavy = domain.min == 0.0 and domain.max is None
+            roles.append(ColumnRole(column, "numeric", log1p=heavy))
+    return roles
+
+
+@dataclass(frozen=True)
+class FeatureProcessor:
+    """Fitted encoding of a training set's features (see the module docstring)."""
+
+    numeric: list[ColumnRole]
+    categorical: list[str]
+    mean: list[float]
+    std: list[float]
+    vocabularies: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def numeric_names(self) -> list[str]:
+        return [r.column for r in self.numeric]
+
+    @property
+    def cardinalities(self) -> list[int]:
+        """Embedding table sizes: the vocabulary plus index 0 for missing or unseen."""
+        return [len(self.vocabularies[c]) + 1 for c in self.categorical]
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, roles: Sequence[ColumnRole]) -> FeatureProcessor:
+        """Learn statistics and vocabularies from the training split."""
+        numeric = [r for r in roles if r.kind in ("numeric", "presence")]
+        categorical = [r.column for r in roles if r.kind == "categorical"]
+        raw = _raw_numeric(frame, numeric)
+        mean = np.nanmean(raw, axis=0) if len(raw) else np.zeros(raw.shape[1])
+        std = np.nanstd(raw, axis=0) if len(raw) else np.ones(raw.shape[1])
+        mean = np.where(np.isfinite(mean), mean, 0.0)
+        std = np.where(np.isfinite(std) & (std > 1e-9), std, 1.0)
+        vocabularies = {
+            c: sorted(frame[c].dropna().astype(str).unique().tolist()) for c in categorical
+        }
+        return cls(list(numeric), categorical, mean.tolist(), std.tolist(), vocabularies)
+
+    def transform(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Encode rows.
+
+        Returns:
+            (dense float32 array of shape (n, len(numeric)), int64 codes of shape
+            (n, len(categorical))).
+        """
+        raw = _raw_numeric(frame, self.numeric)
+        dense = (raw - np.asarray(self.mean)) / np.asarray(self.std)
+        dense = np.nan_to_num(dense, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+        codes = np.zeros((len(frame), len(self.categorical)), dtype=np.int64)
+        for j, column in enumerate(self.categorical):
+            index = {value: k + 1 for k, value in enumerate(self.vocabularies[column])}
+            codes[:, j] = frame[column].astype(object).map(index).fillna(0).to_numpy(np.int64)
+        return dense, codes
+
+    def raw_matrix(self, frame: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+        """The same features for tree models: numbers as they are and categories as integer
+        codes from 0, both NaN when missing (or unseen), with their names."""
+        raw = _raw_numeric(frame, self.numeric)
+        _, codes = self.transform(frame)
+        categories = np.where(codes > 0, codes - 1.0, np.nan)
+        return np.hstack([raw, categories]), [*self.numeric_names, *self.categorical]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> FeatureProcessor:
+        data = json.loads(text)
+        data["numeric"] = [ColumnRole(**r) for r in data["numeric"]]
+        return cls(**data)
+
+    def save(self, path: Path) -> None:
+        path.write_text(self.to_json())
+
+    @classmethod
+    def load(cls, path: Path) -> FeatureProcessor:
+        return cls.from_json(path.read_text())
+
+
+def _raw_numeric(frame: pd.DataFrame, roles: Sequence[ColumnRole]) -> np.ndarray:
+    """Numeric features before standardization, shape (n, len(roles)); NaN when missing."""
+    out = np.empty((len(frame), len(roles)), dtype=np.float64)
+    for j, role in enumerate(roles):
+        if role.kind == "presence":
+            view = role.column.removesuffix(PRESENCE_SUFFIX)
+            audit = f"{view}{S.AUDIT_SUFFIX}"
+            if audit not in frame.columns:
+                raise InputError("columns", audit, f"is needed for the presence flag {role.column}")
+            out[:, j] = frame[audit].notna().to_numpy(np.float64)
+            continue
+        if role.column not in frame.columns:
+            raise InputError("columns", role.column, "is a model feature missing from the data")
+        values = pd.to_numeric(frame[role.column], errors="coerce").to_numpy(np.float64)
+        out[:, j] = np.log1p(np.maximum(values, 0.0)) if role.log1p else values
+    return out

@@ -1,0 +1,144 @@
+"""The parts of a Ray Train function that every trainer shares: the one-cycle AdamW, resuming
+from the latest checkpoint, and reporting an epoch with early stopping.
+
+A trainer's per-worker function (``train_ranker.loop``, ``train_retriever.loop``) builds its
+model and data, then calls :func:`resumable_optimizer` once and :func:`report_epoch` after every
+epoch; what it saves in a checkpoint beside its weights comes from :func:`save_resumable`, which
+:func:`resumable_optimizer` reads back when Ray restarts the worker group.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from searchrank.core import checkpoint as ckpt
+
+READ_BATCH = 4_096
+"""Rows per Ray Data batch when a worker reads its shard into memory."""
+
+
+@dataclass
+class TrainState:
+    """What early stopping and resuming need to know."""
+
+    epoch: int = 0
+    best: float = float("-inf")
+    best_epoch: int = -1
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def one_cycle(
+    optimizer: torch.optim.Optimizer,
+    learning_rate: float,
+    epochs: int,
+    examples: int,
+    workers: int,
+    batch_size: int,
+) -> torch.optim.lr_scheduler.OneCycleLR:
+    """Warm up for 10 % of the steps, then decay along a cosine over every epoch's steps
+    (``examples`` split over ``workers``, ``batch_size`` per step)."""
+    per_worker = math.ceil(examples / workers)
+    steps = max(epochs * math.ceil(per_worker / batch_size), 2)
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=learning_rate, total_steps=steps, pct_start=0.1
+    )
+
+
+class Optimisation(Protocol):
+    """The optimisation fields every trainer's configuration has."""
+
+    @property
+    def learning_rate(self) -> float: ...
+    @property
+    def weight_decay(self) -> float: ...
+    @property
+    def epochs(self) -> int: ...
+    @property
+    def num_workers(self) -> int: ...
+    @property
+    def batch_size(self) -> int: ...
+
+
+def resumable_optimizer(
+    model: torch.nn.Module, config: Optimisation, examples: int, latest: Any
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.OneCycleLR, TrainState]:
+    """AdamW with the one-cycle schedule over ``examples`` training examples, and the state of
+    the run, all restored from the ``latest`` Ray checkpoint when there is one."""
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    scheduler = one_cycle(
+        optimizer,
+        config.learning_rate,
+        config.epochs,
+        examples,
+        config.num_workers,
+        config.batch_size,
+    )
+    return optimizer, scheduler, restore(latest, model, optimizer, scheduler)
+
+
+def report_epoch(
+    state: TrainState,
+    record: dict[str, float],
+    score: str,
+    patience: int,
+    rank: int,
+    save: Callable[[Path], None],
+) -> bool:
+    """Record an epoch, report it to Ray Train (rank 0 with a checkpoint written by ``save``)
+    and say whether early stopping ends the run: ``patience`` epochs without a better
+    ``score``."""
+    import ray.train
+
+    epoch = int(record["epoch"])
+    state.history.append(record)
+    if record[score] > state.best + 1e-6:
+        state.best, state.best_epoch = record[score], epoch
+    state.epoch = epoch + 1
+    with tempfile.TemporaryDirectory() as folder:
+        if rank == 0:
+            save(Path(folder))
+            ray.train.report(record, checkpoint=ray.train.Checkpoint.from_directory(folder))
+        else:
+            ray.train.report(record)
+    return epoch - state.best_epoch >= patience
+
+
+def restore(
+    latest: Any,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.OneCycleLR,
+) -> TrainState:
+    """Load the latest checkpoint into the model, optimizer and schedule; a fresh state if none."""
+    if latest is None:
+        return TrainState()
+    with latest.as_directory() as folder:
+        model.load_state_dict(torch.load(Path(folder) / ckpt.WEIGHTS))
+        resumed = torch.load(Path(folder) / ckpt.OPTIMIZER)
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        return TrainState(**json.loads((Path(folder) / ckpt.TRAIN_STATE).read_text()))
+
+
+def save_resumable(
+    folder: Path,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.OneCycleLR,
+    state: TrainState,
+) -> None:
+    """What resuming needs beside the weights: optimizer, schedule and early-stopping state."""
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+        folder / ckpt.OPTIMIZER,
+    )
+    (folder / ckpt.TRAIN_STATE).write_text(json.dumps(asdict(state)))

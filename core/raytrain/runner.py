@@ -1,0 +1,170 @@
+"""Running a Ray Train job: in a local Ray started for the step, or inside a Ray job on a
+cluster. Both build the same ``TorchTrainer`` (see :func:`fit`).
+
+The ranker and the retriever train through this one runner. What differs travels in the run's
+spec (a JSON-able dict, so that a Ray job on a cluster can read it from shared storage):
+``loop`` names the per-worker train function as ``module:function``, ``train_file`` the
+parquet file in ``data_dir`` that Ray Data shards across workers, ``score`` the reported metric
+that selects the best checkpoint, and ``description`` the JSON file of a checkpoint that holds
+the run's history. ``config`` carries the scaling fields both trainers' configs share.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from searchrank.core.names import COMPONENT_IMAGE
+from searchrank.core.ray_address import RayTarget, ray_target
+from searchrank.core.raytrain.rayjob import RayJobSpec
+
+OBJECT_STORE_BYTES = 1 << 30
+
+
+class Scaling(Protocol):
+    """The scaling fields every trainer's configuration has."""
+
+    @property
+    def num_workers(self) -> int: ...
+    @property
+    def cpus_per_worker(self) -> float: ...
+    @property
+    def use_gpu(self) -> bool: ...
+    @property
+    def gpus_per_worker(self) -> float: ...
+
+
+def rayjob_spec(config: Scaling) -> RayJobSpec:
+    """The RayJob's image and sizes from the scaling parameters (name and entrypoint are set
+    when the job is created)."""
+    image = f"{COMPONENT_IMAGE}-cuda" if config.use_gpu else COMPONENT_IMAGE
+    return RayJobSpec(
+        name="searchrank-train",
+        entrypoint="python",
+        image=image,
+        num_workers=config.num_workers,
+        cpus_per_worker=config.cpus_per_worker,
+        gpus_per_worker=math.ceil(config.gpus_per_worker) if config.use_gpu else 0,
+    )
+
+
+def train_anywhere(
+    spec: dict[str, Any],
+    storage: Path,
+    config: Scaling,
+    ray_address: str,
+    job_python: str = "python",
+    log: Callable[[str], None] = print,
+) -> tuple[str, list[dict[str, float]]]:
+    """Train where ``ray_address`` says: empty, in a local Ray started for the call; a
+    dashboard URL, as a Ray job on that cluster; ``kuberay://NAMESPACE``, as a KubeRay RayJob.
+
+    Returns:
+        (the path of the best checkpoint, the per-epoch history).
+    """
+    from searchrank.core.raytrain.jobs import submit_and_follow
+    from searchrank.core.raytrain.kuberay import run_rayjob
+
+    target = ray_target(ray_address)
+    if target is RayTarget.KUBERAY:
+        outcome = run_rayjob(ray_address, spec, storage, rayjob_spec(config), log=log)
+    elif target is RayTarget.RAY_JOBS:
+        outcome = submit_and_follow(ray_address, spec, storage, python=job_python, log=log)
+    else:
+        with local_ray(config):
+            return fit(spec, storage, spec["run_name"])
+    return str(outcome["best_checkpoint"]), list(outcome["history"])
+
+
+def quiet_ray_environment() -> None:
+    """Environment settings that keep Ray quiet and local (set before ``ray`` starts)."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+
+
+@contextmanager
+def local_ray(config: Scaling) -> Iterator[None]:
+    """A Ray instance on this machine for the duration of the block.
+
+    Logical CPUs are declared above what the workers take: Ray Data's read tasks need a CPU
+    of their own, and with every CPU held by a train worker they wait forever.
+    """
+    quiet_ray_environment()
+    import ray
+
+    cpus = math.ceil(config.num_workers * config.cpus_per_worker) + max(os.cpu_count() or 1, 2)
+    ray.init(
+        num_cpus=cpus,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+        object_store_memory=OBJECT_STORE_BYTES,
+    )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def threads_per_worker(config: Scaling) -> int:
+    return max(1, int((os.cpu_count() or 1) / config.num_workers))
+
+
+def train_function(path: str) -> Callable[[dict[str, Any]], None]:
+    """The per-worker train function named ``module:function``."""
+    module, _, function = path.partition(":")
+    found: Callable[[dict[str, Any]], None] = getattr(importlib.import_module(module), function)
+    return found
+
+
+def fit(spec: dict[str, Any], storage: Path, name: str) -> tuple[str, list[dict[str, float]]]:
+    """Train in the current Ray session (see the module docstring for the spec's keys).
+
+    Returns:
+        (the path of the best checkpoint by the spec's score, the per-epoch history).
+    """
+    import ray
+    import ray.data
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    config, score = spec["config"], spec["score"]
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    dataset = ray.data.read_parquet(str(Path(spec["data_dir"]) / spec["train_file"]))
+    resources = {"CPU": config["cpus_per_worker"]}
+    if config["use_gpu"]:
+        resources["GPU"] = config["gpus_per_worker"]
+    trainer = TorchTrainer(
+        train_function(spec["loop"]),
+        train_loop_config=spec,
+        scaling_config=ScalingConfig(
+            num_workers=config["num_workers"],
+            use_gpu=config["use_gpu"],
+            resources_per_worker=resources,
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=str(storage.resolve()),
+            checkpoint_config=CheckpointConfig(
+                checkpoint_score_attribute=score, checkpoint_score_order="max"
+            ),
+            failure_config=FailureConfig(max_failures=config["max_failures"]),
+        ),
+        datasets={"train": dataset},
+    )
+    result = trainer.fit()
+    if not result.best_checkpoints:
+        raise RuntimeError("training finished without a checkpoint")
+    best, _ = max(result.best_checkpoints, key=lambda pair: pair[1][score])
+    # The latest checkpoint carries the whole run's history, including epochs after the best.
+    with (result.checkpoint or best).as_directory() as folder:
+        history = json.loads((Path(folder) / spec["description"]).read_text())["history"]
+    return best.path, history

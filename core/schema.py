@@ -1,0 +1,133 @@
+"""The search-event schema: the columns every stage after ``fetch_features`` reads and writes.
+
+A training set is one parquet table with one row per (search, candidate) pair. Its leading columns
+are fixed and listed in :data:`ENTITY_COLUMNS`; the feature columns follow, named as the Feast
+feature service names them (``<feature view>__<feature>``). The same table without feature
+columns is the *entity dataframe* that ``fetch_features`` takes as input.
+
+The ranking-dataset format that the real-data adapters write is a subset of the same schema:
+:data:`RANKING_REQUIRED_COLUMNS` plus float feature columns, with the other entity columns
+optional. So one trainer reads the synthetic logs, LETOR files and the Last.fm adapter alike.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import pyarrow as pa
+
+from searchrank.core.errors import InputError
+
+SEARCH_ID = "search_id"
+USER_ID = "user_id"
+ITEM_ID = "item_id"
+QUERY = "query"
+EVENT_TIMESTAMP = "event_timestamp"
+POSITION = "position"
+LABEL = "label"
+
+ENTITY_COLUMNS: tuple[str, ...] = (
+    SEARCH_ID,
+    USER_ID,
+    ITEM_ID,
+    QUERY,
+    EVENT_TIMESTAMP,
+    POSITION,
+    LABEL,
+)
+"""The leading columns of every training set, in this order."""
+
+JOIN_KEYS: tuple[str, ...] = (USER_ID, ITEM_ID, QUERY)
+"""The Feast entity join keys present in an entity dataframe."""
+
+QUERY_TEXT = "query_text"
+"""The request-time copy of :data:`QUERY` that on-demand features read.
+
+Feast treats a column named in a request source as request data and no longer as a join key,
+so the query text cannot be both the ``query`` entity key and the text-match input. Callers of
+Feast add this column (a copy of ``query``) to entity rows; it never appears in a training set.
+"""
+
+TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
+
+ENTITY_SCHEMA = pa.schema(
+    [
+        pa.field(SEARCH_ID, pa.int64(), nullable=False),
+        pa.field(USER_ID, pa.int64(), nullable=False),
+        pa.field(ITEM_ID, pa.int64(), nullable=False),
+        pa.field(QUERY, pa.string(), nullable=False),
+        pa.field(EVENT_TIMESTAMP, TIMESTAMP_TYPE, nullable=False),
+        pa.field(POSITION, pa.int32(), nullable=False),
+        pa.field(LABEL, pa.int32(), nullable=False),
+    ]
+)
+"""Arrow types of :data:`ENTITY_COLUMNS` as the generator and ``fetch_features`` write them."""
+
+FEATURE_TIMESTAMP = "feature_timestamp"
+"""Every batch feature view carries, as a feature, the time its values became valid. In a training
+set it appears as ``<view>__feature_timestamp``: bookkeeping for the leakage check (it must never
+lie after the row's event time), never a model input."""
+AUDIT_SUFFIX = f"__{FEATURE_TIMESTAMP}"
+
+RANKING_REQUIRED_COLUMNS: tuple[str, ...] = (SEARCH_ID, ITEM_ID, LABEL)
+"""Columns every ranking dataset has; rows of one search are contiguous."""
+
+
+class Grade(IntEnum):
+    """Graded relevance labels from the click model of a streaming service's search."""
+
+    SKIP = 0
+    """Shown, not clicked."""
+    CLICK = 1
+    """Clicked, but streamed for less than 30 seconds."""
+    STREAM = 2
+    """Streamed for at least 30 seconds (the royalty-bearing play)."""
+    SAVE = 3
+    """Saved to the library or added to a playlist."""
+
+
+GRADES: tuple[int, ...] = tuple(int(g) for g in Grade)
+
+
+def feature_columns(columns: list[str]) -> list[str]:
+    """The columns of a training set after the entity columns, audit columns included."""
+    return [c for c in columns if c not in ENTITY_COLUMNS]
+
+
+def model_feature_columns(columns: list[str]) -> list[str]:
+    """The feature columns a model may read: without the ``__feature_timestamp`` audit columns."""
+    return [c for c in feature_columns(columns) if not c.endswith(AUDIT_SUFFIX)]
+
+
+def check_entity_schema(schema: pa.Schema, *, where: str) -> None:
+    """Check that a table can serve as an entity dataframe for point-in-time joins.
+
+    Args:
+        schema: the Arrow schema of the candidate entity dataframe.
+        where: a name for the input in error messages (for example a file path).
+
+    Raises:
+        InputError: a join key or the event timestamp is missing, or the timestamp is naive or
+            not a timestamp at all.
+    """
+    missing = [c for c in ENTITY_COLUMNS if c not in schema.names]
+    if missing:
+        raise InputError(
+            f"{where} columns",
+            list(schema.names),
+            f"an entity dataframe needs the columns {list(ENTITY_COLUMNS)}; missing {missing}",
+        )
+    ts_type = schema.field(EVENT_TIMESTAMP).type
+    if not pa.types.is_timestamp(ts_type):
+        raise InputError(
+            f"{where} column {EVENT_TIMESTAMP!r}",
+            str(ts_type),
+            "event timestamps must be an Arrow/pandas timestamp type",
+        )
+    if ts_type.tz is None:
+        raise InputError(
+            f"{where} column {EVENT_TIMESTAMP!r}",
+            str(ts_type),
+            "event timestamps must be timezone-aware (UTC); naive timestamps are ambiguous "
+            "in a point-in-time join",
+        )

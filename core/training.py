@@ -1,0 +1,106 @@
+"""Plain PyTorch training pieces of the ranker, shared by the Ray Train loop, the plain-PyTorch
+benchmark baseline and evaluation: batching slates, one optimisation step, scoring, metrics.
+
+Nothing here knows about Ray; the distributed loop in ``train_ranker`` calls these functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from searchrank.core import losses
+from searchrank.core.errors import InputError
+from searchrank.core.metrics import mean_metrics, per_query_metrics
+from searchrank.core.slates import Slates
+
+LossFn = Callable[[Tensor, Tensor, Tensor], Tensor]
+LOSSES: dict[str, LossFn] = {
+    "listnet": losses.listnet_loss,
+    "lambdaloss": losses.lambda_loss,
+    "neuralndcg": losses.neural_ndcg_loss,
+}
+
+
+def loss_function(name: str) -> LossFn:
+    if name not in LOSSES:
+        raise InputError("loss", name, f"must be one of {sorted(LOSSES)}")
+    return LOSSES[name]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python-visible randomness of torch and numpy (CPU runs are then reproducible)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def to_batch(slates: Slates, device: torch.device | str = "cpu") -> dict[str, Tensor]:
+    """Tensors of a few slates: dense (B, L, F), codes (B, L, C), labels (B, L), mask (B, L)."""
+    return {
+        "dense": torch.as_tensor(slates.dense, device=device),
+        "codes": torch.as_tensor(slates.codes, device=device),
+        "labels": torch.as_tensor(slates.labels, device=device),
+        "mask": torch.as_tensor(slates.mask, device=device),
+    }
+
+
+def shuffled_batches(
+    slates: Slates, batch_size: int, seed: int, epoch: int, device: torch.device | str = "cpu"
+) -> Iterator[dict[str, Tensor]]:
+    """Mini-batches of slates in an order fixed by (seed, epoch), so a resumed run repeats it."""
+    order = np.random.default_rng([seed, epoch]).permutation(len(slates))
+    for start in range(0, len(order), batch_size):
+        yield to_batch(slates.take(order[start : start + batch_size]), device)
+
+
+def train_step(
+    model: nn.Module,
+    batch: dict[str, Tensor],
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFn,
+    grad_clip: float,
+    autocast_dtype: torch.dtype | None = None,
+) -> float:
+    """One optimisation step on a batch; returns the loss."""
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    device_type = batch["dense"].device.type
+    context = torch.autocast(device_type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
+    with context:
+        scores = model(batch["dense"], batch["codes"], batch["mask"])
+    loss = loss_fn(scores.float(), batch["labels"], batch["mask"])
+    loss.backward()
+    if grad_clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return float(loss.detach())
+
+
+@torch.no_grad()
+def score_slates(
+    model: nn.Module, slates: Slates, batch_size: int = 512, device: torch.device | str = "cpu"
+) -> np.ndarray:
+    """Scores of every slot, shape (B, L), in evaluation mode."""
+    model.eval()
+    out = np.zeros(slates.mask.shape, dtype=np.float32)
+    for start in range(0, len(slates), batch_size):
+        part = slates.take(np.arange(start, min(start + batch_size, len(slates))))
+        batch = to_batch(part, device)
+        out[start : start + len(part)] = (
+            model(batch["dense"], batch["codes"], batch["mask"]).float().cpu().numpy()
+        )
+    return out
+
+
+def slate_metrics(
+    scores: np.ndarray, slates: Slates, ks: tuple[int, ...] = (1, 5, 10)
+) -> dict[str, Any]:
+    """Mean ranking metrics of slate scores (B, L) against the slates' labels."""
+    groups = np.repeat(np.arange(len(slates)), slates.mask.sum(axis=1))
+    labels = slates.labels[slates.mask].astype(np.int64)
+    return mean_metrics(per_query_metrics(labels, scores[slates.mask], groups, ks=ks))

@@ -12,7 +12,7 @@ export FEAST_USAGE := False
 STAMP := $(VENV)/.installed-stamp
 TYPECHECK := build/typecheck
 
-.PHONY: install demo test lint format bench components clean
+.PHONY: install demo test test-fast lint format bench components clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,14 @@ $(CHECKOV):
 	$(PYTHON) -m venv .venv-checkov
 	.venv-checkov/bin/python -m pip install --quiet "checkov==3.3.30"
 
-test: install $(CHECKOV)
+# The whole suite, after lint: the import contracts guard the layers as much as the tests do.
+test: lint $(CHECKOV)
 	pytest
+
+# The unit tier, under a minute: tests/core and tests/features without the tests marked slow
+# (the feast CLI and UI, the generator's memory bound) or services (Redis, PostgreSQL, S3).
+test-fast: install
+	pytest tests/core tests/features -m "not slow and not services"
 
 # mypy cannot follow setuptools' editable finder, so it reads the package through a link tree.
 lint: install
@@ -45,6 +51,7 @@ lint: install
 	mkdir -p $(TYPECHECK)/searchrank
 	for p in core components pipelines features serving; do ln -sfn $(CURDIR)/$$p $(TYPECHECK)/searchrank/$$p; done
 	MYPYPATH=$(TYPECHECK) mypy -p searchrank.core -p searchrank.components -p searchrank.pipelines -p searchrank.features -p searchrank.serving
+	lint-imports
 
 format: install
 	ruff check --fix .

@@ -133,24 +133,52 @@ class AnnIndex:
 
 
 def exact_top_k(
-    item_ids: np.ndarray, vectors: np.ndarray, queries: np.ndarray, k: int, metric: Metric
+    item_ids: np.ndarray,
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    metric: Metric,
+    batch_size: int = 256,
 ) -> np.ndarray:
-    """Brute-force top-k item ids of each query (q, k), best first."""
+    """Brute-force top-k of each query over every item, best first: the exact answer that an
+    index is measured against and that the retriever's validation searches with.
+
+    Args:
+        item_ids: (n,) the id of each item vector (any labels, e.g. vocabulary indices).
+        vectors: (n, d) item vectors.
+        queries: (q, d) query vectors.
+        k: results per query; at most n come back.
+        metric: as :class:`AnnParams`' (cosine normalizes both sides first).
+        batch_size: queries scored at once; memory grows with ``batch_size × n``.
+
+    Returns:
+        (q, min(k, n)) item ids, best first.
+    """
     items = np.asarray(vectors, dtype=np.float32)
     asked = np.asarray(queries, dtype=np.float32)
+    ids = np.asarray(item_ids)
     if metric == "cosine":
         items = items / np.maximum(np.linalg.norm(items, axis=1, keepdims=True), 1e-12)
         asked = asked / np.maximum(np.linalg.norm(asked, axis=1, keepdims=True), 1e-12)
+    k = min(k, len(items))
+    parts = [
+        ids[_top_rows(asked[start : start + batch_size], items, k, metric)]
+        for start in range(0, len(asked), batch_size)
+    ]
+    return np.concatenate(parts) if parts else np.zeros((0, k), dtype=ids.dtype)
+
+
+def _top_rows(asked: np.ndarray, items: np.ndarray, k: int, metric: Metric) -> np.ndarray:
+    """Row indices into ``items`` (n, d) of each query's (q, d) k best, best first: (q, k)."""
     if metric == "euclidean":
         scores = -(
             (asked**2).sum(axis=1, keepdims=True) - 2 * asked @ items.T + (items**2).sum(axis=1)
         )
     else:
         scores = asked @ items.T
-    k = min(k, len(items))
     top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     order = np.take_along_axis(scores, top, axis=1).argsort(axis=1)[:, ::-1]
-    return np.asarray(item_ids)[np.take_along_axis(top, order, axis=1)]
+    return np.take_along_axis(top, order, axis=1)
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:

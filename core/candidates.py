@@ -36,7 +36,7 @@ TWO_TOWER = "two_tower"
 ANN = "ann"
 INTENT = "intent"
 LEXICAL_TEXT = ("name", "artist_name")
-"""The catalogue fields the lexical retriever indexes (:func:`lexical_retriever`)."""
+"""The catalogue fields the lexical retriever indexes (:func:`lexical_text`)."""
 
 
 @dataclass
@@ -121,15 +121,35 @@ class CandidateGenerator:
         return cls(BM25Scorer.load(folder), dense, intent, routing)
 
 
-def lexical_retriever(catalogue: pd.DataFrame) -> BM25Scorer:
-    """BM25 over each item's name and artist, in character trigrams so misspellings match.
+def lexical_text(catalogue: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """What the served BM25 indexes of each catalogue item: its name and artist.
+
+    Tags and metadata stay out: the lexical side finds what the words of a name say, and the
+    item tower reads the rest (:func:`searchrank.core.retriever.two_tower_item_text`).
 
     Args:
-        catalogue: one row per item with ``item_id``, ``name`` and ``artist_name``.
+        catalogue: one row per item with ``item_id``, ``name`` and ``artist_name`` (a missing
+            value reads as empty); a repeated item keeps its first row.
+
+    Returns:
+        (item ids (m,), one ``"<name> <artist>"`` text per item).
+
+    Raises:
+        InputError: a column named above is missing.
     """
     missing = [c for c in (S.ITEM_ID, *LEXICAL_TEXT) if c not in catalogue.columns]
     if missing:
         raise InputError("catalogue columns", list(catalogue.columns), f"must include {missing}")
     items = catalogue.drop_duplicates(S.ITEM_ID)
     texts = (items["name"].fillna("") + " " + items["artist_name"].fillna("")).tolist()
-    return BM25Scorer.fit(items[S.ITEM_ID].to_numpy(), texts, analyzer="char3")
+    return items[S.ITEM_ID].to_numpy(), texts
+
+
+def lexical_retriever(catalogue: pd.DataFrame) -> BM25Scorer:
+    """The served BM25: :func:`lexical_text` in character trigrams, so misspellings match.
+
+    Args:
+        catalogue: one row per item with ``item_id``, ``name`` and ``artist_name``.
+    """
+    ids, texts = lexical_text(catalogue)
+    return BM25Scorer.fit(ids, texts, analyzer="char3")

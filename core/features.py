@@ -22,32 +22,18 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
 from searchrank.core import schema as S
-from searchrank.core.domain import Domain
+from searchrank.core.contract import FeatureContract
 from searchrank.core.errors import InputError
 from searchrank.core.intent import is_intent_column
 
 PRESENCE_SUFFIX = "__present"
 PROCESSOR_FILE = "feature_processor.json"
 """The fitted :class:`FeatureProcessor`'s file name in a model folder."""
-
-
-class ColumnSpec(Protocol):
-    """What the feature service says of a column (``validate_data.contract.FeatureSpec``)."""
-
-    @property
-    def column(self) -> str: ...
-    @property
-    def view(self) -> str: ...
-    @property
-    def dtype(self) -> str: ...
-    @property
-    def domain(self) -> Domain: ...
 
 
 @dataclass(frozen=True)
@@ -61,20 +47,19 @@ class ColumnRole:
 
 
 def infer_roles(
-    columns: Sequence[str], specs: Sequence[ColumnSpec] | None = None
+    columns: Sequence[str], contract: FeatureContract | None = None
 ) -> list[ColumnRole]:
     """Decide each feature column's role.
 
     Args:
         columns: the training set's columns.
-        specs: the feature service's feature specs (``validate_data.contract.FeatureSpec``: column,
-            view, dtype, domain), when the data came through Feast; without them every feature
-            column is numeric (LETOR-style data).
+        contract: the training set's feature contract, when the data came through Feast;
+            without one every feature column is numeric (LETOR-style data).
     """
     features = S.feature_columns(list(columns))
-    if specs is None:
+    if contract is None:
         return [ColumnRole(c, "numeric") for c in features if not c.endswith(S.AUDIT_SUFFIX)]
-    by_column = {s.column: s for s in specs}
+    by_column = contract.by_column()
     roles: list[ColumnRole] = []
     for column in features:
         spec = by_column.get(column)

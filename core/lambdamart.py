@@ -7,9 +7,11 @@ NDCG@k wins. The final model is then refit on all training rows for a number of 
 from the folds' early-stopping points, so no data is held back from it.
 
 Datasets are flat arrays: ``X`` (n, F) floats with NaN for missing values, ``y`` (n,) graded
-integer labels >= 0 and ``groups`` (n,) query ids whose rows are contiguous. NDCG uses LightGBM's
-exponential gains ``2**label - 1`` and log2 position discounts; a query without any relevant
-row scores 1, as LightGBM scores it.
+integer labels >= 0 and ``groups`` (n,) query ids whose rows are contiguous. Every NDCG here
+(early stopping, the CV table, the validation score) is :func:`~searchrank.core.metrics.ndcg_at_k`
+with exponential gains ``2**label - 1``: a query without any relevant row is left out, as in
+every figure searchrank reports. LightGBM's built-in ``ndcg`` metric would count it as 1, which
+lifts the score by the share of such queries, so training evaluates ours instead (``feval``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import itertools
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
@@ -28,6 +30,8 @@ import pandas as pd
 
 from searchrank.core.errors import InputError
 from searchrank.core.features import PROCESSOR_FILE, FeatureProcessor
+from searchrank.core.metrics import ndcg_at_k
+from searchrank.core.schema import search_bounds
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -312,7 +316,7 @@ def tune_lambdamart(
         return lgb.Dataset(
             matrix[rows],
             labels[rows],
-            group=_group_sizes(query_index[rows]),
+            group=np.diff(search_bounds(query_index[rows], field="groups")),
             feature_name=list(names),
             categorical_feature=list(cats),
             reference=reference,
@@ -327,6 +331,7 @@ def tune_lambdamart(
         fold_sets.append((train_set, dataset(held_rows, reference=train_set)))
 
     metric = f"ndcg@{cfg.eval_at}"
+    feval = _ndcg_feval(cfg.eval_at)
     results = []
     for point in cfg.grid():
         params = {**base, **asdict(point)}
@@ -338,6 +343,7 @@ def tune_lambdamart(
                 num_boost_round=cfg.max_rounds,
                 valid_sets=[held_set],
                 valid_names=["cv"],
+                feval=feval,
                 callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
             )
             scores.append(float(booster.best_score["cv"][metric]))
@@ -367,7 +373,7 @@ def tune_lambdamart(
     if valid_arrays is not None:
         v_matrix, v_labels, v_index = valid_arrays
         scores_v = np.asarray(booster.predict(v_matrix), dtype=np.float64)
-        valid_ndcg = _mean_ndcg(scores_v, v_labels, v_index, cfg.eval_at)
+        valid_ndcg = ndcg_at_k(v_labels, scores_v, v_index, cfg.eval_at, no_relevant="skip")
     return TunedLambdaMart(
         booster=booster,
         params=params,
@@ -383,8 +389,8 @@ def _base_params(cfg: LambdaMartConfig, max_label: int) -> dict[str, Any]:
     """LightGBM parameters shared by every fit; the grid point's values are added to them."""
     return {
         "objective": "lambdarank",
-        "metric": "ndcg",
-        "eval_at": [cfg.eval_at],
+        # Early stopping reads our NDCG (_ndcg_feval), not LightGBM's built-in one.
+        "metric": "None",
         "label_gain": [float(2**g - 1) for g in range(max_label + 1)],
         "deterministic": True,
         "force_row_wise": True,
@@ -394,38 +400,21 @@ def _base_params(cfg: LambdaMartConfig, max_label: int) -> dict[str, Any]:
     }
 
 
-def _mean_ndcg(scores: np.ndarray, labels: np.ndarray, query_index: np.ndarray, k: int) -> float:
-    """Mean NDCG@k over queries, as LightGBM's ``ndcg`` metric computes it.
+def _ndcg_feval(k: int) -> Callable[[np.ndarray, lgb.Dataset], tuple[str, float, bool]]:
+    """A LightGBM ``feval`` that reports :func:`ndcg_at_k` as ``ndcg@k`` (higher is better).
 
-    Args:
-        scores: (n,) model scores.
-        labels: (n,) integer grades.
-        query_index: (n,) query numbers 0 .. Q-1, non-decreasing.
-        k: the cut-off.
-
-    Returns:
-        The mean over the Q queries; a query without a relevant row counts as 1.
+    LightGBM calls it after every round on each validation set with that set's predictions; the
+    queries are rebuilt from the set's group sizes.
     """
-    starts = np.flatnonzero(np.r_[True, query_index[1:] != query_index[:-1]])
-    gains = np.exp2(labels.astype(np.float64)) - 1.0
+    name = f"ndcg@{k}"
 
-    def dcg(order: np.ndarray) -> np.ndarray:
-        rank = np.arange(len(order)) - starts[query_index[order]]
-        discount = np.where(rank < k, 1.0 / np.log2(rank + 2.0), 0.0)
-        return np.bincount(query_index[order], gains[order] * discount)
+    def feval(predictions: np.ndarray, data: lgb.Dataset) -> tuple[str, float, bool]:
+        sizes = np.asarray(data.get_group())
+        queries = np.repeat(np.arange(len(sizes)), sizes)
+        labels = np.asarray(data.get_label()).astype(np.int64)
+        return name, ndcg_at_k(labels, predictions, queries, k, no_relevant="skip"), True
 
-    # lexsort is stable: tied scores keep their input order, as LightGBM's stable sort does.
-    actual = dcg(np.lexsort((-scores, query_index)))
-    ideal = dcg(np.lexsort((-gains, query_index)))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        per_query = np.where(ideal > 0, actual / ideal, 1.0)
-    return float(per_query.mean())
-
-
-def _group_sizes(query_index: np.ndarray) -> np.ndarray:
-    """(Q,) row counts of consecutive runs of equal query numbers."""
-    bounds = np.flatnonzero(np.r_[True, query_index[1:] != query_index[:-1], True])
-    return np.diff(bounds)
+    return feval
 
 
 def _check_dataset(
@@ -457,16 +446,8 @@ def _check_dataset(
             (int(labels.min()), int(labels.max())),
             f"labels must be graded 0 .. {MAX_LABEL}",
         )
-    changes = np.r_[True, ids[1:] != ids[:-1]]
-    run_ids = ids[changes]
-    if len(np.unique(run_ids)) != len(run_ids):
-        values, counts = np.unique(run_ids, return_counts=True)
-        raise InputError(
-            f"{prefix}groups",
-            values[counts > 1][:5].tolist(),
-            "the rows of each query must be contiguous; these ids occur in separate runs",
-        )
-    return matrix, labels.astype(np.int64), np.cumsum(changes) - 1
+    sizes = np.diff(search_bounds(ids, field=f"{prefix}groups"))
+    return matrix, labels.astype(np.int64), np.repeat(np.arange(len(sizes)), sizes)
 
 
 def _check_matrix(features: np.ndarray, field: str) -> np.ndarray:

@@ -2,8 +2,8 @@
 
 Every function takes three parallel arrays of length ``n``: graded relevance ``labels``
 (integers >= 0), model ``scores`` and query ids ``groups``. The rows of one query must be
-contiguous, as they are in every ranking dataset of this project (see
-:data:`searchrank.core.schema.RANKING_REQUIRED_COLUMNS`).
+contiguous, as they are in every ranking dataset of this project (checked by
+:func:`searchrank.core.schema.search_bounds`).
 
 Conventions:
 
@@ -22,16 +22,23 @@ Conventions:
 * **Exclusion.** A query without any relevant candidate has no defined MRR, MAP or recall, and
   with the default threshold an ideal DCG of 0. Such queries get NaN for every metric, are left
   out of every mean and are counted instead, so all metrics are averaged over the same queries.
+  Every figure searchrank reports follows this rule, LightGBM's validation NDCG included.
+  :func:`ndcg_at_k` is the one NDCG of the project; its ``no_relevant`` parameter names the
+  convention (:data:`NoRelevant`), so another one (LightGBM's built-in ``ndcg`` counts such
+  queries as 1) is a visible choice rather than a second implementation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
 
 from searchrank.core.errors import InputError
+from searchrank.core.schema import search_bounds
 
 MAX_LABEL = 53
 """The largest label accepted: gains ``2^label − 1`` stay exact integers in float64 up to it."""
@@ -41,6 +48,13 @@ COUNT_COLUMNS: tuple[str, ...] = ("n_candidates", "n_relevant", "has_relevant")
 
 QUERY_INDEX = "query_id"
 """The index name of :func:`per_query_metrics` frames."""
+
+NoRelevant = Literal["skip", "one", "zero"]
+"""What NDCG makes of a query without any relevant candidate, whose ideal DCG is 0 (so NDCG is
+0 / 0): ``"skip"`` leaves it out of the mean (NaN per query), the convention of every figure
+searchrank reports; ``"one"`` counts it as 1, as LightGBM's built-in ``ndcg`` metric does;
+``"zero"`` counts it as 0."""
+NO_RELEVANT: tuple[str, ...] = get_args(NoRelevant)
 
 
 def per_query_metrics(
@@ -74,33 +88,18 @@ def per_query_metrics(
     cutoffs = _check_ks(ks)
     threshold = _check_threshold(relevance_threshold)
 
-    starts = _query_starts(g)
-    sizes = np.diff(np.append(starts, len(y)))
-    query_of_row = np.repeat(np.arange(len(starts)), sizes)
-    # Groups are contiguous, so sorting within queries keeps every query on its own rows and the
-    # rank of sorted row p is its offset from the query's first row.
-    rank = np.arange(1, len(y) + 1) - np.repeat(starts, sizes)
-    discount = 1.0 / np.log2(rank + 1.0)
-
-    ranked = y[_order_within_queries(s, query_of_row)]
-    ideal = y[_order_within_queries(y.astype(np.float64), query_of_row)]
-    gain = np.exp2(ranked) - 1.0
-    ideal_gain = np.exp2(ideal) - 1.0
-    relevant = (ranked >= threshold).astype(np.float64)
-
+    ranking = _rank(y, s, g)
+    rank, starts = ranking.rank, ranking.starts
+    relevant = (ranking.ranked >= threshold).astype(np.float64)
     n_relevant = np.add.reduceat(relevant, starts)
     has_relevant = n_relevant > 0
     # Excluded queries divide by zero here; their values are replaced by NaN below.
     with np.errstate(divide="ignore", invalid="ignore"):
-        ndcg = {
-            f"ndcg@{k}": _sum_top(gain * discount, rank, k, starts)
-            / _sum_top(ideal_gain * discount, rank, k, starts)
-            for k in cutoffs
-        }
+        ndcg = {f"ndcg@{k}": _ndcg(ranking, k, "skip") for k in cutoffs}
         recall = {f"recall@{k}": _sum_top(relevant, rank, k, starts) / n_relevant for k in cutoffs}
         mrr = np.maximum.reduceat(relevant / rank, starts)
         relevant_so_far = np.cumsum(relevant)
-        relevant_so_far -= np.repeat(relevant_so_far[starts] - relevant[starts], sizes)
+        relevant_so_far -= np.repeat(relevant_so_far[starts] - relevant[starts], ranking.sizes)
         average_precision = np.add.reduceat(relevant * relevant_so_far / rank, starts) / n_relevant
 
     columns = {**ndcg, "mrr": mrr, "map": average_precision, **recall}
@@ -108,7 +107,7 @@ def per_query_metrics(
         {name: np.where(has_relevant, values, np.nan) for name, values in columns.items()},
         index=pd.Index(g[starts], name=QUERY_INDEX),
     )
-    frame["n_candidates"] = sizes
+    frame["n_candidates"] = ranking.sizes
     frame["n_relevant"] = n_relevant.astype(np.int64)
     frame["has_relevant"] = has_relevant
     return frame
@@ -144,20 +143,88 @@ def mean_metrics(per_query: pd.DataFrame) -> dict[str, float]:
     return means
 
 
-def ndcg_at_k(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, k: int) -> float:
-    """Mean NDCG@k over the queries with a relevant candidate (label >= 1).
+def ndcg_at_k(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    groups: np.ndarray,
+    k: int,
+    *,
+    no_relevant: NoRelevant = "skip",
+) -> float:
+    """Mean NDCG@k over queries: the one NDCG of searchrank (see the module docstring).
 
     Args:
         labels: (n,) graded relevance, as in :func:`per_query_metrics`.
         scores: (n,) model scores.
         groups: (n,) contiguous query ids.
         k: the cut-off, a positive integer.
+        no_relevant: what a query without any relevant candidate (no label >= 1) counts as
+            (:data:`NoRelevant`); ``"skip"`` leaves it out, as every reported figure does.
 
     Returns:
-        The mean NDCG@k, NaN when no query has a relevant candidate.
+        The mean NDCG@k; with ``"skip"``, NaN when no query has a relevant candidate.
+
+    Raises:
+        InputError: as :func:`per_query_metrics`, or ``no_relevant`` is not a :data:`NoRelevant`.
     """
-    per_query = per_query_metrics(labels, scores, groups, ks=(k,))
-    return mean_metrics(per_query)[f"ndcg@{k}"]
+    if no_relevant not in NO_RELEVANT:
+        raise InputError("no_relevant", no_relevant, f"must be one of {list(NO_RELEVANT)}")
+    y, s, g = _check_arrays(labels, scores, groups)
+    (cutoff,) = _check_ks((k,))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_query = _ndcg(_rank(y, s, g), cutoff, no_relevant)
+    counted = per_query[~np.isnan(per_query)]
+    return float(counted.mean()) if len(counted) else float("nan")
+
+
+@dataclass(frozen=True)
+class _Ranking:
+    """Every query's rows in ranked order; arrays of shape (n,) unless said otherwise."""
+
+    ranked: np.ndarray
+    """Labels, by descending score within each query (ties in row order)."""
+    rank: np.ndarray
+    """The rank of each ranked row within its query, from 1."""
+    gain: np.ndarray
+    """Discounted gains ``(2^label − 1) / log2(rank + 1)`` of the ranked labels."""
+    ideal_gain: np.ndarray
+    """The same for the labels sorted best first: the ideal ranking."""
+    starts: np.ndarray
+    """(Q,) the first row of each query, queries in order of first appearance."""
+    sizes: np.ndarray
+    """(Q,) the rows of each query."""
+
+
+def _rank(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray) -> _Ranking:
+    """Rank every query's candidates by score (checked arrays; see :func:`per_query_metrics`)."""
+    bounds = search_bounds(groups, field="groups")
+    starts, sizes = bounds[:-1], np.diff(bounds)
+    query_of_row = np.repeat(np.arange(len(starts)), sizes)
+    # Groups are contiguous, so sorting within queries keeps every query on its own rows and the
+    # rank of sorted row p is its offset from the query's first row.
+    rank = np.arange(1, len(labels) + 1) - np.repeat(starts, sizes)
+    discount = 1.0 / np.log2(rank + 1.0)
+    ranked = labels[_order_within_queries(scores, query_of_row)]
+    ideal = labels[_order_within_queries(labels.astype(np.float64), query_of_row)]
+    return _Ranking(
+        ranked=ranked,
+        rank=rank,
+        gain=(np.exp2(ranked) - 1.0) * discount,
+        ideal_gain=(np.exp2(ideal) - 1.0) * discount,
+        starts=starts,
+        sizes=sizes,
+    )
+
+
+def _ndcg(ranking: _Ranking, k: int, no_relevant: NoRelevant) -> np.ndarray:
+    """(Q,) NDCG@k of every query; a query with an ideal DCG of 0 gets ``no_relevant``'s value.
+
+    Call under ``np.errstate(divide="ignore", invalid="ignore")``: those queries divide by 0.
+    """
+    ideal = _sum_top(ranking.ideal_gain, ranking.rank, k, ranking.starts)
+    ndcg = _sum_top(ranking.gain, ranking.rank, k, ranking.starts) / ideal
+    fill = {"skip": np.nan, "one": 1.0, "zero": 0.0}[no_relevant]
+    return np.where(ideal > 0, ndcg, fill)
 
 
 def _sum_top(values: np.ndarray, rank: np.ndarray, k: int, starts: np.ndarray) -> np.ndarray:
@@ -177,23 +244,6 @@ def _order_within_queries(key: np.ndarray, query_of_row: np.ndarray) -> np.ndarr
     """
     by_key = np.argsort(-key, kind="stable")
     return by_key[np.argsort(query_of_row[by_key], kind="stable")]
-
-
-def _query_starts(groups: np.ndarray) -> np.ndarray:
-    """The first row of every query, checking that each query's rows are contiguous."""
-    if pd.isna(groups).any():
-        raise InputError("groups", groups[pd.isna(groups)][0], "query ids must not be null")
-    changes = np.flatnonzero(groups[1:] != groups[:-1]) + 1
-    starts = np.concatenate(([0], changes))
-    ids = pd.Index(groups[starts])
-    if not ids.is_unique:
-        raise InputError(
-            "groups",
-            ids[ids.duplicated()][0],
-            "the rows of one query must be contiguous; this query id appears in separate runs "
-            "of rows (sort or group the rows by query first)",
-        )
-    return starts
 
 
 def _check_arrays(

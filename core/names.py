@@ -17,9 +17,6 @@ FEAST_PROJECT = "searchrank"
 RANKER_FEATURE_SERVICE = "ranker_v1"
 """The features the transformer ranker and its baselines train and serve on."""
 
-RETRIEVER_FEATURE_SERVICE = "retriever_v1"
-"""The features of the two-tower retriever's user and item towers."""
-
 RANKER_MODEL_NAME = "searchrank-ranker"
 RETRIEVER_MODEL_NAME = "searchrank-retriever"
 """The models' names in BentoML's model store (and in an exported Bento's ``models/``)."""
@@ -35,7 +32,6 @@ class MetadataKey(StrEnum):
 
     ROWS = "rows"
     COLUMNS = "columns"
-    FEATURE_SERVICE = "feature_service"
     EVENT_TIME_MIN = "event_time_min"
     EVENT_TIME_MAX = "event_time_max"
     ROWS_WITH_MISSING_FEATURES = "rows_with_missing_features"

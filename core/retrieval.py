@@ -1,10 +1,11 @@
-"""Retrieval over the whole catalogue: item texts, exact top-k, fusion and recall metrics.
+"""Retrieval over the whole catalogue: what a search wanted, recall metrics and fusion.
 
-Retrieval is measured per search against the set of items the listener wanted (streamed items,
-and on the synthetic logs the item a named search meant): Recall@k is the share of that set
-among the first k retrieved, MRR the reciprocal rank of the first wanted item (0 beyond the
-list). :func:`reciprocal_rank_fusion` merges ranked lists from several retrievers (the ANN
-index and BM25 in ``/search``) by summing ``1 / (c + rank)``, which needs no score calibration.
+Retrieval is measured per search against the set of items the listener wanted
+(:func:`wanted_items`: streamed items, and on the synthetic logs the item a named search meant):
+Recall@k is the share of that set among the first k retrieved, MRR the reciprocal rank of the
+first wanted item (0 beyond the list). :func:`reciprocal_rank_fusion` merges ranked lists from
+several retrievers (the ANN index and BM25 in ``/search``) by summing ``1 / (c + rank)``, which
+needs no score calibration.
 
 :class:`FusionRouting` is the query-intent routing of that fusion: how much the dense list weighs
 against the lexical one for each predicted intent (a named track wants the exact words, a mood
@@ -21,58 +22,64 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from searchrank.core import schema as S
 from searchrank.core.errors import InputError
 
-TEXT_COLUMNS = ("name", "artist_name", "keywords")
-"""Catalogue columns joined into an item's text; missing ones are skipped."""
-METADATA_COLUMNS = ("item_type", "market", "language")
-"""Catalogue columns that become metadata tokens of the item tower (``"item_type track"``)."""
 EMBEDDING = "embedding"
 """The vector column of an item embeddings table (``item_id``, ``embedding``)."""
 RRF_C = 60
 """The rank offset of reciprocal rank fusion (Cormack et al., SIGIR 2009)."""
+TARGET_ITEM_ID = "target_item_id"
+"""The searches table's column of the item a named search meant (null when unknown)."""
 
 
-def item_texts(catalogue: pd.DataFrame) -> tuple[np.ndarray, list[str], list[list[str]]]:
-    """(item ids, one text per item, metadata tokens per item) of a catalogue table.
+def wanted_items(
+    rows: pd.DataFrame, min_label: int, searches: pd.DataFrame | None = None
+) -> pd.Series:
+    """The items each search wanted: the set retrieval is measured against.
+
+    A search wanted every item it showed that the listener engaged with at ``label >=
+    min_label`` (streamed, with :attr:`~searchrank.core.schema.Grade.STREAM`), and the item its
+    query named when the log knows it: the searches table's ``target_item_id``. The synthetic
+    generator records that item even when the logged retriever did not show it, and retrieval
+    searches the whole catalogue, so it counts although no row shows it; real logs leave the
+    column null or out, and then only engagement counts.
+
+    Args:
+        rows: (search × candidate) rows with ``search_id``, ``item_id`` and ``label``.
+        min_label: the lowest label that makes a shown item wanted.
+        searches: the searches table (``search_id``, ``target_item_id``), or ``None`` where
+            only the rows are at hand (then only engagement counts).
+
+    Returns:
+        The sorted wanted item ids of each search of ``rows`` that wanted any, indexed by
+        ``search_id`` in order of first appearance.
 
     Raises:
-        InputError: the catalogue has no ``item_id`` or no text column at all.
+        InputError: ``rows`` or ``searches`` lacks a column named above.
     """
-    text_columns = [c for c in TEXT_COLUMNS if c in catalogue.columns]
-    if S.ITEM_ID not in catalogue.columns or not text_columns:
-        raise InputError(
-            "catalogue columns",
-            list(catalogue.columns),
-            f"must include {S.ITEM_ID} and at least one of {list(TEXT_COLUMNS)}",
+    _require_columns(rows, "rows", (S.SEARCH_ID, S.ITEM_ID, S.LABEL))
+    engaged = rows.loc[rows[S.LABEL] >= min_label, [S.SEARCH_ID, S.ITEM_ID]]
+    parts = [engaged.astype({S.ITEM_ID: np.int64})]
+    if searches is not None and TARGET_ITEM_ID in searches.columns:
+        _require_columns(searches, "searches", (S.SEARCH_ID,))
+        asked = searches[searches[S.SEARCH_ID].isin(rows[S.SEARCH_ID])]
+        named = asked[[S.SEARCH_ID, TARGET_ITEM_ID]].dropna(subset=[TARGET_ITEM_ID])
+        parts.append(
+            named.rename(columns={TARGET_ITEM_ID: S.ITEM_ID}).astype({S.ITEM_ID: np.int64})
         )
-    items = catalogue.drop_duplicates(S.ITEM_ID)
-    texts = items[text_columns].fillna("").astype(str).agg(" ".join, axis=1).tolist()
-    metadata = [c for c in METADATA_COLUMNS if c in items.columns]
-    values = items[metadata].fillna("").astype(str).to_numpy()
-    extra = [
-        [f"{column} {value}" for column, value in zip(metadata, row, strict=True) if value]
-        for row in values
-    ]
-    return items[S.ITEM_ID].to_numpy(dtype=np.int64), texts, extra
+    wanted = pd.concat(parts).drop_duplicates()
+    lists = wanted.groupby(S.SEARCH_ID)[S.ITEM_ID].agg(lambda ids: sorted(ids.tolist()))
+    order = rows[S.SEARCH_ID].drop_duplicates()
+    return lists.reindex(order[order.isin(lists.index)].to_numpy())
 
 
-@torch.no_grad()
-def exact_top_k(
-    queries: np.ndarray, items: np.ndarray, k: int, batch_size: int = 1024
-) -> np.ndarray:
-    """Row indices into ``items`` (n, d) of each query's (q, d) ``k`` highest dot products,
-    best first: shape (q, min(k, n))."""
-    matrix = torch.from_numpy(np.ascontiguousarray(items, dtype=np.float32))
-    k = min(k, len(items))
-    parts = [
-        torch.topk(torch.from_numpy(queries[start : start + batch_size]) @ matrix.T, k).indices
-        for start in range(0, len(queries), batch_size)
-    ]
-    return torch.cat(parts).numpy() if parts else np.zeros((0, k), dtype=np.int64)
+def _require_columns(frame: pd.DataFrame, name: str, columns: Sequence[str]) -> None:
+    """Raise :class:`InputError` naming the columns of ``columns`` that ``frame`` lacks."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InputError(f"{name} columns", list(frame.columns), f"must include {missing}")
 
 
 def retrieval_metrics(

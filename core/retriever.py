@@ -29,10 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from searchrank.core import schema as S
 from searchrank.core.checkpoint import WEIGHTS
 from searchrank.core.errors import InputError
 from searchrank.core.text import analyze
@@ -41,6 +43,10 @@ DESCRIPTION = "retriever.json"
 VOCABULARIES = "ids.npz"
 ITEM_TOKENS = "item_tokens.npy"
 FORMAT_VERSION = 1
+ITEM_TEXT_COLUMNS = ("name", "artist_name", "keywords")
+"""Catalogue columns joined into the item tower's text; missing ones are skipped."""
+ITEM_METADATA_COLUMNS = ("item_type", "market", "language")
+"""Catalogue columns that become metadata tokens of the item tower (``"item_type track"``)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,45 @@ class TwoTowerConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def two_tower_item_text(
+    catalogue: pd.DataFrame,
+) -> tuple[np.ndarray, list[str], list[list[str]]]:
+    """What the item tower reads of each catalogue item: its text and its metadata tokens.
+
+    The text is the item's name, artist and tags (:data:`ITEM_TEXT_COLUMNS`, those the catalogue
+    has, joined by spaces); the metadata tokens name the item type, market and language
+    (:data:`ITEM_METADATA_COLUMNS`). The served BM25 reads less
+    (:func:`searchrank.core.candidates.lexical_text`).
+
+    Args:
+        catalogue: one row per item with ``item_id`` and at least one text column; a repeated
+            item keeps its first row.
+
+    Returns:
+        (item ids (m,), one text per item, metadata tokens per item such as
+        ``["item_type track", "market SE"]``).
+
+    Raises:
+        InputError: the catalogue has no ``item_id`` or no text column at all.
+    """
+    text_columns = [c for c in ITEM_TEXT_COLUMNS if c in catalogue.columns]
+    if S.ITEM_ID not in catalogue.columns or not text_columns:
+        raise InputError(
+            "catalogue columns",
+            list(catalogue.columns),
+            f"must include {S.ITEM_ID} and at least one of {list(ITEM_TEXT_COLUMNS)}",
+        )
+    items = catalogue.drop_duplicates(S.ITEM_ID)
+    texts = items[text_columns].fillna("").astype(str).agg(" ".join, axis=1).tolist()
+    metadata = [c for c in ITEM_METADATA_COLUMNS if c in items.columns]
+    values = items[metadata].fillna("").astype(str).to_numpy()
+    extra = [
+        [f"{column} {value}" for column, value in zip(metadata, row, strict=True) if value]
+        for row in values
+    ]
+    return items[S.ITEM_ID].to_numpy(dtype=np.int64), texts, extra
 
 
 def text_tokens(text: str) -> list[str]:

@@ -12,8 +12,12 @@ optional. So one trainer reads the synthetic logs, LETOR files and the Last.fm a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
 from enum import IntEnum
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from searchrank.core.errors import InputError
@@ -70,7 +74,7 @@ lie after the row's event time), never a model input."""
 AUDIT_SUFFIX = f"__{FEATURE_TIMESTAMP}"
 
 RANKING_REQUIRED_COLUMNS: tuple[str, ...] = (SEARCH_ID, ITEM_ID, LABEL)
-"""Columns every ranking dataset has; rows of one search are contiguous."""
+"""Columns every ranking dataset has; rows of one search are contiguous (:func:`search_bounds`)."""
 
 
 class Grade(IntEnum):
@@ -131,3 +135,66 @@ def check_entity_schema(schema: pa.Schema, *, where: str) -> None:
             "event timestamps must be timezone-aware (UTC); naive timestamps are ambiguous "
             "in a point-in-time join",
         )
+
+
+def search_bounds(
+    search_ids: np.ndarray,
+    *,
+    field: str = SEARCH_ID,
+    where: Callable[[int], str] | None = None,
+) -> np.ndarray:
+    """Where each search's rows begin and end, checking that they are contiguous.
+
+    Every ranking dataset keeps the rows of one search together, in any order of searches:
+    metrics, slates and LightGBM's group sizes all cut the rows into searches at the places
+    where the id changes, so a search whose rows are split in two would count twice.
+
+    Args:
+        search_ids: (n,) the search (query) id of every row.
+        field: the name of the ids in error messages, e.g. ``"groups"``.
+        where: optional, the name of row i's place in the input (``"rank.txt:12"``); an error
+            then names the offending row's place instead of ``field``.
+
+    Returns:
+        (Q + 1,) int64 row offsets, searches in order of first appearance: search j's rows are
+        ``bounds[j]:bounds[j + 1]``. Without rows, ``[0]``.
+
+    Raises:
+        InputError: an id is null, or an id comes back after another search's rows.
+    """
+    ids = np.asarray(search_ids)
+    null = np.flatnonzero(pd.isna(ids))
+    if len(null):
+        row = int(null[0])
+        raise InputError(where(row) if where else field, ids[row], "search ids must not be null")
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, int)
+    repeated = np.flatnonzero(pd.Index(ids[starts]).duplicated())
+    if len(repeated):
+        row = int(starts[repeated[0]])
+        raise InputError(
+            where(row) if where else field,
+            ids[row],
+            "the rows of one search must be contiguous; this id comes back after another "
+            "search's rows (sort or group the rows by search first)",
+        )
+    return np.append(starts, len(ids)).astype(np.int64)
+
+
+def parse_time(field: str, value: str) -> datetime | None:
+    """A moment given as text (a step parameter, a command-line option), in UTC: empty means
+    none (unbounded, or now, as the field says), anything else ISO 8601 with a time zone.
+
+    Raises:
+        InputError: not ISO 8601, or without a time zone.
+    """
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as error:
+        raise InputError(
+            field, value, "must be an ISO 8601 time such as 2026-11-01T00:00:00+00:00"
+        ) from error
+    if moment.tzinfo is None:
+        raise InputError(field, value, "must carry a time zone (for example +00:00)")
+    return moment.astimezone(UTC)

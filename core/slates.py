@@ -13,6 +13,7 @@ from typing import ClassVar
 import numpy as np
 
 from searchrank.core.errors import InputError
+from searchrank.core.schema import search_bounds
 
 
 @dataclass(frozen=True)
@@ -42,36 +43,25 @@ class Slates:
         return Slates(*(getattr(self, name)[index] for name in self.FIELDS))
 
 
-def group_starts(groups: np.ndarray) -> np.ndarray:
-    """Start offsets of the contiguous groups, plus the end: shape (B + 1,).
-
-    Raises:
-        InputError: a group id reappears after another group (rows not contiguous).
-    """
-    if len(groups) == 0:
-        return np.zeros(1, dtype=np.int64)
-    change = np.flatnonzero(groups[1:] != groups[:-1]) + 1
-    starts = np.concatenate([[0], change, [len(groups)]]).astype(np.int64)
-    if len(np.unique(groups[starts[:-1]])) != len(starts) - 1:
-        raise InputError("groups", "non-contiguous", "rows of one search must be contiguous")
-    return starts
-
-
 def to_slates(
     dense: np.ndarray, codes: np.ndarray, labels: np.ndarray, groups: np.ndarray, max_length: int
 ) -> Slates:
-    """Pack flat rows into slates of length ``min(max_length, longest list)``."""
+    """Pack flat rows into slates of length ``min(max_length, longest list)``.
+
+    Raises:
+        InputError: the arrays differ in length, or a search's rows are not contiguous.
+    """
     if not len(dense) == len(codes) == len(labels) == len(groups):
         raise InputError(
             "rows",
             (len(dense), len(codes), len(labels), len(groups)),
             "features, codes, labels and groups must have the same length",
         )
-    starts = group_starts(groups)
-    sizes = np.diff(starts)
+    bounds = search_bounds(groups, field="groups")
+    sizes = np.diff(bounds)
     length = int(min(max_length, sizes.max())) if len(sizes) else 1
     n_slates = len(sizes)
-    within = np.arange(len(groups)) - np.repeat(starts[:-1], sizes)
+    within = np.arange(len(groups)) - np.repeat(bounds[:-1], sizes)
     slate = np.repeat(np.arange(n_slates), sizes)
     keep = within < length
     rows = np.full((n_slates, length), -1, dtype=np.int64)

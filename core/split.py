@@ -6,6 +6,8 @@ anything they trained on, as the next week's traffic would be. Searches are neve
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -13,8 +15,19 @@ from searchrank.core import schema as S
 from searchrank.core.errors import InputError
 
 
+@dataclass(frozen=True)
+class SplitConfig:
+    """The shares of searches ``split_dataset`` cuts off (the latest for the test, the ones
+    before them for validation): the one definition of its defaults."""
+
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.2
+
+
 def split_by_time(
-    frame: pd.DataFrame, valid_fraction: float, test_fraction: float
+    frame: pd.DataFrame,
+    valid_fraction: float = SplitConfig.valid_fraction,
+    test_fraction: float = SplitConfig.test_fraction,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Cut ``frame`` into (train, valid, test) by the time of each search.
 

@@ -22,7 +22,7 @@ from feast.types import Bool, FeastType, Float32, Int64, String, UnixTimestamp
 
 from searchrank.core import schema as S
 from searchrank.core.domain import rate
-from searchrank.core.names import RANKER_FEATURE_SERVICE, RETRIEVER_FEATURE_SERVICE
+from searchrank.core.names import RANKER_FEATURE_SERVICE
 from searchrank.core.text import TEXT_MATCH_FEATURES
 from searchrank.features import tables as T
 
@@ -89,7 +89,7 @@ user_stats = FeatureView(
 )
 
 item_catalogue = FeatureView(
-    name="item_catalogue",
+    name=T.ITEM_CATALOGUE,
     entities=[item],
     ttl=timedelta(0),  # catalogue metadata never expires
     schema=_fields(T.CATALOGUE),
@@ -168,16 +168,10 @@ ranker_v1 = FeatureService(
     description="Everything the listwise ranker and its baselines see, version 1.",
 )
 
-retriever_v1 = FeatureService(
-    name=RETRIEVER_FEATURE_SERVICE,
-    features=[user_stats, item_catalogue, item_stats],
-    description="User-tower and item-tower inputs of the two-tower retriever, version 1.",
-)
-
 ENTITIES = [user, item, query]
 FEATURE_VIEWS = [user_stats, item_catalogue, item_stats, query_stats, user_item_stats]
 ON_DEMAND_FEATURE_VIEWS = [query_item_match]
-FEATURE_SERVICES = [ranker_v1, retriever_v1]
+FEATURE_SERVICES = [ranker_v1]
 ALL_OBJECTS = [
     *ENTITIES,
     *FEATURE_VIEWS,

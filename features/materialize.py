@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from searchrank.core.errors import InputError
 from searchrank.core.names import MetadataKey
 
 if TYPE_CHECKING:
@@ -61,21 +60,6 @@ class MaterializeSummary:
             start = "(up to date)" if w.empty else w.start.isoformat()
             lines.append(f"| {w.feature_view} | {start} | {w.end.isoformat()} |")
         return "\n".join(lines) + "\n"
-
-
-def parse_end(value: str) -> datetime | None:
-    """Parse the ``end`` parameter: empty means now; otherwise an ISO 8601 time with zone."""
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError as error:
-        raise InputError(
-            "end", value, "must be an ISO 8601 timestamp such as 2026-11-01T00:00:00+00:00"
-        ) from error
-    if moment.tzinfo is None:
-        raise InputError("end", value, "must carry a time zone (for example +00:00)")
-    return moment.astimezone(UTC)
 
 
 def window_for(view: FeatureView, end: datetime) -> ViewWindow:

@@ -11,11 +11,10 @@ from datetime import timedelta
 import pyarrow as pa
 
 from searchrank.core import schema as S
+from searchrank.core.contract import feature_column
 from searchrank.core.domain import Domain, count, one_of, rate
 from searchrank.core.schema import ENTITY_SCHEMA, TIMESTAMP_TYPE
-from searchrank.features.generator import words as W
-from searchrank.features.generator.catalogue import ITEM_TYPES
-from searchrank.features.generator.users import ACTIVITY_BUCKETS
+from searchrank.features import vocabulary as V
 
 CATALOGUE = "catalogue"
 """One row per item, stamped with its release time (the ``item_catalogue`` feature view)."""
@@ -29,6 +28,10 @@ USER_STATS = "user_stats"
 ITEM_STATS = "item_stats"
 QUERY_STATS = "query_stats"
 USER_ITEM_STATS = "user_item_stats"
+ITEM_CATALOGUE = "item_catalogue"
+"""The feature view over :data:`CATALOGUE`."""
+QUERY_ITEM_MATCH = "query_item_match"
+"""The on-demand view of query–item text-match features (computed, no table)."""
 
 SNAPSHOT_TABLES: tuple[str, ...] = (USER_STATS, ITEM_STATS, QUERY_STATS, USER_ITEM_STATS)
 ALL_TABLES: tuple[str, ...] = (CATALOGUE, USERS, SEARCHES, IMPRESSIONS, *SNAPSHOT_TABLES)
@@ -38,6 +41,16 @@ MANIFEST = "manifest.json"
 SNAPSHOT_DELAY = timedelta(hours=2)
 """A daily snapshot covers events up to midnight and becomes available two hours later; it is
 stamped with the time it became available, so a search at 01:00 still sees the day before's."""
+
+POPULARITY_COLUMN = feature_column(ITEM_STATS, "popularity")
+NAME_COLUMN = feature_column(ITEM_CATALOGUE, "name")
+ARTIST_COLUMN = feature_column(ITEM_CATALOGUE, "artist_name")
+ITEM_TYPE_COLUMN = feature_column(ITEM_CATALOGUE, "item_type")
+GENRE_COLUMN = feature_column(ITEM_CATALOGUE, "genre")
+MARKET_COLUMN = feature_column(USER_STATS, "market")
+ACTIVITY_COLUMN = feature_column(USER_STATS, "activity_bucket")
+"""Training-set columns that code reads by name: baselines, evaluation slices and the service's
+response fields. Everything else is read through the feature contract."""
 
 CREATED_COLUMN = "created"
 TIMESTAMP_COLUMN = "event_timestamp"
@@ -154,17 +167,17 @@ _AUDIT = Domain(audit=True, required=False)
 
 DOMAINS: dict[str, dict[str, Domain]] = {
     CATALOGUE: {
-        "item_type": one_of(ITEM_TYPES, required=True),
+        "item_type": one_of(V.ITEM_TYPES, required=True),
         "name": Domain(required=True),
         "artist_name": Domain(required=True),
-        "genre": one_of((*W.GENRES, *W.PODCAST_TOPICS), required=True),
+        "genre": one_of(V.CATALOGUE_GENRES, required=True),
         "keywords": Domain(required=True),
-        "mood": one_of(W.MOODS, max_null_rate=0.95),
-        "market": one_of(W.MARKETS, required=True),
-        "language": one_of(sorted(set(W.MARKET_LANGUAGE.values())), required=True),
+        "mood": one_of(V.MOODS, max_null_rate=0.95),
+        "market": one_of(V.MARKETS, required=True),
+        "language": one_of(V.LANGUAGES, required=True),
         "duration_s": count(required=True),
         "explicit": Domain(required=True),
-        "version_type": one_of(W.VERSION_TYPES, required=True),
+        "version_type": one_of(V.VERSION_TYPES, required=True),
         FEATURE_TIMESTAMP: _AUDIT,
     },
     USER_STATS: {
@@ -175,10 +188,10 @@ DOMAINS: dict[str, dict[str, Domain]] = {
         "saves_30d": count(),
         "clicks_per_search_30d": count(),
         "podcast_share_30d": rate(),
-        "top_genre": one_of(W.GENRES),
+        "top_genre": one_of(V.GENRES),
         "top_genre_share": rate(),
-        "activity_bucket": one_of(ACTIVITY_BUCKETS),
-        "market": one_of(W.MARKETS),
+        "activity_bucket": one_of(V.ACTIVITY_BUCKETS),
+        "market": one_of(V.MARKETS),
         FEATURE_TIMESTAMP: _AUDIT,
     },
     ITEM_STATS: {
@@ -209,4 +222,5 @@ DOMAINS: dict[str, dict[str, Domain]] = {
         FEATURE_TIMESTAMP: _AUDIT,
     },
 }
-"""The value domain of every feature column; the Feast fields carry them as tags."""
+"""The value domain of every feature column; the Feast fields carry them as tags. The closed
+value sets come from :mod:`searchrank.features.vocabulary`."""

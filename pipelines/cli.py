@@ -16,8 +16,10 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
+from searchrank.components.validate_data.config import ValidationConfig
 from searchrank.core.errors import InputError
 from searchrank.core.names import NAMESPACE, RANKER_FEATURE_SERVICE
+from searchrank.pipelines.ltr import LTR_RANKER
 
 app = typer.Typer(
     help="searchrank: Kubeflow components for search retrieval and ranking.",
@@ -38,6 +40,8 @@ app.add_typer(components_app, name="components")
 console = Console()
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
+VALIDATION = ValidationConfig()
+"""The defaults of ``searchrank validate``'s thresholds."""
 
 
 def reports_input_errors(command: F) -> F:
@@ -125,21 +129,21 @@ def validate(
     reference: Annotated[
         Path | None, typer.Option(help="A reference training set for the drift check.")
     ] = None,
-    feature_service: Annotated[
-        str, typer.Option(help="The Feast feature service it was fetched with.")
-    ] = RANKER_FEATURE_SERVICE,
-    repo: Annotated[
+    contract: Annotated[
         Path | None,
         typer.Option(
-            help="Feast repository holding the service (default: searchrank's definitions)."
+            help="Its feature contract (default: the one fetch wrote beside it, "
+            "DATA's name with .feature_contract.json)."
         ),
     ] = None,
     window_start: Annotated[str, typer.Option(help="Earliest allowed event time, ISO 8601.")] = "",
     window_end: Annotated[str, typer.Option(help="End of the allowed event times, ISO 8601.")] = "",
-    max_list_length: Annotated[int, typer.Option(help="Most candidates a search may have.")] = 20,
+    max_list_length: Annotated[
+        int, typer.Option(help="Most candidates a search may have.")
+    ] = VALIDATION.max_list_length,
     min_positive_share: Annotated[
         float, typer.Option(help="Least share of searches with a positive label.")
-    ] = 0.5,
+    ] = VALIDATION.min_positive_share,
     report_dir: Annotated[
         Path | None, typer.Option(help="Write the JSON result, HTML report and Data Docs here.")
     ] = None,
@@ -150,16 +154,20 @@ def validate(
     """Check a training set against its data contract: exit 0 if it passes, 1 if it fails."""
     import json
 
-    from searchrank.components.validate_data.config import ValidationConfig, parse_window_bound
+    from searchrank.components.validate_data.config import ValidationConfig
     from searchrank.components.validate_data.logic import ReportPaths, validate_and_report
     from searchrank.components.validate_data.logic import validate as check
     from searchrank.components.validate_data.report import markdown
+    from searchrank.core.contract import FeatureContract, contract_beside
+    from searchrank.core.schema import parse_time
 
     try:
+        if not data.is_file():
+            raise InputError("data", str(data), "must be an existing parquet file")
+        columns = FeatureContract.load(contract or contract_beside(data))
         config = ValidationConfig(
-            feature_service=feature_service,
-            window_start=parse_window_bound("--window-start", window_start),
-            window_end=parse_window_bound("--window-end", window_end),
+            window_start=parse_time("--window-start", window_start),
+            window_end=parse_time("--window-end", window_end),
             max_list_length=max_list_length,
             min_positive_share=min_positive_share,
         )
@@ -170,9 +178,9 @@ def validate(
                 report_dir / "validation.md",
                 report_dir / "data_docs",
             )
-            report = validate_and_report(data, config, paths, reference, repo)
+            report = validate_and_report(data, columns, config, paths, reference)
         else:
-            report = check(data, config, reference, repo)
+            report = check(data, columns, config, reference)
     except InputError as error:
         err_console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from error
@@ -217,9 +225,10 @@ def features_materialize(
     ] = "",
 ) -> None:
     """Incrementally load the online store up to END."""
-    from searchrank.features.materialize import materialize_features, parse_end
+    from searchrank.core.schema import parse_time
+    from searchrank.features.materialize import materialize_features
 
-    console.print(materialize_features(repo, parse_end(end)).markdown())
+    console.print(materialize_features(repo, parse_time("--end", end)).markdown())
 
 
 @features_app.command("fetch")
@@ -227,7 +236,13 @@ def features_materialize(
 def features_fetch(
     repo: Annotated[Path, typer.Option(help="Feast repository folder.")],
     entities: Annotated[Path, typer.Option(help="Entity dataframe (parquet).")],
-    out: Annotated[Path, typer.Option(help="Where to write the training set (parquet).")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Where to write the training set (parquet); its feature contract goes beside "
+            "it, with .feature_contract.json for the suffix."
+        ),
+    ],
     feature_service: Annotated[
         str, typer.Option(help="Feast feature service.")
     ] = RANKER_FEATURE_SERVICE,
@@ -276,7 +291,9 @@ def ltr(
     valid: Annotated[
         Path | None, typer.Option(help="Validation file (default: 15% of training searches).")
     ] = None,
-    workers: Annotated[int, typer.Option(help="Ray Train workers for the transformer.")] = 1,
+    workers: Annotated[
+        int, typer.Option(help="Ray Train workers for the transformer.")
+    ] = LTR_RANKER.num_workers,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print only the JSON result line.")
     ] = False,
@@ -285,7 +302,7 @@ def ltr(
     import json
     from dataclasses import replace
 
-    from searchrank.pipelines.ltr import LTR_RANKER, run_ltr
+    from searchrank.pipelines.ltr import run_ltr
 
     def log(line: str) -> None:
         if not as_json:

@@ -226,7 +226,7 @@ def ensure_data(config: GeneratorConfig, paths: DemoPaths, progress: Progress) -
 
 def example_searches(catalogue: pd.DataFrame) -> list[tuple[str, str]]:
     """(description, query) pairs: a misspelled track, an artist, a mood and a podcast topic."""
-    from searchrank.features.generator import words as W
+    from searchrank.features import vocabulary as V
 
     tracks = catalogue[catalogue["item_type"] == "track"]
     track = str(tracks.sort_values("item_id").iloc[len(tracks) // 3]["name"]).lower()
@@ -235,8 +235,8 @@ def example_searches(catalogue: pd.DataFrame) -> list[tuple[str, str]]:
     return [
         ("misspelled track", misspelled),
         ("artist", str(artists.iloc[len(artists) // 2]["name"])),
-        ("mood", f"{W.MOODS[0]} {W.GENRES[0]}"),
-        ("podcast topic", f"{W.PODCAST_TOPICS[0]} podcast"),
+        ("mood", f"{V.MOODS[0]} {V.GENRES[0]}"),
+        ("podcast topic", f"{V.PODCAST_TOPICS[0]} podcast"),
     ]
 
 

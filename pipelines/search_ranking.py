@@ -37,21 +37,33 @@ from kfp.dsl import Dataset
 
 from searchrank.components.build_index import build_index_op
 from searchrank.components.evaluate import evaluate_op
+from searchrank.components.evaluate.config import EvaluateConfig
 from searchrank.components.evaluate_retrieval import evaluate_retrieval_op
+from searchrank.components.evaluate_retrieval.config import RetrievalConfig
 from searchrank.components.fetch_features import fetch_features_op
 from searchrank.components.materialize_features import materialize_features_op
 from searchrank.components.package_service import package_service_op
+from searchrank.components.package_service.config import PackageConfig
 from searchrank.components.plan_training import plan_training_op
 from searchrank.components.run_report import run_report_op
 from searchrank.components.split_dataset import split_dataset_op
 from searchrank.components.train_intent import train_intent_op
 from searchrank.components.train_lightgbm import train_lightgbm_op
 from searchrank.components.train_ranker import train_ranker_op
+from searchrank.components.train_ranker.config import TrainRankerConfig
 from searchrank.components.train_retriever import train_retriever_op
+from searchrank.components.train_retriever.config import TrainRetrieverConfig
 from searchrank.components.validate_data import validate_data_op
+from searchrank.components.validate_data.config import ValidationConfig
+from searchrank.core.lambdamart import LambdaMartConfig
 from searchrank.core.names import FEAST_REPO_MOUNT, RANKER_FEATURE_SERVICE
 
 PIPELINE_NAME = "search-ranking"
+
+# The steps' configs are the one source of the pipeline's defaults (tests/cluster/test_defaults.py).
+RANKER, RETRIEVER, LIGHTGBM = TrainRankerConfig(), TrainRetrieverConfig(), LambdaMartConfig()
+VALIDATION, EVALUATION = ValidationConfig(), EvaluateConfig()
+RETRIEVAL, PACKAGING = RetrievalConfig(), PackageConfig()
 
 DEFAULT_PIPELINE_ROOT = "s3://searchrank-artifacts/pipeline-root"
 """Where a Kubeflow run keeps its artifacts unless ``searchrank compile --pipeline-root`` says
@@ -83,25 +95,25 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
         materialize_until: str = "",
         ray_address: str = "",
         work_dir: str = "",
-        num_workers: int = 2,
-        cpus_per_worker: float = 1.0,
-        use_gpu: bool = False,
-        gpus_per_worker: float = 1.0,
+        num_workers: int = RANKER.num_workers,
+        cpus_per_worker: float = RANKER.cpus_per_worker,
+        use_gpu: bool = RANKER.use_gpu,
+        gpus_per_worker: float = RANKER.gpus_per_worker,
         train_memory: str = "16Gi",
-        epochs: int = 20,
-        d_model: int = 64,
-        retriever_epochs: int = 10,
-        lightgbm_folds: int = 3,
-        lightgbm_num_leaves: list = [15, 31, 63],  # noqa: B006
-        lightgbm_min_data_in_leaf: list = [20, 100],  # noqa: B006
-        min_positive_share: float = 0.5,
-        max_null_rate: float = 0.5,
-        min_gain_vs_baselines: float = 0.0,
-        min_gain_vs_champion: float = 0.0,
-        min_retrieval_gain: float = 0.0,
-        min_intent_gain: float = 0.0,
-        bootstrap_samples: int = 2000,
-        p99_budget_ms: float = 500.0,
+        epochs: int = RANKER.epochs,
+        d_model: int = RANKER.d_model,
+        retriever_epochs: int = RETRIEVER.epochs,
+        lightgbm_folds: int = LIGHTGBM.folds,
+        lightgbm_num_leaves: list = list(LIGHTGBM.num_leaves),  # noqa: B006 (KFP reads it)
+        lightgbm_min_data_in_leaf: list = list(LIGHTGBM.min_data_in_leaf),  # noqa: B006
+        min_positive_share: float = VALIDATION.min_positive_share,
+        max_null_rate: float = VALIDATION.max_null_rate,
+        min_gain_vs_baselines: float = EVALUATION.min_gain_vs_baselines,
+        min_gain_vs_champion: float = EVALUATION.min_gain_vs_champion,
+        min_retrieval_gain: float = RETRIEVAL.min_retrieval_gain,
+        min_intent_gain: float = RETRIEVAL.min_intent_gain,
+        bootstrap_samples: int = EVALUATION.bootstrap_samples,
+        p99_budget_ms: float = PACKAGING.p99_budget_ms,
         gpu_type: str = "nvidia.com/gpu",
         gpu_node_selector: dict = {"nvidia.com/gpu.present": "true"},  # noqa: B006
         gpu_toleration: dict = {  # noqa: B006
@@ -157,10 +169,10 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
         fetched = fetch_features_op(
             entities=entities.output, feature_repo=feature_repo, feature_service=feature_service
         )
+        contract = fetched.outputs["feature_contract"]
         validated = validate_data_op(
             training_set=fetched.outputs["training_set"],
-            feature_service=feature_service,
-            feature_repo=feature_repo,
+            feature_contract=contract,
             reference=reference_training_set,
             window_start=window_start,
             window_end=window_end,
@@ -180,7 +192,7 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
         lightgbm = train_lightgbm_op(
             train=train_split,
             valid=valid_split,
-            feature_service=feature_service,
+            feature_contract=contract,
             folds=lightgbm_folds,
             num_leaves=lightgbm_num_leaves,
             min_data_in_leaf=lightgbm_min_data_in_leaf,
@@ -201,7 +213,7 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
         ranker = train_ranker_op(
             train=train_split,
             valid=valid_split,
-            feature_service=feature_service,
+            feature_contract=contract,
             epochs=epochs,
             d_model=d_model,
             ray_address=ray_address,
@@ -285,10 +297,11 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
 
             for trainer in (ranker, retriever):
                 pods.place_trainer(trainer, placement, gpu_type, work_claim)
-            for task in (materialize, fetched, validated, package):
+            for task in (materialize, fetched, package):
                 pods.open_feast(task)
             # The champion and the reference training set may live on object storage.
             pods.read_object_storage(verdict)
+            pods.read_object_storage(validated)
             sizes = {
                 pods.LIGHT: (placement, blessed_report, unblessed_report),
                 pods.FEATURES: (materialize, fetched, validated),

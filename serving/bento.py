@@ -11,7 +11,6 @@ requirements.txt``) installs searchrank from the Bento and the rest from an inde
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -34,6 +33,7 @@ from packaging.version import Version
 
 from searchrank.core import checkpoint as ckpt
 from searchrank.core.candidates import CandidateGenerator, RetrieverParts, lexical_retriever
+from searchrank.core.contract import CONTRACT_FILE, FeatureContract
 from searchrank.core.errors import InputError
 from searchrank.core.names import BENTO_NAME, RANKER_MODEL_NAME, RETRIEVER_MODEL_NAME
 from searchrank.core.net import free_port
@@ -56,20 +56,23 @@ def _label(value: object) -> str:
 
 
 def save_ranker(folder: Path, labels: Mapping[str, object], metadata: Mapping[str, Any]) -> str:
-    """Copy a ranker checkpoint (``model.pt`` and ``ranker.json``) into the model store.
+    """Copy a ranker checkpoint (``model.pt``, ``ranker.json`` and its feature contract) into the
+    model store.
 
     Returns:
         The model's tag, ``searchrank-ranker:<version>``.
     """
     import bentoml
 
-    ckpt.read_description(folder)  # refuse anything that is not a ranker checkpoint
+    # Refuse anything that is not a ranker checkpoint with the feature contract it trained on.
+    ckpt.read_description(folder)
+    FeatureContract.load(folder)
     with bentoml.models.create(
         RANKER_MODEL_NAME,
         labels={k: _label(v) for k, v in labels.items()},
         metadata=dict(metadata),
     ) as model:
-        for name in (ckpt.WEIGHTS, ckpt.DESCRIPTION):
+        for name in (ckpt.WEIGHTS, ckpt.DESCRIPTION, CONTRACT_FILE):
             shutil.copyfile(folder / name, model.path_of(name))
     return str(model.tag)
 
@@ -322,16 +325,12 @@ def preflight(tag: str, feature_repo: Path) -> None:
         InputError: unknown Bento or repository, or a feature service that does not match.
     """
     from searchrank.core.champion import ranker_in_bento
-    from searchrank.core.features import FeatureProcessor
     from searchrank.features.store import open_store
-    from searchrank.serving.checks import SchemaMismatchError, check_feature_service
+    from searchrank.serving.checks import check_feature_service
 
-    description = ckpt.read_description(ranker_in_bento(tag, "bento"))
-    processor = FeatureProcessor.from_json(json.dumps(description["processor"]))
-    try:
-        check_feature_service(open_store(feature_repo), description["feature_service"], processor)
-    except SchemaMismatchError as error:
-        raise InputError("feature_repo", str(feature_repo), str(error)) from error
+    folder = ranker_in_bento(tag, "bento")
+    _, processor, _ = ckpt.load_ranker(folder)
+    check_feature_service(open_store(feature_repo), FeatureContract.load(folder), processor)
 
 
 STARTUP_FAILED = "Application startup failed"

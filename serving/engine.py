@@ -19,11 +19,13 @@ import torch
 
 from searchrank.core.candidates import CandidateGenerator
 from searchrank.core.checkpoint import load_ranker
+from searchrank.core.contract import FeatureContract
 from searchrank.core.errors import InputError
 from searchrank.core.features import FeatureProcessor
 from searchrank.core.intent import is_intent_column, top_intent
 from searchrank.core.model import ContextAwareRanker
 from searchrank.core.text import normalize_text
+from searchrank.features import tables as T
 from searchrank.serving.api import (
     SEARCH_CANDIDATES,
     RankedItem,
@@ -40,12 +42,11 @@ Encoded = dict[str, np.ndarray]
 """One request's candidates encoded for the model: ``dense`` (n, F) and ``codes`` (n, C)."""
 Scorer = Callable[[list[Encoded]], list[np.ndarray]]
 
-POPULARITY = "item_stats__popularity"
 METADATA = {
-    "name": "item_catalogue__name",
-    "artist_name": "item_catalogue__artist_name",
-    "item_type": "item_catalogue__item_type",
-    "genre": "item_catalogue__genre",
+    "name": T.NAME_COLUMN,
+    "artist_name": T.ARTIST_COLUMN,
+    "item_type": T.ITEM_TYPE_COLUMN,
+    "genre": T.GENRE_COLUMN,
 }
 
 
@@ -79,19 +80,17 @@ def normalized_query(query: str) -> str:
 
 @dataclass
 class RankerBundle:
-    """A loaded ranker checkpoint: the model, its feature processor and its description."""
+    """A loaded ranker checkpoint: the model, its feature processor, its description and the
+    feature contract it was trained on."""
 
     model: ContextAwareRanker
     processor: FeatureProcessor
     description: dict[str, Any]
+    contract: FeatureContract
 
     @classmethod
     def load(cls, folder: Path) -> RankerBundle:
-        return cls(*load_ranker(folder))
-
-    @property
-    def feature_service(self) -> str:
-        return str(self.description["feature_service"])
+        return cls(*load_ranker(folder), FeatureContract.load(folder))
 
 
 class SearchEngine:
@@ -128,7 +127,7 @@ class SearchEngine:
         model_tag: str = "",
     ) -> SearchEngine:
         """The engine over ``store``, caching the features of every item the retriever knows."""
-        features = OnlineFeatures(store, ranker.feature_service, retriever.item_ids.tolist())
+        features = OnlineFeatures(store, ranker.contract, retriever.item_ids.tolist())
         return cls(features, ranker, retriever, score, model_tag)
 
     def encode(self, frame: pd.DataFrame) -> Encoded:
@@ -188,7 +187,7 @@ class SearchEngine:
         found = self.retriever.retrieve(query, user_id, SEARCH_CANDIDATES, intent)
         if len(found) < k:
             items = self.features.items.frame
-            popular = items[POPULARITY].astype(float).nlargest(k + len(found)).index
+            popular = items[T.POPULARITY_COLUMN].astype(float).nlargest(k + len(found)).index
             seen = set(found)
             found += [int(i) for i in popular if int(i) not in seen][: k - len(found)]
         return found

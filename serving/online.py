@@ -29,15 +29,15 @@ import numpy as np
 import pandas as pd
 
 from searchrank.core import schema as S
+from searchrank.core.contract import FeatureContract, Role
 from searchrank.core.text import text_match
+from searchrank.features import tables as T
 
 if TYPE_CHECKING:
     from feast import FeatureStore
 
 log = logging.getLogger(__name__)
 
-TEXT_MATCH_VIEW = "query_item_match"
-"""The on-demand view whose features :func:`text_match` computes (``features/definitions.py``)."""
 TEXT_INPUTS = ("name", "artist_name", "keywords")
 """The catalogue fields the text match reads, in :func:`text_match`'s argument order."""
 LOOKUP_BATCH = 5_000
@@ -45,54 +45,64 @@ LOOKUP_BATCH = 5_000
 
 @dataclass(frozen=True)
 class ServiceLayout:
-    """Which feature references of a feature service come from where (see the module docstring)."""
+    """Which feature columns of a feature contract come from where (see the module docstring)."""
 
-    item_views: tuple[str, ...]
-    user_views: tuple[str, ...]
-    """Views keyed by the user alone: when all are empty, the listener is new to us."""
     item_features: tuple[str, ...]
     """``view:feature`` references served from the item cache."""
+    item_columns: tuple[str, ...]
+    """Their columns."""
     request_features: tuple[str, ...]
     """``view:feature`` references fetched per request."""
+    user_columns: tuple[str, ...]
+    """The columns of views keyed by the user alone: all empty means the listener is new."""
+    text_match: tuple[tuple[str, str], ...]
+    """(column, :func:`text_match` feature) of the request-time text-match columns."""
     columns: tuple[str, ...]
-    """Every feature column of the service, as ``view__feature``, in the service's order."""
-    catalogue_view: str
-    """The item view holding the text-match inputs."""
+    """Every feature column of the contract, in its order."""
+    catalogue_columns: tuple[str, ...]
+    """The item columns holding :data:`TEXT_INPUTS`, in that order."""
 
     @classmethod
-    def of(cls, store: FeatureStore, feature_service: str) -> ServiceLayout:
-        service = store.get_feature_service(feature_service)
-        on_demand = {v.name for v in store.list_on_demand_feature_views()}
-        item_views, user_views, item_features, request_features, columns = [], [], [], [], []
-        catalogue_view = ""
-        for projection in service.feature_view_projections:
-            view = projection.name_to_use()
-            names = [f.name for f in projection.features]
-            columns += [f"{view}__{n}" for n in names]
-            if projection.name in on_demand:
-                if projection.name != TEXT_MATCH_VIEW:
-                    raise ValueError(
-                        f"on-demand view {projection.name!r} has no online implementation"
-                    )
+    def of(cls, contract: FeatureContract) -> ServiceLayout:
+        """The layout of a model's feature contract.
+
+        Raises:
+            ValueError: a request-time column without an online implementation, or no item
+                view with the text-match inputs.
+        """
+        item, request, user, matched = [], [], [], []
+        for column in contract.columns:
+            if column.role is Role.REQUEST_TIME:
+                if column.view != T.QUERY_ITEM_MATCH:
+                    raise ValueError(f"on-demand view {column.view!r} has no online implementation")
+                matched.append((column.column, column.feature))
                 continue
-            refs = [f"{projection.name}:{n}" for n in names]
-            entities = store.get_feature_view(projection.name).entities
-            if entities == ["user"]:
-                user_views.append(view)
-            if entities == ["item"]:
-                item_views.append(view)
-                item_features += refs
-                if set(TEXT_INPUTS) <= set(names):
-                    catalogue_view = view
+            reference = f"{column.view}:{column.feature}"
+            if column.entities == ("item",):
+                item.append((reference, column))
             else:
-                request_features += refs
+                request.append(reference)
+            if column.entities == ("user",):
+                user.append(column.column)
+        catalogue = next(
+            (
+                view
+                for view in dict.fromkeys(c.view for _, c in item)
+                if {c.feature for _, c in item if c.view == view} >= set(TEXT_INPUTS)
+            ),
+            None,
+        )
+        if catalogue is None:
+            raise ValueError(f"no item view of {contract.feature_service} has {TEXT_INPUTS}")
+        by_feature = {c.feature: c.column for _, c in item if c.view == catalogue}
         return cls(
-            tuple(item_views),
-            tuple(user_views),
-            tuple(item_features),
-            tuple(request_features),
-            tuple(columns),
-            catalogue_view,
+            item_features=tuple(reference for reference, _ in item),
+            item_columns=tuple(c.column for _, c in item),
+            request_features=tuple(request),
+            user_columns=tuple(user),
+            text_match=tuple(matched),
+            columns=tuple(contract.names),
+            catalogue_columns=tuple(by_feature[name] for name in TEXT_INPUTS),
         )
 
 
@@ -161,7 +171,7 @@ class ItemCache:
                 full_feature_names=True,
             ).to_dict()
             parts.append(pd.DataFrame(values).set_index(S.ITEM_ID))
-        columns = [c for c in self._layout.columns if c.split("__")[0] in self._layout.item_views]
+        columns = list(self._layout.item_columns)
         if not parts:
             return pd.DataFrame(columns=columns, index=pd.Index([], dtype=np.int64, name=S.ITEM_ID))
         frame = pd.concat(parts)[columns]
@@ -171,10 +181,12 @@ class ItemCache:
 class OnlineFeatures:
     """Feature rows for (query, user, candidates), built as the module docstring describes."""
 
-    def __init__(self, store: FeatureStore, feature_service: str, item_ids: Sequence[int]) -> None:
+    def __init__(
+        self, store: FeatureStore, contract: FeatureContract, item_ids: Sequence[int]
+    ) -> None:
         self.store = store
-        self.feature_service = feature_service
-        self.layout = ServiceLayout.of(store, feature_service)
+        self.contract = contract
+        self.layout = ServiceLayout.of(contract)
         self.items = ItemCache(store, self.layout, item_ids)
 
     def rows(self, query: str, user_id: int, item_ids: Sequence[int]) -> pd.DataFrame:
@@ -204,15 +216,14 @@ class OnlineFeatures:
                 S.LABEL: np.zeros(n, dtype=np.int32),
             }
         )
-        catalogue = self.layout.catalogue_view
         matched = text_match(
-            [query] * n, *(items[f"{catalogue}__{field}"].tolist() for field in TEXT_INPUTS)
+            [query] * n, *(items[column].tolist() for column in self.layout.catalogue_columns)
         )
+        computed = dict(self.layout.text_match)
         features: dict[str, Any] = {}
         for column in self.layout.columns:
-            view, name = column.split("__", 1)
-            if view == TEXT_MATCH_VIEW:
-                features[column] = matched[name]
+            if column in computed:
+                features[column] = matched[computed[column]]
             elif column in items.columns:
                 features[column] = items[column].to_numpy()
             else:
@@ -221,12 +232,9 @@ class OnlineFeatures:
 
     def known(self, item_ids: Sequence[int]) -> np.ndarray:
         """A mask of the ids the catalogue knows (looked up online when not cached)."""
-        catalogue = self.layout.catalogue_view
-        names = self.items.rows(item_ids)[f"{catalogue}__name"]
+        names = self.items.rows(item_ids)[self.layout.catalogue_columns[0]]
         return names.notna().to_numpy()
 
     def user_known(self, frame: pd.DataFrame) -> bool:
         """Whether the user had any user features online (False means the cold-start path)."""
-        views = self.layout.user_views
-        user_columns = [c for c in frame.columns if c.split("__")[0] in views]
-        return bool(frame[user_columns].notna().to_numpy().any())
+        return bool(frame[list(self.layout.user_columns)].notna().to_numpy().any())

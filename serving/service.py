@@ -103,7 +103,7 @@ class Search:
         store = open_store(repo)
         # A serving pod holds no object-store credentials: it reads the online store only.
         check_connections(store, offline=False)
-        check_feature_service(store, bundle.feature_service, bundle.processor)
+        check_feature_service(store, bundle.contract, bundle.processor)
         retriever = CandidateGenerator.load(Path(self.retriever.path))
         self.engine = SearchEngine.open(
             store, bundle, retriever, score=self._score, model_tag=str(self.ranker.tag)

@@ -90,10 +90,12 @@ def kfp_local(tmp_path: Path) -> Path:
 def splits(
     tmp_path_factory: pytest.TempPathFactory, dataset_dir: Path, feature_repo: Path
 ) -> dict[str, Path]:
-    """The session dataset's ranker_v1 training set, cut by time into train, valid and test."""
+    """The session dataset's ranker_v1 training set (``full``) and its feature contract
+    (``contract``), the set cut by time into ``train``, ``valid`` and ``test``."""
     import pandas as pd
 
     from searchrank.components.fetch_features.logic import fetch_features
+    from searchrank.core.contract import contract_beside
     from searchrank.core.names import RANKER_FEATURE_SERVICE
     from searchrank.core.split import split_by_time
     from searchrank.features import tables
@@ -106,7 +108,7 @@ def splits(
         RANKER_FEATURE_SERVICE,
         full,
     )
-    paths = {"full": full}
+    paths = {"full": full, "contract": contract_beside(full)}
     for name, part in zip(
         ("train", "valid", "test"), split_by_time(pd.read_parquet(full), 0.1, 0.2), strict=True
     ):
@@ -125,7 +127,7 @@ def ranker_checkpoint(tmp_path_factory: pytest.TempPathFactory, splits: dict[str
 
     from searchrank.components.train_ranker.config import TrainRankerConfig
     from searchrank.components.train_ranker.logic import train_ranker
-    from searchrank.core.names import RANKER_FEATURE_SERVICE
+    from searchrank.core.contract import FeatureContract
 
     folder = tmp_path_factory.mktemp("ranker")
     train_ranker(
@@ -133,7 +135,7 @@ def ranker_checkpoint(tmp_path_factory: pytest.TempPathFactory, splits: dict[str
         splits["valid"],
         folder / "model",
         replace(TrainRankerConfig(), **TINY_RANKER),
-        feature_service=RANKER_FEATURE_SERVICE,
+        contract=FeatureContract.load(splits["contract"]),
         work_dir=folder / "work",
         log=lambda _: None,
     )

@@ -10,6 +10,7 @@ import pytest
 from shared_data import SHARED_DATASETS
 from typer.testing import CliRunner
 
+from searchrank.core.contract import contract_beside
 from searchrank.features import tables as T
 from searchrank.pipelines.cli import app
 
@@ -155,8 +156,13 @@ def test_validate_exits_1_and_lists_each_failed_expectation(
     frame.loc[::50, "label"] = 9
     broken = tmp_path / "broken.parquet"
     frame.to_parquet(broken, index=False)
+    contract = contract_beside(small_training_set)
     result = runner.invoke(
-        app, ["validate", "--data", str(broken), "--json", "--report-dir", str(tmp_path / "report")]
+        app,
+        [
+            *("validate", "--data", str(broken), "--contract", str(contract), "--json"),
+            *("--report-dir", str(tmp_path / "report")),
+        ],
     )
     assert result.exit_code == 1
     failed = json.loads(result.output.strip().splitlines()[-1])["failed"]
@@ -170,7 +176,7 @@ def test_validate_exits_1_and_lists_each_failed_expectation(
 @pytest.mark.parametrize(
     ("args", "named"),
     [
-        (["--feature-service", "ranker_v9"], "feature_service"),
+        (["--contract", "nowhere.json"], "feature contract"),
         (["--window-start", "last tuesday"], "--window-start"),
         (["--max-list-length", "1"], "min_list_length"),
     ],

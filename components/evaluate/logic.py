@@ -24,10 +24,13 @@ from searchrank.core.champion import Champion
 from searchrank.core.errors import InputError
 from searchrank.core.io import read_parquet_input
 from searchrank.core.metrics import mean_metrics, per_query_metrics
+from searchrank.features import tables as T
+from searchrank.features import vocabulary as V
 
 CANDIDATE, CHAMPION = "candidate", "champion"
 LIGHTGBM, POPULARITY, BM25 = "lightgbm", "popularity", "bm25"
-COLD_START = "cold_start"
+COLD_START = V.ACTIVITY_BUCKETS[0]
+"""The activity slice of listeners without user features (the contract's first bucket)."""
 SLICES = ("intent", "item_type", "market", "activity")
 
 
@@ -70,14 +73,14 @@ def query_slices(test: pd.DataFrame, searches: pd.DataFrame | None) -> pd.DataFr
     out = pd.DataFrame(index=first.index)
     if searches is not None and "intent" in searches.columns:
         out["intent"] = searches.set_index(S.SEARCH_ID)["intent"].reindex(out.index)
-    if "item_catalogue__item_type" in test.columns:
+    if T.ITEM_TYPE_COLUMN in test.columns:
         # A search's item type is that of its most relevant candidate (the first shown, on ties).
         ranked = test.sort_values(S.LABEL, ascending=False, kind="stable")
-        out["item_type"] = ranked.groupby(S.SEARCH_ID)["item_catalogue__item_type"].first()
-    if "user_stats__market" in test.columns:
-        out["market"] = first["user_stats__market"]
-    if "user_stats__activity_bucket" in test.columns:
-        out["activity"] = first["user_stats__activity_bucket"].fillna(COLD_START)
+        out["item_type"] = ranked.groupby(S.SEARCH_ID)[T.ITEM_TYPE_COLUMN].first()
+    if T.MARKET_COLUMN in test.columns:
+        out["market"] = first[T.MARKET_COLUMN]
+    if T.ACTIVITY_COLUMN in test.columns:
+        out["activity"] = first[T.ACTIVITY_COLUMN].fillna(COLD_START)
     return out.fillna("unknown")
 
 
@@ -99,7 +102,7 @@ def score_systems(
     popularity = scoring.score_popularity(test)
     if popularity is not None:
         systems[POPULARITY] = popularity
-    bm25 = scoring.score_bm25(test, scoring.item_texts(corpus_frames))
+    bm25 = scoring.score_bm25(test, scoring.known_catalogue(corpus_frames))
     if bm25 is not None:
         systems[BM25] = bm25
     return systems

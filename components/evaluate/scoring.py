@@ -12,10 +12,7 @@ from searchrank.core import schema as S
 from searchrank.core.checkpoint import load_ranker
 from searchrank.core.slates import scores_to_rows, to_slates
 from searchrank.core.training import score_slates
-
-POPULARITY_COLUMN = "item_stats__popularity"
-NAME_COLUMN = "item_catalogue__name"
-ARTIST_COLUMN = "item_catalogue__artist_name"
+from searchrank.features import tables as T
 
 
 def score_ranker(frame: pd.DataFrame, model_dir: Path) -> np.ndarray:
@@ -30,34 +27,32 @@ def score_ranker(frame: pd.DataFrame, model_dir: Path) -> np.ndarray:
 
 def score_popularity(frame: pd.DataFrame) -> np.ndarray | None:
     """The platform's popularity score; None when the data has no popularity feature."""
-    if POPULARITY_COLUMN not in frame.columns:
+    if T.POPULARITY_COLUMN not in frame.columns:
         return None
-    return pd.to_numeric(frame[POPULARITY_COLUMN], errors="coerce").fillna(0.0).to_numpy()
+    return pd.to_numeric(frame[T.POPULARITY_COLUMN], errors="coerce").fillna(0.0).to_numpy()
 
 
-def item_texts(frames: list[pd.DataFrame]) -> pd.DataFrame | None:
-    """One text per item (name and artist) from the rows given; None without text columns."""
-    usable = [f for f in frames if {NAME_COLUMN, ARTIST_COLUMN} <= set(f.columns)]
+def known_catalogue(frames: list[pd.DataFrame]) -> pd.DataFrame | None:
+    """The catalogue as the rows know it: ``item_id``, ``name`` and ``artist_name`` of every
+    item of ``frames``, read from their catalogue feature columns; None without those columns."""
+    usable = [f for f in frames if {T.NAME_COLUMN, T.ARTIST_COLUMN} <= set(f.columns)]
     if not usable:
         return None
-    rows = pd.concat([f[[S.ITEM_ID, NAME_COLUMN, ARTIST_COLUMN]] for f in usable])
-    rows = rows.drop_duplicates(S.ITEM_ID).fillna("")
-    return pd.DataFrame(
-        {
-            S.ITEM_ID: rows[S.ITEM_ID].to_numpy(),
-            "text": (rows[NAME_COLUMN] + " " + rows[ARTIST_COLUMN]).tolist(),
-        }
-    )
+    rows = pd.concat([f[[S.ITEM_ID, T.NAME_COLUMN, T.ARTIST_COLUMN]] for f in usable])
+    return rows.rename(columns={T.NAME_COLUMN: "name", T.ARTIST_COLUMN: "artist_name"})
 
 
-def score_bm25(frame: pd.DataFrame, corpus: pd.DataFrame | None) -> np.ndarray | None:
-    """BM25 of each row's query against its item's name and artist (the catalogue as known:
-    item texts only, never labels); None without text."""
-    if corpus is None or S.QUERY not in frame.columns:
+def score_bm25(frame: pd.DataFrame, catalogue: pd.DataFrame | None) -> np.ndarray | None:
+    """BM25 of each row's query against its item, as ``/search``'s lexical retriever scores it
+    (:func:`~searchrank.core.candidates.lexical_retriever`: name and artist in character
+    trigrams). Its corpus is ``catalogue``, the items known at evaluation time (item texts
+    only, never labels), so document frequencies may differ a little from the served index,
+    which holds the whole catalogue. None without text."""
+    if catalogue is None or S.QUERY not in frame.columns:
         return None
-    from searchrank.core.bm25 import BM25Scorer
+    from searchrank.core.candidates import lexical_retriever
 
-    scorer = BM25Scorer.fit(corpus[S.ITEM_ID].to_numpy(), corpus["text"].tolist())
+    scorer = lexical_retriever(catalogue)
     return np.asarray(
         scorer.score(frame[S.QUERY].tolist(), frame[S.ITEM_ID].to_numpy()), dtype=np.float64
     )

@@ -55,8 +55,8 @@ def evaluate_retrieval_op(
 
     import pandas as pd
 
+    from searchrank.components.evaluate_retrieval.config import RetrievalConfig
     from searchrank.components.evaluate_retrieval.logic import (
-        RetrievalConfig,
         evaluate_retrieval,
         write_evaluation,
     )

@@ -12,7 +12,9 @@ Voyager index, fused with BM25 and routed by the query-intent model, and the int
    beats the majority class's by more than ``min_intent_gain``. ``package_service`` ships the
    dense side and the routing only when blessed.
 
-A search's wanted items are those of its rows with ``label >= min_relevant_label`` (streamed).
+A search's wanted items are :func:`~searchrank.core.retrieval.wanted_items`: those of its rows
+with ``label >= min_relevant_label`` (streamed) and the item its query named, where the searches
+table knows it. ``tests/benchmarks/bench_retrieval.py`` measures with these same functions.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from searchrank.components.evaluate_retrieval.config import RetrievalConfig
 from searchrank.core import schema as S
 from searchrank.core.candidates import CandidateGenerator
 from searchrank.core.errors import InputError
@@ -36,29 +39,11 @@ from searchrank.core.retrieval import (
     fit_fusion_routing,
     reciprocal_rank_fusion,
     retrieval_metrics,
+    wanted_items,
 )
-from searchrank.core.schema import Grade
 
 SYSTEMS = ("bm25", "two_tower", "fused", "routed")
 """BM25 alone, the index alone, their even fusion, and their fusion routed by intent."""
-
-
-@dataclass(frozen=True)
-class RetrievalConfig:
-    k: int = 100
-    min_retrieval_gain: float = 0.0
-    min_intent_gain: float = 0.0
-    min_relevant_label: int = int(Grade.STREAM)
-
-    def __post_init__(self) -> None:
-        if self.k < 10:
-            raise InputError("k", self.k, "must be at least 10 (Recall@10 is reported)")
-        if not self.min_retrieval_gain > -1.0:
-            raise InputError("min_retrieval_gain", self.min_retrieval_gain, "must exceed -1")
-        if not 0 <= self.min_intent_gain < 1:
-            raise InputError("min_intent_gain", self.min_intent_gain, "must lie in [0, 1)")
-        if self.min_relevant_label < 1:
-            raise InputError("min_relevant_label", self.min_relevant_label, "must be at least 1")
 
 
 @dataclass
@@ -146,15 +131,17 @@ class RetrievalEvaluation:
         return {**asdict(self), "recall_ratio": self.recall_ratio}
 
 
-def wanted_searches(rows: pd.DataFrame, min_label: int) -> pd.DataFrame:
-    """One row per search with at least one wanted item: query, user and the wanted ids."""
+def wanted_searches(
+    rows: pd.DataFrame, min_label: int, searches: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """One row per search with at least one wanted item (:func:`wanted_items`), indexed by
+    ``search_id``: its query, its user and the wanted ids (``relevant``)."""
     missing = [c for c in (S.SEARCH_ID, S.USER_ID, S.ITEM_ID, S.QUERY, S.LABEL) if c not in rows]
     if missing:
         raise InputError("split columns", list(rows.columns), f"must include {missing}")
-    wanted = rows[rows[S.LABEL] >= min_label].groupby(S.SEARCH_ID, sort=False)
-    out = wanted[[S.QUERY, S.USER_ID]].first()
-    out["relevant"] = wanted[S.ITEM_ID].agg(list)
-    return out
+    wanted = wanted_items(rows, min_label, searches)
+    first = rows.groupby(S.SEARCH_ID, sort=False)[[S.QUERY, S.USER_ID]].first()
+    return first.loc[wanted.index].assign(relevant=wanted)
 
 
 def ranked_lists(
@@ -170,6 +157,28 @@ def ranked_lists(
     return [row.tolist() for row in dense], lexical
 
 
+def system_lists(
+    generator: CandidateGenerator, searches: pd.DataFrame, k: int
+) -> dict[str, list[list[int]]]:
+    """The ``k`` ids of each search, best first, by BM25 alone (the service's lexical
+    retriever), the index alone and their even fusion.
+
+    Args:
+        generator: the service's candidate generator with its dense side.
+        searches: one row per search with ``query`` and ``user_id``.
+    """
+    dense, lexical = ranked_lists(generator, searches, k)
+    fused = [reciprocal_rank_fusion([d, x], k) for d, x in zip(dense, lexical, strict=True)]
+    return {"bm25": lexical, "two_tower": dense, "fused": fused}
+
+
+def system_metrics(
+    lists: dict[str, list[list[int]]], relevant: list[list[int]], k: int
+) -> dict[str, dict[str, float]]:
+    """Recall@10, Recall@k, MRR and the number of searches of each system's lists."""
+    return {name: retrieval_metrics(found, relevant, (10, k)) for name, found in lists.items()}
+
+
 def evaluate_retrieval(
     valid: pd.DataFrame,
     test: pd.DataFrame,
@@ -181,34 +190,34 @@ def evaluate_retrieval(
 
     Args:
         generator: the service's candidate generator with its dense side and intent model.
-        searches: the searches table (``search_id``, ``intent``).
+        searches: the searches table (``search_id``, ``intent`` and, where the log knows it,
+            ``target_item_id``, the item a named search meant).
     """
     config = config or RetrievalConfig()
     if generator.intent is None:
         raise InputError("intent model", None, "is needed to route the fusion")
     k = config.k
-    tuning = wanted_searches(valid, config.min_relevant_label)
-    held_out = wanted_searches(test, config.min_relevant_label)
+    tuning = wanted_searches(valid, config.min_relevant_label, searches)
+    held_out = wanted_searches(test, config.min_relevant_label, searches)
     for name, frame in (("valid", tuning), ("test", held_out)):
         if frame.empty:
-            rule = f"has no search with {S.LABEL} >= {config.min_relevant_label}"
+            rule = (
+                f"has no search with a wanted item ({S.LABEL} >= {config.min_relevant_label} "
+                "or a named target)"
+            )
             raise InputError(name, 0, rule)
     dense, lexical = ranked_lists(generator, tuning, k)
     predicted = generator.intent.predict(tuning[S.QUERY].tolist()).tolist()
     routing = fit_fusion_routing(dense, lexical, tuning["relevant"].tolist(), predicted, k)
 
-    dense, lexical = ranked_lists(generator, held_out, k)
     predicted = generator.intent.predict(held_out[S.QUERY].tolist()).tolist()
-    lists = {
-        "bm25": lexical,
-        "two_tower": dense,
-        "fused": [reciprocal_rank_fusion([d, x], k) for d, x in zip(dense, lexical, strict=True)],
-        "routed": [
-            routing.fuse(d, x, k, p) for d, x, p in zip(dense, lexical, predicted, strict=True)
-        ],
-    }
+    lists = system_lists(generator, held_out, k)
+    lists["routed"] = [
+        routing.fuse(d, x, k, p)
+        for d, x, p in zip(lists["two_tower"], lists["bm25"], predicted, strict=True)
+    ]
     relevant = held_out["relevant"].tolist()
-    systems = {name: retrieval_metrics(found, relevant, (10, k)) for name, found in lists.items()}
+    systems = system_metrics(lists, relevant, k)
 
     truth = labelled_searches(held_out.reset_index(), searches, "test").set_index(S.SEARCH_ID)
     true_intent = truth[INTENT_LABEL].reindex(held_out.index).astype(str).to_numpy()

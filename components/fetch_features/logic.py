@@ -18,12 +18,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from searchrank.core import schema as S
+from searchrank.core.contract import FeatureContract, contract_beside
 from searchrank.core.errors import InputError
 from searchrank.core.io import write_parquet_atomically
 from searchrank.core.names import MetadataKey
 
 if TYPE_CHECKING:
-    from feast import FeatureService, FeatureStore
+    from feast import FeatureStore
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class FetchSummary:
     rows: int
     columns: list[str]
     feature_service: str
+    schema_hash: str
     feature_columns: list[str]
     event_time_min: str | None
     event_time_max: str | None
@@ -44,7 +46,6 @@ class FetchSummary:
         return {
             MetadataKey.ROWS: self.rows,
             MetadataKey.COLUMNS: len(self.columns),
-            MetadataKey.FEATURE_SERVICE: self.feature_service,
             MetadataKey.EVENT_TIME_MIN: self.event_time_min or "",
             MetadataKey.EVENT_TIME_MAX: self.event_time_max or "",
             MetadataKey.ROWS_WITH_MISSING_FEATURES: self.rows_with_missing_features,
@@ -57,7 +58,8 @@ class FetchSummary:
     def markdown(self) -> str:
         """A short summary for the KFP UI."""
         lines = [
-            f"### Training set from feature service `{self.feature_service}`",
+            f"### Training set from feature service `{self.feature_service}` "
+            f"(schema {self.schema_hash})",
             "",
             f"- rows: **{self.rows:,}**, feature columns: **{len(self.feature_columns)}**",
             f"- event time: {self.event_time_min} to {self.event_time_max}",
@@ -92,18 +94,6 @@ def check_entities(path: Path) -> int:
     return int(metadata.num_rows)
 
 
-def resolve_feature_service(store: FeatureStore, name: str) -> FeatureService:
-    """The registered feature service called ``name``.
-
-    Raises:
-        InputError: no such service; the message lists the registered ones.
-    """
-    known = sorted(s.name for s in store.list_feature_services())
-    if name not in known:
-        raise InputError("feature_service", name, f"must be a registered feature service: {known}")
-    return store.get_feature_service(name)
-
-
 def entity_input(store: FeatureStore, path: Path) -> pd.DataFrame | str:
     """The entity rows in the form the store's offline store reads fastest.
 
@@ -123,19 +113,23 @@ def entity_input(store: FeatureStore, path: Path) -> pd.DataFrame | str:
     return frame
 
 
-def join_features(store: FeatureStore, entities_path: Path, feature_service: str) -> pa.Table:
-    """The training set: the entity rows with the feature service's point-in-time features.
+def join_features(store: FeatureStore, entities_path: Path, contract: FeatureContract) -> pa.Table:
+    """The training set: the entity rows with the contract's point-in-time features.
 
     Returns:
         A table with :data:`~searchrank.core.schema.ENTITY_COLUMNS` first, then the
-        features as ``<view>__<feature>``, one row per entity row, in entity order.
+        contract's columns in its order, one row per entity row, in entity order.
     """
     rows = check_entities(entities_path)
-    service = resolve_feature_service(store, feature_service)
     joined = store.get_historical_features(
-        entity_df=entity_input(store, entities_path), features=service, full_feature_names=True
+        entity_df=entity_input(store, entities_path),
+        features=store.get_feature_service(contract.feature_service),
+        full_feature_names=True,
     ).to_arrow()
-    features = [c for c in joined.column_names if c not in S.ENTITY_COLUMNS and c != S.QUERY_TEXT]
+    features = contract.names
+    missing = [c for c in features if c not in joined.column_names]
+    if missing:
+        raise RuntimeError(f"the point-in-time join lacks the contract's columns {missing}")
     if joined.num_rows != rows:
         raise RuntimeError(
             f"the point-in-time join returned {joined.num_rows} rows for {rows} entity rows; "
@@ -146,7 +140,7 @@ def join_features(store: FeatureStore, entities_path: Path, feature_service: str
     return training_set.cast(schema)
 
 
-def summarize(training_set: pa.Table, feature_service: str) -> FetchSummary:
+def summarize(training_set: pa.Table, contract: FeatureContract) -> FetchSummary:
     """Row counts, time range and missing-feature counts of a training set."""
     features = [c for c in training_set.column_names if c not in S.ENTITY_COLUMNS]
     missing = {c: training_set.column(c).null_count for c in features}
@@ -158,7 +152,8 @@ def summarize(training_set: pa.Table, feature_service: str) -> FetchSummary:
     return FetchSummary(
         rows=training_set.num_rows,
         columns=training_set.column_names,
-        feature_service=feature_service,
+        feature_service=contract.feature_service,
+        schema_hash=contract.schema_hash,
         feature_columns=features,
         event_time_min=low.isoformat() if low else None,
         event_time_max=high.isoformat() if high else None,
@@ -168,24 +163,34 @@ def summarize(training_set: pa.Table, feature_service: str) -> FetchSummary:
 
 
 def fetch_features(
-    entities_path: Path, feature_repo: Path, feature_service: str, output_path: Path
+    entities_path: Path,
+    feature_repo: Path,
+    feature_service: str,
+    output_path: Path,
+    contract_path: Path | None = None,
 ) -> FetchSummary:
-    """Build the training set for ``entities_path`` and write it to ``output_path`` (parquet).
+    """Build the training set for ``entities_path`` and write it to ``output_path`` (parquet),
+    with its feature contract beside it.
 
     Args:
         entities_path: parquet entity dataframe with the columns of ``ENTITY_COLUMNS``.
         feature_repo: a Feast repository folder (``feature_store.yaml``), already applied.
         feature_service: the name of a registered feature service, e.g. ``ranker_v1``.
         output_path: where the training set goes; written only when everything succeeded.
+        contract_path: where the feature contract goes; by default beside ``output_path``
+            (:func:`~searchrank.core.contract.contract_beside`).
 
     Raises:
         InputError: bad entities, unknown repository or feature service.
     """
+    from searchrank.features.contract import resolve_contract
     from searchrank.features.store import check_connections, open_store
 
     check_entities(entities_path)
     store = open_store(feature_repo)
     check_connections(store, online=False)
-    training_set = join_features(store, entities_path, feature_service)
+    contract = resolve_contract(store, feature_service)
+    training_set = join_features(store, entities_path, contract)
     write_parquet_atomically(training_set, output_path)
-    return summarize(training_set, feature_service)
+    contract.save(contract_path or contract_beside(output_path))
+    return summarize(training_set, contract)

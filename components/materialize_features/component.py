@@ -21,9 +21,10 @@ def materialize_features_op(feature_repo: str, end: str, summary: Output[Markdow
     """
     from pathlib import Path
 
-    from searchrank.features.materialize import materialize_features, parse_end
+    from searchrank.core.schema import parse_time
+    from searchrank.features.materialize import materialize_features
 
-    result = materialize_features(Path(feature_repo), parse_end(end))
+    result = materialize_features(Path(feature_repo), parse_time("end", end))
     summary.metadata.update(result.metadata())
     Path(summary.path).write_text(result.markdown())
     return result.end.isoformat()

@@ -58,9 +58,9 @@ def package_service_op(
     import tempfile
     from pathlib import Path
 
+    from searchrank.components.package_service.config import PackageConfig
     from searchrank.components.package_service.logic import (
         Lineage,
-        PackageConfig,
         package_service,
         retriever_parts,
     )

@@ -24,8 +24,6 @@ are never written.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -37,35 +35,20 @@ import httpx
 import pandas as pd
 import yaml
 
+from searchrank.components.package_service.config import PackageConfig
 from searchrank.core import schema as S
 from searchrank.core.candidates import RetrieverParts
-from searchrank.core.checkpoint import read_description
+from searchrank.core.checkpoint import load_ranker
+from searchrank.core.contract import FeatureContract
 from searchrank.core.errors import InputError
 from searchrank.core.intent import is_intent_column
 from searchrank.features import tables as T
 
 if TYPE_CHECKING:
-    from feast import FeatureStore
+    pass
 
 CANDIDATE_SCORE = "score_candidate"
 SEARCH_K = 10
-
-
-@dataclass(frozen=True)
-class PackageConfig:
-    golden_searches: int = 30
-    rounds: int = 3
-    """Each golden search is sent this many times for the latency measurement."""
-    p99_budget_ms: float = 500.0
-    tolerance: float = 1e-4
-
-    def __post_init__(self) -> None:
-        if self.golden_searches < 1:
-            raise InputError("golden_searches", self.golden_searches, "must be at least 1")
-        if self.rounds < 1:
-            raise InputError("rounds", self.rounds, "must be at least 1")
-        if not self.p99_budget_ms > 0:
-            raise InputError("p99_budget_ms", self.p99_budget_ms, "must be positive")
 
 
 @dataclass(frozen=True)
@@ -126,14 +109,6 @@ class PackageResult:
         ]
         lines += [f"- **{reason}**" for reason in v.reasons]
         return "\n".join(lines) + "\n"
-
-
-def schema_version(store: FeatureStore, feature_service: str) -> str:
-    """A short hash of the feature service's columns and types: changes whenever its schema does."""
-    from searchrank.serving.checks import served_types
-
-    types = served_types(store, feature_service)
-    return hashlib.sha256(json.dumps(sorted(types.items())).encode()).hexdigest()[:12]
 
 
 def last_snapshot_day(rows: pd.DataFrame) -> pd.DataFrame:
@@ -287,27 +262,26 @@ def package_service(
         save_retriever,
         serve,
     )
+    from searchrank.serving.checks import check_feature_service
 
     config = config or PackageConfig()
     lineage = lineage or Lineage()
     if not blessed:
         raise InputError("blessed", blessed, "only a model that evaluate blessed is packaged")
-    description = read_description(model_dir)
-    feature_service = str(description.get("feature_service") or "")
-    if not feature_service:
-        raise InputError("model", str(model_dir), "must name the feature service it trained on")
+    _, processor, description = load_ranker(model_dir)
+    contract = FeatureContract.load(model_dir)
     parts = parts or RetrieverParts()
-    reads_intent = any(is_intent_column(c) for c in description.get("numeric_features", []))
+    reads_intent = any(is_intent_column(c) for c in processor.numeric_names)
     if reads_intent and parts.intent is None:
         raise InputError("intent", None, "the ranker reads query-intent features: pass its model")
     store = open_store(feature_repo)
     # The staging store for infra validation reads the repository's offline data.
     check_connections(store, online=False)
-    version = schema_version(store, feature_service)
+    check_feature_service(store, contract, processor)
     golden = golden_searches(pd.read_parquet(golden_path), config.golden_searches)
     labels = {
-        "feature_service": feature_service,
-        "feature_service_version": version,
+        "feature_service": contract.feature_service,
+        "feature_service_version": contract.schema_hash,
         "kfp_run": lineage.kfp_run or "local",
     }
     ranker = save_ranker(
@@ -319,4 +293,6 @@ def package_service(
     staging = staging_repo(feature_repo, work_dir / "staging", golden[S.EVENT_TIMESTAMP].max())
     with serve(bento, staging) as running:
         validation = replay(running.url, golden, config)
-    return PackageResult(ranker, retriever, bento, feature_service, version, validation)
+    return PackageResult(
+        ranker, retriever, bento, contract.feature_service, contract.schema_hash, validation
+    )

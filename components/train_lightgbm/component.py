@@ -1,7 +1,7 @@
 """The ``train_lightgbm`` KFP component: a thin wrapper over :mod:`.logic`."""
 
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Metrics, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
 from searchrank.core.names import COMPONENT_IMAGE
 
@@ -10,7 +10,7 @@ from searchrank.core.names import COMPONENT_IMAGE
 def train_lightgbm_op(
     train: Input[Dataset],
     valid: Input[Dataset],
-    feature_service: str,
+    feature_contract: Input[Artifact],
     model: Output[Model],
     metrics: Output[Metrics],
     folds: int = 3,
@@ -24,8 +24,9 @@ def train_lightgbm_op(
     Args:
         train: the train split (parquet).
         valid: the validation split; its NDCG is reported, never used for selection.
-        feature_service: the Feast feature service of the data; empty for none.
-        model: the tuned model, its tuning table and the feature processor (a folder).
+        feature_contract: the data's feature contract from fetch_features.
+        model: the tuned model, its tuning table, the feature processor and the feature
+            contract (a folder).
         metrics: cross-validated and validation NDCG@10, rounds, grid size.
         folds: cross-validation folds over searches.
         num_threads: LightGBM threads; 0 for all cores.
@@ -36,13 +37,10 @@ def train_lightgbm_op(
     import pandas as pd
 
     from searchrank.components.train_lightgbm.logic import train_lightgbm
+    from searchrank.core.contract import FeatureContract
     from searchrank.core.lambdamart import LambdaMartConfig
 
-    specs = None
-    if feature_service:
-        from searchrank.components.validate_data.contract import load_feature_specs
-
-        specs = load_feature_specs(feature_service)
+    contract = FeatureContract.load(Path(feature_contract.path))
     summary = train_lightgbm(
         pd.read_parquet(train.path),
         pd.read_parquet(valid.path),
@@ -54,15 +52,14 @@ def train_lightgbm_op(
             folds=folds,
             num_threads=num_threads,
         ),
-        specs,
-        feature_service,
+        contract,
     )
     for name, value in summary.metrics().items():
         metrics.log_metric(name, value)
     model.metadata.update(
         {
             "kind": "lambdamart",
-            "feature_service": feature_service,
+            "feature_service": contract.feature_service,
             "rounds": summary.rounds,
             **{k: str(v) for k, v in summary.params.items()},
         }

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from searchrank.core import schema as S
+from searchrank.core.contract import FeatureContract
 from searchrank.core.errors import InputError
 from searchrank.core.features import PROCESSOR_FILE, FeatureProcessor, infer_roles
 from searchrank.core.lambdamart import LambdaMartConfig, tune_lambdamart
@@ -60,13 +61,13 @@ def train_lightgbm(
     valid: pd.DataFrame | None,
     model_dir: Path,
     config: LambdaMartConfig,
-    specs: list[Any] | None = None,
-    feature_service: str = "",
+    contract: FeatureContract | None = None,
 ) -> LightGBMSummary:
-    """Tune and fit LambdaMART on ``train`` and write it to ``model_dir``."""
+    """Tune and fit LambdaMART on ``train`` and write it to ``model_dir``, with the data's feature
+    contract (None for data without one: every feature numeric)."""
     if train.empty:
         raise InputError("train", 0, "the training split must have rows")
-    processor = FeatureProcessor.fit(train, infer_roles(list(train.columns), specs))
+    processor = FeatureProcessor.fit(train, infer_roles(list(train.columns), contract))
     features, y, groups = matrix(train, processor)
     _, names = processor.raw_matrix(train.head(1))
     categorical = [names.index(c) for c in processor.categorical]
@@ -81,6 +82,8 @@ def train_lightgbm(
     )
     tuned.save(model_dir)
     processor.save(model_dir / PROCESSOR_FILE)
+    if contract is not None:
+        contract.save(model_dir)
     chosen = tuned.chosen
     summary = LightGBMSummary(
         params=tuned.params,
@@ -92,7 +95,7 @@ def train_lightgbm(
     )
     (model_dir / DESCRIPTION).write_text(
         json.dumps(
-            {"kind": "lambdamart", "feature_service": feature_service, **summary.metrics()},
+            {"kind": "lambdamart", **summary.metrics()},
             indent=2,
         )
     )

@@ -1,7 +1,7 @@
 """The ``train_ranker`` KFP component: a thin wrapper over :mod:`.logic`."""
 
 from kfp import dsl
-from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
 
 from searchrank.core.names import COMPONENT_IMAGE
 
@@ -10,7 +10,7 @@ from searchrank.core.names import COMPONENT_IMAGE
 def train_ranker_op(
     train: Input[Dataset],
     valid: Input[Dataset],
-    feature_service: str,
+    feature_contract: Input[Artifact],
     model: Output[Model],
     metrics: Output[Metrics],
     curves: Output[HTML],
@@ -24,7 +24,7 @@ def train_ranker_op(
     epochs: int = 20,
     patience: int = 4,
     batch_size: int = 64,
-    learning_rate: float = 0.001,
+    learning_rate: float = 0.002,
     d_model: int = 64,
     n_layers: int = 2,
     n_heads: int = 4,
@@ -35,9 +35,10 @@ def train_ranker_op(
     Args:
         train: the train split (parquet).
         valid: the validation split: early stopping and checkpoint selection.
-        feature_service: the Feast feature service of the data (its domains decide the
-            encoding); empty for data without one.
-        model: the best checkpoint (weights plus a self-describing ranker.json).
+        feature_contract: the data's feature contract from fetch_features (its types and
+            domains decide the encoding); the checkpoint keeps it.
+        model: the best checkpoint (weights, a self-describing ranker.json and the feature
+            contract).
         metrics: best validation NDCG@10, its epoch, epochs run, throughput.
         curves: training loss and validation metrics by epoch.
         ray_address: empty for a local Ray inside the step; a Ray dashboard URL to submit
@@ -63,10 +64,12 @@ def train_ranker_op(
 
     from searchrank.components.train_ranker.config import TrainRankerConfig
     from searchrank.components.train_ranker.logic import curves_html, train_ranker
+    from searchrank.core.contract import FeatureContract
     from searchrank.core.errors import InputError
 
     if ray_address and not work_dir:
         raise InputError("work_dir", work_dir, "must name shared storage when ray_address is set")
+    contract = FeatureContract.load(Path(feature_contract.path))
     config = TrainRankerConfig(
         num_workers=num_workers,
         cpus_per_worker=cpus_per_worker,
@@ -87,7 +90,7 @@ def train_ranker_op(
         Path(valid.path),
         Path(model.path),
         config,
-        feature_service=feature_service,
+        contract=contract,
         ray_address=ray_address,
         work_dir=Path(work_dir) / "ranker" if work_dir else None,
     )
@@ -97,7 +100,7 @@ def train_ranker_op(
         {
             "framework": "pytorch",
             "checkpoint": summary.checkpoint,
-            "feature_service": feature_service,
+            "feature_service": contract.feature_service,
             "best_epoch": summary.best_epoch,
             "best_val_ndcg@10": summary.best_val_ndcg10,
         }

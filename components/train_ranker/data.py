@@ -7,7 +7,6 @@ slates, small, go to one ``.npz`` file that every worker loads whole.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from searchrank.core import schema as S
+from searchrank.core.contract import FeatureContract
 from searchrank.core.errors import InputError
-from searchrank.core.features import PROCESSOR_FILE, ColumnSpec, FeatureProcessor, infer_roles
+from searchrank.core.features import PROCESSOR_FILE, FeatureProcessor, infer_roles
 from searchrank.core.raytrain.shards import fixed_size_list, list_matrix
 from searchrank.core.slates import Slates, to_slates
 
@@ -110,13 +110,13 @@ def load_slates(path: Path) -> Slates:
 def prepare(
     train: pd.DataFrame,
     valid: pd.DataFrame,
-    specs: Sequence[ColumnSpec] | None,
+    contract: FeatureContract | None,
     max_length: int,
     folder: Path,
 ) -> tuple[FeatureProcessor, Shapes]:
     """Fit the feature processor on ``train`` and write both splits for the workers."""
     folder.mkdir(parents=True, exist_ok=True)
-    processor = FeatureProcessor.fit(train, infer_roles(list(train.columns), specs))
+    processor = FeatureProcessor.fit(train, infer_roles(list(train.columns), contract))
     train_slates = encode(train, processor, max_length)
     valid_slates = encode(valid, processor, max_length)
     write_train_slates(train_slates, folder / TRAIN_SLATES)

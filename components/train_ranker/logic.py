@@ -20,6 +20,7 @@ from searchrank.components.train_ranker.config import TrainRankerConfig
 from searchrank.components.train_ranker.data import TRAIN_SLATES, prepare
 from searchrank.components.train_ranker.loop import SCORE
 from searchrank.core.checkpoint import DESCRIPTION
+from searchrank.core.contract import FeatureContract
 from searchrank.core.html import render_page
 from searchrank.core.io import read_parquet_input
 from searchrank.core.plots import training_curves
@@ -37,7 +38,6 @@ class TrainSummary:
     shapes: dict[str, int]
     checkpoint: str
     model_dir: str
-    feature_service: str
 
     def metrics(self) -> dict[str, float]:
         last = self.history[-1] if self.history else {}
@@ -57,7 +57,6 @@ def run_spec(
     config: TrainRankerConfig,
     shapes: dict[str, int],
     data_dir: Path,
-    feature_service: str,
     name: str,
 ) -> dict[str, Any]:
     """The spec the runner hands every worker (see ``train_ranker.runner``)."""
@@ -66,7 +65,6 @@ def run_spec(
         "shapes": shapes,
         "data_dir": str(data_dir.resolve()),
         "threads": threads_per_worker(config),
-        "feature_service": feature_service,
         "run_name": name,
         "loop": "searchrank.components.train_ranker.loop:train_loop_per_worker",
         "train_file": TRAIN_SLATES,
@@ -81,7 +79,7 @@ def train_ranker(
     model_dir: Path,
     config: TrainRankerConfig,
     *,
-    feature_service: str = "",
+    contract: FeatureContract | None = None,
     ray_address: str = "",
     work_dir: Path | None = None,
     job_python: str = "python",
@@ -94,8 +92,9 @@ def train_ranker(
         valid_path: validation split, for early stopping and selection (never the test split).
         model_dir: where the best checkpoint is copied (created).
         config: model, optimisation and scaling.
-        feature_service: the Feast feature service of the data, whose domains decide the
-            feature encoding; empty for data without one (every feature numeric).
+        contract: the data's feature contract, whose types and domains decide the feature
+            encoding and which the model folder keeps; None for data without one (every
+            feature numeric).
         ray_address: empty to train in a local Ray; a dashboard URL to submit a Ray job there;
             ``kuberay://NAMESPACE`` to create a KubeRay RayJob in that namespace.
         work_dir: where encoded data and Ray checkpoints go; on a cluster, shared storage.
@@ -103,15 +102,10 @@ def train_ranker(
         log: where progress lines go.
     """
     train, valid = read_parquet_input(train_path, "train"), read_parquet_input(valid_path, "valid")
-    specs = None
-    if feature_service:
-        from searchrank.components.validate_data.contract import load_feature_specs
-
-        specs = load_feature_specs(feature_service)
     work = work_dir or Path(tempfile.mkdtemp(prefix="searchrank-train-"))
-    _, shapes = prepare(train, valid, specs, config.max_list_length, work / "data")
+    _, shapes = prepare(train, valid, contract, config.max_list_length, work / "data")
     name = f"ranker-{uuid.uuid4().hex[:8]}"
-    spec = run_spec(config, shapes.as_dict(), work / "data", feature_service, name)
+    spec = run_spec(config, shapes.as_dict(), work / "data", name)
     log(
         f"training on {shapes.train_slates:,} slates ({shapes.train_candidates:,} candidates), "
         f"validating on {shapes.valid_slates:,}; {config.num_workers} Ray workers"
@@ -120,6 +114,8 @@ def train_ranker(
     if model_dir.exists():
         shutil.rmtree(model_dir)
     shutil.copytree(best, model_dir)
+    if contract is not None:
+        contract.save(model_dir)
     best_record = max(history, key=lambda h: h[SCORE])
     return TrainSummary(
         best_epoch=int(best_record["epoch"]),
@@ -129,7 +125,6 @@ def train_ranker(
         shapes=shapes.as_dict(),
         checkpoint=best,
         model_dir=str(model_dir),
-        feature_service=feature_service,
     )
 
 

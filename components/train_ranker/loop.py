@@ -170,7 +170,6 @@ def _save(
         model,
         processor,
         {
-            "feature_service": spec["feature_service"],
             "train_config": spec["config"],
             "epoch": last["epoch"],
             "metrics": last,

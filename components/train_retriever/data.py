@@ -8,8 +8,10 @@ sampled as a negative in proportion to that share, which the loss corrects for.
 
 The towers index listeners and items through vocabularies built here: every listener of the
 training split and every catalogue item (an item that was never clicked still has text and
-metadata). Validation searches keep the items the listener wanted (``label`` at least
-``min_relevant_label``) as their relevant set.
+metadata). Validation searches keep the items they wanted
+(:func:`~searchrank.core.retrieval.wanted_items` with ``label`` at least ``min_relevant_label``)
+as their relevant set; the splits alone do not say which item a query named, so engagement
+decides.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from searchrank.components.train_retriever.config import TrainRetrieverConfig
 from searchrank.core import schema as S
 from searchrank.core.errors import InputError
 from searchrank.core.raytrain.shards import fixed_size_list, list_matrix
-from searchrank.core.retrieval import item_texts
-from searchrank.core.retriever import IdVocabulary, hash_tokens
+from searchrank.core.retrieval import wanted_items
+from searchrank.core.retriever import IdVocabulary, hash_tokens, two_tower_item_text
 
 TRAIN_PAIRS = "train_pairs.parquet"
 VALIDATION = "validation.npz"
@@ -113,16 +115,16 @@ def validation_queries(
     buckets: int,
     max_tokens: int,
 ) -> Queries:
-    """The validation searches with at least one wanted item known to the vocabulary."""
-    wanted = rows[(rows[S.LABEL] >= min_relevant_label)]
-    wanted = wanted.assign(index=items.index(wanted[S.ITEM_ID].to_numpy()))
-    wanted = wanted[wanted["index"] > 0]
-    grouped = wanted.groupby(S.SEARCH_ID, sort=False)
-    first = grouped[[S.QUERY, S.USER_ID]].first()
+    """The validation searches with at least one wanted item (:func:`wanted_items`) known to
+    the item vocabulary; an item outside the catalogue cannot be retrieved and is left out."""
+    wanted = wanted_items(rows, min_relevant_label).explode()
+    indices = pd.Series(items.index(wanted.to_numpy(np.int64)), index=wanted.index)
+    relevant = indices[indices > 0].groupby(level=0, sort=False).agg(list)
+    first = rows.groupby(S.SEARCH_ID, sort=False)[[S.QUERY, S.USER_ID]].first().loc[relevant.index]
     return Queries(
         tokens=hash_tokens(first[S.QUERY].tolist(), buckets, max_tokens),
         users=users.index(first[S.USER_ID].to_numpy()),
-        relevant=[np.asarray(v, dtype=np.int64) for v in grouped["index"].agg(list)],
+        relevant=[np.asarray(v, dtype=np.int64) for v in relevant],
     )
 
 
@@ -130,7 +132,7 @@ def catalogue_tokens(
     catalogue: pd.DataFrame, buckets: int, max_tokens: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(item ids in ascending order, their hashed tokens (m, T)): row j is item index j + 1."""
-    ids, texts, extra = item_texts(catalogue)
+    ids, texts, extra = two_tower_item_text(catalogue)
     order = np.argsort(ids, kind="stable")
     tokens = hash_tokens([texts[j] for j in order], buckets, max_tokens, [extra[j] for j in order])
     return ids[order], tokens

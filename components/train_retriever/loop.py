@@ -25,13 +25,14 @@ from searchrank.components.train_retriever.data import (
     load_queries,
     pairs_from_columns,
 )
+from searchrank.core.ann import exact_top_k
 from searchrank.core.raytrain.loop import (
     READ_BATCH,
     report_epoch,
     resumable_optimizer,
     save_resumable,
 )
-from searchrank.core.retrieval import exact_top_k, retrieval_metrics
+from searchrank.core.retrieval import retrieval_metrics
 from searchrank.core.retriever import (
     IdVocabulary,
     Retriever,
@@ -105,7 +106,7 @@ def validation_metrics(
     indices = np.arange(1, len(item_tokens) + 1, dtype=np.int64)
     items = encode_in_batches(model.encode_items, item_tokens, indices, device=device)
     asked = encode_in_batches(model.encode_queries, queries.tokens, queries.users, device=device)
-    found = exact_top_k(asked, items, 100) + 1
+    found = exact_top_k(indices, items, asked, 100, "inner_product")
     return retrieval_metrics(found, queries.relevant)
 
 

@@ -9,13 +9,12 @@ from searchrank.core.names import COMPONENT_IMAGE
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
 def validate_data_op(
     training_set: Input[Dataset],
-    feature_service: str,
+    feature_contract: Input[Artifact],
     result: Output[Artifact],
     report: Output[HTML],
     summary: Output[Markdown],
     data_docs_site: Output[Artifact],
     reference: str = "",
-    feature_repo: str = "",
     window_start: str = "",
     window_end: str = "",
     min_list_length: int = 2,
@@ -29,15 +28,13 @@ def validate_data_op(
 
     Args:
         training_set: the training set (parquet) from fetch_features.
-        feature_service: the Feast feature service it was fetched with, e.g. ranker_v1.
+        feature_contract: its feature contract, from fetch_features.
         result: JSON with every failed expectation, the drift scores and counts.
         report: one HTML page: outcome, findings, drift chart, Great Expectations Data Docs.
         summary: the outcome in Markdown.
         data_docs_site: the Great Expectations Data Docs site (a folder).
         reference: the champion's training set (a parquet path or s3:// URI), for the drift
             check; empty to skip it.
-        feature_repo: a Feast repository whose registry holds the service; empty for
-            searchrank's own definitions.
         window_start: earliest allowed event time (ISO 8601 with zone); empty for none.
         window_end: end (exclusive) of the allowed event times; empty for none.
         min_list_length: fewest candidates a search may have.
@@ -50,18 +47,19 @@ def validate_data_op(
     import tempfile
     from pathlib import Path
 
-    from searchrank.components.validate_data.config import ValidationConfig, parse_window_bound
+    from searchrank.components.validate_data.config import ValidationConfig
     from searchrank.components.validate_data.logic import (
         DataContractError,
         ReportPaths,
         validate_and_report,
     )
+    from searchrank.core.contract import FeatureContract
+    from searchrank.core.schema import parse_time
     from searchrank.core.storage import download
 
     config = ValidationConfig(
-        feature_service=feature_service,
-        window_start=parse_window_bound("window_start", window_start),
-        window_end=parse_window_bound("window_end", window_end),
+        window_start=parse_time("window_start", window_start),
+        window_end=parse_time("window_end", window_end),
         min_list_length=min_list_length,
         max_list_length=max_list_length,
         min_positive_share=min_positive_share,
@@ -71,6 +69,7 @@ def validate_data_op(
     )
     outcome = validate_and_report(
         Path(training_set.path),
+        FeatureContract.load(Path(feature_contract.path)),
         config,
         ReportPaths(
             Path(result.path), Path(report.path), Path(summary.path), Path(data_docs_site.path)
@@ -78,7 +77,6 @@ def validate_data_op(
         reference=download(reference, Path(tempfile.mkdtemp()) / "reference.parquet", "reference")
         if reference
         else None,
-        feature_repo=Path(feature_repo) if feature_repo else None,
     )
     for artifact in (result, report, summary):
         artifact.metadata.update(

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from searchrank.core.errors import InputError
-from searchrank.core.names import RANKER_FEATURE_SERVICE
 from searchrank.core.schema import GRADES
 
 
@@ -15,7 +14,6 @@ class ValidationConfig:
     """Thresholds and windows of the data contract.
 
     Attributes:
-        feature_service: the Feast feature service the training set was fetched with.
         window_start: earliest allowed event time (inclusive); not checked when None.
         window_end: latest allowed event time (exclusive); not checked when None.
         min_list_length: fewest candidates a search may have.
@@ -30,7 +28,6 @@ class ValidationConfig:
             the reference's minimum and maximum before a warning, for features without a domain.
     """
 
-    feature_service: str = RANKER_FEATURE_SERVICE
     window_start: datetime | None = None
     window_end: datetime | None = None
     min_list_length: int = 2
@@ -74,18 +71,3 @@ class ValidationConfig:
             raise InputError("drift_sample", self.drift_sample, "must be at least 1000 rows")
         if self.reference_slack < 0:
             raise InputError("reference_slack", self.reference_slack, "must not be negative")
-
-
-def parse_window_bound(name: str, value: str) -> datetime | None:
-    """Parse a window bound given as text: empty means unbounded, else ISO 8601 with a zone."""
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError as error:
-        raise InputError(
-            name, value, "must be an ISO 8601 time such as 2026-11-01T00:00:00+00:00"
-        ) from error
-    if moment.tzinfo is None:
-        raise InputError(name, value, "must carry a time zone (for example +00:00)")
-    return moment.astimezone(UTC)

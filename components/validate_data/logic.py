@@ -22,12 +22,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from searchrank.components.validate_data.config import ValidationConfig
-from searchrank.components.validate_data.contract import (
-    FeatureSpec,
-    load_feature_specs,
+from searchrank.components.validate_data.profiles import (
     reference_profiles,
 )
 from searchrank.core import schema as S
+from searchrank.core.contract import FeatureContract
 from searchrank.core.errors import InputError
 
 DOCS_SITE = "searchrank"
@@ -214,28 +213,27 @@ def run_suites(batches: list[Any], docs_dir: Path | None) -> tuple[list[Finding]
 
 def validate(
     data: Path,
+    contract: FeatureContract,
     config: ValidationConfig,
     reference: Path | None = None,
-    feature_repo: Path | None = None,
     docs_dir: Path | None = None,
 ) -> ValidationReport:
-    """Check a training set against its generated data contract.
+    """Check a training set against the expectations generated from its feature contract.
 
     Args:
         data: the training set (parquet), as ``fetch_features`` writes it.
+        contract: the feature contract ``fetch_features`` wrote beside it.
         config: the ranking rules' thresholds and the requested event window.
         reference: a training set to compare distributions with (the last blessed one).
-        feature_repo: a Feast repository whose registry holds the feature service; searchrank's
-            own definitions when None.
         docs_dir: where Great Expectations writes its Data Docs site; none when None.
 
     Raises:
-        InputError: unreadable files or an unknown feature service. A training set that breaks
-            the contract does not raise: the report says so.
+        InputError: unreadable files. A training set that breaks the contract does not raise:
+            the report says so.
     """
     from searchrank.components.validate_data import suite as rules
 
-    specs = load_feature_specs(config.feature_service, feature_repo)
+    specs = list(contract.columns)
     frame, schema = read_training_set(data)
     profiles = reference_profiles(reference, specs, config.drift_sample) if reference else {}
     drift = rules.drift_scores(frame, profiles, config) if profiles else {}
@@ -251,7 +249,7 @@ def validate(
     errors = [f for f in findings if f.severity == "error"]
     return ValidationReport(
         success=not errors,
-        feature_service=config.feature_service,
+        feature_service=contract.feature_service,
         rows=len(frame),
         searches=int(frame[S.SEARCH_ID].nunique()) if S.SEARCH_ID in frame.columns else 0,
         expectations=ran,
@@ -261,11 +259,6 @@ def validate(
         drift_sample=min(config.drift_sample, len(frame)) if drift else None,
         data_docs=index,
     )
-
-
-def expected_columns(specs: list[FeatureSpec]) -> list[str]:
-    """The columns a training set of these features has, in order."""
-    return [*S.ENTITY_COLUMNS, *(s.column for s in specs)]
 
 
 def write_result(report: ValidationReport, path: Path) -> None:
@@ -293,15 +286,15 @@ class ReportPaths:
 
 def validate_and_report(
     data: Path,
+    contract: FeatureContract,
     config: ValidationConfig,
     paths: ReportPaths,
     reference: Path | None = None,
-    feature_repo: Path | None = None,
 ) -> ValidationReport:
     """Validate and write every report; the caller decides what a failure means."""
     from searchrank.components.validate_data.report import html_page, markdown
 
-    report = validate(data, config, reference, feature_repo, paths.docs_dir)
+    report = validate(data, contract, config, reference, paths.docs_dir)
     write_result(report, paths.result)
     paths.html.parent.mkdir(parents=True, exist_ok=True)
     paths.html.write_text(html_page(report, config, paths.docs_dir))

@@ -31,15 +31,15 @@ from great_expectations.expectations.expectation import Expectation
 from great_expectations.expectations.metadata_types import FailureSeverity
 
 from searchrank.components.validate_data.config import ValidationConfig
-from searchrank.components.validate_data.contract import (
+from searchrank.components.validate_data.profiles import (
     ARROW_TYPES,
     ENTITY_TYPES,
     ColumnProfile,
-    FeatureSpec,
     population_stability,
     sample,
 )
 from searchrank.core import schema as S
+from searchrank.core.contract import ContractColumn
 
 E = gx.expectations
 ERROR, WARNING = FailureSeverity.CRITICAL, FailureSeverity.WARNING
@@ -92,7 +92,7 @@ class Batch:
 
 def training_set_batch(
     frame: pd.DataFrame,
-    specs: list[FeatureSpec],
+    specs: list[ContractColumn],
     config: ValidationConfig,
     profiles: dict[str, ColumnProfile],
 ) -> Batch:
@@ -174,7 +174,7 @@ def training_set_batch(
 
 
 def _feature_expectations(
-    spec: FeatureSpec, dtype: Any, config: ValidationConfig, profile: ColumnProfile | None
+    spec: ContractColumn, dtype: Any, config: ValidationConfig, profile: ColumnProfile | None
 ) -> list[Expectation]:
     column, domain = spec.column, spec.domain
     out = []
@@ -267,7 +267,7 @@ def _feature_expectations(
     return out
 
 
-def schema_batch(schema: pa.Schema, specs: list[FeatureSpec]) -> Batch:
+def schema_batch(schema: pa.Schema, specs: list[ContractColumn]) -> Batch:
     """One row naming each column's Arrow type, checked against the feature service's types.
 
     Types come from the file's schema, not from pandas, which would turn an integer column with
@@ -353,7 +353,7 @@ def searches_batch(frame: pd.DataFrame, config: ValidationConfig) -> Batch:
     return Batch(SEARCHES, searches.reset_index(drop=True), expectations)
 
 
-def feature_time_batch(frame: pd.DataFrame, specs: list[FeatureSpec]) -> Batch:
+def feature_time_batch(frame: pd.DataFrame, specs: list[ContractColumn]) -> Batch:
     """Seconds from each row's event to each view's feature timestamp; positive means leakage."""
     audit = [s for s in specs if s.domain.audit and s.column in frame.columns]
     leads = {}

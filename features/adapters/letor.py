@@ -248,24 +248,9 @@ def _read_group_sizes(path: Path) -> np.ndarray:
 
 def _qid_runs(rows: _Rows, path: Path) -> tuple[list[str], np.ndarray]:
     """Split the rows into runs of equal qid; a qid that comes back later is an error."""
-    qids: list[str] = []
-    sizes: list[int] = []
-    seen: set[str] = set()
-    for qid, number in zip(rows.qids, rows.line_numbers, strict=True):
-        if qids and qid == qids[-1]:
-            sizes[-1] += 1
-            continue
-        if qid in seen:
-            raise InputError(
-                f"{path}:{number}",
-                f"qid:{qid}",
-                "the rows of one query must be contiguous; this qid already appeared before "
-                "another qid",
-            )
-        seen.add(qid)
-        qids.append(qid)
-        sizes.append(1)
-    return qids, np.asarray(sizes, dtype=np.int64)
+    qids = np.asarray(rows.qids)
+    bounds = S.search_bounds(qids, where=lambda row: f"{path}:{rows.line_numbers[row]}")
+    return qids[bounds[:-1]].tolist(), np.diff(bounds)
 
 
 def _search_ids(qids: list[str]) -> np.ndarray:

@@ -14,10 +14,13 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from searchrank.features import vocabulary as V
 from searchrank.features.generator import words as W
 
-ITEM_TYPES: tuple[str, ...] = ("track", "album", "artist", "show", "episode")
-TRACK, ALBUM, ARTIST, SHOW, EPISODE = range(len(ITEM_TYPES))
+# Integer codes of the item types: positions in the contract's vocabulary.
+TRACK, ALBUM, ARTIST, SHOW, EPISODE = (
+    V.ITEM_TYPES.index(t) for t in ("track", "album", "artist", "show", "episode")
+)
 PODCAST_TYPES = (SHOW, EPISODE)
 
 GENRE_SHARE = np.array([0.18, 0.12, 0.14, 0.10, 0.04, 0.04, 0.06, 0.08, 0.07, 0.05, 0.08, 0.04])
@@ -35,11 +38,12 @@ VERSION_PROBABILITY = {
 class Catalogue:
     """Column arrays of the catalogue, one entry per item (index = ``item_id - 1``).
 
-    ``genre`` holds a music genre index (into ``words.GENRES``) for music items and a podcast
-    topic index (into ``words.PODCAST_TOPICS``) for shows and episodes. ``mood`` is -1 for items
-    without a mood. ``release_day`` counts days from the start of the logged window (negative
-    before it). ``creator`` is the index of the artist or show item; ``parent`` the index of the
-    original recording (itself for originals). ``base_pop`` is the hidden popularity in (0, 1].
+    ``genre`` holds a music genre index (into ``vocabulary.GENRES``) for music items and a
+    podcast topic index (into ``vocabulary.PODCAST_TOPICS``) for shows and episodes. ``mood`` is
+    -1 for items without a mood. ``release_day`` counts days from the start of the logged window
+    (negative before it). ``creator`` is the index of the artist or show item; ``parent`` the
+    index of the original recording (itself for originals). ``base_pop`` is the hidden popularity
+    in (0, 1].
     """
 
     item_type: np.ndarray
@@ -65,9 +69,9 @@ class Catalogue:
 
     def genre_label(self) -> np.ndarray:
         """The genre (music) or topic (podcasts) of each item as text."""
-        music = np.array(W.GENRES, dtype=object)[np.minimum(self.genre, len(W.GENRES) - 1)]
-        topics = np.array(W.PODCAST_TOPICS, dtype=object)[
-            np.minimum(self.genre, len(W.PODCAST_TOPICS) - 1)
+        music = np.array(V.GENRES, dtype=object)[np.minimum(self.genre, len(V.GENRES) - 1)]
+        topics = np.array(V.PODCAST_TOPICS, dtype=object)[
+            np.minimum(self.genre, len(V.PODCAST_TOPICS) - 1)
         ]
         return np.where(np.isin(self.item_type, PODCAST_TYPES), topics, music)
 
@@ -79,7 +83,7 @@ class Catalogue:
         for i in range(len(self)):
             words = [str(genre[i])]
             if self.mood[i] >= 0:
-                words.append(W.MOODS[self.mood[i]])
+                words.append(V.MOODS[self.mood[i]])
             if self.item_type[i] in PODCAST_TYPES:
                 words += [*W.TOPIC_WORDS[str(genre[i])], "podcast"]
             out[i] = " ".join(words)
@@ -88,24 +92,24 @@ class Catalogue:
     def to_frame(self, window_start: datetime) -> pd.DataFrame:
         """The public catalogue table (hidden popularity left out)."""
         release = pd.to_datetime(window_start) + pd.to_timedelta(self.release_day, unit="D")
-        moods = np.array((*W.MOODS, None), dtype=object)[self.mood]
+        moods = np.array((*V.MOODS, None), dtype=object)[self.mood]
         is_original = self.parent == np.arange(len(self))
         return pd.DataFrame(
             {
                 "item_id": self.item_id,
-                "item_type": np.array(ITEM_TYPES, dtype=object)[self.item_type],
+                "item_type": np.array(V.ITEM_TYPES, dtype=object)[self.item_type],
                 "name": self.name,
                 "artist_name": self.artist_name,
                 "genre": self.genre_label(),
                 "keywords": self.keywords(),
                 "mood": moods,
-                "market": np.array(W.MARKETS, dtype=object)[self.market],
-                "language": [W.MARKET_LANGUAGE[W.MARKETS[m]] for m in self.market],
+                "market": np.array(V.MARKETS, dtype=object)[self.market],
+                "language": [W.MARKET_LANGUAGE[V.MARKETS[m]] for m in self.market],
                 "release_timestamp": release.floor("s"),
                 "feature_timestamp": release.floor("s"),
                 "duration_s": self.duration_s.astype(np.int32),
                 "explicit": self.explicit.astype(bool),
-                "version_type": np.array(W.VERSION_TYPES, dtype=object)[self.version],
+                "version_type": np.array(V.VERSION_TYPES, dtype=object)[self.version],
                 "original_item_id": pd.arrays.IntegerArray(self.parent + 1, is_original),
                 "creator_item_id": self.creator.astype(np.int64) + 1,
             }
@@ -205,16 +209,16 @@ def build_catalogue(
             rows[key].append(value)
         return len(rows["item_type"]) - 1
 
-    n_genres = len(W.GENRES)
+    n_genres = len(V.GENRES)
     artist_genre = rng.choice(n_genres, size=n_artists, p=GENRE_SHARE / GENRE_SHARE.sum())
-    artist_market = rng.choice(len(W.MARKETS), size=n_artists, p=W.MARKET_SHARE)
+    artist_market = rng.choice(len(V.MARKETS), size=n_artists, p=W.MARKET_SHARE)
     artist_pop = _zipf(rng, n_artists, 0.9)
     artist_debut = -rng.uniform(20, 3_650 * 3, size=n_artists)
     seen_artists: set[str] = set()
     artist_index = np.zeros(n_artists, dtype=np.int64)
     for a in range(n_artists):
-        genre = W.GENRES[artist_genre[a]]
-        language = W.MARKET_LANGUAGE[W.MARKETS[artist_market[a]]]
+        genre = V.GENRES[artist_genre[a]]
+        language = W.MARKET_LANGUAGE[V.MARKETS[artist_market[a]]]
         name = names.artist(genre, language)
         while name in seen_artists:
             name = f"{name} {names.pick(W.PLURAL_NOUNS)}"
@@ -241,7 +245,7 @@ def build_catalogue(
     originals: list[int] = []
     for a in range(n_artists):
         genre = int(artist_genre[a])
-        language = W.MARKET_LANGUAGE[W.MARKETS[artist_market[a]]]
+        language = W.MARKET_LANGUAGE[V.MARKETS[artist_market[a]]]
         n_albums = 1 + int(rng.poisson(0.5 + 3 * artist_pop[a] ** 0.5))
         album_days = np.sort(rng.uniform(artist_debut[a], window_days, size=n_albums))
         if rng.random() < 0.08:  # a fresh release inside the logged window
@@ -273,7 +277,7 @@ def build_catalogue(
                     name=_title(names.track(language)),
                     artist_name=rows["name"][artist_index[a]],
                     genre=genre,
-                    mood=int(rng.choice(len(W.MOODS), p=mood_weights[genre])),
+                    mood=int(rng.choice(len(V.MOODS), p=mood_weights[genre])),
                     market=int(artist_market[a]),
                     release_day=float(release),
                     duration_s=int(np.clip(rng.normal(215, 55), 80, 640)),
@@ -348,7 +352,7 @@ def _add_versions(rng, rows, originals, artist_index, window_days, window_start,
                 release_day=release,
                 duration_s=int(rows["duration_s"][track] * rng.uniform(0.9, 1.25)),
                 explicit=rows["explicit"][track],
-                version=W.VERSION_TYPES.index(version),
+                version=V.VERSION_TYPES.index(version),
                 parent=track,
                 creator=creator,
                 base_pop=rows["base_pop"][track] * float(rng.uniform(0.05, 0.4)),
@@ -359,9 +363,9 @@ def _add_podcasts(rng, names, n_shows, window_days, add) -> None:  # type: ignor
     """Podcast shows with weekly-ish episodes, many of them fresh inside the window."""
     show_pop = _zipf(rng, n_shows, 0.8) * 0.6
     for s in range(n_shows):
-        topic_index = int(rng.integers(len(W.PODCAST_TOPICS)))
-        topic = W.PODCAST_TOPICS[topic_index]
-        market = int(rng.choice(len(W.MARKETS), p=W.MARKET_SHARE))
+        topic_index = int(rng.integers(len(V.PODCAST_TOPICS)))
+        topic = V.PODCAST_TOPICS[topic_index]
+        market = int(rng.choice(len(V.MARKETS), p=W.MARKET_SHARE))
         show_name = _title(names.show(topic))
         n_episodes = 4 + int(rng.poisson(10))
         cadence = float(rng.choice([1.0, 3.5, 7.0, 14.0]))

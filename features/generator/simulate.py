@@ -14,12 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from searchrank.core.text import normalize_text
+from searchrank.features import vocabulary as V
 from searchrank.features.generator import words as W
 from searchrank.features.generator.catalogue import (
     ALBUM,
     ARTIST,
     EPISODE,
-    ITEM_TYPES,
     PODCAST_TYPES,
     SHOW,
     TRACK,
@@ -89,19 +89,19 @@ class Simulator:
         self.users = users
         self.max_candidates = max_candidates
         self.retriever = LexicalRetriever(catalogue)
-        n_genres = max(len(W.GENRES), len(W.PODCAST_TOPICS))
+        n_genres = max(len(V.GENRES), len(V.PODCAST_TOPICS))
         self.n_genres = n_genres
         group = catalogue.item_type.astype(np.int64) * n_genres + catalogue.genre
-        self.global_sampler = GroupSampler(group, len(ITEM_TYPES) * n_genres)
+        self.global_sampler = GroupSampler(group, len(V.ITEM_TYPES) * n_genres)
         self.market_sampler = GroupSampler(
-            group * len(W.MARKETS) + catalogue.market, len(ITEM_TYPES) * n_genres * len(W.MARKETS)
+            group * len(V.MARKETS) + catalogue.market, len(V.ITEM_TYPES) * n_genres * len(V.MARKETS)
         )
         self.mood_sampler_weights = np.array(W.GENRE_MOOD_AFFINITY, dtype=np.float64)
         self.item_language = np.array(
-            [W.MARKET_LANGUAGE[W.MARKETS[m]] for m in catalogue.market], dtype=object
+            [W.MARKET_LANGUAGE[V.MARKETS[m]] for m in catalogue.market], dtype=object
         )
         self.user_language = np.array(
-            [W.MARKET_LANGUAGE[W.MARKETS[m]] for m in users.market], dtype=object
+            [W.MARKET_LANGUAGE[V.MARKETS[m]] for m in users.market], dtype=object
         )
         self._cache_day = -1
         self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -191,7 +191,7 @@ class Simulator:
             len(INTENTS), size=n, p=MUSIC_INTENT_SHARE / MUSIC_INTENT_SHARE.sum()
         )
         intent = np.where(podcast, PODCAST_I, music_intent)
-        taste = 0.75 * self.users.genre_taste[users] + 0.25 / len(W.GENRES)
+        taste = 0.75 * self.users.genre_taste[users] + 0.25 / len(V.GENRES)
         genre = sample_rows(taste, rng)
         topic = sample_rows(self.users.topic_taste[users], rng)
         market = self.users.market[users].astype(np.int64)
@@ -210,7 +210,7 @@ class Simulator:
         named = (intent != GENRE_MOOD_I) & ~(podcast & (podcast_form >= 0.55))
 
         group = item_type.astype(np.int64) * self.n_genres + group_genre
-        local = self.market_sampler.sample(group * len(W.MARKETS) + market, rng)
+        local = self.market_sampler.sample(group * len(V.MARKETS) + market, rng)
         anywhere = self.global_sampler.sample(group, rng)
         use_local = (rng.random(n) < MARKET_LOCAL_SHARE) & (local >= 0)
         target = np.where(named, np.where(use_local, local, anywhere), -1)
@@ -241,12 +241,12 @@ class Simulator:
             if mood >= 0:
                 template = W.MOOD_QUERY_TEMPLATES[int(rng.integers(len(W.MOOD_QUERY_TEMPLATES)))]
                 return template.format(
-                    mood=W.MOODS[mood], genre=W.GENRES[int(rng.integers(len(W.GENRES)))]
+                    mood=V.MOODS[mood], genre=V.GENRES[int(rng.integers(len(V.GENRES)))]
                 )
             if genre >= 0:
                 template = W.GENRE_QUERY_TEMPLATES[int(rng.integers(len(W.GENRE_QUERY_TEMPLATES)))]
-                return template.format(genre=W.GENRES[genre])
-            topic_name = W.PODCAST_TOPICS[max(topic, 0)]
+                return template.format(genre=V.GENRES[genre])
+            topic_name = V.PODCAST_TOPICS[max(topic, 0)]
             template = W.TOPIC_QUERY_TEMPLATES[int(rng.integers(len(W.TOPIC_QUERY_TEMPLATES)))]
             words = W.TOPIC_WORDS[topic_name]
             return template.format(topic=topic_name, word=words[int(rng.integers(len(words)))])
@@ -303,14 +303,14 @@ class Simulator:
         genre_hit = (genre_q >= 0) & ~is_podcast & (cat.genre[item] == genre_q)
         mood_hit = (mood_q >= 0) & (cat.mood[item] == mood_q)
         topic_hit = (topic_q >= 0) & is_podcast & (cat.genre[item] == topic_q)
-        genre_index = np.minimum(cat.genre[item], len(W.GENRES) - 1)
-        topic_index = np.minimum(cat.genre[item], len(W.PODCAST_TOPICS) - 1)
+        genre_index = np.minimum(cat.genre[item], len(V.GENRES) - 1)
+        topic_index = np.minimum(cat.genre[item], len(V.PODCAST_TOPICS) - 1)
         taste = np.where(
             is_podcast,
             users.topic_taste[user, topic_index]
-            * len(W.PODCAST_TOPICS)
+            * len(V.PODCAST_TOPICS)
             * (0.3 + users.podcast_affinity[user]),
-            users.genre_taste[user, genre_index] * len(W.GENRES),
+            users.genre_taste[user, genre_index] * len(V.GENRES),
         )
         age = np.maximum(day.index - cat.release_day[item], 0.0)
         fresh = np.exp(-age / 10.0)

@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 
 from searchrank.features import tables as T
-from searchrank.features.generator import words as W
+from searchrank.features import vocabulary as V
 from searchrank.features.generator.catalogue import PODCAST_TYPES, Catalogue
 from searchrank.features.generator.simulate import Chunk
-from searchrank.features.generator.users import ACTIVITY_BUCKETS, Users
+from searchrank.features.generator.users import Users
 
 WINDOW = 30
 """Days of history kept in the ring buffers (the longest rolling window)."""
@@ -172,8 +172,8 @@ class FeatureState:
         searches_30d = month[:, 0]
         bucket = np.select(
             [age < COLD_START_DAYS, searches_30d < 5, searches_30d < 25],
-            list(ACTIVITY_BUCKETS[:3]),
-            ACTIVITY_BUCKETS[3],
+            list(V.ACTIVITY_BUCKETS[:3]),
+            V.ACTIVITY_BUCKETS[3],
         )
         return pd.DataFrame(
             {
@@ -189,12 +189,12 @@ class FeatureState:
                 "podcast_share_30d": (month[:, 4] / np.maximum(month[:, 2], 1.0)).astype(
                     np.float32
                 ),
-                "top_genre": np.where(total_genre > 0, np.array(W.GENRES, dtype=object)[top], None),
+                "top_genre": np.where(total_genre > 0, np.array(V.GENRES, dtype=object)[top], None),
                 "top_genre_share": (
                     genre_streams.max(axis=1) / np.maximum(total_genre, 1.0)
                 ).astype(np.float32),
                 "activity_bucket": bucket.astype(object),
-                "market": np.array(W.MARKETS, dtype=object)[users.market[present]],
+                "market": np.array(V.MARKETS, dtype=object)[users.market[present]],
                 T.TIMESTAMP_COLUMN: stamp,
                 T.FEATURE_TIMESTAMP: stamp,
                 T.CREATED_COLUMN: stamp,

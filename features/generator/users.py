@@ -8,13 +8,12 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from searchrank.features import vocabulary as V
 from searchrank.features.generator import words as W
 
 ACTIVITY_LEVELS: tuple[str, ...] = ("light", "medium", "heavy")
 ACTIVITY_SHARE = (0.5, 0.35, 0.15)
 ACTIVITY_RATE = (1.0, 4.0, 14.0)
-ACTIVITY_BUCKETS: tuple[str, ...] = ("cold_start", "light", "medium", "heavy")
-"""The observed activity bucket of a listener (a feature), from account age and searches."""
 COLD_START_SHARE = 0.12
 """Share of listeners who sign up inside the logged window, so have no history at first."""
 
@@ -47,7 +46,7 @@ class Users:
         return pd.DataFrame(
             {
                 "user_id": np.arange(1, len(self) + 1, dtype=np.int64),
-                "market": np.array(W.MARKETS, dtype=object)[self.market],
+                "market": np.array(V.MARKETS, dtype=object)[self.market],
                 "signup_timestamp": signup.floor("s"),
             }
         )
@@ -63,10 +62,10 @@ def build_users(rng: np.random.Generator, n_users: int, window_days: int) -> Use
         rng.uniform(0, window_days, size=n_users),
         -rng.exponential(700, size=n_users) - 1,
     )
-    genre_taste = rng.dirichlet(np.full(len(W.GENRES), 0.35), size=n_users)
-    topic_taste = rng.dirichlet(np.full(len(W.PODCAST_TOPICS), 0.4), size=n_users)
+    genre_taste = rng.dirichlet(np.full(len(V.GENRES), 0.35), size=n_users)
+    topic_taste = rng.dirichlet(np.full(len(V.PODCAST_TOPICS), 0.4), size=n_users)
     return Users(
-        market=rng.choice(len(W.MARKETS), size=n_users, p=W.MARKET_SHARE).astype(np.int8),
+        market=rng.choice(len(V.MARKETS), size=n_users, p=W.MARKET_SHARE).astype(np.int8),
         signup_day=signup,
         activity_level=level.astype(np.int8),
         rate=rate,

@@ -2,39 +2,17 @@
 
 Names are assembled from real words (and a few non-English ones for non-English markets) so
 that queries, misspellings and text-match features behave as they do on a real catalogue.
+
+The closed value sets of the data contract (genres, podcast topics, moods, markets, languages,
+version types) are not the simulator's: they live in :mod:`searchrank.features.vocabulary`, and
+the tables here that follow their order (``GENRE_MOOD_AFFINITY``, ``MARKET_SHARE``) or are keyed
+by their values (``MARKET_LANGUAGE``, ``TOPIC_WORDS``, ...) must match them.
 """
 
 from __future__ import annotations
 
-GENRES: tuple[str, ...] = (
-    "pop",
-    "rock",
-    "hip hop",
-    "electronic",
-    "jazz",
-    "classical",
-    "country",
-    "latin",
-    "r&b",
-    "metal",
-    "indie",
-    "folk",
-)
-
-MOODS: tuple[str, ...] = (
-    "chill",
-    "workout",
-    "sad",
-    "happy",
-    "focus",
-    "party",
-    "sleep",
-    "romantic",
-    "road trip",
-    "study",
-)
-
-# How likely a track of each genre is tagged with each mood (rows follow GENRES, columns MOODS).
+# How likely a track of each genre is tagged with each mood (rows follow vocabulary.GENRES,
+# columns vocabulary.MOODS).
 GENRE_MOOD_AFFINITY: tuple[tuple[float, ...], ...] = (
     (1, 2, 2, 4, 1, 4, 1, 3, 3, 1),  # pop
     (1, 3, 2, 2, 1, 3, 1, 1, 4, 1),  # rock
@@ -50,20 +28,6 @@ GENRE_MOOD_AFFINITY: tuple[tuple[float, ...], ...] = (
     (3, 1, 3, 1, 2, 1, 2, 2, 3, 2),  # folk
 )
 
-PODCAST_TOPICS: tuple[str, ...] = (
-    "true crime",
-    "history",
-    "comedy",
-    "technology",
-    "business",
-    "news",
-    "health",
-    "science",
-    "sports",
-    "education",
-)
-
-MARKETS: tuple[str, ...] = ("US", "GB", "DE", "SE", "BR", "MX", "JP", "FR")
 MARKET_LANGUAGE: dict[str, str] = {
     "US": "en",
     "GB": "en",
@@ -400,8 +364,6 @@ TOPIC_QUERY_TEMPLATES: tuple[str, ...] = (
     "{word} podcast",
     "{topic} {word}",
 )
-
-VERSION_TYPES: tuple[str, ...] = ("original", "live", "remaster", "acoustic", "remix", "cover")
 
 # QWERTY neighbours for keyboard-slip misspellings.
 KEYBOARD_NEIGHBOURS: dict[str, str] = {

@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+from searchrank.core.contract import contract_beside
+
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".searchrank" / "bench"
 END_DATE = date(2026, 11, 1)
@@ -41,7 +43,7 @@ def training_set(rows: int, seed: int, cache: Path = CACHE) -> Path:
 
     folder = cache / f"training-{rows}-{seed}"
     out = folder / "training_set.parquet"
-    if out.exists() and pq.read_metadata(out).num_rows >= rows:
+    if out.exists() and contract_beside(out).exists() and pq.read_metadata(out).num_rows >= rows:
         return out
     searches = int(rows * SEARCHES_PER_ROW * 1.03) + 100
     config = GeneratorConfig(searches=searches, seed=seed, end_date=END_DATE)
@@ -56,7 +58,10 @@ def training_set(rows: int, seed: int, cache: Path = CACHE) -> Path:
 
 
 def time_split(path: Path, parts: int = 2) -> list[Path]:
-    """Cut a training set into ``parts`` consecutive periods (cached beside it)."""
+    """Cut a training set into ``parts`` consecutive periods (cached beside it), each with the
+    training set's feature contract beside it."""
+    import shutil
+
     import pyarrow.parquet as pq
 
     from searchrank.core.io import write_parquet_atomically
@@ -67,4 +72,5 @@ def time_split(path: Path, parts: int = 2) -> list[Path]:
     for k, piece in enumerate(pieces):
         if not piece.exists():
             write_parquet_atomically(table.slice(k * size, size), piece)
+        shutil.copyfile(contract_beside(path), contract_beside(piece))
     return pieces

@@ -38,12 +38,12 @@ def synthetic(searches: int, quick: bool) -> dict[str, Any]:
     from searchrank.components.train_lightgbm.logic import train_lightgbm
     from searchrank.components.train_ranker.config import TrainRankerConfig
     from searchrank.components.train_ranker.logic import train_ranker
-    from searchrank.components.validate_data.contract import load_feature_specs
+    from searchrank.core.contract import FeatureContract, contract_beside
     from searchrank.core.lambdamart import LambdaMartConfig
-    from searchrank.core.names import RANKER_FEATURE_SERVICE
     from searchrank.core.split import split_by_time
 
     data = training_set(int(searches / SEARCHES_PER_ROW), seed=21)
+    contract = FeatureContract.load(contract_beside(data))
     work = Path(tempfile.mkdtemp(prefix="bench-quality-"))
     parts = dict(
         zip(("train", "valid", "test"), split_by_time(pd.read_parquet(data), 0.1, 0.2), strict=True)
@@ -61,8 +61,7 @@ def synthetic(searches: int, quick: bool) -> dict[str, Any]:
         parts["valid"],
         work / "lightgbm",
         grid,
-        load_feature_specs(RANKER_FEATURE_SERVICE),
-        RANKER_FEATURE_SERVICE,
+        contract,
     )
     config = TrainRankerConfig(epochs=3 if quick else 15, patience=4)
     summary = train_ranker(
@@ -70,7 +69,7 @@ def synthetic(searches: int, quick: bool) -> dict[str, Any]:
         paths["valid"],
         work / "ranker",
         config,
-        feature_service=RANKER_FEATURE_SERVICE,
+        contract=contract,
         work_dir=work / "ray",
         log=lambda _: None,
     )

@@ -1,24 +1,27 @@
 """Benchmark: the two-tower retriever against BM25, Recall@{10,100} and MRR, on two datasets.
 
 1. Synthetic music search (the generator, ``--searches`` searches): searches cut by time into
-   70 % train, 10 % validation, 20 % test. A test search's wanted items are the item a named
-   search meant (the generator knows it, even when the logged retriever did not show it) and
-   every item streamed.
+   70 % train, 10 % validation, 20 % test. A test search's wanted items are those of
+   :func:`~searchrank.core.retrieval.wanted_items`: every item streamed and the item a named
+   search meant (the generator knows it, even when the logged retriever did not show it).
 2. Last.fm tag search (``../shared/datasets/hetrec2011-lastfm-2k``): each (listener, tag, date)
    is a search whose query is the tag and whose wanted items are the artists the listener gave
    that tag that day; cut by date the same way. An artist's text is its name and the 10 tags
    most given to it before the test period.
 
-Systems, all over the whole catalogue: BM25 (character trigrams) over names and artists, as the
-service's lexical retriever; BM25 over names, artists and tags (the same text the item tower
-reads); the two-tower retriever trained by ``train_retriever`` (Ray Train, 2 workers) and
-served through its Voyager index; the even reciprocal rank fusion of the index and BM25; and,
-on the synthetic logs (which carry each search's intent), the fusion routed by the query-intent
-model as ``/search`` does it: the intent model fitted on the train searches, each predicted
-intent's fusion weight fitted on the validation searches (:func:`fit_fusion_routing`), both
-measured on the test searches. Target: Recall@100 at least 1.2 × BM25's on both (the stronger
-BM25 is the baseline); reported for the retriever alone (``ratio``) and for what ``/search``
-retrieves (``routed_ratio``). The last line is the JSON result.
+The systems are measured by ``evaluate_retrieval``'s own code (the component that blesses the
+retriever), so these figures and a pipeline's blessing measure the same thing. All search the
+whole catalogue: BM25 as the service's lexical retriever (character trigrams over names and
+artists, :func:`~searchrank.core.candidates.lexical_retriever`); the two-tower retriever trained
+by ``train_retriever`` (Ray Train, 2 workers) and served through its Voyager index; their even
+reciprocal rank fusion; and, on the synthetic logs (which carry each search's intent), the fusion
+routed by the query-intent model as ``/search`` does it: the intent model fitted on the train
+searches, each predicted intent's fusion weight fitted on the validation searches, both measured
+on the test searches (:func:`evaluate_retrieval`). One more baseline is the benchmark's own:
+BM25 in character trigrams over the text the item tower reads (names, artists and tags,
+:func:`~searchrank.core.retriever.two_tower_item_text`). Target: Recall@100 at least 1.2 × BM25's
+on both (the stronger BM25 is the baseline); reported for the retriever alone (``ratio``) and for
+what ``/search`` retrieves (``routed_ratio``). The last line is the JSON result.
 
 Usage: python tests/benchmarks/bench_retrieval.py [--quick] [--searches N]
 """
@@ -42,18 +45,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _data import logs
 from shared_data import SHARED_DATASETS
 
+from searchrank.components.evaluate_retrieval.config import RetrievalConfig
+from searchrank.components.evaluate_retrieval.logic import (
+    evaluate_retrieval,
+    system_lists,
+    system_metrics,
+    wanted_searches,
+)
 from searchrank.components.train_retriever.config import TrainRetrieverConfig
-from searchrank.components.train_retriever.logic import train_retriever
+from searchrank.components.train_retriever.logic import RetrieverSummary, train_retriever
 from searchrank.core import schema as S
 from searchrank.core.ann import AnnIndex, AnnParams
 from searchrank.core.bm25 import BM25Scorer
+from searchrank.core.candidates import CandidateGenerator, DenseRetriever, lexical_retriever
 from searchrank.core.intent import IntentModel
-from searchrank.core.retrieval import (
-    fit_fusion_routing,
-    reciprocal_rank_fusion,
-    retrieval_metrics,
-)
-from searchrank.core.retriever import Retriever
+from searchrank.core.retrieval import retrieval_metrics
+from searchrank.core.retriever import Retriever, two_tower_item_text
 
 TARGET = 1.2
 K = 100
@@ -72,27 +79,22 @@ def time_cut(frame: pd.DataFrame, by: str) -> tuple[pd.DataFrame, pd.DataFrame, 
 
 
 @dataclass(frozen=True)
-class Routing:
-    """What the routed fusion needs: the validation searches with their wanted items, and the
-    predicted intent of every validation and test search."""
+class Trained:
+    """A retriever trained by ``train_retriever`` and served through its Voyager index."""
 
-    valid_queries: pd.DataFrame
-    valid_relevant: list[list[int]]
-    valid_intents: list[str]
-    test_intents: list[str]
+    summary: RetrieverSummary
+    dense: DenseRetriever
+    train_s: float
 
 
-def evaluate(
+def train_and_index(
     name: str,
     train: pd.DataFrame,
     valid: pd.DataFrame,
     catalogue: pd.DataFrame,
-    test_queries: pd.DataFrame,
-    relevant: list[list[int]],
     config: TrainRetrieverConfig,
-    routing: Routing | None = None,
-) -> dict[str, Any]:
-    """Train on ``train``/``valid``, then score every system on the test searches."""
+) -> Trained:
+    """Train the two-tower retriever on ``train``/``valid`` and index its item vectors."""
     folder = Path(tempfile.mkdtemp(prefix=f"bench-retrieval-{name}-"))
     for part, frame in (("train", train), ("valid", valid), ("catalogue", catalogue)):
         frame.to_parquet(folder / f"{part}.parquet", index=False)
@@ -110,99 +112,69 @@ def evaluate(
     train_s = time.perf_counter() - started
     retriever = Retriever.load(folder / "model")
     index = AnnIndex.build(retriever.item_ids, retriever.embed_items(), AnnParams())
+    return Trained(summary, DenseRetriever(retriever, index), train_s)
 
-    def dense(searches: pd.DataFrame) -> list[list[int]]:
-        vectors = retriever.embed_queries(
-            searches[S.QUERY].tolist(), searches[S.USER_ID].to_numpy()
-        )
-        return [row.tolist() for row in index.query(vectors, K)[0]]
 
-    queries = test_queries[S.QUERY].tolist()
-    two_tower = dense(test_queries)
-    results: dict[str, Any] = {}
-    scorers: dict[str, BM25Scorer] = {}
-    lexical: dict[str, list[list[int]]] = {}
-    for system, columns in (
-        ("bm25", ["name", "artist_name"]),
-        ("bm25_with_tags", ["name", "artist_name", "keywords"]),
-    ):
-        present = [c for c in columns if c in catalogue.columns]
-        texts = catalogue[present].fillna("").astype(str).agg(" ".join, axis=1).tolist()
-        scorers[system] = BM25Scorer.fit(catalogue[S.ITEM_ID].to_numpy(), texts, analyzer="char3")
-        lexical[system] = [scorers[system].retrieve(q, K)[0].tolist() for q in queries]
-        results[system] = retrieval_metrics(lexical[system], relevant)
-    results["two_tower"] = retrieval_metrics(two_tower, relevant)
-    fused = [
-        reciprocal_rank_fusion([a, b], K) for a, b in zip(two_tower, lexical["bm25"], strict=True)
-    ]
-    results["fused"] = retrieval_metrics(fused, relevant)
-    shares = {}
-    if routing is not None:
-        fitted = fit_fusion_routing(
-            dense(routing.valid_queries),
-            [scorers["bm25"].retrieve(q, K)[0].tolist() for q in routing.valid_queries[S.QUERY]],
-            routing.valid_relevant,
-            routing.valid_intents,
-            K,
-        )
-        routed = [
-            fitted.fuse(a, b, K, intent)
-            for a, b, intent in zip(two_tower, lexical["bm25"], routing.test_intents, strict=True)
-        ]
-        results["routed"] = retrieval_metrics(routed, relevant)
-        shares = fitted.dense_share
-    baseline = max(results["bm25"]["recall@100"], results["bm25_with_tags"]["recall@100"])
-    ratio = results["two_tower"]["recall@100"] / baseline
-    served = results.get("routed", results["fused"])["recall@100"] / baseline
+def item_tower_bm25(
+    catalogue: pd.DataFrame, searches: pd.DataFrame, relevant: list[list[int]]
+) -> dict[str, float]:
+    """BM25 in character trigrams over the item tower's text, measured on ``searches``."""
+    ids, texts, _ = two_tower_item_text(catalogue)
+    scorer = BM25Scorer.fit(ids, texts, analyzer="char3")
+    found = [scorer.retrieve(q, K)[0].tolist() for q in searches[S.QUERY].astype(str)]
+    return retrieval_metrics(found, relevant, (10, K))
+
+
+def dataset_result(
+    systems: dict[str, dict[str, float]],
+    trained: Trained,
+    shares: dict[str, float],
+) -> dict[str, Any]:
+    """One dataset's part of the JSON line from each system's metrics."""
+    baseline = max(systems["bm25"]["recall@100"], systems["bm25_with_tags"]["recall@100"])
+    ratio = systems["two_tower"]["recall@100"] / baseline
+    routed = "routed" in systems
+    served = systems["routed" if routed else "fused"]["recall@100"] / baseline
     return {
         "ratio": round(ratio, 3),
-        "fused_ratio": round(results["fused"]["recall@100"] / baseline, 3),
-        "routed_ratio": round(served, 3) if routing is not None else None,
+        "fused_ratio": round(systems["fused"]["recall@100"] / baseline, 3),
+        "routed_ratio": round(served, 3) if routed else None,
         "dense_share_by_intent": shares,
         "met": ratio >= TARGET,
         "served_met": served >= TARGET,
-        **{system: {k: round(v, 4) for k, v in m.items()} for system, m in results.items()},
-        "train_pairs": summary.shapes["train_pairs"],
-        "items": summary.shapes["items"],
-        "test_searches": len(relevant),
-        "best_epoch": summary.best_epoch,
-        "train_s": round(train_s, 1),
+        **{system: {k: round(v, 4) for k, v in m.items()} for system, m in systems.items()},
+        "train_pairs": trained.summary.shapes["train_pairs"],
+        "items": trained.summary.shapes["items"],
+        "test_searches": int(systems["bm25"]["searches"]),
+        "best_epoch": trained.summary.best_epoch,
+        "train_s": round(trained.train_s, 1),
     }
 
 
 def synthetic(searches: int, config: TrainRetrieverConfig) -> dict[str, Any]:
+    """Train on the generator's logs and measure with :func:`evaluate_retrieval`, routing
+    included, as the pipeline blesses the retriever."""
     from searchrank.features import tables as T
 
     folder = logs(searches, seed=3)
     catalogue = pd.read_parquet(folder / T.file_name(T.CATALOGUE))
     logged = pd.read_parquet(folder / T.file_name(T.SEARCHES))
     impressions = pd.read_parquet(folder / T.file_name(T.IMPRESSIONS))
-    train, valid, test = time_cut(impressions, S.SEARCH_ID)
-
-    def wanted(part: pd.DataFrame) -> tuple[pd.DataFrame, list[list[int]]]:
-        """The part's searches with a wanted item (meant or streamed), and those items."""
-        asked = logged[logged[S.SEARCH_ID].isin(part[S.SEARCH_ID].unique())].set_index(S.SEARCH_ID)
-        streamed = part[part[S.LABEL] >= 2].groupby(S.SEARCH_ID)[S.ITEM_ID].agg(list)
-        items = [
-            sorted(set(streamed.get(sid, [])) | ({int(t)} if pd.notna(t) else set()))
-            for sid, t in asked["target_item_id"].items()
-        ]
-        keep = [bool(w) for w in items]
-        return asked.loc[keep, [S.QUERY, S.USER_ID]], [w for w in items if w]
-
-    test_queries, test_relevant = wanted(test)
-    valid_queries, valid_relevant = wanted(valid)
-    taught = logged[logged[S.SEARCH_ID].isin(train[S.SEARCH_ID].unique())]
+    train_part, valid, test = time_cut(impressions, S.SEARCH_ID)
+    trained = train_and_index("synthetic", train_part, valid, catalogue, config)
+    taught = logged[logged[S.SEARCH_ID].isin(train_part[S.SEARCH_ID].unique())]
     intent = IntentModel.fit(taught[S.QUERY].tolist(), taught["intent"].tolist())
-    routing = Routing(
-        valid_queries,
-        valid_relevant,
-        intent.predict(valid_queries[S.QUERY].tolist()).tolist(),
-        intent.predict(test_queries[S.QUERY].tolist()).tolist(),
-    )
-    return evaluate(
-        "synthetic", train, valid, catalogue, test_queries, test_relevant, config, routing
-    )
+    generator = CandidateGenerator(lexical_retriever(catalogue), trained.dense, intent)
+    measure = RetrievalConfig(k=K)
+    evaluation, routing = evaluate_retrieval(valid, test, logged, generator, measure)
+    held_out = wanted_searches(test, measure.min_relevant_label, logged)
+    relevant = held_out["relevant"].tolist()
+    systems = {
+        "bm25": evaluation.systems["bm25"],
+        "bm25_with_tags": item_tower_bm25(catalogue, held_out, relevant),
+        **{name: m for name, m in evaluation.systems.items() if name != "bm25"},
+    }
+    return dataset_result(systems, trained, routing.dense_share)
 
 
 def lastfm(config: TrainRetrieverConfig) -> dict[str, Any]:
@@ -217,8 +189,8 @@ def lastfm(config: TrainRetrieverConfig) -> dict[str, Any]:
     rows = rows.sort_values(key, kind="stable")
     rows[S.SEARCH_ID] = rows.groupby(key, sort=False).ngroup()
     rows = rows.rename(columns={"artist_id": S.ITEM_ID}).assign(**{S.LABEL: 2})
-    train, valid, test = time_cut(rows, S.SEARCH_ID)
-    before = pd.concat([train, valid])
+    train_part, valid, test = time_cut(rows, S.SEARCH_ID)
+    before = pd.concat([train_part, valid])
     top_tags = (
         before.groupby([S.ITEM_ID, S.QUERY])
         .size()
@@ -233,16 +205,20 @@ def lastfm(config: TrainRetrieverConfig) -> dict[str, Any]:
     catalogue = data.artists.rename(columns={"artist_id": S.ITEM_ID}).assign(
         keywords=lambda f: f[S.ITEM_ID].map(top_tags).fillna("")
     )
-    grouped = test.groupby(S.SEARCH_ID)
-    return evaluate(
-        "lastfm",
-        train,
-        valid,
-        catalogue,
-        grouped[[S.QUERY, S.USER_ID]].first(),
-        grouped[S.ITEM_ID].agg(list).tolist(),
-        config,
-    )
+    trained = train_and_index("lastfm", train_part, valid, catalogue, config)
+    # An artist is its own item: the lexical retriever reads its name and an empty artist.
+    lexical = lexical_retriever(catalogue.assign(artist_name=""))
+    generator = CandidateGenerator(lexical, trained.dense)
+    held_out = wanted_searches(test, RetrievalConfig().min_relevant_label)
+    relevant = held_out["relevant"].tolist()
+    lists = system_lists(generator, held_out, K)
+    systems = system_metrics(lists, relevant, K)
+    systems = {
+        "bm25": systems.pop("bm25"),
+        "bm25_with_tags": item_tower_bm25(catalogue, held_out, relevant),
+        **systems,
+    }
+    return dataset_result(systems, trained, {})
 
 
 def main() -> None:

@@ -195,6 +195,7 @@ def main() -> None:
     from searchrank.components.train_ranker.config import TrainRankerConfig
     from searchrank.components.train_ranker.logic import train_ranker
     from searchrank.core import schema as S
+    from searchrank.core.contract import FeatureContract, contract_beside
     from searchrank.core.names import RANKER_FEATURE_SERVICE
     from searchrank.features import tables as T
     from searchrank.features.materialize import materialize_features
@@ -211,7 +212,7 @@ def main() -> None:
         valid,
         work / "model",
         config,
-        feature_service=RANKER_FEATURE_SERVICE,
+        contract=FeatureContract.load(contract_beside(train)),
         work_dir=work,
         log=lambda _: None,
     )

@@ -66,7 +66,7 @@ def main() -> None:
 
     from searchrank.components.train_ranker.config import TrainRankerConfig
     from searchrank.components.train_ranker.logic import train_ranker
-    from searchrank.core.names import RANKER_FEATURE_SERVICE
+    from searchrank.core.contract import FeatureContract, contract_beside
 
     train, valid = time_split(training_set(rows, seed=3), parts=2)
     config = replace(
@@ -78,7 +78,7 @@ def main() -> None:
         valid,
         work / "model",
         config,
-        feature_service=RANKER_FEATURE_SERVICE,
+        contract=FeatureContract.load(contract_beside(train)),
         work_dir=work,
         log=lambda _: None,
     )

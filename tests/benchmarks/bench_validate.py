@@ -34,11 +34,11 @@ def run_worker(data: Path, reference: Path, repeats: int) -> dict[str, Any]:
     import pandas as pd
 
     from searchrank.components.validate_data.config import ValidationConfig
-    from searchrank.components.validate_data.contract import load_feature_specs
     from searchrank.components.validate_data.logic import validate
+    from searchrank.core.contract import FeatureContract, contract_beside
 
     config = ValidationConfig()
-    load_feature_specs(config.feature_service)  # imports Feast and the definitions: a fixed cost
+    contract = FeatureContract.load(contract_beside(data))
     import great_expectations  # noqa: F401
 
     read, checks = [], []
@@ -49,7 +49,7 @@ def run_worker(data: Path, reference: Path, repeats: int) -> dict[str, Any]:
         del frame
         with tempfile.TemporaryDirectory() as docs:
             start = time.perf_counter()
-            report = validate(data, config, reference=reference, docs_dir=Path(docs))
+            report = validate(data, contract, config, reference=reference, docs_dir=Path(docs))
             checks.append(time.perf_counter() - start)
         if not report.success:
             raise SystemExit(f"the clean training set failed validation: {report.failed()}")

@@ -66,7 +66,6 @@ def test_every_task_that_opens_feast_mounts_its_configuration_and_gets_every_var
     assert {t.name for t in feast_tasks} >= {
         "materialize-features-op",
         "fetch-features-op",
-        "validate-data-op",
         "package-service-op",
     }
     needed = cluster_variables() | set(names.OBJECT_STORE_SECRET_ENV.values())

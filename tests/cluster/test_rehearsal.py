@@ -233,8 +233,8 @@ def test_the_data_was_checked_for_drift_and_the_candidate_faced_the_champion(run
 def test_the_bento_serves_from_redis_and_the_postgres_registry_as_deployed(
     run: Run, rehearsal: Rehearsal
 ) -> None:
+    from searchrank.components.package_service.config import PackageConfig
     from searchrank.components.package_service.logic import (
-        PackageConfig,
         golden_searches,
         replay,
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from kfp import dsl
-from kfp.dsl import Dataset
+from kfp.dsl import Artifact, Dataset
 
 from searchrank.components.fetch_features import fetch_features_op
 from searchrank.components.validate_data import validate_data_op
@@ -28,9 +28,12 @@ def _fetch(entities_uri: str, feature_repo: str) -> None:
 
 
 @dsl.pipeline(name="validate-against-a-reference")
-def _validate(training_set_uri: str, reference: str) -> None:
+def _validate(training_set_uri: str, contract_uri: str, reference: str) -> None:
     data = dsl.importer(artifact_uri=training_set_uri, artifact_class=Dataset)
-    validate_data_op(training_set=data.output, feature_service="ranker_v1", reference=reference)
+    contract = dsl.importer(artifact_uri=contract_uri, artifact_class=Artifact)
+    validate_data_op(
+        training_set=data.output, feature_contract=contract.output, reference=reference
+    )
 
 
 def _failed_log(run: Callable[[], object], capfd: pytest.CaptureFixture[str]) -> str:
@@ -77,7 +80,12 @@ def test_a_reference_on_object_storage_without_credentials_names_the_uri_and_the
         monkeypatch.delenv(variable, raising=False)
     reference = "s3://searchrank-models/reference/training_set.parquet"
     log = _failed_log(
-        lambda: _validate(training_set_uri=str(splits["full"]), reference=reference), capfd
+        lambda: _validate(
+            training_set_uri=str(splits["full"]),
+            contract_uri=str(splits["contract"]),
+            reference=reference,
+        ),
+        capfd,
     )
     assert reference in log and "reference" in log
     for variable in names.OBJECT_STORE_SECRET_ENV.values():

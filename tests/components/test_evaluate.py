@@ -23,9 +23,9 @@ from searchrank.components.evaluate.logic import (
 from searchrank.components.evaluate.report import html_page, markdown
 from searchrank.components.evaluate.scoring import score_ranker
 from searchrank.components.train_lightgbm.logic import train_lightgbm
-from searchrank.components.validate_data.contract import load_feature_specs
 from searchrank.core.champion import resolve_champion
 from searchrank.core.checkpoint import load_ranker, save_ranker
+from searchrank.core.contract import FeatureContract
 from searchrank.core.errors import InputError
 from searchrank.core.features import FeatureProcessor, infer_roles
 from searchrank.core.lambdamart import LambdaMartConfig, score_lightgbm
@@ -44,10 +44,11 @@ SMALL_GRID = LambdaMartConfig(
 )
 
 
-def train_plain_ranker(train: pd.DataFrame, folder: Path, epochs: int = 3) -> Path:
+def train_plain_ranker(
+    train: pd.DataFrame, contract: FeatureContract, folder: Path, epochs: int = 3
+) -> Path:
     """A quickly trained ranker saved in the checkpoint format (no Ray needed)."""
-    specs = load_feature_specs(RANKER_FEATURE_SERVICE)
-    processor = FeatureProcessor.fit(train, infer_roles(list(train.columns), specs))
+    processor = FeatureProcessor.fit(train, infer_roles(list(train.columns), contract))
     dense, codes = processor.transform(train)
     slates = to_slates(
         dense, codes, train["label"].to_numpy(np.float32), train["search_id"].to_numpy(), 32
@@ -66,9 +67,8 @@ def train_plain_ranker(train: pd.DataFrame, folder: Path, epochs: int = 3) -> Pa
     for epoch in range(epochs):
         for batch in shuffled_batches(slates, 64, 0, epoch):
             train_step(model, batch, optimizer, loss_function("listnet"), 1.0)
-    save_ranker(
-        folder, model, processor, {"feature_service": RANKER_FEATURE_SERVICE, "history": []}
-    )
+    save_ranker(folder, model, processor, {"history": []})
+    contract.save(folder)
     return folder
 
 
@@ -76,15 +76,14 @@ def train_plain_ranker(train: pd.DataFrame, folder: Path, epochs: int = 3) -> Pa
 def models(tmp_path_factory: pytest.TempPathFactory, splits: dict[str, Path]) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("models")
     train = pd.read_parquet(splits["train"])
+    contract = FeatureContract.load(splits["contract"])
     train_lightgbm(
-        train,
-        pd.read_parquet(splits["valid"]),
-        folder / "lightgbm",
-        SMALL_GRID,
-        load_feature_specs(RANKER_FEATURE_SERVICE),
-        RANKER_FEATURE_SERVICE,
+        train, pd.read_parquet(splits["valid"]), folder / "lightgbm", SMALL_GRID, contract
     )
-    return {"ranker": train_plain_ranker(train, folder / "ranker"), "lightgbm": folder / "lightgbm"}
+    return {
+        "ranker": train_plain_ranker(train, contract, folder / "ranker"),
+        "lightgbm": folder / "lightgbm",
+    }
 
 
 def test_lightgbm_baseline_is_saved_with_its_encoding(
@@ -103,8 +102,8 @@ def test_a_saved_ranker_scores_the_same_after_loading(
     test = pd.read_parquet(splits["test"])
     first, second = score_ranker(test, models["ranker"]), score_ranker(test, models["ranker"])
     assert np.array_equal(first, second)
-    _, processor, description = load_ranker(models["ranker"])
-    assert description["feature_service"] == RANKER_FEATURE_SERVICE
+    _, processor, _ = load_ranker(models["ranker"])
+    assert FeatureContract.load(models["ranker"]).feature_service == RANKER_FEATURE_SERVICE
     assert "item_catalogue__name" not in processor.numeric_names + processor.categorical
 
 

@@ -22,7 +22,7 @@ from searchrank.core.ann import AnnIndex, AnnParams
 from searchrank.core.candidates import CandidateGenerator, DenseRetriever, lexical_retriever
 from searchrank.core.errors import InputError
 from searchrank.core.intent import IntentModel
-from searchrank.core.retrieval import retrieval_metrics
+from searchrank.core.retrieval import TARGET_ITEM_ID, retrieval_metrics
 from searchrank.core.retriever import Retriever
 from searchrank.features import tables as T
 
@@ -56,7 +56,7 @@ def test_every_system_is_measured_and_the_routed_one_is_what_the_routing_fuses(
         tables["valid"], tables["test"], tables["searches"], generator
     )
     assert set(evaluation.systems) == set(SYSTEMS) == set(evaluation.by_intent)
-    test = wanted_searches(tables["test"], RetrievalConfig().min_relevant_label)
+    test = wanted_searches(tables["test"], RetrievalConfig().min_relevant_label, tables["searches"])
     assert evaluation.systems["bm25"]["searches"] == len(test)
     dense, lexical = ranked_lists(generator, test, 100)
     assert generator.intent is not None
@@ -96,9 +96,11 @@ def test_missing_parts_and_bad_margins_are_refused(
     without_intent = replace(generator, intent=None)
     with pytest.raises(InputError, match="intent model"):
         evaluate_retrieval(tables["valid"], tables["test"], tables["searches"], without_intent)
+    # No test search wanted anything: nothing streamed, and no query named an item.
     skipped = tables["test"].assign(**{S.LABEL: 0})
+    unnamed = tables["searches"].assign(**{TARGET_ITEM_ID: pd.NA})
     with pytest.raises(InputError, match="test"):
-        evaluate_retrieval(tables["valid"], skipped, tables["searches"], generator)
+        evaluate_retrieval(tables["valid"], skipped, unnamed, generator)
     with pytest.raises(InputError, match="min_retrieval_gain"):
         RetrievalConfig(min_retrieval_gain=-1.0)
     with pytest.raises(InputError, match="k"):

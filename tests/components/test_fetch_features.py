@@ -15,6 +15,7 @@ from kfp.dsl import Dataset, Markdown, Output
 from searchrank.components.fetch_features import fetch_features_op
 from searchrank.components.fetch_features.logic import fetch_features
 from searchrank.core import schema as S
+from searchrank.core.contract import FeatureContract, contract_beside
 from searchrank.core.errors import InputError
 from searchrank.core.names import COMPONENT_IMAGE, RANKER_FEATURE_SERVICE, MetadataKey
 from searchrank.features import tables as T
@@ -68,7 +69,10 @@ def test_summary_counts_rows_time_range_and_missing_features(
     meta = summary.metadata()  # type: ignore[attr-defined]
     assert meta[MetadataKey.ROWS] == len(frame)
     assert meta[MetadataKey.COLUMNS] == len(frame.columns)
-    assert meta[MetadataKey.FEATURE_SERVICE] == RANKER_FEATURE_SERVICE
+    contract = FeatureContract.load(contract_beside(path))
+    assert summary.feature_service == contract.feature_service == RANKER_FEATURE_SERVICE
+    assert summary.schema_hash == contract.schema_hash
+    assert summary.feature_columns == contract.names
     assert meta[MetadataKey.EVENT_TIME_MIN] == frame[S.EVENT_TIMESTAMP].min().isoformat()
     assert meta[MetadataKey.EVENT_TIME_MAX] == frame[S.EVENT_TIMESTAMP].max().isoformat()
     assert meta[MetadataKey.ROWS_WITH_MISSING_FEATURES] == int(
@@ -140,7 +144,7 @@ def test_unknown_feature_service_lists_the_known_ones(
     tmp_path: Path, dataset_dir: Path, feature_repo: Path
 ) -> None:
     out = tmp_path / "training_set.parquet"
-    with pytest.raises(InputError, match=r"ranker_v9.*ranker_v1.*retriever_v1"):
+    with pytest.raises(InputError, match=r"ranker_v9.*ranker_v1"):
         fetch_features(dataset_dir / T.file_name(T.IMPRESSIONS), feature_repo, "ranker_v9", out)
     assert not out.exists()
 
@@ -186,4 +190,6 @@ def test_fetch_features_op_runs_in_kfp_local(
     assert len(produced) == 1
     data = pq.read_table(produced[0])
     assert data.num_rows == 2_000
+    (contract,) = kfp_local.rglob("feature_contract")
+    assert FeatureContract.load(contract).names == data.column_names[len(S.ENTITY_COLUMNS) :]
     assert data.select(list(S.ENTITY_COLUMNS)).equals(entities.select(list(S.ENTITY_COLUMNS)))

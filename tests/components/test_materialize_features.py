@@ -13,8 +13,9 @@ import pytest
 from searchrank.components.materialize_features import materialize_features_op
 from searchrank.core import schema as S
 from searchrank.core.errors import InputError
+from searchrank.core.schema import parse_time
 from searchrank.features import tables as T
-from searchrank.features.materialize import materialize_features, parse_end
+from searchrank.features.materialize import materialize_features
 from searchrank.features.store import open_store
 
 FEATURES = [
@@ -103,4 +104,4 @@ def test_online_values_equal_the_point_in_time_values_at_the_end(
 @pytest.mark.parametrize("value", ["yesterday", "2026-11-01T00:00:00"])
 def test_bad_end_is_rejected(value: str) -> None:
     with pytest.raises(InputError, match="end"):
-        parse_end(value)
+        parse_time("end", value)

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from searchrank.components.evaluate.scoring import score_ranker
+from searchrank.components.package_service.config import PackageConfig
 from searchrank.components.package_service.logic import (
     CANDIDATE_SCORE,
     Lineage,
-    PackageConfig,
     package_service,
     retriever_parts,
 )

@@ -7,20 +7,13 @@ from pathlib import Path
 
 import pytest
 from kfp import dsl
-from kfp.dsl import Dataset, Output
+from kfp_ops import file_artifact_op, file_dataset_op
 
 from searchrank.components.evaluate import evaluate_op
 from searchrank.components.split_dataset import split_dataset_op
 from searchrank.components.train_lightgbm import train_lightgbm_op
 from searchrank.components.train_ranker import train_ranker_op
-from searchrank.core.names import COMPONENT_IMAGE, RANKER_FEATURE_SERVICE
-
-
-@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
-def _dataset_op(source: str, data: Output[Dataset]) -> None:
-    import shutil
-
-    shutil.copyfile(source, data.path)
+from searchrank.core.names import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -31,20 +24,21 @@ def _mark_op(marker: str) -> None:
 
 
 @dsl.pipeline(name="rank-and-evaluate")
-def _rank_and_evaluate(source: str, marker: str, min_gain: float) -> None:
-    data = _dataset_op(source=source)
+def _rank_and_evaluate(source: str, contract_source: str, marker: str, min_gain: float) -> None:
+    data = file_dataset_op(source=source)
+    contract = file_artifact_op(source=contract_source).outputs["artifact"]
     parts = split_dataset_op(training_set=data.outputs["data"])
     baseline = train_lightgbm_op(
         train=parts.outputs["train"],
         valid=parts.outputs["valid"],
-        feature_service=RANKER_FEATURE_SERVICE,
+        feature_contract=contract,
         folds=2,
         num_threads=1,
     )
     ranker = train_ranker_op(
         train=parts.outputs["train"],
         valid=parts.outputs["valid"],
-        feature_service=RANKER_FEATURE_SERVICE,
+        feature_contract=contract,
         epochs=2,
         d_model=32,
         num_workers=2,
@@ -66,7 +60,12 @@ def test_the_ranking_steps_run_in_kfp_local_and_branch_on_the_blessing(
     kfp_local: Path, splits: dict[str, Path], tmp_path: Path
 ) -> None:
     marker = tmp_path / "blessed"
-    _rank_and_evaluate(source=str(splits["full"]), marker=str(marker), min_gain=-1.0)
+    _rank_and_evaluate(
+        source=str(splits["full"]),
+        contract_source=str(splits["contract"]),
+        marker=str(marker),
+        min_gain=-1.0,
+    )
     assert marker.read_text() == "blessed"
     reports = list(kfp_local.rglob("report"))
     assert any("Evaluation: BLESSED" in r.read_text() for r in reports if r.is_file())

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from searchrank.components.train_intent.logic import train_intent
-from searchrank.components.validate_data.contract import load_feature_specs
 from searchrank.core import schema as S
+from searchrank.core.contract import FeatureContract
 from searchrank.core.errors import InputError
 from searchrank.core.features import infer_roles
 from searchrank.core.intent import IntentModel, intent_column, labelled_searches
@@ -35,7 +35,8 @@ def test_the_splits_gain_the_intent_probabilities_and_keep_their_rows(
             probabilities[0], model.probabilities([str(one[S.QUERY].iloc[0])])[0], atol=1e-6
         )
     roles = infer_roles(
-        list(pd.read_parquet(intent_splits["train"]).columns), load_feature_specs("ranker_v1")
+        list(pd.read_parquet(intent_splits["train"]).columns),
+        FeatureContract.load(splits["contract"]),
     )
     numeric = {r.column for r in roles if r.kind == "numeric"}
     assert set(columns) <= numeric, "the ranker reads the intent probabilities"

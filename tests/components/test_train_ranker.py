@@ -22,6 +22,7 @@ from searchrank.components.evaluate.scoring import score_ranker
 from searchrank.components.train_ranker.config import TrainRankerConfig
 from searchrank.components.train_ranker.logic import TrainSummary, curves_html, train_ranker
 from searchrank.core.checkpoint import load_ranker
+from searchrank.core.contract import FeatureContract
 from searchrank.core.errors import InputError
 from searchrank.core.metrics import ndcg_at_k
 from searchrank.core.names import RANKER_FEATURE_SERVICE
@@ -43,9 +44,10 @@ import json, sys
 from pathlib import Path
 from searchrank.components.train_ranker.config import TrainRankerConfig
 from searchrank.components.train_ranker.logic import train_ranker
-train, valid, out, work, config = sys.argv[1:6]
+from searchrank.core.contract import FeatureContract
+train, valid, out, work, config, contract = sys.argv[1:7]
 summary = train_ranker(Path(train), Path(valid), Path(out), TrainRankerConfig(**json.loads(config)),
-                       feature_service="ranker_v1", work_dir=Path(work))
+                       contract=FeatureContract.load(Path(contract)), work_dir=Path(work))
 Path(out, "summary.json").write_text(json.dumps(summary.as_dict()))
 """
 
@@ -62,6 +64,7 @@ def _train(splits: dict[str, Path], folder: Path) -> subprocess.Popen[bytes]:
             str(folder / "model"),
             str(folder / "work"),
             json.dumps(asdict(CONFIG)),
+            str(splits["contract"]),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -103,7 +106,7 @@ def test_the_checkpoint_describes_itself_and_scores_as_in_training(
     summary = _summary(uninterrupted)
     model_dir = uninterrupted / "model"
     model, processor, description = load_ranker(model_dir)
-    assert description["feature_service"] == RANKER_FEATURE_SERVICE
+    assert FeatureContract.load(model_dir).feature_service == RANKER_FEATURE_SERVICE
     assert description["epoch"] == summary.best_epoch
     assert description["train_config"]["seed"] == CONFIG.seed
     assert len(processor.mean) == model.config.n_numeric
@@ -159,7 +162,7 @@ def test_training_runs_as_a_ray_job_on_an_existing_cluster(
         splits["valid"],
         tmp_path / "model",
         config,
-        feature_service=RANKER_FEATURE_SERVICE,
+        contract=FeatureContract.load(splits["contract"]),
         ray_address=ray_cluster,
         work_dir=tmp_path / "work",
         job_python=sys.executable,

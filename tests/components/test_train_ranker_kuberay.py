@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import pytest
 
 from searchrank.components.train_ranker.config import TrainRankerConfig
+from searchrank.core.contract import FeatureContract
 from searchrank.core.names import COMPONENT_IMAGE, RANKER_FEATURE_SERVICE
 from searchrank.core.raytrain.jobs import RESULT, JobFailedError
 from searchrank.core.raytrain.kuberay import run_rayjob
@@ -138,7 +139,7 @@ def test_train_ranker_creates_a_rayjob_follows_it_and_returns_its_checkpoint(
         splits["valid"],
         tmp_path / "model",
         replace(TrainRankerConfig(), num_workers=3),
-        feature_service=RANKER_FEATURE_SERVICE,
+        contract=FeatureContract.load(splits["contract"]),
         ray_address="kuberay://ml-team",
         work_dir=tmp_path / "work",
         log=lines.append,
@@ -148,7 +149,8 @@ def test_train_ranker_creates_a_rayjob_follows_it_and_returns_its_checkpoint(
     (job,) = fake_kubernetes.jobs.values()
     assert job["kind"] == "RayJob" and job["spec"]["shutdownAfterJobFinishes"] is True
     spec_path = Path(job["spec"]["entrypoint"].split()[-1])
-    assert json.loads(spec_path.read_text())["feature_service"] == RANKER_FEATURE_SERVICE
+    assert json.loads(spec_path.read_text())["data_dir"].startswith(str(tmp_path / "work"))
+    assert FeatureContract.load(tmp_path / "model").feature_service == RANKER_FEATURE_SERVICE
     workers = job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
     assert workers["replicas"] == 3
     assert workers["template"]["spec"]["containers"][0]["image"] == COMPONENT_IMAGE

@@ -13,8 +13,9 @@ from searchrank.components.train_retriever.config import TrainRetrieverConfig
 from searchrank.components.train_retriever.data import prepare, training_pairs
 from searchrank.components.train_retriever.logic import RetrieverSummary, curves_html
 from searchrank.core import schema as S
+from searchrank.core.ann import exact_top_k
 from searchrank.core.errors import InputError
-from searchrank.core.retrieval import EMBEDDING, exact_top_k, retrieval_metrics
+from searchrank.core.retrieval import EMBEDDING, retrieval_metrics, wanted_items
 from searchrank.core.retriever import IdVocabulary, Retriever
 
 
@@ -70,15 +71,11 @@ def test_trained_retriever_finds_wanted_items_and_embeds_the_catalogue(
 
     # Recall on the held-out test split, by the loaded checkpoint, against a random ranking.
     test = pd.read_parquet(splits["test"])
-    wanted = test[test[S.LABEL] >= 2].groupby(S.SEARCH_ID)
-    first = wanted[[S.QUERY, S.USER_ID]].first()
-    relevant = wanted[S.ITEM_ID].agg(list).tolist()
-    found = retriever.item_ids[
-        exact_top_k(
-            retriever.embed_queries(first[S.QUERY].tolist(), first[S.USER_ID]), vectors, 100
-        )
-    ]
-    metrics = retrieval_metrics(found, relevant)
+    wanted = wanted_items(test, 2)
+    first = test.groupby(S.SEARCH_ID)[[S.QUERY, S.USER_ID]].first().loc[wanted.index]
+    asked = retriever.embed_queries(first[S.QUERY].tolist(), first[S.USER_ID])
+    found = exact_top_k(retriever.item_ids, vectors, asked, 100, "inner_product")
+    metrics = retrieval_metrics(found, wanted.tolist())
     chance = 100 / len(vectors)
     assert metrics["recall@100"] > 5 * chance, metrics
     assert summary.best["val_recall@100"] == max(h["val_recall@100"] for h in summary.history)

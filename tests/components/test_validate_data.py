@@ -5,7 +5,6 @@ No ``from __future__ import annotations`` here: KFP reads the test components' a
 
 import json
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -13,13 +12,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Output
+from kfp.dsl import Dataset, Input
+from kfp_ops import file_artifact_op, file_dataset_op
 
 from searchrank.components.fetch_features.logic import fetch_features
 from searchrank.components.validate_data import validate_data_op
 from searchrank.components.validate_data.config import ValidationConfig
 from searchrank.components.validate_data.logic import ReportPaths, validate, validate_and_report
 from searchrank.core import schema as S
+from searchrank.core.contract import FeatureContract, contract_beside
 from searchrank.core.errors import InputError
 from searchrank.core.names import COMPONENT_IMAGE, RANKER_FEATURE_SERVICE
 from searchrank.features import tables as T
@@ -51,11 +52,19 @@ def split(tmp_path_factory: pytest.TempPathFactory) -> dict:
     start = current[S.EVENT_TIMESTAMP].min().floor("h")
     end = current[S.EVENT_TIMESTAMP].max().ceil("h")
     config = ValidationConfig(window_start=start.to_pydatetime(), window_end=end.to_pydatetime())
-    return {**paths, "frame": current.reset_index(drop=True), "config": config}
+    return {
+        **paths,
+        "contract_file": contract_beside(full),
+        "contract": FeatureContract.load(contract_beside(full)),
+        "frame": current.reset_index(drop=True),
+        "config": config,
+    }
 
 
 def test_the_clean_training_set_passes(split: dict) -> None:
-    report = validate(split["current"], split["config"], reference=split["reference"])
+    report = validate(
+        split["current"], split["contract"], split["config"], reference=split["reference"]
+    )
     assert report.success, [f.message() for f in report.errors]
     assert report.rows == len(split["frame"]) and report.expectations > 200
     assert set(report.drift) >= {"item_stats__popularity", "user_stats__activity_bucket"}
@@ -161,7 +170,7 @@ def test_a_planted_defect_is_caught_naming_the_column_and_the_rule(
     plant, column, rule = DEFECTS[defect]
     broken = tmp_path / "broken.parquet"
     plant(split["frame"]).to_parquet(broken, index=False)
-    report = validate(broken, split["config"], reference=split["reference"])
+    report = validate(broken, split["contract"], split["config"], reference=split["reference"])
     assert not report.success
     caught = [f for f in report.errors if f.column == column and f.rule == rule]
     assert caught, f"{defect} not caught; errors: {[f.message() for f in report.errors]}"
@@ -171,7 +180,7 @@ def test_a_planted_defect_is_caught_naming_the_column_and_the_rule(
 def test_an_empty_dataset_fails(split: dict, tmp_path: Path) -> None:
     empty = tmp_path / "empty.parquet"
     split["frame"].iloc[:0].to_parquet(empty, index=False)
-    report = validate(empty, split["config"])
+    report = validate(empty, split["contract"], split["config"])
     assert not report.success
     assert any(f.rule == "not_empty" for f in report.errors)
 
@@ -182,7 +191,9 @@ def test_reports_are_written_and_self_contained(split: dict, tmp_path: Path) -> 
     paths = ReportPaths(
         tmp_path / "r.json", tmp_path / "r.html", tmp_path / "r.md", tmp_path / "docs"
     )
-    report = validate_and_report(broken, split["config"], paths, reference=split["reference"])
+    report = validate_and_report(
+        broken, split["contract"], split["config"], paths, reference=split["reference"]
+    )
     page = paths.html.read_text()
     assert "Data validation FAILED" in page and "label_grades" in page
     assert "<svg" in page and "Great Expectations: " in page
@@ -191,11 +202,6 @@ def test_reports_are_written_and_self_contained(split: dict, tmp_path: Path) -> 
     assert (paths.docs_dir / "index.html").exists()
     assert '"success": false' in paths.result.read_text()
     assert report.failed()[0]["observed"]
-
-
-def test_an_unknown_feature_service_is_bad_input(split: dict) -> None:
-    with pytest.raises(InputError, match="feature_service"):
-        validate(split["current"], replace(split["config"], feature_service="ranker_v9"))
 
 
 @pytest.mark.parametrize(
@@ -213,13 +219,6 @@ def test_bad_configuration_names_the_field(field: str, value: object) -> None:
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
-def _dataset_op(source: str, data: Output[Dataset]) -> None:
-    import shutil
-
-    shutil.copyfile(source, data.path)
-
-
-@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
 def _train_op(training_set: Input[Dataset], marker: str) -> None:
     from pathlib import Path
 
@@ -227,11 +226,13 @@ def _train_op(training_set: Input[Dataset], marker: str) -> None:
 
 
 @dsl.pipeline(name="validate-then-train")
-def _validate_then_train(source: str, reference_source: str, marker: str) -> None:
-    data = _dataset_op(source=source)
+def _validate_then_train(
+    source: str, contract_source: str, reference_source: str, marker: str
+) -> None:
+    data = file_dataset_op(source=source)
     checked = validate_data_op(
         training_set=data.outputs["data"],
-        feature_service=RANKER_FEATURE_SERVICE,
+        feature_contract=file_artifact_op(source=contract_source).outputs["artifact"],
         reference=reference_source,
     )
     _train_op(training_set=data.outputs["data"], marker=marker).after(checked)
@@ -245,14 +246,20 @@ def test_a_failed_validation_stops_the_pipeline_before_training(
     marker = tmp_path / "trained"
     with pytest.raises(RuntimeError, match="validate-data-op"):
         _validate_then_train(
-            source=str(broken), reference_source=str(split["reference"]), marker=str(marker)
+            source=str(broken),
+            contract_source=str(split["contract_file"]),
+            reference_source=str(split["reference"]),
+            marker=str(marker),
         )
     assert not marker.exists()
     summaries = list(kfp_local.rglob("summary"))
     assert summaries and "FAILED" in summaries[0].read_text()
 
     _validate_then_train(
-        source=str(split["current"]), reference_source=str(split["reference"]), marker=str(marker)
+        source=str(split["current"]),
+        contract_source=str(split["contract_file"]),
+        reference_source=str(split["reference"]),
+        marker=str(marker),
     )
     assert marker.exists()
     passed = max(kfp_local.rglob("validate-data-op/result"), key=lambda p: p.stat().st_mtime)

@@ -134,6 +134,7 @@ def _random_slates(seed: int, queries: int) -> tuple[np.ndarray, np.ndarray, np.
     return labels, scores, groups
 
 
+@pytest.mark.slow  # ranx compiles its metrics with numba on first use: seconds
 @pytest.mark.parametrize("threshold", [1, 2])
 def test_agrees_with_ranx(threshold: int) -> None:
     from ranx import Qrels, Run, evaluate

@@ -9,20 +9,26 @@ import pandas as pd
 import pytest
 import torch
 
-from searchrank.components.validate_data.contract import FeatureSpec
+from searchrank.core.contract import ContractColumn, FeatureContract, Role
 from searchrank.core.domain import Domain, count, one_of, rate
 from searchrank.core.errors import InputError
 from searchrank.core.features import PRESENCE_SUFFIX, FeatureProcessor, infer_roles
 from searchrank.core.model import ContextAwareRanker, RankerConfig, soft_rank
 from searchrank.core.slates import scores_to_rows, to_slates
 
-SPECS = [
-    FeatureSpec("v__plays", "v", "Int64", count()),
-    FeatureSpec("v__share", "v", "Float32", rate()),
-    FeatureSpec("v__genre", "v", "String", one_of(["pop", "rock"])),
-    FeatureSpec("v__name", "v", "String", Domain(required=True)),
-    FeatureSpec("v__feature_timestamp", "v", "UnixTimestamp", Domain(audit=True)),
-]
+CONTRACT = FeatureContract(
+    "v_service",
+    tuple(
+        ContractColumn(f"v__{name}", "v", name, dtype, domain, role, ("item",))
+        for name, dtype, domain, role in (
+            ("plays", "Int64", count(), Role.FEATURE),
+            ("share", "Float32", rate(), Role.FEATURE),
+            ("genre", "String", one_of(["pop", "rock"]), Role.FEATURE),
+            ("name", "String", Domain(required=True), Role.FEATURE),
+            ("feature_timestamp", "UnixTimestamp", Domain(audit=True), Role.AUDIT),
+        )
+    ),
+)
 
 
 def frame() -> pd.DataFrame:
@@ -43,7 +49,7 @@ def frame() -> pd.DataFrame:
 
 
 def test_roles_follow_the_feature_domains() -> None:
-    roles = {r.column: r for r in infer_roles(list(frame().columns), SPECS)}
+    roles = {r.column: r for r in infer_roles(list(frame().columns), CONTRACT)}
     assert roles["v__plays"].kind == "numeric" and roles["v__plays"].log1p
     assert roles["v__share"].kind == "numeric" and not roles["v__share"].log1p
     assert roles["v__genre"].kind == "categorical"
@@ -53,7 +59,7 @@ def test_roles_follow_the_feature_domains() -> None:
 
 def test_processor_standardizes_with_training_statistics_and_round_trips() -> None:
     train = frame().iloc[:4]  # no "jazz" in training
-    processor = FeatureProcessor.fit(train, infer_roles(list(train.columns), SPECS))
+    processor = FeatureProcessor.fit(train, infer_roles(list(train.columns), CONTRACT))
     dense, codes = processor.transform(frame())
     plays = processor.numeric_names.index("v__plays")
     present = ~np.isnan(train["v__plays"].to_numpy())
@@ -69,7 +75,7 @@ def test_processor_standardizes_with_training_statistics_and_round_trips() -> No
 
 
 def test_processor_names_a_missing_feature() -> None:
-    processor = FeatureProcessor.fit(frame(), infer_roles(list(frame().columns), SPECS))
+    processor = FeatureProcessor.fit(frame(), infer_roles(list(frame().columns), CONTRACT))
     with pytest.raises(InputError, match="v__share"):
         processor.transform(frame().drop(columns=["v__share"]))
 

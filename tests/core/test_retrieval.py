@@ -8,15 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from searchrank.core.ann import exact_top_k
+from searchrank.core.candidates import lexical_text
 from searchrank.core.errors import InputError
 from searchrank.core.retrieval import (
     FusionRouting,
-    exact_top_k,
     fit_fusion_routing,
-    item_texts,
     reciprocal_rank_fusion,
     retrieval_metrics,
+    wanted_items,
 )
+from searchrank.core.retriever import two_tower_item_text
 
 
 def test_recall_and_mrr_by_hand() -> None:
@@ -46,26 +48,59 @@ def test_reciprocal_rank_fusion_by_hand() -> None:
 def test_exact_top_k_equals_a_full_sort() -> None:
     rng = np.random.default_rng(0)
     items, queries = rng.normal(size=(300, 8)), rng.normal(size=(20, 8))
-    top = exact_top_k(queries.astype(np.float32), items.astype(np.float32), 10, batch_size=7)
-    expected = np.argsort(-(queries @ items.T), axis=1)[:, :10]
+    ids = np.arange(100, 400)
+    top = exact_top_k(ids, items, queries, 10, "inner_product", batch_size=7)
+    expected = ids[np.argsort(-(queries @ items.T), axis=1)[:, :10]]
     assert (top == expected).all()
 
 
-def test_item_texts_join_text_columns_and_name_metadata() -> None:
+def test_two_tower_item_text_joins_text_columns_and_names_metadata() -> None:
     catalogue = pd.DataFrame(
         {
             "item_id": [2, 1, 2],
             "name": ["Halo", "Hey Jude", "Halo"],
             "artist_name": ["Beyoncé", None, "Beyoncé"],
+            "keywords": ["pop", "", "pop"],
             "item_type": ["track", "track", "track"],
         }
     )
-    ids, texts, extra = item_texts(catalogue)
+    ids, texts, extra = two_tower_item_text(catalogue)
     assert ids.tolist() == [2, 1]
-    assert texts == ["Halo Beyoncé", "Hey Jude "]
+    assert texts == ["Halo Beyoncé pop", "Hey Jude  "]
     assert extra == [["item_type track"], ["item_type track"]]
     with pytest.raises(InputError, match="catalogue columns"):
-        item_texts(pd.DataFrame({"item_id": [1]}))
+        two_tower_item_text(pd.DataFrame({"item_id": [1]}))
+
+    # The served BM25 reads names and artists only.
+    ids, texts = lexical_text(catalogue)
+    assert ids.tolist() == [2, 1]
+    assert texts == ["Halo Beyoncé", "Hey Jude "]
+    with pytest.raises(InputError, match="catalogue columns"):
+        lexical_text(catalogue.drop(columns="artist_name"))
+
+
+def test_wanted_items_are_engaged_items_and_the_named_target() -> None:
+    rows = pd.DataFrame(
+        {
+            "search_id": [7, 7, 7, 3, 3, 5],
+            "item_id": [10, 11, 12, 20, 21, 30],
+            "label": [2, 0, 3, 1, 0, 0],
+        }
+    )
+    searches = pd.DataFrame(
+        {"search_id": [3, 5, 7, 9], "target_item_id": pd.array([None, 99, 11, 1], "Int64")}
+    )
+    # Searches in order of first appearance; 3 and 5 wanted nothing they showed.
+    assert wanted_items(rows, 2).to_dict() == {7: [10, 12]}
+    wanted = wanted_items(rows, 2, searches)
+    assert wanted.index.tolist() == [7, 5], "a named item counts even when no row shows it"
+    assert wanted.to_dict() == {7: [10, 11, 12], 5: [99]}
+    assert wanted_items(rows, 1, searches.drop(columns="target_item_id")).to_dict() == {
+        7: [10, 12],
+        3: [20],
+    }
+    with pytest.raises(InputError, match="rows columns"):
+        wanted_items(rows.drop(columns="label"), 2)
 
 
 def test_routing_picks_each_intents_best_dense_share_on_hand_made_searches(

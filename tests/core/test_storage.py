@@ -56,6 +56,7 @@ def test_local_paths_and_file_uris_pass_through(tmp_path: Path) -> None:
     assert not (tmp_path / "copy").exists()
 
 
+@pytest.mark.services
 def test_a_table_uploaded_to_s3_reads_back_equal(bucket: str, tmp_path: Path) -> None:
     path = tmp_path / "table.parquet"
     pq.write_table(TABLE, path)
@@ -71,6 +72,7 @@ def test_a_table_uploaded_to_s3_reads_back_equal(bucket: str, tmp_path: Path) ->
     assert copy.read_bytes() == path.read_bytes()
 
 
+@pytest.mark.services
 def test_a_folder_round_trips_through_s3(bucket: str, tmp_path: Path) -> None:
     folder = checkpoint_folder(tmp_path)
     uri = f"{bucket}/models/ranker/v1"
@@ -119,6 +121,7 @@ def test_missing_credentials_name_the_variables_to_set(
         assert storage.ACCESS_KEY_ENV not in error.value.rule
 
 
+@pytest.mark.services
 def test_an_unreachable_endpoint_is_named(bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv(storage.ENDPOINT_ENV, dead)
@@ -137,6 +140,7 @@ def test_an_endpoint_without_a_scheme_is_refused(
     assert error.value.field == storage.ENDPOINT_ENV and error.value.value == "minio:9000"
 
 
+@pytest.mark.services
 @pytest.mark.parametrize("key", ["absent.parquet", "absent/folder"])
 def test_a_missing_object_is_named(bucket: str, tmp_path: Path, key: str) -> None:
     uri = f"{bucket}/{key}"
@@ -150,6 +154,7 @@ def test_a_missing_object_is_named(bucket: str, tmp_path: Path, key: str) -> Non
         assert error.value.field == "dataset" and error.value.value == uri
 
 
+@pytest.mark.services
 def test_refused_credentials_name_the_variables_to_check(
     bucket: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

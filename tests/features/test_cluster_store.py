@@ -40,6 +40,8 @@ from searchrank.features.store import (
     open_store,
 )
 
+pytestmark = pytest.mark.services  # PostgreSQL, Redis and moto's S3 (`cluster_repo`)
+
 REDIS_PASSWORD = "redis-test-password"
 DATA_URI = STORAGE_CONFIG_ENV["feature-data-uri"]
 REDIS_ADDRESS = ONLINE_STORE_SECRET_ENV["redis-address"]

@@ -18,11 +18,11 @@ from searchrank.core.names import (
     FEAST_PROJECT,
     ONLINE_STORE_SECRET_ENV,
     RANKER_FEATURE_SERVICE,
-    RETRIEVER_FEATURE_SERVICE,
     STORAGE_CONFIG_ENV,
 )
 from searchrank.core.net import free_port
 from searchrank.features import definitions, tables
+from searchrank.features.contract import resolve_contract
 from searchrank.features.offline_store import AsofDuckDBOfflineStoreConfig
 from searchrank.features.store import REPO_TEMPLATE_DIR, open_store, template
 
@@ -44,6 +44,7 @@ def cli_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repo
 
 
+@pytest.mark.slow
 def test_feast_apply_in_the_features_folder_registers_everything(cli_repo: Path) -> None:
     result = subprocess.run(
         f"{FEAST} apply && {FEAST} feature-services list && {FEAST} feature-views list",
@@ -55,19 +56,13 @@ def test_feast_apply_in_the_features_folder_registers_everything(cli_repo: Path)
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    for name in (
-        RANKER_FEATURE_SERVICE,
-        RETRIEVER_FEATURE_SERVICE,
-        *(v.name for v in definitions.FEATURE_VIEWS),
-    ):
+    for name in (RANKER_FEATURE_SERVICE, *(v.name for v in definitions.FEATURE_VIEWS)):
         assert name in result.stdout
     store = FeatureStore(repo_path=str(cli_repo))
-    assert {s.name for s in store.list_feature_services()} == {
-        RANKER_FEATURE_SERVICE,
-        RETRIEVER_FEATURE_SERVICE,
-    }
+    assert {s.name for s in store.list_feature_services()} == {RANKER_FEATURE_SERVICE}
 
 
+@pytest.mark.slow
 def test_feast_ui_serves_the_repository(cli_repo: Path) -> None:
     subprocess.run([FEAST, "apply"], cwd=cli_repo, check=True, capture_output=True, timeout=300)
     port = free_port()
@@ -142,16 +137,13 @@ def test_feature_services_are_versioned_and_hold_the_expected_views(feature_repo
     views = {p.name for p in ranker.feature_view_projections}
     assert views == {
         tables.USER_STATS,
-        "item_catalogue",
+        tables.ITEM_CATALOGUE,
         tables.ITEM_STATS,
         tables.QUERY_STATS,
         tables.USER_ITEM_STATS,
-        "query_item_match",
+        tables.QUERY_ITEM_MATCH,
     }
-    retriever = store.get_feature_service(RETRIEVER_FEATURE_SERVICE)
-    assert {p.name for p in retriever.feature_view_projections} == {
-        tables.USER_STATS,
-        "item_catalogue",
-        tables.ITEM_STATS,
-    }
-    assert RANKER_FEATURE_SERVICE.endswith("_v1") and RETRIEVER_FEATURE_SERVICE.endswith("_v1")
+    columns = {c.column for c in resolve_contract(store, RANKER_FEATURE_SERVICE).columns}
+    named = [v for k, v in vars(tables).items() if k.endswith("_COLUMN") and "__" in str(v)]
+    assert set(named) <= columns, "every column code reads by name is in the feature service"
+    assert RANKER_FEATURE_SERVICE.endswith("_v1")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +14,12 @@ from searchrank.components.evaluate.scoring import score_ranker
 from searchrank.components.train_retriever.logic import RetrieverSummary
 from searchrank.core import schema as S
 from searchrank.core.candidates import CandidateGenerator
+from searchrank.core.checkpoint import load_ranker
+from searchrank.core.contract import ContractMismatchError, FeatureContract
 from searchrank.core.errors import InputError
-from searchrank.core.features import FeatureProcessor
+from searchrank.core.features import ColumnRole
 from searchrank.core.intent import IntentModel
-from searchrank.serving.checks import SchemaMismatchError, check_feature_service, model_problems
+from searchrank.serving.checks import check_feature_service
 from searchrank.serving.engine import SearchEngine
 
 SEARCHES = 25
@@ -93,21 +95,25 @@ def test_the_service_refuses_a_model_the_feature_service_cannot_feed(
     from searchrank.features.store import open_store
 
     store = open_store(logged_day.repo)
-    description = json.loads((ranker_checkpoint / "ranker.json").read_text())
-    processor = FeatureProcessor.from_json(json.dumps(description["processor"]))
-    check_feature_service(store, description["feature_service"], processor)  # trained: fine
-    with pytest.raises(SchemaMismatchError, match=r"ranker_v9.*registered"):
-        check_feature_service(store, "ranker_v9", processor)
-    renamed = json.loads(json.dumps(description["processor"]))
-    renamed["numeric"][0]["column"] = "item_stats__plays_1d"
-    renamed["categorical"].append("item_stats__popularity")
-    renamed["vocabularies"]["item_stats__popularity"] = ["a"]
-    problems = model_problems(
-        FeatureProcessor.from_json(json.dumps(renamed)),
-        {"item_stats__popularity": "Float32"},
+    _, processor, _ = load_ranker(ranker_checkpoint)
+    contract = FeatureContract.load(ranker_checkpoint)
+    check_feature_service(store, contract, processor)  # what it trained on: fine
+    with pytest.raises(InputError, match=r"ranker_v9.*registered"):
+        check_feature_service(store, replace(contract, feature_service="ranker_v9"), processor)
+    # The model reads a feature the registry no longer has, and one whose type changed.
+    columns = contract.by_column()
+    gone = replace(columns["item_stats__popularity"], column="item_stats__plays_1d")
+    retyped = replace(columns["user_stats__activity_bucket"], dtype="Int64")
+    edited = replace(
+        contract,
+        columns=(*(c for c in contract.columns if c.column != retyped.column), gone, retyped),
     )
-    assert any(p.startswith("item_stats__plays_1d: the model reads it") for p in problems)
-    assert any("item_stats__popularity: the model reads a category" in p for p in problems)
+    numeric = [*processor.numeric, ColumnRole("item_stats__plays_1d", "numeric")]
+    with pytest.raises(ContractMismatchError) as caught:
+        check_feature_service(store, edited, replace(processor, numeric=numeric))
+    problems = dict(caught.value.problems)
+    assert problems["item_stats__plays_1d"] == "the model reads it, the feature service lacks it"
+    assert problems["user_stats__activity_bucket"].startswith("must be Int64 as in training")
 
 
 def test_dense_candidates_are_fused_with_the_lexical_ones_as_the_intent_routes(

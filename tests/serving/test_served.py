@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -12,6 +12,7 @@ import pytest
 from serving.conftest import LoggedDay, StoredModels
 
 from searchrank.core import schema as S
+from searchrank.core.contract import FeatureContract
 from searchrank.serving.bento import RunningService, build_bento, save_ranker, serve
 
 pytestmark = pytest.mark.slow
@@ -79,9 +80,8 @@ def test_a_model_whose_feature_service_is_missing_does_not_start(
 ) -> None:
     folder = tmp_path / "model"
     shutil.copytree(ranker_checkpoint, folder)
-    description = json.loads((folder / "ranker.json").read_text())
-    description["feature_service"] = "ranker_v9"
-    (folder / "ranker.json").write_text(json.dumps(description))
+    contract = FeatureContract.load(folder)
+    replace(contract, feature_service="ranker_v9").save(folder)
     ranker = save_ranker(folder, {"feature_service": "ranker_v9"}, {})
     broken = build_bento(ranker, stored_models.retriever, {})
     with pytest.raises(RuntimeError, match="ranker_v9"), serve(broken, logged_day.repo):

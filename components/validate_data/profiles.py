@@ -1,14 +1,13 @@
-"""The pieces of a data contract that need no Great Expectations: what each column should hold
-(from the Feast feature service), what the reference dataset looked like, and how far a
-feature's distribution moved (population stability index).
+"""The pieces of data validation that need no Great Expectations: the Arrow types each Feast type
+may arrive as, what the reference dataset looked like, and how far a feature's distribution moved
+(population stability index). What each column should hold comes from the feature contract
+(:mod:`searchrank.core.contract`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -16,11 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from searchrank.core import schema as S
-from searchrank.core.domain import Domain
+from searchrank.core.contract import ContractColumn
 from searchrank.core.errors import InputError
-
-if TYPE_CHECKING:
-    from feast import FeatureService
 
 _TIMESTAMPS = tuple(f"timestamp[{unit}, tz=UTC]" for unit in ("us", "ns", "ms"))
 _TEXT = ("string", "large_string")
@@ -44,91 +40,10 @@ ENTITY_TYPES: dict[str, tuple[str, ...]] = {
     S.POSITION: ("int32", "int64"),
     S.LABEL: ("int32", "int64"),
 }
-NUMERIC_TYPES = frozenset({"Int64", "Int32", "Float32", "Float64"})
 MAX_PROFILED_CATEGORIES = 50
 PSI_BINS = 10
 PSI_FLOOR = 1e-4
 """Empty bins get this share, so that the index stays finite."""
-
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    """What one feature column of a training set should hold.
-
-    Attributes:
-        column: the training-set column, ``<view>__<feature>``.
-        view: the feature view (or on-demand view) the feature comes from.
-        dtype: the Feast type name, such as ``Float32``.
-        domain: the values it may take (from the Feast field's or view's tags).
-    """
-
-    column: str
-    view: str
-    dtype: str
-    domain: Domain
-
-    @property
-    def numeric(self) -> bool:
-        return self.dtype in NUMERIC_TYPES
-
-
-def feature_specs(
-    service: FeatureService, view_tags: Mapping[str, Mapping[str, str]]
-) -> list[FeatureSpec]:
-    """The feature columns a training set fetched with ``service`` has, in order.
-
-    Args:
-        service: the Feast feature service.
-        view_tags: each view's tags; a field without tags of its own takes its view's domain
-            (Feast rejects tags on the fields of on-demand views).
-    """
-    specs = []
-    for projection in service.feature_view_projections:
-        name = projection.name_to_use()
-        for field in projection.features:
-            tags = field.tags or view_tags.get(projection.name, {})
-            specs.append(
-                FeatureSpec(
-                    f"{name}__{field.name}",
-                    projection.name,
-                    str(field.dtype),
-                    Domain.from_tags(tags),
-                )
-            )
-    return specs
-
-
-def load_feature_specs(feature_service: str, feature_repo: Path | None = None) -> list[FeatureSpec]:
-    """The feature specs of a service, from a Feast repository's registry or, without one, from
-    searchrank's own definitions (no registry needed).
-
-    Raises:
-        InputError: no feature service of that name.
-    """
-    if feature_repo is not None:
-        from searchrank.components.fetch_features.logic import resolve_feature_service
-        from searchrank.features.store import check_connections, open_store
-
-        store = open_store(feature_repo)
-        check_connections(store, online=False, offline=False)
-        service = resolve_feature_service(store, feature_service)
-        views: dict[str, Any] = {v.name: v for v in store.list_feature_views()}
-        views |= {v.name: v for v in store.list_on_demand_feature_views()}
-    else:
-        from searchrank.features import definitions
-
-        services = {s.name: s for s in definitions.FEATURE_SERVICES}
-        if feature_service not in services:
-            raise InputError(
-                "feature_service",
-                feature_service,
-                f"must be one of searchrank's feature services {sorted(services)}",
-            )
-        service = services[feature_service]
-        views = {
-            v.name: v for v in [*definitions.FEATURE_VIEWS, *definitions.ON_DEMAND_FEATURE_VIEWS]
-        }
-    return feature_specs(service, {name: dict(view.tags or {}) for name, view in views.items()})
 
 
 @dataclass(frozen=True)
@@ -202,7 +117,7 @@ def profile_column(column: str, values: pd.Series, numeric: bool) -> ColumnProfi
     )
 
 
-def profiled(spec: FeatureSpec) -> bool:
+def profiled(spec: ContractColumn) -> bool:
     """Whether a reference profile and a drift score make sense for a feature: numbers and closed
     categories do; audit timestamps and free text (names without a value set) do not."""
     return not spec.domain.audit and (
@@ -211,7 +126,7 @@ def profiled(spec: FeatureSpec) -> bool:
 
 
 def reference_profiles(
-    path: Path, specs: list[FeatureSpec], sample_rows: int
+    path: Path, specs: list[ContractColumn], sample_rows: int
 ) -> dict[str, ColumnProfile]:
     """Profile the reference dataset's features: ranges over all rows, distribution bins over a
     uniform sample of ``sample_rows`` rows.

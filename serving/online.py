@@ -67,8 +67,8 @@ class ServiceLayout:
         """The layout of a model's feature contract.
 
         Raises:
-            ValueError: a request-time column without an online implementation, or no item
-                view with the text-match inputs.
+            ValueError: a request-time column without an online implementation, or a
+                contract without the catalogue fields the text match reads.
         """
         item, request, user, matched = [], [], [], []
         for column in contract.columns:
@@ -84,17 +84,11 @@ class ServiceLayout:
                 request.append(reference)
             if column.entities == ("user",):
                 user.append(column.column)
-        catalogue = next(
-            (
-                view
-                for view in dict.fromkeys(c.view for _, c in item)
-                if {c.feature for _, c in item if c.view == view} >= set(TEXT_INPUTS)
-            ),
-            None,
-        )
-        if catalogue is None:
-            raise ValueError(f"no item view of {contract.feature_service} has {TEXT_INPUTS}")
-        by_feature = {c.feature: c.column for _, c in item if c.view == catalogue}
+        catalogue = {c.feature: c.column for _, c in item if c.view == T.ITEM_CATALOGUE}
+        if not set(TEXT_INPUTS) <= set(catalogue):
+            raise ValueError(
+                f"{contract.feature_service} must serve {TEXT_INPUTS} of {T.ITEM_CATALOGUE}"
+            )
         return cls(
             item_features=tuple(reference for reference, _ in item),
             item_columns=tuple(c.column for _, c in item),
@@ -102,7 +96,7 @@ class ServiceLayout:
             user_columns=tuple(user),
             text_match=tuple(matched),
             columns=tuple(contract.names),
-            catalogue_columns=tuple(by_feature[name] for name in TEXT_INPUTS),
+            catalogue_columns=tuple(catalogue[name] for name in TEXT_INPUTS),
         )
 
 

@@ -8,7 +8,6 @@ the best checkpoint by validation NDCG@10, a self-describing folder that serving
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -110,10 +109,9 @@ def train_ranker(
         f"training on {shapes.train_slates:,} slates ({shapes.train_candidates:,} candidates), "
         f"validating on {shapes.valid_slates:,}; {config.num_workers} Ray workers"
     )
-    best, history = train_anywhere(spec, work / "ray", config, ray_address, job_python, log)
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    shutil.copytree(best, model_dir)
+    best, history = train_anywhere(
+        spec, work / "ray", config, ray_address, model_dir, job_python, log
+    )
     if contract is not None:
         contract.save(model_dir)
     best_record = max(history, key=lambda h: h[SCORE])

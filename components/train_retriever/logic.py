@@ -8,7 +8,6 @@ embeddings of every catalogue item from it (what ``build_index`` indexes), and t
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -123,10 +122,9 @@ def train_retriever(
         f"({shapes['hard_negative_share']:.0%} with a hard negative), {shapes['items']:,} items, "
         f"validating on {shapes['valid_searches']:,} searches; {config.num_workers} Ray workers"
     )
-    best, history = train_anywhere(spec, work / "ray", config, ray_address, job_python, log)
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    shutil.copytree(best, model_dir)
+    best, history = train_anywhere(
+        spec, work / "ray", config, ray_address, model_dir, job_python, log
+    )
     written = write_item_embeddings(Retriever.load(model_dir), embeddings_path)
     log(f"embedded {written:,} items into {embeddings_path}")
     record = max(history, key=lambda h: h[SCORE])

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,15 +61,32 @@ def train_anywhere(
     storage: Path,
     config: Scaling,
     ray_address: str,
+    model_dir: Path,
     job_python: str = "python",
     log: Callable[[str], None] = print,
 ) -> tuple[str, list[dict[str, float]]]:
     """Train where ``ray_address`` says: empty, in a local Ray started for the call; a
     dashboard URL, as a Ray job on that cluster; ``kuberay://NAMESPACE``, as a KubeRay RayJob.
+    The best checkpoint is then copied to ``model_dir`` (replacing what was there).
 
     Returns:
-        (the path of the best checkpoint, the per-epoch history).
+        (the path of the best checkpoint where Ray keeps it, the per-epoch history).
     """
+    best, history = _train(spec, storage, config, ray_address, job_python, log)
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    shutil.copytree(best, model_dir)
+    return best, history
+
+
+def _train(
+    spec: dict[str, Any],
+    storage: Path,
+    config: Scaling,
+    ray_address: str,
+    job_python: str,
+    log: Callable[[str], None],
+) -> tuple[str, list[dict[str, float]]]:
     from searchrank.core.raytrain.jobs import submit_and_follow
     from searchrank.core.raytrain.kuberay import run_rayjob
 

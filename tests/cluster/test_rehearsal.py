@@ -217,7 +217,7 @@ def test_both_trainers_submitted_ray_jobs_and_asked_for_no_gpu(
     assert run.output("plan-training-op", "target") == "ray-jobs"
     assert run.output("plan-training-op", "gpus") == "0"
     jobs = JobSubmissionClient(rehearsal.ray_address).list_jobs()
-    trained = [j for j in jobs if "train_ranker.job" in j.entrypoint]
+    trained = [j for j in jobs if "raytrain.job" in j.entrypoint]
     assert len(trained) == 2 and all(j.status == JobStatus.SUCCEEDED for j in trained)
 
 

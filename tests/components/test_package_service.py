@@ -132,6 +132,9 @@ def test_a_ranker_that_reads_intent_is_not_packaged_without_the_intent_model(
     model = tmp_path / "model"
     shutil.copytree(ranker_checkpoint, model)
     description = read_description(model)
-    description["numeric_features"].append(intent_column("track"))
+    processor = description["processor"]
+    processor["numeric"].append({"column": intent_column("track"), "kind": "numeric"})
+    processor["mean"].append(0.0)
+    processor["std"].append(1.0)
     (model / DESCRIPTION).write_text(json.dumps(description))
     _assert_refused(model, True, golden, dataset_dir, feature_repo, tmp_path, "intent")

@@ -191,7 +191,12 @@ class FeatureContract:
         """
         target = path / CONTRACT_FILE if path.is_dir() else path
         if not target.is_file():
-            raise InputError("feature contract", str(path), f"must be or hold a {CONTRACT_FILE}")
+            raise InputError(
+                "feature contract",
+                str(path),
+                f"must exist: a contract file, or a folder (a model) holding {CONTRACT_FILE}; "
+                "fetch_features writes one beside every training set",
+            )
         return cls.from_json(target.read_text(), str(target))
 
     def check_served(self, served: FeatureContract, needed: Iterable[str] | None = None) -> None:

@@ -110,6 +110,7 @@ def dataset(
         import tempfile
 
         from searchrank.components.fetch_features.logic import fetch_features
+        from searchrank.core.contract import contract_beside
         from searchrank.features import tables
         from searchrank.features.store import apply_definitions, create_repo, open_store
 
@@ -119,7 +120,8 @@ def dataset(
             summary = fetch_features(entities, Path(repo), RANKER_FEATURE_SERVICE, training_set)
         console.print(
             f"wrote the {RANKER_FEATURE_SERVICE} training set to {training_set} "
-            f"({summary.rows:,} rows, {len(summary.feature_columns)} feature columns)"
+            f"({summary.rows:,} rows, {len(summary.feature_columns)} feature columns) and its "
+            f"feature contract to {contract_beside(training_set)}"
         )
 
 

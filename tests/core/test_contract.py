@@ -65,7 +65,7 @@ def test_the_schema_hash_changes_with_any_column_and_a_hand_edit_is_refused(
     path.write_text("{}")
     with pytest.raises(InputError, match="feature contract"):
         FeatureContract.load(path)
-    with pytest.raises(InputError, match="must be or hold"):
+    with pytest.raises(InputError, match="must exist"):
         FeatureContract.load(tmp_path / "nowhere")
 
 

@@ -347,8 +347,8 @@ def compile_(
 @reports_input_errors
 def run(
     param: Annotated[
-        list[str], typer.Option("--param", "-p", help="A pipeline argument, name=value.")
-    ],
+        list[str] | None, typer.Option("--param", "-p", help="A pipeline argument, name=value.")
+    ] = None,
     host: Annotated[str, typer.Option(help="Kubeflow Pipelines API URL.")] = "",
     local: Annotated[bool, typer.Option("--local", help="Run with kfp.local here.")] = False,
     cache: Annotated[bool, typer.Option(help="Let Kubeflow reuse cached steps.")] = True,
@@ -358,15 +358,31 @@ def run(
     pipeline_root: Annotated[Path, typer.Option(help="Local runs: where artifacts go.")] = Path(
         ".searchrank/runs"
     ),
+    list_params: Annotated[
+        bool, typer.Option("--list-params", help="List the pipeline's parameters and stop.")
+    ] = False,
 ) -> None:
     """Submit the pipeline to Kubeflow (--host URL) or run it here (--local)."""
     import tempfile
 
-    from searchrank.pipelines.run import compile_pipeline, parse_arguments, run_local, submit
+    from searchrank.pipelines.run import (
+        check_arguments,
+        compile_pipeline,
+        parse_arguments,
+        pipeline_parameters,
+        run_local,
+        submit,
+    )
 
+    if list_params:
+        for name, (kind, default, required) in pipeline_parameters().items():
+            shown = "required" if required else f"default {default!r}"
+            console.print(f"{name:<26} {kind:<8} {shown}")
+        return
     if bool(host) == local:
         raise InputError("--host/--local", host or local, "give exactly one of them")
-    arguments = parse_arguments(param)
+    arguments = parse_arguments(param or [])
+    check_arguments(arguments)
     if local:
         console.print(f"run folder: {run_local(arguments, pipeline_root)}")
         return

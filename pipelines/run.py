@@ -38,6 +38,38 @@ def parse_arguments(pairs: list[str]) -> dict[str, Any]:
     return arguments
 
 
+def pipeline_parameters() -> dict[str, tuple[str, Any, bool]]:
+    """The pipeline's parameters in order: name → (type, default, required)."""
+    from searchrank.pipelines.search_ranking import local_search_ranking_pipeline
+
+    inputs = local_search_ranking_pipeline.component_spec.inputs or {}
+    return {
+        name: (str(spec.type), spec.default, not spec.optional) for name, spec in inputs.items()
+    }
+
+
+def check_arguments(arguments: Mapping[str, Any]) -> None:
+    """Refuse arguments the pipeline does not take, and a run without its required ones.
+
+    Raises:
+        InputError: an unknown name (the message lists the known ones) or a missing required one.
+    """
+    parameters = pipeline_parameters()
+    unknown = sorted(set(arguments) - set(parameters))
+    if unknown:
+        raise InputError(
+            "param", unknown, f"must be among the pipeline's parameters: {sorted(parameters)}"
+        )
+    missing = [n for n, (_, _, required) in parameters.items() if required and n not in arguments]
+    if missing:
+        raise InputError(
+            "param",
+            missing,
+            "the pipeline needs these: pass each as -p name=value "
+            "(searchrank run --list-params lists every parameter)",
+        )
+
+
 def submit(
     host: str,
     package: Path,

@@ -192,3 +192,26 @@ def test_validate_exits_2_on_a_usage_error(
 def test_validate_exits_2_on_a_missing_file(tmp_path: Path) -> None:
     result = runner.invoke(app, ["validate", "--data", str(tmp_path / "nope.parquet")])
     assert result.exit_code == 2 and "data" in result.output
+
+
+def test_run_lists_the_pipeline_s_parameters() -> None:
+    result = runner.invoke(app, ["run", "--list-params"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines() if line.strip()}
+    assert "required" in lines["entities_uri"]
+    assert "default 'ranker_v1'" in lines["feature_service"]
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["-p", "epochs=1"], "entities_uri"),
+        (["-p", "epoch=1"], "epoch"),
+    ],
+)
+def test_run_refuses_missing_or_unknown_parameters_before_starting(
+    args: list[str], named: str
+) -> None:
+    result = runner.invoke(app, ["run", "--local", *args])
+    assert result.exit_code == 2, result.output
+    assert named in result.output and "Traceback" not in result.output

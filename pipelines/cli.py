@@ -375,9 +375,10 @@ def run(
     )
 
     if list_params:
-        for name, (kind, default, required) in pipeline_parameters().items():
-            shown = "required" if required else f"default {default!r}"
-            console.print(f"{name:<26} {kind:<8} {shown}")
+        for p in pipeline_parameters().values():
+            shown = "required" if p.required else f"default {p.default!r}"
+            console.print(f"[bold]{p.name}[/bold] ({p.type}, {shown})", highlight=False)
+            console.print(f"    {p.help}", highlight=False, markup=False)
         return
     if bool(host) == local:
         raise InputError("--host/--local", host or local, "give exactly one of them")

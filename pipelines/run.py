@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import textwrap
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +41,46 @@ def parse_arguments(pairs: list[str]) -> dict[str, Any]:
     return arguments
 
 
-def pipeline_parameters() -> dict[str, tuple[str, Any, bool]]:
-    """The pipeline's parameters in order: name → (type, default, required)."""
+@dataclass(frozen=True)
+class Parameter:
+    """One parameter of the pipeline, as ``searchrank run --list-params`` shows it."""
+
+    name: str
+    type: str
+    default: Any
+    required: bool
+    help: str
+
+
+def pipeline_parameters() -> dict[str, Parameter]:
+    """The pipeline's parameters in order, from its signature, with their meaning from its
+    docstring's ``Parameters:`` section."""
     from searchrank.pipelines.search_ranking import local_search_ranking_pipeline
 
-    inputs = local_search_ranking_pipeline.component_spec.inputs or {}
+    pipeline = local_search_ranking_pipeline
+    helps = parameter_help(pipeline.pipeline_func.__doc__ or "")
+    inputs = pipeline.component_spec.inputs or {}
     return {
-        name: (str(spec.type), spec.default, not spec.optional) for name, spec in inputs.items()
+        name: Parameter(name, str(s.type), s.default, not s.optional, helps.get(name, ""))
+        for name, s in inputs.items()
     }
+
+
+def parameter_help(docstring: str) -> dict[str, str]:
+    """``name: meaning`` entries of a docstring's ``Parameters:`` section; an entry may name
+    several parameters (``a, b: ...`` or ``a / b: ...``) and continue on more deeply indented
+    lines."""
+    _, _, section = docstring.partition("Parameters:")
+    helps: dict[str, str] = {}
+    names: list[str] = []
+    for line in textwrap.dedent(section).splitlines():
+        entry = re.match(r"^([a-z_0-9]+(?:(?:, | / )[a-z_0-9]+)*): (.*)", line)
+        if entry:
+            names = re.split(r", | / ", entry.group(1))
+            helps |= dict.fromkeys(names, entry.group(2))
+        elif line.startswith(" ") and names:
+            helps |= {n: f"{helps[n]} {line.strip()}" for n in names}
+    return helps
 
 
 def check_arguments(arguments: Mapping[str, Any]) -> None:
@@ -60,7 +95,7 @@ def check_arguments(arguments: Mapping[str, Any]) -> None:
         raise InputError(
             "param", unknown, f"must be among the pipeline's parameters: {sorted(parameters)}"
         )
-    missing = [n for n, (_, _, required) in parameters.items() if required and n not in arguments]
+    missing = [n for n, p in parameters.items() if p.required and n not in arguments]
     if missing:
         raise InputError(
             "param",

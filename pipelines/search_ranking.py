@@ -147,8 +147,14 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
         num_workers, cpus_per_worker, use_gpu, gpus_per_worker: Ray Train's scaling (ranker
             and retriever).
         train_memory: the memory of a train step's pod on a cluster (a Kubernetes quantity).
-        epochs, d_model: the ranker's most epochs and width; retriever_epochs the retriever's.
-        lightgbm_*: the LambdaMART baseline's cross-validation folds and tuning grid.
+        epochs, d_model: the ranker's most epochs and width.
+        retriever_epochs: the retriever's most epochs.
+        lightgbm_folds, lightgbm_num_leaves, lightgbm_min_data_in_leaf: the LambdaMART
+            baseline's cross-validation folds and tuning grid.
+        min_positive_share: validate_data's least share of searches with a positive label.
+        max_null_rate: validate_data's largest share of missing values of a feature without a
+            limit of its own.
+        bootstrap_samples: resamples of evaluate's paired bootstrap over searches.
         min_gain_vs_baselines: the blessing margin over every baseline (NDCG@10 interval).
         min_gain_vs_champion: the blessing margin over the champion (0: significantly better).
         min_retrieval_gain: the retriever is blessed when the routed fusion's Recall@100 is at

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from searchrank.core.contract import contract_beside
 from searchrank.features import tables as T
 from searchrank.pipelines.cli import app
+from searchrank.pipelines.run import pipeline_parameters
 
 runner = CliRunner()
 
@@ -200,6 +201,8 @@ def test_run_lists_the_pipeline_s_parameters() -> None:
     lines = {line.split()[0]: line for line in result.output.splitlines() if line.strip()}
     assert "required" in lines["entities_uri"]
     assert "default 'ranker_v1'" in lines["feature_service"]
+    undocumented = [p.name for p in pipeline_parameters().values() if not p.help]
+    assert not undocumented, "every parameter's meaning comes from the pipeline's docstring"
 
 
 @pytest.mark.parametrize(

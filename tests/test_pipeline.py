@@ -150,6 +150,8 @@ def test_searchrank_run_submits_the_compiled_pipeline_to_the_pipelines_api() -> 
             [
                 *("run", "--host", f"http://127.0.0.1:{server.server_port}", "--no-cache"),
                 *("-p", "entities_uri=s3://b/impressions.parquet", "-p", "epochs=3"),
+                *("-p", "catalogue_uri=s3://b/catalogue.parquet"),
+                *("-p", "searches_uri=s3://b/searches.parquet"),
             ],
         )
     finally:
@@ -168,6 +170,8 @@ def test_searchrank_run_submits_the_compiled_pipeline_to_the_pipelines_api() -> 
     assert "kubernetes" in run["pipeline_spec"]["platform_spec"]["platforms"]
     assert run["runtime_config"]["parameters"] == {
         "entities_uri": "s3://b/impressions.parquet",
+        "catalogue_uri": "s3://b/catalogue.parquet",
+        "searches_uri": "s3://b/searches.parquet",
         "epochs": 3,
     }
     tasks = spec["root"]["dag"]["tasks"]

@@ -60,6 +60,11 @@ def read_description(folder: Path) -> dict[str, Any]:
     return description
 
 
+def read_processor(description: dict[str, Any]) -> FeatureProcessor:
+    """The fitted feature processor a checkpoint's description holds (no weights loaded)."""
+    return FeatureProcessor.from_json(json.dumps(description["processor"]))
+
+
 def load_ranker(
     folder: Path, map_location: str | torch.device = "cpu"
 ) -> tuple[ContextAwareRanker, FeatureProcessor, dict[str, Any]]:
@@ -68,5 +73,4 @@ def load_ranker(
     model = ContextAwareRanker(RankerConfig(**description["model"]))
     model.load_state_dict(torch.load(folder / WEIGHTS, map_location=map_location))
     model.eval()
-    processor = FeatureProcessor.from_json(json.dumps(description["processor"]))
-    return model, processor, description
+    return model, read_processor(description), description

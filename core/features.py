@@ -45,6 +45,14 @@ class ColumnRole:
     """``numeric``, ``categorical`` or ``presence``."""
     log1p: bool = False
 
+    @property
+    def source(self) -> str:
+        """The training-set column the role reads: a presence flag reads its view's audit
+        ``feature_timestamp`` column, every other role its own column."""
+        if self.kind == "presence":
+            return self.column.removesuffix(PRESENCE_SUFFIX) + S.AUDIT_SUFFIX
+        return self.column
+
 
 def infer_roles(
     columns: Sequence[str], contract: FeatureContract | None = None
@@ -159,11 +167,11 @@ def _raw_numeric(frame: pd.DataFrame, roles: Sequence[ColumnRole]) -> np.ndarray
     out = np.empty((len(frame), len(roles)), dtype=np.float64)
     for j, role in enumerate(roles):
         if role.kind == "presence":
-            view = role.column.removesuffix(PRESENCE_SUFFIX)
-            audit = f"{view}{S.AUDIT_SUFFIX}"
-            if audit not in frame.columns:
-                raise InputError("columns", audit, f"is needed for the presence flag {role.column}")
-            out[:, j] = frame[audit].notna().to_numpy(np.float64)
+            if role.source not in frame.columns:
+                raise InputError(
+                    "columns", role.source, f"is needed for the presence flag {role.column}"
+                )
+            out[:, j] = frame[role.source].notna().to_numpy(np.float64)
             continue
         if role.column not in frame.columns:
             raise InputError("columns", role.column, "is a model feature missing from the data")

@@ -329,7 +329,7 @@ def preflight(tag: str, feature_repo: Path) -> None:
     from searchrank.serving.checks import check_feature_service
 
     folder = ranker_in_bento(tag, "bento")
-    _, processor, _ = ckpt.load_ranker(folder)
+    processor = ckpt.read_processor(ckpt.read_description(folder))
     check_feature_service(open_store(feature_repo), FeatureContract.load(folder), processor)
 
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from searchrank.core import schema as S
 from searchrank.core.contract import FeatureContract
-from searchrank.core.features import PRESENCE_SUFFIX, FeatureProcessor
+from searchrank.core.features import FeatureProcessor
 from searchrank.core.intent import is_intent_column
 
 if TYPE_CHECKING:
@@ -25,15 +24,8 @@ def model_inputs(processor: FeatureProcessor) -> list[str]:
     view's presence flag read from the view's audit column. The query-intent columns are not the
     store's: the service computes them with the intent model
     (:class:`searchrank.serving.engine.SearchEngine` checks that it has one)."""
-    columns = []
-    for role in processor.numeric:
-        if is_intent_column(role.column):
-            continue
-        if role.kind == "presence":
-            columns.append(role.column.removesuffix(PRESENCE_SUFFIX) + S.AUDIT_SUFFIX)
-        else:
-            columns.append(role.column)
-    return [*columns, *processor.categorical]
+    numeric = [r.source for r in processor.numeric if not is_intent_column(r.column)]
+    return [*numeric, *processor.categorical]
 
 
 def check_feature_service(

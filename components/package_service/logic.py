@@ -38,7 +38,7 @@ import yaml
 from searchrank.components.package_service.config import PackageConfig
 from searchrank.core import schema as S
 from searchrank.core.candidates import RetrieverParts
-from searchrank.core.checkpoint import load_ranker
+from searchrank.core.checkpoint import read_description, read_processor
 from searchrank.core.contract import FeatureContract
 from searchrank.core.errors import InputError
 from searchrank.core.intent import is_intent_column
@@ -268,7 +268,8 @@ def package_service(
     lineage = lineage or Lineage()
     if not blessed:
         raise InputError("blessed", blessed, "only a model that evaluate blessed is packaged")
-    _, processor, description = load_ranker(model_dir)
+    description = read_description(model_dir)
+    processor = read_processor(description)
     contract = FeatureContract.load(model_dir)
     parts = parts or RetrieverParts()
     reads_intent = any(is_intent_column(c) for c in processor.numeric_names)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import matplotlib
 
@@ -87,13 +88,48 @@ def grouped_bars(
     return data_uri(figure)
 
 
+@dataclass(frozen=True)
+class Marker:
+    """A labelled vertical line on a histogram."""
+
+    x: float
+    label: str
+    color: str
+    linestyle: str
+
+
+def margin_markers(margin: float, lower: float) -> list[Marker]:
+    """What a bootstrap histogram of (candidate − other) marks: the blessing margin that the
+    interval's lower end had to exceed, 0 as a lighter reference when the margin is not 0
+    (a negative margin accepts a tie), and the interval's lower end itself.
+
+    Args:
+        margin: the margin used for this comparison (``min_gain_vs_baselines`` or
+            ``min_gain_vs_champion``).
+        lower: the lower end of the bootstrap interval of the difference.
+    """
+    markers = [Marker(margin, f"margin {_signed(margin)}", "#c8453a", "--")]
+    if margin != 0.0:
+        markers.append(Marker(0.0, "0", "#b0b0b0", ":"))
+    markers.append(Marker(lower, f"interval's lower end {_signed(lower)}", "#2d2d2d", "-"))
+    return markers
+
+
 def histogram(
-    samples: Sequence[float], marker: float = 0.0, title: str = "", xlabel: str = ""
+    samples: Sequence[float], *, margin: float, lower: float, title: str = "", xlabel: str = ""
 ) -> str:
-    """A histogram with a vertical reference line (for a bootstrap distribution)."""
+    """A bootstrap distribution of a difference with :func:`margin_markers` drawn and named
+    in a legend: whether the lower end clears the margin is the blessing, at a glance."""
     figure, axis = plt.subplots(figsize=(5, 3))
     axis.hist(samples, bins=40, color="#4c72b0")
-    axis.axvline(marker, color="#c8453a", linestyle="--")
+    for marker in margin_markers(margin, lower):
+        axis.axvline(marker.x, color=marker.color, linestyle=marker.linestyle, label=marker.label)
     axis.set(title=title, xlabel=xlabel)
+    axis.legend(fontsize=7)
     figure.tight_layout()
     return data_uri(figure)
+
+
+def _signed(value: float) -> str:
+    """``value`` with four decimals and a typographic minus (``−0.0100``), as a label reads."""
+    return f"{value:.4f}".replace("-", "\u2212")

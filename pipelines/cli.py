@@ -20,6 +20,7 @@ from searchrank.components.validate_data.config import ValidationConfig
 from searchrank.core.errors import InputError
 from searchrank.core.names import NAMESPACE, RANKER_FEATURE_SERVICE
 from searchrank.pipelines.ltr import LTR_RANKER
+from searchrank.pipelines.run import StepFailedError
 
 app = typer.Typer(
     help="searchrank: Kubeflow components for search retrieval and ranking.",
@@ -45,7 +46,8 @@ VALIDATION = ValidationConfig()
 
 
 def reports_input_errors(command: F) -> F:
-    """Turn an :class:`InputError` into a one-line message and exit status 2."""
+    """Turn an :class:`InputError` into a one-line message and exit status 2, and a failed
+    pipeline step (whose log's end the console already showed) into one with exit status 1."""
 
     @wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -54,6 +56,9 @@ def reports_input_errors(command: F) -> F:
         except InputError as error:
             err_console.print(f"[red]error:[/red] {error}")
             raise typer.Exit(2) from error
+        except StepFailedError as error:
+            err_console.print(f"[red]error:[/red] {error}", highlight=False)
+            raise typer.Exit(1) from error
 
     return wrapper  # type: ignore[return-value]
 
@@ -385,7 +390,7 @@ def run(
     arguments = parse_arguments(param or [])
     check_arguments(arguments)
     if local:
-        console.print(f"run folder: {run_local(arguments, pipeline_root)}")
+        console.print(f"run folder: {run_local(arguments, pipeline_root, console)}")
         return
     with tempfile.TemporaryDirectory() as folder:
         package = compile_pipeline(Path(folder) / "search_ranking.yaml")

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 import textwrap
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from rich.console import Console
 
 from searchrank.core.errors import InputError
 from searchrank.core.names import NAMESPACE, PIPELINE_SERVICE_ACCOUNT
@@ -134,30 +137,51 @@ def submit(
     return str(run.run_id)
 
 
-def run_local(arguments: Mapping[str, Any], pipeline_root: Path) -> Path:
-    """Run the pipeline's local graph with ``kfp.local`` (subprocess runner, this environment).
+class StepFailedError(RuntimeError):
+    """A step of a local run failed; its log holds the whole story."""
+
+    def __init__(self, step: str, log: Path) -> None:
+        self.step, self.log = step, log
+        super().__init__(f"step {step} failed; its log: {log}")
+
+
+def run_local(
+    arguments: Mapping[str, Any], pipeline_root: Path, console: Console | None = None
+) -> Path:
+    """Run the pipeline's local graph with ``kfp.local`` (subprocess runner, this environment),
+    showing one line per step on ``console`` and writing each step's log under the run's
+    folder (:mod:`.console`).
 
     Returns:
-        The run's folder under ``pipeline_root`` (one folder per task and output).
+        The run's folder under ``pipeline_root`` (one folder per task and output, and ``logs/``).
 
     Raises:
-        RuntimeError: a step failed; kfp.local's log names it.
+        StepFailedError: a step failed; the console showed the end of its log.
     """
     from kfp import local
 
-    from searchrank.pipelines.search_ranking import PIPELINE_NAME, local_search_ranking_pipeline
+    from searchrank.pipelines.console import State, follow_steps
+    from searchrank.pipelines.search_ranking import local_search_ranking_pipeline
 
+    # The steps name the cluster's image, which kfp.local warns about once per step; locally
+    # they run in this environment on purpose (the image is built from the same package).
+    warnings.filterwarnings(
+        "ignore", "You may be attemping to run a task that uses custom", RuntimeWarning
+    )
     pipeline_root.mkdir(parents=True, exist_ok=True)
-    before = set(pipeline_root.iterdir())
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(pipeline_root),
+        pipeline_root=str(pipeline_root.resolve()),
         raise_on_error=True,
     )
-    local_search_ranking_pipeline(**arguments)
-    runs = [
-        p for p in pipeline_root.iterdir() if p not in before and p.name.startswith(PIPELINE_NAME)
-    ]
-    if not runs:
-        raise RuntimeError(f"kfp.local wrote no run folder under {pipeline_root}")
-    return max(runs, key=lambda p: p.stat().st_mtime)
+    with follow_steps(console or Console(), pipeline_root.resolve()) as run:
+        try:
+            local_search_ranking_pipeline(**arguments)
+        except RuntimeError as error:
+            failed = [s for s in run.steps if s.state is State.FAILED]
+            if failed:
+                raise StepFailedError(failed[-1].name, failed[-1].log) from error
+            raise
+    if run.folder is None:
+        raise RuntimeError(f"kfp.local ran no step under {pipeline_root}")
+    return run.folder

@@ -106,6 +106,7 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
         lightgbm_folds: int = LIGHTGBM.folds,
         lightgbm_num_leaves: list = list(LIGHTGBM.num_leaves),  # noqa: B006 (KFP reads it)
         lightgbm_min_data_in_leaf: list = list(LIGHTGBM.min_data_in_leaf),  # noqa: B006
+        lightgbm_feature_fraction: list = list(LIGHTGBM.feature_fraction),  # noqa: B006
         min_positive_share: float = VALIDATION.min_positive_share,
         max_null_rate: float = VALIDATION.max_null_rate,
         min_gain_vs_baselines: float = EVALUATION.min_gain_vs_baselines,
@@ -149,8 +150,9 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
         train_memory: the memory of a train step's pod on a cluster (a Kubernetes quantity).
         epochs, d_model: the ranker's most epochs and width.
         retriever_epochs: the retriever's most epochs.
-        lightgbm_folds, lightgbm_num_leaves, lightgbm_min_data_in_leaf: the LambdaMART
-            baseline's cross-validation folds and tuning grid.
+        lightgbm_folds: the LambdaMART baseline's cross-validation folds.
+        lightgbm_num_leaves, lightgbm_min_data_in_leaf, lightgbm_feature_fraction: its tuning
+            grid (the product of the three lists).
         min_positive_share: validate_data's least share of searches with a positive label.
         max_null_rate: validate_data's largest share of missing values of a feature without a
             limit of its own.
@@ -202,6 +204,7 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
             folds=lightgbm_folds,
             num_leaves=lightgbm_num_leaves,
             min_data_in_leaf=lightgbm_min_data_in_leaf,
+            feature_fraction=lightgbm_feature_fraction,
         )
         scaling = {
             "num_workers": num_workers,

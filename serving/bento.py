@@ -292,14 +292,27 @@ def build_bento(ranker_tag: str, retriever_tag: str, labels: Mapping[str, object
     return str(bento.tag)
 
 
+EXPORT_XZ_PRESET = 0
+"""The xz preset of exported Bentos. A ``.bento`` is an xz-compressed tar, which BentoML writes
+at xz's default preset 6: 49 s for the demo's 88 MB Bento (its two-tower's embedding table is
+most of it and barely compresses). Preset 0 writes it in 12 s, 1 % larger."""
+
+
 def export_bento(tag: str, path: Path) -> Path:
-    """Write the Bento ``tag`` as one ``.bento`` archive at exactly ``path``."""
+    """Write the Bento ``tag`` (with its models) as one ``.bento`` archive at exactly ``path``;
+    ``bentoml import`` reads it like one BentoML exported."""
+    import lzma
+
     import bentoml
 
+    path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
-        written = Path(bentoml.bentos.export_bento(tag, str(Path(folder) / "service.bento")))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(written, path)
+        tar = bentoml.bentos.export_bento(tag, str(Path(folder) / "service.tar"), "tar")
+        with (
+            Path(tar).open("rb") as plain,
+            lzma.open(path, "wb", preset=EXPORT_XZ_PRESET) as packed,
+        ):
+            shutil.copyfileobj(plain, packed, 1 << 20)
     return path
 
 

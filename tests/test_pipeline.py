@@ -42,6 +42,7 @@ def _arguments(dataset_dir: Path, fresh_repo: Path, **overrides: Any) -> dict[st
         "lightgbm_folds": 2,
         "lightgbm_num_leaves": [15],
         "lightgbm_min_data_in_leaf": [20],
+        "lightgbm_feature_fraction": [1.0],
         "bootstrap_samples": 200,
         "min_gain_vs_baselines": -1.0,
         "p99_budget_ms": 10_000.0,

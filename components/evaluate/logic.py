@@ -19,7 +19,7 @@ import pandas as pd
 from searchrank.components.evaluate import scoring
 from searchrank.components.evaluate.config import EvaluateConfig
 from searchrank.core import schema as S
-from searchrank.core.bootstrap import BootstrapResult, paired_bootstrap
+from searchrank.core.bootstrap import BootstrapResult, mean_intervals, paired_bootstrap
 from searchrank.core.champion import Champion
 from searchrank.core.errors import InputError
 from searchrank.core.io import read_parquet_input
@@ -32,6 +32,8 @@ LIGHTGBM, POPULARITY, BM25 = "lightgbm", "popularity", "bm25"
 COLD_START = V.ACTIVITY_BUCKETS[0]
 """The activity slice of listeners without user features (the contract's first bucket)."""
 SLICES = ("intent", "item_type", "market", "activity")
+LOW, HIGH = "low", "high"
+"""The keys of a slice mean's bootstrap interval in :attr:`EvaluationReport.slices`."""
 
 
 @dataclass(frozen=True)
@@ -55,10 +57,15 @@ class EvaluationReport:
     systems: dict[str, dict[str, float]]
     comparisons: list[Comparison]
     slices: dict[str, dict[str, dict[str, dict[str, float]]]]
+    """slice -> value -> system -> the primary metric's mean over the value's searches (those
+    with a relevant candidate), ``low`` and ``high``: its percentile bootstrap interval (the
+    comparisons' resamples, seed and confidence), and ``queries``: how many searches."""
     blessed: bool
     reasons: list[str]
     champion: str = ""
     """The reference of the champion the candidate was compared with; empty when none."""
+    confidence: float = 0.95
+    """The coverage of every bootstrap interval of the report."""
     bootstrap: dict[str, list[float]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -142,25 +149,54 @@ def compare(
 
 
 def slice_metrics(
-    per_query: dict[str, pd.DataFrame], slices: pd.DataFrame, metric: str
+    per_query: dict[str, pd.DataFrame], slices: pd.DataFrame, config: EvaluateConfig
 ) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
-    """Mean ``metric`` per slice value and system, with the number of searches behind it."""
+    """The primary metric's mean per slice value and system, with its bootstrap interval and
+    the number of searches behind it (see :attr:`EvaluationReport.slices`)."""
+    relevant = per_query[CANDIDATE]["has_relevant"].to_numpy()
+    table = np.stack([t[config.primary].to_numpy() for t in per_query.values()])
     out: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
     for name in (c for c in SLICES if c in slices.columns):
         values = slices[name].reindex(per_query[CANDIDATE].index)
         out[name] = {}
         for value in sorted(values.dropna().unique(), key=str):
-            chosen = (values == value).to_numpy() & per_query[CANDIDATE]["has_relevant"].to_numpy()
-            out[name][str(value)] = {
-                system: {
-                    metric: float(table[metric].to_numpy()[chosen].mean())
-                    if chosen.any()
-                    else float("nan"),
-                    "queries": float(chosen.sum()),
-                }
-                for system, table in per_query.items()
-            }
+            chosen = (values == value).to_numpy() & relevant
+            out[name][str(value)] = slice_value(list(per_query), table[:, chosen], config)
     return out
+
+
+def slice_value(
+    systems: list[str], values: np.ndarray, config: EvaluateConfig
+) -> dict[str, dict[str, float]]:
+    """One slice value's entry of :attr:`EvaluationReport.slices`.
+
+    Args:
+        systems: the systems' names, one per row of ``values``.
+        values: (systems, n) the primary metric of the slice value's n searches.
+        config: the primary metric's name and the bootstrap's resamples, seed and confidence:
+            the same as the comparisons', resampling every system over the same searches.
+
+    Returns:
+        system -> {primary: mean, ``low`` and ``high``: its interval, ``queries``: n}; the
+        mean and interval are NaN when the slice value has no search with a relevant candidate.
+    """
+    searches = values.shape[1]
+    if searches:
+        means = values.mean(axis=1)
+        low, high = mean_intervals(
+            values, samples=config.bootstrap_samples, seed=config.seed, confidence=config.confidence
+        )
+    else:
+        means = low = high = np.full(len(systems), np.nan)
+    return {
+        system: {
+            config.primary: float(means[k]),
+            LOW: float(low[k]),
+            HIGH: float(high[k]),
+            "queries": float(searches),
+        }
+        for k, system in enumerate(systems)
+    }
 
 
 def evaluate(
@@ -203,7 +239,7 @@ def evaluate(
     means = {name: mean_metrics(table) for name, table in per_query.items()}
     comparisons, results = compare(per_query, config)
     searches = read_parquet_input(searches_path, "searches") if searches_path is not None else None
-    slices = slice_metrics(per_query, query_slices(test, searches), config.primary)
+    slices = slice_metrics(per_query, query_slices(test, searches), config)
     reasons = [
         f"{'ok' if c.passed else 'FAILS'}: {config.primary} − {c.other} = "
         f"{c.result['difference']:+.4f} [{c.result['difference_low']:+.4f}, "
@@ -221,6 +257,7 @@ def evaluate(
         blessed=all(c.passed for c in comparisons),
         reasons=reasons,
         champion=champion.reference if champion is not None else "",
+        confidence=config.confidence,
         bootstrap={name: r.differences.tolist() for name, r in results.items()},
     )
     # The entity columns too: package_service replays these searches against the served model.

@@ -6,7 +6,14 @@ from __future__ import annotations
 import html
 import math
 
-from searchrank.components.evaluate.logic import CANDIDATE, EvaluationReport
+from searchrank.components.evaluate.logic import (
+    CANDIDATE,
+    HIGH,
+    LOW,
+    Comparison,
+    EvaluationReport,
+)
+from searchrank.core.bootstrap import format_p
 from searchrank.core.html import render_page
 from searchrank.core.plots import grouped_bars, histogram
 
@@ -45,6 +52,18 @@ def markdown(report: EvaluationReport) -> str:
     return "\n".join(lines) + "\n"
 
 
+def distribution(report: EvaluationReport, comparison: Comparison) -> str:
+    """The bootstrap histogram of (candidate − other) with the margin that the interval's
+    lower end had to clear for this comparison, and that lower end, marked."""
+    return histogram(
+        report.bootstrap[comparison.other],
+        margin=comparison.required_low,
+        lower=comparison.result["difference_low"],
+        title=f"{CANDIDATE} − {comparison.other}",
+        xlabel=report.primary,
+    )
+
+
 def html_page(report: EvaluationReport) -> str:
     verdict = "BLESSED" if report.blessed else "NOT BLESSED"
     metrics = [m for m in next(iter(report.systems.values())) if "@" in m or m in ("mrr", "map")]
@@ -61,26 +80,28 @@ def html_page(report: EvaluationReport) -> str:
         f"<td>[{c.result['difference_low']:+.4f}, {c.result['difference_high']:+.4f}]</td>"
         f"<td>{c.result['ratio']:.4f} "
         f"[{c.result['ratio_low']:.4f}, {c.result['ratio_high']:.4f}]</td>"
-        f"<td>{c.result['p_value']:.4f}</td><td>{'yes' if c.passed else 'no'}</td></tr>"
+        f"<td>{html.escape(format_p(c.result['p_value'], int(c.result['samples'])))}</td>"
+        f"<td>{'yes' if c.passed else 'no'}</td></tr>"
         for c in report.comparisons
     )
     charts = []
     for name, values in report.slices.items():
-        by_system: dict[str, dict[str, float]] = {}
+        means: dict[str, dict[str, float]] = {}
+        intervals: dict[str, dict[str, tuple[float, float]]] = {}
         for value, systems in values.items():
             for system, metrics_of in systems.items():
-                by_system.setdefault(system, {})[f"{value} ({int(metrics_of['queries'])})"] = (
-                    metrics_of[report.primary]
-                )
+                label = f"{value} ({int(metrics_of['queries'])})"
+                means.setdefault(system, {})[label] = metrics_of[report.primary]
+                intervals.setdefault(system, {})[label] = (metrics_of[LOW], metrics_of[HIGH])
+        chart = grouped_bars(means, intervals, ylabel=report.primary)
         charts.append(
             f"<h3>{html.escape(report.primary)} by {html.escape(name)}</h3>"
-            f'<img alt="{html.escape(name)}" '
-            f'src="{grouped_bars(by_system, ylabel=report.primary)}">'
+            f'<img alt="{html.escape(name)}" src="{chart}">'
         )
     distributions = "".join(
-        f'<img alt="bootstrap {html.escape(other)}" src="'
-        f'{histogram(samples, 0.0, f"{CANDIDATE} − {other}", report.primary)}">'
-        for other, samples in report.bootstrap.items()
+        f'<img alt="bootstrap {html.escape(c.other)}" src="{distribution(report, c)}">'
+        for c in report.comparisons
+        if c.other in report.bootstrap
     )
     reasons = "".join(f"<li>{html.escape(r)}</li>" for r in report.reasons)
     body = f"""
@@ -93,7 +114,9 @@ candidate are excluded from every mean and counted.</p>
 paired bootstrap over searches)</h2>
 <table><tr><th>other</th><th>candidate</th><th>other</th><th>difference</th><th>interval</th>
 <th>ratio [interval]</th><th>p</th><th>passes</th></tr>{comparison_rows}</table>
-<h2>Metrics by slice</h2>{"".join(charts)}
+<h2>Metrics by slice</h2>
+<p>Error bars: {report.confidence:.0%} bootstrap intervals of each mean (searches resampled
+as in the comparisons).</p>{"".join(charts)}
 <h2>Bootstrap distributions of the difference</h2>{distributions}"""
     return render_page(
         "Evaluation",

@@ -32,7 +32,7 @@ def package_service_op(
     """Save the blessed ranker with its lineage, build and export the Bento, infra-validate it.
 
     Args:
-        model: the ranker checkpoint (``train_ranker``'s Model); its Ray checkpoint URI is kept.
+        model: the ranker checkpoint (``train_ranker``'s Model); its URI is kept as lineage.
         golden: ``evaluate``'s scores Dataset; its last day's searches are replayed.
         catalogue: one row per item (``item_id``, ``name``, ``artist_name``) for the retriever.
         feature_repo: the Feast repository folder the service will read.
@@ -71,7 +71,7 @@ def package_service_op(
     lineage = Lineage(
         kfp_run=run_id,
         training_dataset_uri=train.uri if train is not None else "",
-        ray_checkpoint=model.uri,
+        checkpoint_uri=model.uri,
     )
     result = package_service(
         Path(model.path),

@@ -3,10 +3,11 @@
 1. **Refuse** a model that ``evaluate`` did not bless.
 2. **Save** the ranker checkpoint and the candidate generator to the BentoML model store,
    labelled with their lineage: the Feast feature service and its schema version, the KFP run,
-   the training Dataset's URI and the Ray checkpoint. The generator is BM25 over the catalogue,
-   plus the two-tower retriever and its index when ``evaluate_retrieval`` blessed them, plus the
-   query-intent model when given (the ranker may read its probabilities) with the intent routing
-   of the fusion when that was blessed too (:func:`retriever_parts`).
+   the training Dataset's URI and the ranker Model's URI (:class:`Lineage`). The generator is
+   BM25 over the catalogue, plus the two-tower retriever and its index when
+   ``evaluate_retrieval`` blessed them, plus the query-intent model when given (the ranker may
+   read its probabilities) with the intent routing of the fusion when that was blessed too
+   (:func:`retriever_parts`).
 3. **Build** the Bento (offline, pinned requirements) and **export** it as one file.
 4. **Infra-validate**: start the built Bento with ``bentoml serve`` on a free 127.0.0.1 port,
    replay golden searches from the evaluation set through ``POST /rank``, and require the
@@ -53,11 +54,14 @@ SEARCH_K = 10
 
 @dataclass(frozen=True)
 class Lineage:
-    """Where the model came from; saved as BentoML labels and metadata."""
+    """Where the model came from; saved as BentoML labels and metadata. Every field names
+    something that outlives the run's steps (a run, an artifact URI), never a scratch folder."""
 
     kfp_run: str = ""
     training_dataset_uri: str = ""
-    ray_checkpoint: str = ""
+    checkpoint_uri: str = ""
+    """The URI of ``train_ranker``'s Model artifact, where the best checkpoint was copied;
+    not Ray's own checkpoint, which may lie in a temporary folder of the training step."""
 
 
 @dataclass

@@ -8,6 +8,7 @@ the best checkpoint by validation NDCG@10, a self-describing folder that serving
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -36,6 +37,9 @@ class TrainSummary:
     history: list[dict[str, float]]
     shapes: dict[str, int]
     checkpoint: str
+    """Where the best checkpoint lasts: Ray's own in ``work_dir`` when one was given (shared
+    storage that a rerun resumes from), else ``model_dir``: Ray then wrote to a temporary
+    folder, which lineage must never name."""
     model_dir: str
 
     def metrics(self) -> dict[str, float]:
@@ -97,6 +101,7 @@ def train_ranker(
         ray_address: empty to train in a local Ray; a dashboard URL to submit a Ray job there;
             ``kuberay://NAMESPACE`` to create a KubeRay RayJob in that namespace.
         work_dir: where encoded data and Ray checkpoints go; on a cluster, shared storage.
+            None: a temporary folder, which the summary never names (see ``checkpoint``).
         job_python: the cluster's Python with searchrank installed (Ray job mode only).
         log: where progress lines go.
     """
@@ -112,6 +117,8 @@ def train_ranker(
     best, history = train_anywhere(
         spec, work / "ray", config, ray_address, model_dir, job_python, log
     )
+    if work_dir is None:  # the best checkpoint is in model_dir now
+        shutil.rmtree(work, ignore_errors=True)
     if contract is not None:
         contract.save(model_dir)
     best_record = max(history, key=lambda h: h[SCORE])
@@ -121,7 +128,7 @@ def train_ranker(
         epochs_run=len(history),
         history=history,
         shapes=shapes.as_dict(),
-        checkpoint=best,
+        checkpoint=best if work_dir is not None else str(model_dir),
         model_dir=str(model_dir),
     )
 

@@ -128,7 +128,7 @@ def train_loop_per_worker(spec: dict[str, Any]) -> None:
             state,
             record,
             SCORE,
-            config.patience,
+            config,
             rank,
             lambda folder: _save(folder, model, optimizer, scheduler, state, processor, spec),
         )

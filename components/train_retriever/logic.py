@@ -8,6 +8,7 @@ embeddings of every catalogue item from it (what ``build_index`` indexes), and t
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -43,6 +44,9 @@ class RetrieverSummary:
     history: list[dict[str, float]]
     shapes: dict[str, Any]
     checkpoint: str
+    """Where the best checkpoint lasts: Ray's own in ``work_dir`` when one was given (shared
+    storage that a rerun resumes from), else ``model_dir``: Ray then wrote to a temporary
+    folder, which lineage must never name."""
     model_dir: str
 
     def metrics(self) -> dict[str, float]:
@@ -98,6 +102,7 @@ def train_retriever(
         config: model, optimisation and scaling.
         ray_address: empty, a dashboard URL or ``kuberay://NAMESPACE`` (as ``train_ranker``).
         work_dir: where encoded data and Ray checkpoints go; on a cluster, shared storage.
+            None: a temporary folder, which the summary never names (see ``checkpoint``).
         job_python: the cluster's Python with searchrank installed (Ray job mode only).
         log: where progress lines go.
     """
@@ -125,6 +130,8 @@ def train_retriever(
     best, history = train_anywhere(
         spec, work / "ray", config, ray_address, model_dir, job_python, log
     )
+    if work_dir is None:  # the best checkpoint is in model_dir now
+        shutil.rmtree(work, ignore_errors=True)
     written = write_item_embeddings(Retriever.load(model_dir), embeddings_path)
     log(f"embedded {written:,} items into {embeddings_path}")
     record = max(history, key=lambda h: h[SCORE])
@@ -134,7 +141,7 @@ def train_retriever(
         epochs_run=len(history),
         history=history,
         shapes=shapes,
-        checkpoint=best,
+        checkpoint=best if work_dir is not None else str(model_dir),
         model_dir=str(model_dir),
     )
 

@@ -167,5 +167,5 @@ def train_loop_per_worker(spec: dict[str, Any]) -> None:
             "pairs_per_s": len(shard["item"]) / max(seconds, 1e-9),
             "epoch_seconds": seconds,
         }
-        if report_epoch(state, record, SCORE, config.patience, rank, save):
+        if report_epoch(state, record, SCORE, config, rank, save):
             break

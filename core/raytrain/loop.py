@@ -10,6 +10,7 @@ epoch; what it saves in a checkpoint beside its weights comes from :func:`save_r
 from __future__ import annotations
 
 import json
+import logging
 import math
 import tempfile
 from collections.abc import Callable
@@ -21,6 +22,7 @@ import torch
 
 from searchrank.core import checkpoint as ckpt
 
+LOG = logging.getLogger(__name__)
 READ_BATCH = 4_096
 """Rows per Ray Data batch when a worker reads its shard into memory."""
 
@@ -65,6 +67,8 @@ class Optimisation(Protocol):
     def num_workers(self) -> int: ...
     @property
     def batch_size(self) -> int: ...
+    @property
+    def patience(self) -> int: ...
 
 
 def resumable_optimizer(
@@ -86,17 +90,29 @@ def resumable_optimizer(
     return optimizer, scheduler, restore(latest, model, optimizer, scheduler)
 
 
+def epoch_line(record: dict[str, float], epochs: int, score: str) -> str:
+    """The one line an epoch prints: ``epoch 3/30 train_loss 0.4123 val_ndcg@10 0.7812 6.1s``
+    (the pipeline's console shows a training step's latest, ``pipelines.console.EPOCH_LINE``)."""
+    return (
+        f"epoch {int(record['epoch']) + 1}/{epochs} train_loss {record['train_loss']:.4f} "
+        f"{score} {record[score]:.4f} {record['epoch_seconds']:.1f}s"
+    )
+
+
 def report_epoch(
     state: TrainState,
     record: dict[str, float],
     score: str,
-    patience: int,
+    config: Optimisation,
     rank: int,
     save: Callable[[Path], None],
 ) -> bool:
-    """Record an epoch, report it to Ray Train (rank 0 with a checkpoint written by ``save``)
-    and say whether early stopping ends the run: ``patience`` epochs without a better
-    ``score``."""
+    """Record an epoch, log its line (rank 0), report it to Ray Train (rank 0 with a
+    checkpoint written by ``save``) and say whether early stopping ends the run:
+    ``config.patience`` epochs without a better ``score``.
+
+    The record holds ``epoch`` (from 0), ``train_loss``, ``score`` and ``epoch_seconds``.
+    """
     import ray.train
 
     epoch = int(record["epoch"])
@@ -106,11 +122,14 @@ def report_epoch(
     state.epoch = epoch + 1
     with tempfile.TemporaryDirectory() as folder:
         if rank == 0:
+            # Logged, not printed: Ray Train sends a worker's prints to its logger *and* to
+            # stdout, so a printed line would reach the step's log twice.
+            LOG.info(epoch_line(record, config.epochs, score))
             save(Path(folder))
             ray.train.report(record, checkpoint=ray.train.Checkpoint.from_directory(folder))
         else:
             ray.train.report(record)
-    return epoch - state.best_epoch >= patience
+    return epoch - state.best_epoch >= config.patience
 
 
 def restore(

@@ -200,6 +200,7 @@ def run(
             lightgbm_folds=2,
             lightgbm_num_leaves=[15],
             lightgbm_min_data_in_leaf=[20],
+            lightgbm_feature_fraction=[1.0],
             bootstrap_samples=100,
             min_gain_vs_baselines=-1.0,
             min_gain_vs_champion=-1.0,

@@ -1,8 +1,10 @@
-"""``train_lightgbm`` and ``evaluate``: baselines, metrics by slice, intervals, the decision."""
+"""``train_lightgbm`` and ``evaluate``: baselines, metrics by slice, intervals, the decision,
+and what its report draws."""
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,14 +13,21 @@ import pandas as pd
 import pytest
 import torch
 
+from searchrank.components.evaluate import report as evaluation_report
 from searchrank.components.evaluate.config import EvaluateConfig
 from searchrank.components.evaluate.logic import (
     BM25,
     CANDIDATE,
     CHAMPION,
+    HIGH,
     LIGHTGBM,
+    LOW,
     POPULARITY,
+    Comparison,
+    EvaluationReport,
     evaluate,
+    slice_value,
+    write_report_json,
 )
 from searchrank.components.evaluate.report import html_page, markdown
 from searchrank.components.evaluate.scoring import score_ranker
@@ -31,6 +40,7 @@ from searchrank.core.features import FeatureProcessor, infer_roles
 from searchrank.core.lambdamart import LambdaMartConfig, score_lightgbm
 from searchrank.core.model import ContextAwareRanker, RankerConfig
 from searchrank.core.names import RANKER_FEATURE_SERVICE
+from searchrank.core.plots import margin_markers
 from searchrank.core.slates import to_slates
 from searchrank.core.training import (
     loss_function,
@@ -108,7 +118,7 @@ def test_a_saved_ranker_scores_the_same_after_loading(
 
 
 def test_evaluate_compares_every_system_by_slice(
-    models: dict[str, Path], splits: dict[str, Path]
+    models: dict[str, Path], splits: dict[str, Path], tmp_path: Path
 ) -> None:
     report, scores = evaluate(
         splits["test"],
@@ -138,6 +148,18 @@ def test_evaluate_compares_every_system_by_slice(
     page = html_page(report)
     assert page.count("<img") >= len(report.slices) + len(report.comparisons)
     assert "by item_type" in page and "Evaluation:" in markdown(report)
+    # The JSON carries each slice mean's bootstrap interval beside it.
+    write_report_json(report, tmp_path / "evaluation.json")
+    written = json.loads((tmp_path / "evaluation.json").read_text())
+    entries = [
+        entry
+        for values in written["slices"].values()
+        for systems in values.values()
+        for entry in systems.values()
+        if entry["queries"] > 0
+    ]
+    assert entries and all(e[LOW] <= e["ndcg@10"] <= e[HIGH] for e in entries)
+    assert any(e[LOW] < e[HIGH] for e in entries)
 
 
 def test_the_blessing_follows_its_thresholds(
@@ -198,3 +220,107 @@ def test_a_folder_without_a_checkpoint_is_no_champion(tmp_path: Path) -> None:
 def test_bad_configuration_names_the_field(field: str, value: object) -> None:
     with pytest.raises(InputError, match=field):
         EvaluateConfig(**{field: value})
+
+
+def test_a_slice_mean_carries_its_bootstrap_interval() -> None:
+    rng = np.random.default_rng(0)
+    values = rng.uniform(0.0, 1.0, (2, 300))
+    config = EvaluateConfig(bootstrap_samples=1000, confidence=0.9)
+    entry = slice_value(["candidate", "bm25"], values, config)
+    for k, system in enumerate(("candidate", "bm25")):
+        mean, low, high = (entry[system][key] for key in ("ndcg@10", LOW, HIGH))
+        assert mean == pytest.approx(values[k].mean())
+        assert low < mean < high
+        # The configured confidence: a 90 % interval spans about 2 × 1.645 standard errors.
+        standard_error = values[k].std() / math.sqrt(values.shape[1])
+        assert high - low == pytest.approx(2 * 1.645 * standard_error, rel=0.15)
+        assert entry[system]["queries"] == 300
+    assert slice_value(["candidate", "bm25"], values, config) == entry, "a fixed seed"
+    empty = slice_value(["candidate"], np.empty((1, 0)), config)["candidate"]
+    assert empty["queries"] == 0 and all(math.isnan(empty[k]) for k in ("ndcg@10", LOW, HIGH))
+
+
+def _small_report() -> EvaluationReport:
+    """A report as evaluate writes one: a baseline and a champion (a tie margin), one slice."""
+    result = {
+        "mean_a": 0.5,
+        "mean_b": 0.45,
+        "difference": 0.05,
+        "difference_low": 0.02,
+        "difference_high": 0.08,
+        "ratio": 1.11,
+        "ratio_low": 1.04,
+        "ratio_high": 1.18,
+        "p_value": 0.0,
+        "samples": 1000.0,
+        "confidence": 0.95,
+    }
+    tie = result | {"difference": 0.0, "difference_low": -0.004, "p_value": 0.046}
+    means = {"ndcg@10": 0.5, "mrr": 0.4, "map": 0.3}
+    return EvaluationReport(
+        primary="ndcg@10",
+        queries=40,
+        queries_without_relevant=10,
+        systems={CANDIDATE: means, LIGHTGBM: means, CHAMPION: means},
+        comparisons=[
+            Comparison(LIGHTGBM, "ndcg@10", 0.0, result, True),
+            Comparison(CHAMPION, "ndcg@10", -0.01, tie, True),
+        ],
+        slices={
+            "market": {
+                "SE": {
+                    system: {"ndcg@10": 0.5, LOW: low, HIGH: 0.6, "queries": 30.0}
+                    for system, low in ((CANDIDATE, 0.4), (LIGHTGBM, 0.41), (CHAMPION, 0.42))
+                }
+            }
+        },
+        blessed=True,
+        reasons=[],
+        champion="searchrank:champion",
+        bootstrap={LIGHTGBM: [0.05] * 20, CHAMPION: [0.0] * 20},
+    )
+
+
+def test_the_report_draws_slice_intervals_margins_and_bounded_p_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bars: list[dict] = []
+    histograms: dict[str, dict] = {}
+
+    def record_bars(values: dict, errors: dict | None = None, **_: object) -> str:
+        bars.append({"values": values, "errors": errors})
+        return "bars.png"
+
+    def record_histogram(samples: list[float], **marks: object) -> str:
+        histograms[str(marks["title"])] = marks
+        return "histogram.png"
+
+    monkeypatch.setattr(evaluation_report, "grouped_bars", record_bars)
+    monkeypatch.setattr(evaluation_report, "histogram", record_histogram)
+    page = html_page(_small_report())
+
+    (chart,) = bars
+    assert chart["errors"] == {
+        CANDIDATE: {"SE (30)": (0.4, 0.6)},
+        LIGHTGBM: {"SE (30)": (0.41, 0.6)},
+        CHAMPION: {"SE (30)": (0.42, 0.6)},
+    }
+    baseline, champion = (histograms[f"{CANDIDATE} − {o}"] for o in (LIGHTGBM, CHAMPION))
+    assert (baseline["margin"], baseline["lower"]) == (0.0, 0.02)
+    assert (champion["margin"], champion["lower"]) == (-0.01, -0.004), "the champion's margin"
+    assert "<td>&lt; 0.002</td>" in page, "p = 0 with 1,000 resamples"
+    assert "<td>0.0460</td>" in page
+    assert "95% bootstrap intervals" in page
+
+
+def test_a_bootstrap_histogram_marks_the_margin_used_zero_and_the_lower_end() -> None:
+    tie = margin_markers(-0.01, 0.002)
+    assert [(m.x, m.label) for m in tie] == [
+        (-0.01, "margin \u22120.0100"),
+        (0.0, "0"),
+        (0.002, "interval's lower end 0.0020"),
+    ]
+    assert tie[1].color != tie[0].color, "0 is a lighter reference than the margin"
+    strict = margin_markers(0.0, 0.03)
+    assert [m.x for m in strict] == [0.0, 0.03], "the margin is 0: no second line there"
+    assert strict[0].label == "margin 0.0000"

@@ -81,7 +81,11 @@ def test_the_blessed_model_is_packaged_with_lineage_and_passes_infra_validation(
         tmp_path / "bento",
         tmp_path / "work",
         PackageConfig(golden_searches=10, rounds=2, p99_budget_ms=5_000),
-        Lineage(kfp_run="run-42", training_dataset_uri="s3://bucket/train", ray_checkpoint="ckpt"),
+        Lineage(
+            kfp_run="run-42",
+            training_dataset_uri="s3://bucket/train",
+            checkpoint_uri="s3://bucket/run-42/train-ranker/model",
+        ),
     )
     validation = result.validation
     assert validation.passed, validation.reasons
@@ -93,8 +97,13 @@ def test_the_blessed_model_is_packaged_with_lineage_and_passes_infra_validation(
     assert model.info.labels["kfp_run"] == "run-42"
     assert len(model.info.labels["feature_service_version"]) == 12
     assert model.info.metadata["training_dataset_uri"] == "s3://bucket/train"
+    assert model.info.metadata["checkpoint_uri"] == "s3://bucket/run-42/train-ranker/model"
     assert bentoml.bentos.get(result.bento_tag).info.labels["kfp_run"] == "run-42"
     assert "PASSED" in result.markdown()
+    # The archive is what `bentoml import` reads (an xz tar, as BentoML's own export writes).
+    bentoml.bentos.delete(result.bento_tag)
+    imported = bentoml.bentos.import_bento(str(tmp_path / "bento"))
+    assert str(imported.tag) == result.bento_tag
     # The next run can name this Bento as its champion, exported or by its tag.
     for number, reference in enumerate((str(tmp_path / "bento"), result.bento_tag)):
         champion = resolve_champion(reference, tmp_path / f"champion-{number}")

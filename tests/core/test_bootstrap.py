@@ -1,4 +1,5 @@
-"""Paired bootstrap: clear wins, ties, determinism, coverage and bad input."""
+"""Paired bootstrap: clear wins, ties, determinism, coverage and bad input; the intervals of
+several systems' means; p-values printed within their resolution."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 from searchrank.core import bootstrap
-from searchrank.core.bootstrap import BootstrapResult, paired_bootstrap
+from searchrank.core.bootstrap import BootstrapResult, format_p, mean_intervals, paired_bootstrap
 from searchrank.core.errors import InputError
 
 
@@ -162,3 +163,74 @@ def test_bad_input_names_the_field(a: list, b: list, kwargs: dict, field: str) -
     with pytest.raises(InputError) as caught:
         paired_bootstrap(np.array(a), np.array(b), **kwargs)
     assert caught.value.field == field
+
+
+def test_each_mean_gets_an_interval_as_wide_as_its_standard_error_says() -> None:
+    a, b = _systems(seed=8, queries=400)
+    low, high = mean_intervals(np.stack([a, b]), samples=2000, seed=1, confidence=0.95)
+    for k, values in enumerate((a, b)):
+        assert low[k] < values.mean() < high[k]
+        # A 95 % interval of a mean spans about 2 × 1.96 standard errors.
+        standard_error = values.std() / np.sqrt(len(values))
+        assert high[k] - low[k] == pytest.approx(2 * 1.96 * standard_error, rel=0.1)
+
+
+def test_every_system_is_resampled_over_the_same_queries() -> None:
+    a, _ = _systems(seed=9, queries=100)
+    low, high = mean_intervals(np.stack([a, a + 0.1, a]), samples=300, seed=2)
+    np.testing.assert_allclose(low[1] - low[0], 0.1)
+    np.testing.assert_allclose(high[1] - high[0], 0.1)
+    assert (low[2], high[2]) == (low[0], high[0])
+
+
+def test_mean_intervals_are_deterministic_for_a_seed() -> None:
+    a, b = _systems(seed=10, queries=50)
+    values = np.stack([a, b])
+    first = mean_intervals(values, samples=200, seed=3)
+    np.testing.assert_array_equal(first, mean_intervals(values, samples=200, seed=3))
+    assert not np.array_equal(first, mean_intervals(values, samples=200, seed=4))
+
+
+@pytest.mark.parametrize(
+    ("values", "kwargs", "field"),
+    [
+        ([0.1, 0.2], {}, "values"),
+        ([[0.1, 0.2], [0.1, np.nan]], {}, "values[1]"),
+        (np.empty((1, 0)), {}, "values[0]"),
+        ([[0.1, 0.2]], {"samples": 0}, "samples"),
+        ([[0.1, 0.2]], {"confidence": 1.0}, "confidence"),
+    ],
+)
+def test_bad_values_for_mean_intervals_name_the_field(
+    values: list, kwargs: dict, field: str
+) -> None:
+    with pytest.raises(InputError) as caught:
+        mean_intervals(np.array(values), **kwargs)
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("p_value", "samples", "printed"),
+    [
+        (0.0, 1000, "< 0.002"),
+        (0.0, 2000, "< 0.001"),
+        (0.0, 300, "< 0.0067"),
+        (0.002, 1000, "0.0020"),
+        (0.046, 2000, "0.0460"),
+        (1.0, 2000, "1.0000"),
+        (4e-5, 50_000, "4.0e-05"),
+    ],
+)
+def test_a_p_value_prints_no_finer_than_the_resampling_resolves(
+    p_value: float, samples: int, printed: str
+) -> None:
+    # The smallest p-value above 0 is 2 / samples (twice a share of the resamples), so 0 means
+    # "below 2 / samples", never "0".
+    assert format_p(p_value, samples) == printed
+
+
+def test_a_clear_improvement_prints_its_p_value_as_a_bound() -> None:
+    a, b = _systems(seed=1)
+    result = paired_bootstrap(a, b, samples=2000)
+    assert result.p_value == 0.0
+    assert format_p(result.p_value, result.samples) == "< 0.001"

@@ -1,0 +1,275 @@
+"""Following a ``kfp.local`` run on a console: one live line per step, each step's log in a file.
+
+Left to itself, ``kfp.local`` prints every step's executor input and output JSON and everything
+the step's process prints: some thousands of lines for the search-ranking pipeline, in which a
+person cannot follow the run. :func:`follow_steps` sends all of it to files under the run's
+folder instead (``<run>/logs/<step>.log``, and ``<run>/logs/kfp-local.log`` for what
+``kfp.local`` prints between steps) and shows one line per step:
+
+    ✓ train-ranker-op   2:03  epoch 14/30 train_loss 0.4123 val_ndcg@10 0.7812 6.1s
+    ⠋ train-lightgbm-op 0:41  log: .searchrank/demo/runs/search-ranking-…/logs/train-lightgbm-op.log
+
+The line carries the step's state, its elapsed time and either the latest epoch line that a
+training step printed (:data:`EPOCH_LINE`, see ``core.raytrain.loop.report_epoch``) or the path
+of its log. Warnings a step prints are echoed beneath the lines, so that a real warning still
+shows (the known-noisy ones are filtered where they arise, see ``core.quiet``); a failed step's
+last lines are printed with the path of its whole log.
+
+``kfp.local`` has no hook for a step's start and end, so :func:`follow_steps` wraps the one
+function that runs a container step, ``kfp.local.task_dispatcher.run_single_task_implementation``
+(the kfp version is pinned; ``tests/test_console.py`` fails if it moves). Steps run one at a
+time there, so redirecting ``sys.stdout`` for a step's duration catches exactly its output.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, redirect_stdout
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TextIO
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.spinner import Spinner
+from rich.table import Table
+from rich.text import Text
+
+LOGS = "logs"
+"""The folder of step logs inside a run's folder."""
+KFP_LOG = "kfp-local.log"
+"""What ``kfp.local`` prints outside the steps (the run's start and end, importers, branches)."""
+EPOCH_LINE = re.compile(r"\bepoch \d+/\d+\b.*$")
+"""A training step's per-epoch line, as ``report_epoch`` prints it (after any Ray prefix)."""
+WARNING_LINE = re.compile(r"\b[A-Z][A-Za-z]*Warning: |\bWARNING\b|\[W(?:ARN)?\]")
+"""A line that reports a warning: Python's ``warnings``, ``logging`` and C++ libraries' forms."""
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+FAILURE_TAIL = 30
+"""Lines of a failed step's log printed on the console."""
+
+
+class State(StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+ICONS = {State.DONE: "[green]✓[/green]", State.FAILED: "[red]✗[/red]"}
+
+
+@dataclass
+class Step:
+    """One pipeline step as the console shows it."""
+
+    name: str
+    log: Path
+    started: float = field(default_factory=time.monotonic)
+    ended: float | None = None
+    state: State = State.RUNNING
+    latest: str = ""
+    warnings: int = 0
+
+    @property
+    def elapsed(self) -> float:
+        return (self.ended or time.monotonic()) - self.started
+
+
+def minutes(seconds: float) -> str:
+    """``m:ss``, the way the step lines show elapsed time."""
+    whole = int(seconds)
+    return f"{whole // 60}:{whole % 60:02d}"
+
+
+def shown_path(path: Path) -> str:
+    """``path`` relative to the working folder when it lies under it (shorter on the line)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+class StepLog(io.TextIOBase):
+    """The ``sys.stdout`` of a run: writes each line to the current step's log (or the run's
+    ``kfp-local.log``) and tells the display about epoch lines and warnings."""
+
+    def __init__(self, on_line: Callable[[str], None]) -> None:
+        self._on_line = on_line
+        self._file: TextIO = io.StringIO()
+        self._pending = ""
+        self.before_first_step = self._file
+
+    def switch(self, path: Path) -> None:
+        """Send what follows to ``path`` (appending), after what was written so far."""
+        self._flush_pending()
+        previous = self._file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("a", encoding="utf-8")
+        if previous is self.before_first_step:
+            self._file.write(self.before_first_step.getvalue())
+        else:
+            previous.close()
+
+    def close_file(self) -> None:
+        self._flush_pending()
+        if self._file is not self.before_first_step:
+            self._file.close()
+            self._file = self.before_first_step = io.StringIO()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._file.write(text)
+        lines = (self._pending + text).split("\n")
+        self._pending = lines.pop()
+        for line in lines:
+            self._on_line(ANSI.sub("", line))
+        return len(text)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def _flush_pending(self) -> None:
+        if self._pending:
+            self._on_line(ANSI.sub("", self._pending))
+            self._pending = ""
+        self._file.flush()
+
+
+class StepDisplay:
+    """The live step lines (or, off a terminal, one printed line per step's start and end)."""
+
+    def __init__(self, console: Console) -> None:
+        # A console of its own on the stream the caller's console writes to now: while the run
+        # goes on, ``sys.stdout`` is the steps' log (a console without a file follows it).
+        self.console = Console(
+            file=console.file,
+            force_terminal=console.is_terminal,
+            color_system=console.color_system,  # type: ignore[arg-type]
+            width=console.width,
+        )
+        self.steps: list[Step] = []
+        self._spinners: dict[str, Spinner] = {}
+        self._live: Live | None = None
+
+    def __rich__(self) -> Group:
+        table = Table.grid(padding=(0, 1))
+        for _ in range(4):
+            table.add_column(no_wrap=True)
+        for step in self.steps:
+            icon: Any = ICONS.get(step.state) or self._spinners.setdefault(
+                step.name, Spinner("dots", style="cyan")
+            )
+            detail = Text(step.latest or f"log: {shown_path(step.log)}", style="dim")
+            if step.warnings:
+                plural = "s" if step.warnings > 1 else ""
+                detail.append(f" ({step.warnings} warning{plural})", style="yellow")
+            table.add_row(icon, step.name, minutes(step.elapsed), detail)
+        return Group(table)
+
+    @contextmanager
+    def shown(self) -> Iterator[None]:
+        if not self.console.is_terminal:
+            yield
+            return
+        with Live(self, console=self.console, refresh_per_second=4, redirect_stdout=False) as live:
+            self._live = live
+            try:
+                yield
+            finally:
+                self._live = None
+
+    def started(self, step: Step) -> None:
+        self.steps.append(step)
+        if self._live is None:
+            self.console.print(f"▶ {step.name}  log: {shown_path(step.log)}", highlight=False)
+
+    def ended(self, step: Step) -> None:
+        if self._live is None:
+            detail = f"  {step.latest}" if step.latest else ""
+            self.console.print(
+                f"{ICONS[step.state]} {step.name}  {minutes(step.elapsed)}{detail}",
+                highlight=False,
+            )
+        if step.state is State.FAILED:
+            tail = step.log.read_text(encoding="utf-8").splitlines()[-FAILURE_TAIL:]
+            self.console.print(
+                f"[red]{step.name} failed[/red]; the end of its log "
+                f"([bold]{shown_path(step.log)}[/bold]):",
+                highlight=False,
+            )
+            self.console.print(Text("\n".join(ANSI.sub("", t) for t in tail)), highlight=False)
+
+    def note(self, step: Step | None, line: str) -> None:
+        """Take in one line of output: an epoch line updates the step; a warning is echoed."""
+        if step is None:
+            return
+        epoch = EPOCH_LINE.search(line)
+        if epoch:
+            step.latest = epoch.group(0).strip()
+        elif WARNING_LINE.search(line):
+            step.warnings += 1
+            self.console.print(
+                Text.assemble(("  ⚠ ", "yellow"), (f"{step.name}: ", "bold"), line.strip()[:300])
+            )
+
+
+@dataclass
+class FollowedRun:
+    """What :func:`follow_steps` learned about the run: its folder and its steps."""
+
+    folder: Path | None = None
+    steps: list[Step] = field(default_factory=list)
+
+
+@contextmanager
+def follow_steps(console: Console, pipeline_root: Path) -> Iterator[FollowedRun]:
+    """Show the steps of the ``kfp.local`` runs started in the block (see the module docstring).
+
+    Yields:
+        The run's folder (once its first step started) and steps, for the caller to read after.
+    """
+    from kfp.local import task_dispatcher
+
+    run = FollowedRun()
+    display = StepDisplay(console)
+    current: list[Step] = []
+    sink = StepLog(lambda line: display.note(current[-1] if current else None, line))
+    run_task = task_dispatcher.run_single_task_implementation
+
+    def followed(**kwargs: Any) -> Any:
+        from kfp.local import executor_input_utils
+        from kfp.local.status import Status
+
+        folder = pipeline_root / kwargs["pipeline_resource_name"]
+        run.folder = folder
+        name = executor_input_utils.get_local_task_resource_name(kwargs["component_name"])
+        step = Step(name, folder / LOGS / f"{name}.log")
+        sink.switch(step.log)
+        current.append(step)
+        run.steps.append(step)
+        display.started(step)
+        try:
+            outputs, status = run_task(**kwargs)
+        except BaseException:
+            status = Status.FAILURE
+            raise
+        finally:
+            sink.switch(folder / LOGS / KFP_LOG)
+            current.pop()
+            step.ended = time.monotonic()
+            step.state = State.DONE if status == Status.SUCCESS else State.FAILED
+            display.ended(step)
+        return outputs, status
+
+    task_dispatcher.run_single_task_implementation = followed
+    try:
+        with display.shown(), redirect_stdout(sink):
+            yield run
+    finally:
+        task_dispatcher.run_single_task_implementation = run_task
+        sink.close_file()

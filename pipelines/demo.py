@@ -1,11 +1,12 @@
 """The embedded demo: synthetic music-search logs to a served ranker, on one machine.
 
 Steps: generate the logs (skipped when the data folder already holds the same configuration),
-create and apply a Feast repository over them, run the whole search-ranking pipeline with
-``kfp.local`` (materialize, fetch, validate, train the query-intent model, the transformer,
-LightGBM and the two-tower retriever with its index, evaluate ranking and retrieval, package and
-infra-validate the Bento), then start the Bento with ``bentoml serve``, send a few
-example searches, print what comes back and stop the server.
+create and apply a Feast repository over them, start one local Ray that the training steps
+share, run the whole search-ranking pipeline with ``kfp.local`` (materialize, fetch, validate,
+train the query-intent model, the transformer, LightGBM and the two-tower retriever with its
+index, evaluate ranking and retrieval, package and infra-validate the Bento), then start the
+Bento with ``bentoml serve``, send a few example searches, print what comes back and stop the
+server.
 
 Every run after the first is judged against the one before it, as production runs are: the
 Bento the demo serves is the next run's champion (a candidate must beat it to replace it) and
@@ -32,8 +33,10 @@ from rich.table import Table
 from searchrank.features import tables as T
 from searchrank.features.generator.config import GeneratorConfig
 
+DEMO_WORKERS = 2
+"""Ray Train workers of each training step (one per core here)."""
 DEMO_TRAINING = {
-    "num_workers": 2,
+    "num_workers": DEMO_WORKERS,
     "epochs": 30,
     "d_model": 64,
     "retriever_epochs": 8,
@@ -249,8 +252,7 @@ def run_demo(workdir: Path, config: GeneratorConfig, console: Console) -> Path:
     """Run the demo in ``workdir``; returns the pipeline run's folder (a previous one when
     nothing changed)."""
     from searchrank.features.store import apply_definitions, open_store
-    from searchrank.pipelines.run import run_local
-    from searchrank.serving.bento import latest_bento, serve
+    from searchrank.serving.bento import serve
 
     started = time.perf_counter()
     paths = DemoPaths(workdir)
@@ -287,9 +289,7 @@ def run_demo(workdir: Path, config: GeneratorConfig, console: Console) -> Path:
                 f"drift reference: its training set"
             )
             arguments.update(production.arguments())
-        console.rule("search-ranking pipeline (kfp.local)")
-        run = run_local(arguments, paths.runs, console)
-        bento = latest_bento() if _first(run, "package-service-op*/bento") else ""
+        run, bento = run_pipeline(arguments, paths, console)
         if bento:
             training_set = _first(run, "fetch-features-op*/training_set")
             production = Production(bento, str(training_set.resolve()) if training_set else "")
@@ -319,6 +319,20 @@ def run_demo(workdir: Path, config: GeneratorConfig, console: Console) -> Path:
     console.print(summary_table(run, bento, time.perf_counter() - started))
     console.print(f"run report: [bold]{paths.report}[/bold] (open it in a browser)")
     return run
+
+
+def run_pipeline(arguments: dict[str, Any], paths: DemoPaths, console: Console) -> tuple[Path, str]:
+    """Run the pipeline with one local Ray that both training steps join (instead of starting
+    their own); returns the run's folder and the Bento it packaged (empty when not blessed)."""
+    from searchrank.components.train_ranker.config import TrainRankerConfig
+    from searchrank.core.raytrain.runner import shared_local_ray
+    from searchrank.pipelines.run import run_local
+    from searchrank.serving.bento import latest_bento
+
+    console.rule("search-ranking pipeline (kfp.local)")
+    with shared_local_ray(TrainRankerConfig(num_workers=DEMO_WORKERS)):
+        run = run_local(arguments, paths.runs, console)
+    return run, latest_bento() if _first(run, "package-service-op*/bento") else ""
 
 
 def results_table(description: str, query: str, body: dict[str, Any]) -> Table:

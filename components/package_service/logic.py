@@ -145,6 +145,7 @@ def staging_repo(
     (SQLite in ``folder`` unless ``online_store`` configures another), materialized until
     ``until``."""
     from searchrank.features.materialize import materialize_features
+    from searchrank.features.online_store import STORE_TYPE as BULK_SQLITE
     from searchrank.features.store import FEATURE_STORE_YAML, apply_definitions, open_store
 
     config = yaml.safe_load((feature_repo / FEATURE_STORE_YAML).read_text())
@@ -152,7 +153,7 @@ def staging_repo(
     (folder / "data").mkdir(exist_ok=True)
     config["registry"] = str(folder / "data" / "registry.db")
     config["online_store"] = online_store or {
-        "type": "sqlite",
+        "type": BULK_SQLITE,
         "path": str(folder / "data" / "online_store.db"),
     }
     (folder / FEATURE_STORE_YAML).write_text(yaml.safe_dump(config, sort_keys=False))

@@ -115,29 +115,72 @@ def quiet_ray_environment() -> None:
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 
 
+def local_cpus(config: Scaling) -> int:
+    """The logical CPUs a Ray on this machine declares for ``config``'s workers.
+
+    More than the workers take: Ray Data's read tasks need a CPU of their own, and with every
+    CPU held by a train worker they wait forever.
+    """
+    return math.ceil(config.num_workers * config.cpus_per_worker) + max(os.cpu_count() or 1, 2)
+
+
 @contextmanager
 def local_ray(config: Scaling) -> Iterator[None]:
-    """A Ray instance on this machine for the duration of the block.
+    """A Ray on this machine for the duration of the block: the one this process already runs
+    (a test session's), else the running cluster that ``RAY_ADDRESS`` names (Ray's own
+    variable; ``searchrank demo`` starts one for all its training steps, see
+    :func:`shared_local_ray`), else one started for the block and stopped after it.
 
-    Logical CPUs are declared above what the workers take: Ray Data's read tasks need a CPU
-    of their own, and with every CPU held by a train worker they wait forever. The workers'
-    output reaches this process (``log_to_driver``): their per-epoch lines are how a training
-    step shows progress.
+    The workers' output reaches this process (``log_to_driver``): their per-epoch lines are how
+    a training step shows progress.
     """
     quiet_ray_environment()
     import ray
 
-    cpus = math.ceil(config.num_workers * config.cpus_per_worker) + max(os.cpu_count() or 1, 2)
-    ray.init(
-        num_cpus=cpus,
-        include_dashboard=False,
-        logging_level=logging.WARNING,
-        object_store_memory=OBJECT_STORE_BYTES,
-    )
+    if ray.is_initialized():
+        yield
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(logging_level=logging.WARNING)
+    else:
+        ray.init(
+            num_cpus=local_cpus(config),
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            object_store_memory=OBJECT_STORE_BYTES,
+        )
     try:
         yield
     finally:
         ray.shutdown()
+
+
+@contextmanager
+def shared_local_ray(config: Scaling) -> Iterator[str]:
+    """Start a Ray on this machine, sized for ``config``'s workers, that other processes join
+    while the block runs: it yields the cluster's address and sets ``RAY_ADDRESS`` to it, so
+    that every training step started meanwhile (a ``kfp.local`` step is a process of its own)
+    connects instead of starting a Ray of its own (some 10 s each here)."""
+    quiet_ray_environment()
+    import ray
+
+    previous = os.environ.get("RAY_ADDRESS")
+    ray.init(
+        num_cpus=local_cpus(config),
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        object_store_memory=OBJECT_STORE_BYTES,
+        log_to_driver=False,
+    )
+    os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+    try:
+        yield os.environ["RAY_ADDRESS"]
+    finally:
+        ray.shutdown()
+        if previous is None:
+            os.environ.pop("RAY_ADDRESS", None)
+        else:
+            os.environ["RAY_ADDRESS"] = previous
 
 
 def threads_per_worker(config: Scaling) -> int:

@@ -105,3 +105,29 @@ def test_online_values_equal_the_point_in_time_values_at_the_end(
 def test_bad_end_is_rejected(value: str) -> None:
     with pytest.raises(InputError, match="end"):
         parse_time("end", value)
+
+
+def test_the_bulk_write_stores_exactly_what_feasts_own_sqlite_store_stores(
+    fresh_repo: Path, tmp_path: Path, dataset_dir: Path, window_end: datetime
+) -> None:
+    """The embedded default's BulkSqliteOnlineStore against Feast's SqliteOnlineStore: the same
+    rows, bytes and times, after a first load and after an incremental one (an upsert)."""
+    import yaml
+
+    from searchrank.features.online_store import STORE_TYPE
+    from searchrank.features.store import FEATURE_STORE_YAML, apply_definitions, create_repo
+
+    feasts = create_repo(tmp_path / "feasts", dataset_dir)
+    config = yaml.safe_load((feasts / FEATURE_STORE_YAML).read_text())
+    assert yaml.safe_load((fresh_repo / FEATURE_STORE_YAML).read_text())["online_store"][
+        "type"
+    ] == (STORE_TYPE)
+    config["online_store"]["type"] = "sqlite"
+    (feasts / FEATURE_STORE_YAML).write_text(yaml.safe_dump(config))
+    apply_definitions(open_store(feasts))
+    for end in (window_end - timedelta(days=5), window_end):
+        materialize_features(fresh_repo, end)
+        materialize_features(feasts, end)
+        bulk, feast = online_state(fresh_repo), online_state(feasts)
+        assert len(bulk) > 1_000
+        pd.testing.assert_frame_equal(bulk, feast)

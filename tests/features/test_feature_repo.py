@@ -24,6 +24,7 @@ from searchrank.core.net import free_port
 from searchrank.features import definitions, tables
 from searchrank.features.contract import resolve_contract
 from searchrank.features.offline_store import AsofDuckDBOfflineStoreConfig
+from searchrank.features.online_store import STORE_TYPE as BULK_SQLITE
 from searchrank.features.store import REPO_TEMPLATE_DIR, open_store, template
 
 FEAST = str(Path(sys.executable).parent / "feast")
@@ -98,7 +99,7 @@ def test_local_and_cluster_configurations_load(monkeypatch: pytest.MonkeyPatch) 
     local = load_repo_config(REPO_TEMPLATE_DIR, REPO_TEMPLATE_DIR / "feature_store.yaml")
     assert local.project == FEAST_PROJECT
     assert isinstance(local.offline_store, AsofDuckDBOfflineStoreConfig)
-    assert local.online_store.type == "sqlite"
+    assert local.online_store.type == BULK_SQLITE
 
     for key, value in {
         "registry-address": "feast-registry:5432",

@@ -107,7 +107,7 @@ class StepLog(io.TextIOBase):
         self._flush_pending()
         previous = self._file
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("a", encoding="utf-8")
+        self._file = path.open("a", encoding="utf-8", buffering=1)  # readable while it runs
         if previous is self.before_first_step:
             self._file.write(self.before_first_step.getvalue())
         else:

@@ -380,6 +380,7 @@ def summary_table(run: Path, bento: str, seconds: float) -> Table:
     ):
         found = _first(run, pattern)
         table.add_row(label, str(found) if found else "(not produced)")
+    table.add_row("step logs", str(run / "logs"))
     table.add_row("Bento", bento)
     table.add_row("serve it again", "searchrank serve")
     table.add_row("wall time", f"{seconds / 60:.1f} min")

@@ -11,6 +11,7 @@ requirements.txt``) installs searchrank from the Bento and the rest from an inde
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import chdir, contextmanager, suppress
 from dataclasses import dataclass
@@ -241,6 +243,32 @@ def _build_wheel(source: Path, folder: Path) -> Path:
     return wheel
 
 
+class _DropMessages(logging.Filter):
+    def __init__(self, *starts: str) -> None:
+        super().__init__()
+        self.starts = starts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.starts)
+
+
+@contextmanager
+def known_build_notices_silenced() -> Iterator[None]:
+    """Silence, during a build, the two notices every searchrank Bento build gets and that ask
+    nothing of anyone: BentoML's fallback to its v1 layout for the bundled wheel (chosen on
+    purpose, see :func:`build_bento`) and pathspec's deprecation of the pattern style BentoML
+    uses. Any other warning still shows."""
+    notice = _DropMessages("python.wheels is not supported by bento v2")
+    logger = logging.getLogger("bentoml")
+    logger.addFilter(notice)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "GitWildMatchPattern", DeprecationWarning)
+            yield
+    finally:
+        logger.removeFilter(notice)
+
+
 def build_bento(ranker_tag: str, retriever_tag: str, labels: Mapping[str, object]) -> str:
     """Build the Bento whose entry module pins ``ranker_tag`` and ``retriever_tag``.
 
@@ -280,7 +308,7 @@ def build_bento(ranker_tag: str, retriever_tag: str, labels: Mapping[str, object
         options["wheels"] = [str(wheel.relative_to(context))]
         options["packages"] = [*runtime_requirements(), f"./wheels/{wheel.name}"]
         # BentoML accepts a wheel only below the working directory, whatever the build context.
-        with chdir(context):
+        with chdir(context), known_build_notices_silenced():
             bento = bentoml.bentos.build(
                 service=f"{entry.stem}:Search",
                 name=BENTO_NAME,

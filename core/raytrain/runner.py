@@ -101,10 +101,14 @@ def _train(
     return str(outcome["best_checkpoint"]), list(outcome["history"])
 
 
-NOISY_RAY_LINES = "worker processes have been started on node"
+NOISY_RAY_LINES = (
+    "worker processes have been started on node|ExecutionOptions.exclude_resources"
+    "|self.exclude_resources = exclude_resources"
+)
 """Ray log lines that say nothing about a training run (a regular expression): the raylet's
 worker start-up count, which Ray Train's and Ray Data's actors exceed on a machine with few
-cores by design."""
+cores by design, and Ray Data's deprecation warning (two lines) about an option that Ray's own
+dataset manager sets when Ray Train shards a dataset."""
 
 
 def quiet_ray_environment() -> None:

@@ -4,16 +4,18 @@ Left to itself, ``kfp.local`` prints every step's executor input and output JSON
 the step's process prints: some thousands of lines for the search-ranking pipeline, in which a
 person cannot follow the run. :func:`follow_steps` sends all of it to files under the run's
 folder instead (``<run>/logs/<step>.log``, and ``<run>/logs/kfp-local.log`` for what
-``kfp.local`` prints between steps) and shows one line per step:
+``kfp.local`` prints between steps) and shows one line per step, under the run's folder:
 
-    ✓ train-ranker-op   2:03  epoch 14/30 train_loss 0.4123 val_ndcg@10 0.7812 6.1s
-    ⠋ train-lightgbm-op 0:41  log: .searchrank/demo/runs/search-ranking-…/logs/train-lightgbm-op.log
+    run folder: .searchrank/demo/runs/search-ranking-2026-12-02-08-24-19-538021 (…)
+    ✓ train-ranker-op    1:31 epoch 12/30 train_loss 6.8272 val_ndcg@10 0.7952 5.5s
+    ⠋ train-lightgbm-op  0:12 logs/train-lightgbm-op.log
 
 The line carries the step's state, its elapsed time and either the latest epoch line that a
-training step printed (:data:`EPOCH_LINE`, see ``core.raytrain.loop.report_epoch``) or the path
-of its log. Warnings a step prints are echoed beneath the lines, so that a real warning still
-shows (the known-noisy ones are filtered where they arise, see ``core.quiet``); a failed step's
-last lines are printed with the path of its whole log.
+training step logged (:data:`EPOCH_LINE`, see ``core.raytrain.loop.report_epoch``) or the path
+of its log in the run's folder. Warnings a step prints are echoed beneath the lines, so that a
+real warning still shows (the few known-noisy ones are filtered where they arise:
+``core.raytrain.runner.NOISY_RAY_LINES``, ``serving.bento.known_build_notices_silenced`` and
+``pipelines.run.run_local``); a failed step's last lines are printed with the path of its log.
 
 ``kfp.local`` has no hook for a step's start and end, so :func:`follow_steps` wraps the one
 function that runs a container step, ``kfp.local.task_dispatcher.run_single_task_implementation``
@@ -92,6 +94,12 @@ def shown_path(path: Path) -> str:
         return str(path)
 
 
+def log_name(step: Step) -> str:
+    """A step's log as the step lines show it: relative to the run's folder, which the console
+    names once at the start."""
+    return f"{LOGS}/{step.log.name}"
+
+
 class StepLog(io.TextIOBase):
     """The ``sys.stdout`` of a run: writes each line to the current step's log (or the run's
     ``kfp-local.log``) and tells the display about epoch lines and warnings."""
@@ -157,14 +165,17 @@ class StepDisplay:
         self._live: Live | None = None
 
     def __rich__(self) -> Group:
-        table = Table.grid(padding=(0, 1))
-        for _ in range(4):
-            table.add_column(no_wrap=True)
+        width = max((len(step.name) for step in self.steps), default=0)
+        table = Table.grid(padding=(0, 1), expand=True)
+        table.add_column(width=1)
+        table.add_column(min_width=width, no_wrap=True)
+        table.add_column(width=5, justify="right")
+        table.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
         for step in self.steps:
             icon: Any = ICONS.get(step.state) or self._spinners.setdefault(
                 step.name, Spinner("dots", style="cyan")
             )
-            detail = Text(step.latest or f"log: {shown_path(step.log)}", style="dim")
+            detail = Text(step.latest or log_name(step), style="dim")
             if step.warnings:
                 plural = "s" if step.warnings > 1 else ""
                 detail.append(f" ({step.warnings} warning{plural})", style="yellow")
@@ -184,9 +195,15 @@ class StepDisplay:
                 self._live = None
 
     def started(self, step: Step) -> None:
+        if not self.steps:
+            self.console.print(
+                f"run folder: [bold]{shown_path(step.log.parent.parent)}[/bold] "
+                f"(each step's whole log: {LOGS}/<step>.log)",
+                highlight=False,
+            )
         self.steps.append(step)
         if self._live is None:
-            self.console.print(f"▶ {step.name}  log: {shown_path(step.log)}", highlight=False)
+            self.console.print(f"▶ {step.name}  {log_name(step)}", highlight=False)
 
     def ended(self, step: Step) -> None:
         if self._live is None:

@@ -36,8 +36,10 @@ $(CHECKOV):
 	.venv-checkov/bin/python -m pip install --quiet "checkov==3.3.30"
 
 # The whole suite, after lint: the import contracts guard the layers as much as the tests do.
+# Two processes, each taking whole files: most tests wait on a server or run one-threaded
+# Python, so a serial run leaves one of two cores idle most of the time.
 test: lint $(CHECKOV)
-	pytest
+	pytest -n 2 --dist loadfile
 
 # The unit tier, under a minute: tests/core and tests/features without the tests marked slow
 # (the feast CLI and UI, the generator's memory bound) or services (Redis, PostgreSQL, S3).

@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import NamedTuple
 
@@ -213,6 +213,21 @@ def ray_head(num_cpus: int = 4) -> Iterator[str]:
             "start",
             "--head",
             f"--port={free_port()}",
+            # Ports of its own for every agent, not Ray's fixed defaults: another Ray on this
+            # machine (another test's, another pytest worker's) may hold those, and a head
+            # whose job agent cannot bind answers every job with "No available agent".
+            *(
+                f"--{name}={free_port()}"
+                for name in (
+                    "dashboard-agent-listen-port",
+                    "dashboard-agent-grpc-port",
+                    "metrics-export-port",
+                    "runtime-env-agent-port",
+                    "ray-client-server-port",
+                    "node-manager-port",
+                    "object-manager-port",
+                )
+            ),
             "--node-ip-address=127.0.0.1",
             "--include-dashboard=true",
             "--dashboard-host=127.0.0.1",
@@ -229,7 +244,25 @@ def ray_head(num_cpus: int = 4) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{dashboard}"
     finally:
-        subprocess.run(
-            [ray, "stop", "--force"], env=env, capture_output=True, timeout=120, check=False
-        )
+        stop_processes_under(temp)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def stop_processes_under(folder: Path, grace_s: float = 10.0) -> None:
+    """Stop every process whose command line names ``folder``: a Ray started with it as its
+    temporary folder (head, raylet, dashboard, workers). Unlike ``ray stop``, which stops every
+    Ray on the machine, it leaves alone the Rays other tests (or another pytest worker) run."""
+    import psutil
+
+    mine = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if any(str(folder) in part for part in (p.info["cmdline"] or []))
+    ]
+    for process in mine:
+        with suppress(psutil.NoSuchProcess):
+            process.terminate()
+    _, alive = psutil.wait_procs(mine, timeout=grace_s)
+    for process in alive:
+        with suppress(psutil.NoSuchProcess):
+            process.kill()

@@ -3,6 +3,7 @@ started with ``ray start --head`` on 127.0.0.1."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -27,6 +28,7 @@ from searchrank.core.errors import InputError
 from searchrank.core.metrics import ndcg_at_k
 from searchrank.core.names import RANKER_FEATURE_SERVICE
 from searchrank.core.raytrain.jobs import submit_and_follow
+from searchrank.pipelines.console import EPOCH_LINE
 
 CONFIG = TrainRankerConfig(
     d_model=32,
@@ -116,12 +118,14 @@ def test_the_checkpoint_describes_itself_and_scores_as_in_training(
     assert again == pytest.approx(summary.best_val_ndcg10, abs=1e-6)
 
 
-def _train_workers() -> list[psutil.Process]:
-    return [
-        p
-        for p in psutil.process_iter(["cmdline"])
-        if any("RayTrainWorker" in part for part in (p.info["cmdline"] or []))
-    ]
+def _train_workers(run: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    """The Ray Train workers of ``run``'s own Ray (its descendants), never another test's."""
+    found = []
+    for process in psutil.Process(run.pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if any("RayTrainWorker" in part for part in process.cmdline()):
+                found.append(process)
+    return found
 
 
 def test_a_killed_worker_costs_an_epoch_not_the_run(
@@ -133,7 +137,7 @@ def test_a_killed_worker_costs_an_epoch_not_the_run(
         assert run.poll() is None, run.stderr.read().decode()[-3000:] if run.stderr else ""
         assert time.monotonic() < deadline, "no checkpoint appeared"
         time.sleep(0.5)
-    workers = _train_workers()
+    workers = _train_workers(run)
     assert workers, "no Ray Train worker process found"
     victim = workers[-1]
     victim.send_signal(signal.SIGKILL)
@@ -171,6 +175,9 @@ def test_training_runs_as_a_ray_job_on_an_existing_cluster(
     assert summary.epochs_run == 2 and (tmp_path / "model" / "model.pt").is_file()
     assert any(line.startswith("submitted Ray job") for line in lines)
     assert any(line.startswith("[ray job]") for line in lines), "the job's log was not streamed"
+    # Each epoch's one line reaches the step through the job's log, as the console shows it.
+    epochs = [m.group(0).split()[1] for line in lines if (m := EPOCH_LINE.search(line))]
+    assert epochs == ["1/2", "2/2"], lines
 
 
 def test_a_cancelled_step_stops_its_ray_job(ray_cluster: str, tmp_path: Path) -> None:

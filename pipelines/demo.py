@@ -161,12 +161,14 @@ def code_fingerprint() -> str:
     import hashlib
 
     import searchrank.components
+    import searchrank.core
     import searchrank.features
     import searchrank.pipelines
     import searchrank.serving
 
     digest = hashlib.sha256()
     for package in (
+        searchrank.core,
         searchrank.components,
         searchrank.features,
         searchrank.pipelines,

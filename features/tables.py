@@ -49,8 +49,11 @@ ITEM_TYPE_COLUMN = feature_column(ITEM_CATALOGUE, "item_type")
 GENRE_COLUMN = feature_column(ITEM_CATALOGUE, "genre")
 MARKET_COLUMN = feature_column(USER_STATS, "market")
 ACTIVITY_COLUMN = feature_column(USER_STATS, "activity_bucket")
-"""Training-set columns that code reads by name: baselines, evaluation slices and the service's
-response fields. Everything else is read through the feature contract."""
+EXPLICIT_COLUMN = feature_column(ITEM_CATALOGUE, "explicit")
+EXPLICIT_FILTER_COLUMN = feature_column(USER_STATS, "explicit_filter")
+"""Training-set columns that code reads by name: baselines, evaluation slices, the service's
+response fields and the explicit-content policy (:mod:`searchrank.core.content`). Everything
+else is read through the feature contract."""
 
 CREATED_COLUMN = "created"
 TIMESTAMP_COLUMN = "event_timestamp"
@@ -122,6 +125,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("top_genre_share", pa.float32()),
             ("activity_bucket", pa.string()),
             ("market", pa.string()),
+            ("explicit_filter", pa.bool_()),
             *_timestamps(),
         ]
     ),
@@ -192,6 +196,8 @@ DOMAINS: dict[str, dict[str, Domain]] = {
         "top_genre_share": rate(),
         "activity_bucket": one_of(V.ACTIVITY_BUCKETS),
         "market": one_of(V.MARKETS),
+        # The listener's setting: on, the service never shows them explicit items.
+        "explicit_filter": Domain(),
         FEATURE_TIMESTAMP: _AUDIT,
     },
     ITEM_STATS: {

@@ -367,6 +367,13 @@ def summary_table(run: Path, bento: str, seconds: float) -> Table:
             table.add_row(f"NDCG@10 {system}", f"{values['ndcg@10']:.4f}")
         table.add_row("blessed", str(report["blessed"]))
         table.add_row("champion", report.get("champion") or "(none: first run)")
+        explicit = report.get("explicit") or {}
+        if explicit:
+            table.add_row(
+                "explicit-leak rate",
+                f"{explicit['leak_rate']:.2%} ({explicit['filtered_lists']:.0f} filtered searches, "
+                f"{explicit['withheld']:.0f} explicit items withheld)",
+            )
     validation = _first(run, "validate-data-op*/result")
     if validation is not None:
         drift = json.loads(validation.read_text()).get("drift") or {}

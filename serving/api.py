@@ -50,6 +50,15 @@ ItemIds = Annotated[
     ),
 ]
 K = Annotated[int, Field(ge=1, le=MAX_K, description="How many results to return.")]
+ExplicitFilter = Annotated[
+    bool | None,
+    Field(
+        description="The listener's explicit-content filter as the client knows it. The "
+        "stricter of this and the stored setting applies; a listener without a stored setting "
+        "is filtered unless this says false (see searchrank.core.content).",
+        examples=[True],
+    ),
+]
 
 
 class RankedItem(BaseModel):
@@ -67,6 +76,10 @@ class RankResponse(BaseModel):
     """True when the user had no features online (a new or unknown listener)."""
     model: str
     """The BentoML tag of the ranker that scored the items."""
+    explicit_filter: bool = False
+    """Whether the listener's explicit-content filter applied."""
+    withheld_explicit: int = 0
+    """Candidates left out because the filter applied and they are explicit (or unflagged)."""
 
 
 class SearchResult(RankedItem):
@@ -87,3 +100,6 @@ class SearchResponse(BaseModel):
     """How many candidates retrieval passed to the ranker."""
     cold_start: bool
     model: str
+    explicit_filter: bool = False
+    withheld_explicit: int = 0
+    """Ranked candidates left out by the explicit-content filter (see :class:`RankResponse`)."""

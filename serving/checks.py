@@ -35,9 +35,11 @@ def check_feature_service(
 
     Raises:
         InputError: the contract's feature service is not registered.
-        ContractMismatchError: an input the model reads is gone, or changed type or role.
+        ContractMismatchError: an input the model reads, or a column the explicit-content
+            policy reads, is gone, or changed type or role.
     """
     from searchrank.features.contract import resolve_contract
+    from searchrank.serving.online import POLICY_COLUMNS
 
     served = resolve_contract(store, contract.feature_service)
-    contract.check_served(served, model_inputs(processor))
+    contract.check_served(served, [*model_inputs(processor), *POLICY_COLUMNS])

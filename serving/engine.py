@@ -19,6 +19,7 @@ import torch
 
 from searchrank.core.candidates import CandidateGenerator
 from searchrank.core.checkpoint import load_ranker
+from searchrank.core.content import filter_applies, is_withheld, visible
 from searchrank.core.contract import FeatureContract
 from searchrank.core.errors import InputError
 from searchrank.core.features import FeatureProcessor
@@ -157,8 +158,11 @@ class SearchEngine:
         user_id: int,
         item_ids: Sequence[int],
         intent: pd.DataFrame | None = None,
+        explicit_filter: bool | None = None,
     ) -> RankResponse:
-        """Order ``item_ids`` for the query and user; unknown ids are dropped and listed.
+        """Order ``item_ids`` for the query and user; unknown ids are dropped and listed, and
+        explicit items are withheld when the listener's filter applies (``explicit_filter`` is
+        the request's, see :func:`~searchrank.core.content.filter_applies`).
 
         A repeated id is ranked once, at its best.
         """
@@ -169,15 +173,23 @@ class SearchEngine:
         unknown = [i for i, ok in zip(ids, known, strict=True) if not ok]
         if not kept:
             return RankResponse(
-                items=[], unknown_item_ids=unknown, cold_start=True, model=self.model_tag
+                items=[],
+                unknown_item_ids=unknown,
+                cold_start=True,
+                model=self.model_tag,
+                explicit_filter=filter_applies(explicit_filter, None),
             )
         frame, scores = self.scored_rows(text, user_id, kept, intent)
         order = np.argsort(-scores, kind="stable")
+        applies = filter_applies(explicit_filter, frame[T.EXPLICIT_FILTER_COLUMN].iloc[0])
+        shown = visible(order, frame[T.EXPLICIT_COLUMN].to_numpy(dtype=object), applies)
         return RankResponse(
-            items=[RankedItem(item_id=kept[j], score=float(scores[j])) for j in order],
+            items=[RankedItem(item_id=kept[j], score=float(scores[j])) for j in shown],
             unknown_item_ids=unknown,
             cold_start=not self.features.user_known(frame),
             model=self.model_tag,
+            explicit_filter=applies,
+            withheld_explicit=len(order) - len(shown),
         )
 
     def candidates(self, query: str, user_id: int, k: int, intent: str | None = None) -> list[int]:
@@ -185,21 +197,38 @@ class SearchEngine:
         two-tower index when there is one, weighted for the query's ``intent``), topped up
         with the most popular items when fewer than ``k`` are found."""
         found = self.retriever.retrieve(query, user_id, SEARCH_CANDIDATES, intent)
-        if len(found) < k:
-            items = self.features.items.frame
-            popular = items[T.POPULARITY_COLUMN].astype(float).nlargest(k + len(found)).index
-            seen = set(found)
-            found += [int(i) for i in popular if int(i) not in seen][: k - len(found)]
-        return found
+        return found + self.popular(k - len(found), exclude=found, clean=False)
 
-    def search(self, query: str, user_id: int, k: int) -> SearchResponse:
+    def popular(self, n: int, exclude: Sequence[int], clean: bool) -> list[int]:
+        """The ``n`` most popular cached items outside ``exclude``; only those a filtered
+        listener may see when ``clean``."""
+        if n <= 0:
+            return []
+        items = self.features.items.frame
+        if clean:
+            items = items[~is_withheld(items[T.EXPLICIT_COLUMN].to_numpy(dtype=object))]
+        ranked = items[T.POPULARITY_COLUMN].astype(float).nlargest(n + len(exclude)).index
+        seen = set(exclude)
+        return [int(i) for i in ranked if int(i) not in seen][:n]
+
+    def search(
+        self, query: str, user_id: int, k: int, explicit_filter: bool | None = None
+    ) -> SearchResponse:
         """Understand the query, retrieve, rank and return the top ``k`` with their catalogue
-        metadata; the predicted intent routes retrieval and feeds the ranker."""
+        metadata; the predicted intent routes retrieval and feeds the ranker. When the
+        explicit-content filter leaves fewer than ``k`` results, the most popular clean items
+        fill the list."""
         text = normalized_query(query)
         understood = self.retriever.understand(text)
         intent = top_intent(understood) if understood is not None else None
         candidates = self.candidates(text, user_id, k, intent)
-        ranked = self.rank(text, user_id, candidates, understood)
+        ranked = self.rank(text, user_id, candidates, understood, explicit_filter)
+        missing = k - len(ranked.items)
+        if ranked.explicit_filter and missing > 0:
+            clean = self.popular(missing, exclude=candidates, clean=True)
+            if clean:
+                candidates = candidates + clean
+                ranked = self.rank(text, user_id, candidates, understood, explicit_filter)
         top = ranked.items[:k]
         items = self.features.items.rows([r.item_id for r in top])
         results = [
@@ -222,4 +251,6 @@ class SearchEngine:
             retrieved=len(candidates),
             cold_start=ranked.cold_start,
             model=self.model_tag,
+            explicit_filter=ranked.explicit_filter,
+            withheld_explicit=ranked.withheld_explicit,
         )

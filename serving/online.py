@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 TEXT_INPUTS = ("name", "artist_name", "keywords")
 """The catalogue fields the text match reads, in :func:`text_match`'s argument order."""
 LOOKUP_BATCH = 5_000
+POLICY_COLUMNS = (T.EXPLICIT_COLUMN, T.EXPLICIT_FILTER_COLUMN)
+"""The columns the explicit-content policy reads (:mod:`searchrank.core.content`): the item's
+flag and the listener's setting. Every feature contract the service runs on must serve them."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,8 @@ class ServiceLayout:
 
         Raises:
             ValueError: a request-time column without an online implementation, or a
-                contract without the catalogue fields the text match reads.
+                contract without the catalogue fields the text match reads or the columns of
+                the explicit-content policy.
         """
         item, request, user, matched = [], [], [], []
         for column in contract.columns:
@@ -88,6 +92,12 @@ class ServiceLayout:
         if not set(TEXT_INPUTS) <= set(catalogue):
             raise ValueError(
                 f"{contract.feature_service} must serve {TEXT_INPUTS} of {T.ITEM_CATALOGUE}"
+            )
+        policy = [c for c in POLICY_COLUMNS if c not in contract.names]
+        if policy:
+            raise ValueError(
+                f"{contract.feature_service} must serve {policy}: the explicit-content policy "
+                "reads them (searchrank.core.content)"
             )
         return cls(
             item_features=tuple(reference for reference, _ in item),

@@ -38,6 +38,7 @@ from searchrank.core.errors import InputError
 from searchrank.core.names import RANKER_MODEL_NAME, RETRIEVER_MODEL_NAME
 from searchrank.serving.api import (
     MAX_BODY_BYTES,
+    ExplicitFilter,
     ItemIds,
     K,
     Query,
@@ -118,16 +119,26 @@ class Search:
         return scores
 
     @bentoml.api
-    def rank(self, query: Query, user_id: UserId, item_ids: ItemIds) -> RankResponse:
-        """Order the given candidates for the query and user, best first."""
+    def rank(
+        self,
+        query: Query,
+        user_id: UserId,
+        item_ids: ItemIds,
+        explicit_filter: ExplicitFilter = None,
+    ) -> RankResponse:
+        """Order the given candidates for the query and user, best first; explicit items are
+        withheld from a listener whose explicit-content filter applies."""
         with as_bad_request():
-            return self.engine.rank(query, user_id, item_ids)
+            return self.engine.rank(query, user_id, item_ids, explicit_filter=explicit_filter)
 
     @bentoml.api
-    def search(self, query: Query, user_id: UserId, k: K = 10) -> SearchResponse:
-        """Retrieve candidates for the query, rank them for the user, and return the top k."""
+    def search(
+        self, query: Query, user_id: UserId, k: K = 10, explicit_filter: ExplicitFilter = None
+    ) -> SearchResponse:
+        """Retrieve candidates for the query, rank them for the user, and return the top k;
+        never an explicit item for a listener whose explicit-content filter applies."""
         with as_bad_request():
-            return self.engine.search(query, user_id, k)
+            return self.engine.search(query, user_id, k, explicit_filter)
 
 
 # ``@bentoml.service`` returns a ``bentoml.Service`` wrapping the class; its stubs say otherwise.

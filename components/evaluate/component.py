@@ -30,7 +30,7 @@ def evaluate_op(
     Args:
         test: the test split (never used in training or selection).
         candidate: the trained ranker.
-        metrics: every system's NDCG@k, MRR and MAP.
+        metrics: every system's NDCG@k, MRR and MAP, and the candidate's explicit-leak rate.
         report: the decision, metrics by slice and bootstrap distributions, as HTML.
         summary: the decision and the metrics, as Markdown.
         evaluation: everything as JSON (for the run report).
@@ -82,6 +82,8 @@ def evaluate_op(
     for system, values in outcome.systems.items():
         for name in ("ndcg@1", "ndcg@5", "ndcg@10", "mrr", "map"):
             metrics.log_metric(f"{system}_{name}", values[name])
+    if outcome.explicit:
+        metrics.log_metric("explicit_leak_rate", outcome.explicit["leak_rate"])
     metrics.log_metric("blessed", float(outcome.blessed))
     evaluation.metadata.update({"blessed": outcome.blessed, "champion": outcome.champion})
     Path(report.path).write_text(html_page(outcome))

@@ -8,6 +8,7 @@ every system alike, and counted (``queries_without_relevant``).
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from searchrank.components.evaluate.config import EvaluateConfig
 from searchrank.core import schema as S
 from searchrank.core.bootstrap import BootstrapResult, mean_intervals, paired_bootstrap
 from searchrank.core.champion import Champion
+from searchrank.core.content import LeakAudit, filter_applies, is_withheld, visible
 from searchrank.core.errors import InputError
 from searchrank.core.io import read_parquet_input
 from searchrank.core.metrics import mean_metrics, per_query_metrics
@@ -66,6 +68,9 @@ class EvaluationReport:
     """The reference of the champion the candidate was compared with; empty when none."""
     confidence: float = 0.95
     """The coverage of every bootstrap interval of the report."""
+    explicit: dict[str, float] = field(default_factory=dict)
+    """The candidate's explicit-leak audit (:func:`explicit_audit`); empty when the test split
+    has no explicit flags or settings."""
     bootstrap: dict[str, list[float]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -199,6 +204,31 @@ def slice_value(
     }
 
 
+def explicit_audit(test: pd.DataFrame, scores: np.ndarray, k: int) -> LeakAudit | None:
+    """What listeners whose explicit-content filter applies would see in each search's top
+    ``k``, ordered by ``scores`` under the policy the service applies
+    (:mod:`searchrank.core.content`). Its ``withheld`` counts the explicit items the ranker
+    itself placed in those top ``k``; ``leaked``, any that got through the policy.
+
+    Returns:
+        None when the rows carry no explicit flags or no listener settings (a LETOR set).
+    """
+    if not {T.EXPLICIT_COLUMN, T.EXPLICIT_FILTER_COLUMN} <= set(test.columns):
+        return None
+    audit = LeakAudit()
+    bounds = S.search_bounds(test[S.SEARCH_ID].to_numpy())
+    explicit = test[T.EXPLICIT_COLUMN].to_numpy(dtype=object)
+    setting = test[T.EXPLICIT_FILTER_COLUMN].to_numpy(dtype=object)
+    for start, end in itertools.pairwise(bounds):
+        if not filter_applies(None, setting[start]):
+            continue
+        flags = explicit[start:end]
+        order = np.argsort(-scores[start:end], kind="stable")
+        shown = visible(order, flags, applies=True)[:k]
+        audit.add(flags[shown], withheld=int(is_withheld(flags[order[:k]]).sum()))
+    return audit
+
+
 def evaluate(
     test_path: Path,
     candidate: Path,
@@ -246,6 +276,13 @@ def evaluate(
         f"{c.result['difference_high']:+.4f}], needs lower bound > {c.required_low:+.4f}"
         for c in comparisons
     ]
+    audit = explicit_audit(test, systems[CANDIDATE], max(config.ks))
+    if audit is not None:
+        reasons.append(
+            f"{'ok' if not audit.leaked else 'FAILS'}: explicit-leak rate "
+            f"{audit.leak_rate:.2%} in the top {max(config.ks)} of {audit.lists} searches by "
+            f"listeners whose filter is on ({audit.withheld} explicit items withheld)"
+        )
     candidate_means = means[CANDIDATE]
     report = EvaluationReport(
         primary=config.primary,
@@ -254,10 +291,11 @@ def evaluate(
         systems={name: {k: float(v) for k, v in m.items()} for name, m in means.items()},
         comparisons=comparisons,
         slices=slices,
-        blessed=all(c.passed for c in comparisons),
+        blessed=all(c.passed for c in comparisons) and not (audit and audit.leaked),
         reasons=reasons,
         champion=champion.reference if champion is not None else "",
         confidence=config.confidence,
+        explicit=audit.as_dict() if audit is not None else {},
         bootstrap={name: r.differences.tolist() for name, r in results.items()},
     )
     # The entity columns too: package_service replays these searches against the served model.

@@ -34,11 +34,12 @@ def package_service_op(
     Args:
         model: the ranker checkpoint (``train_ranker``'s Model); its URI is kept as lineage.
         golden: ``evaluate``'s scores Dataset; its last day's searches are replayed.
-        catalogue: one row per item (``item_id``, ``name``, ``artist_name``) for the retriever.
+        catalogue: one row per item (``item_id``, ``name``, ``artist_name``, ``explicit``) for
+            the retriever and the explicit-leak check.
         feature_repo: the Feast repository folder the service will read.
         blessed: ``evaluate``'s decision; an unblessed model is refused.
         bento: the exported ``.bento`` archive (metadata: the Bento and model tags).
-        metrics: score parity and latency of the infra validation.
+        metrics: score parity, latency and explicit-leak rate of the infra validation.
         summary: the same, as Markdown.
         train: the training Dataset, whose URI becomes a label of the model.
         retriever: train_retriever's checkpoint; served beside BM25 when retriever_blessed.

@@ -40,6 +40,7 @@ from searchrank.components.package_service.config import PackageConfig
 from searchrank.core import schema as S
 from searchrank.core.candidates import RetrieverParts
 from searchrank.core.checkpoint import read_description, read_processor
+from searchrank.core.content import LeakAudit, is_withheld
 from searchrank.core.contract import FeatureContract
 from searchrank.core.errors import InputError
 from searchrank.core.intent import is_intent_column
@@ -74,6 +75,8 @@ class InfraValidation:
     search_p99_ms: float
     passed: bool
     reasons: list[str] = field(default_factory=list)
+    explicit: dict[str, float] = field(default_factory=dict)
+    """The explicit-leak audit of every list shown with the filter on (:class:`LeakAudit`)."""
 
 
 @dataclass
@@ -96,6 +99,7 @@ class PackageResult:
             "p50_ms": v.p50_ms,
             "p99_ms": v.p99_ms,
             "search_p99_ms": v.search_p99_ms,
+            "explicit_leak_rate": v.explicit.get("leak_rate", 0.0),
             "infra_validation_passed": float(v.passed),
         }
 
@@ -110,6 +114,9 @@ class PackageResult:
             f"- {v.searches} golden searches, {v.requests} requests: max |served − offline| = "
             f"{v.max_abs_diff:.2e}, p50 {v.p50_ms:.1f} ms, p99 {v.p99_ms:.1f} ms",
             f"- `/search` (retrieve → rank, top {SEARCH_K}) p99 {v.search_p99_ms:.1f} ms",
+            f"- explicit content: {v.explicit.get('leaked', 0):.0f} leaked of "
+            f"{v.explicit.get('shown', 0):.0f} items in {v.explicit.get('filtered_lists', 0):.0f} "
+            f"lists shown with the filter on ({v.explicit.get('withheld', 0):.0f} withheld)",
         ]
         lines += [f"- **{reason}**" for reason in v.reasons]
         return "\n".join(lines) + "\n"
@@ -162,11 +169,29 @@ def staging_repo(
     return folder
 
 
-def replay(url: str, golden: pd.DataFrame, config: PackageConfig) -> InfraValidation:
+def replay(
+    url: str, golden: pd.DataFrame, config: PackageConfig, explicit: pd.Series
+) -> InfraValidation:
     """Send every golden search ``rounds`` times to ``POST /rank`` and compare with offline,
-    then once to ``POST /search``."""
+    then once to ``POST /search``; then both once more with the explicit-content filter on.
+
+    Args:
+        explicit: every catalogue item's explicit flag, by item id: what the explicit-leak
+            rate counts (an item missing from it counts as explicit).
+    """
     latencies, search_latencies, worst = [], [], 0.0
     short: list[str] = []
+    audit = LeakAudit()
+
+    def shown(response: httpx.Response, key: str) -> list[int]:
+        """The item ids of a response, counted in the audit when its filter applied."""
+        response.raise_for_status()
+        body = response.json()
+        ids = [int(r["item_id"]) for r in body[key]]
+        if body["explicit_filter"]:
+            audit.add(explicit.reindex(ids).to_numpy(dtype=object), body["withheld_explicit"])
+        return ids
+
     with httpx.Client(base_url=url, timeout=60.0) as client:
         for _, rows in golden.groupby(S.SEARCH_ID, sort=False):
             query, user_id = str(rows[S.QUERY].iloc[0]), int(rows[S.USER_ID].iloc[0])
@@ -182,18 +207,27 @@ def replay(url: str, golden: pd.DataFrame, config: PackageConfig) -> InfraValida
                 latencies.append((time.perf_counter() - started) * 1000)
                 response.raise_for_status()
             served = {r["item_id"]: r["score"] for r in response.json()["items"]}
+            shown(response, "items")
             started = time.perf_counter()
             searched = client.post(
                 "/search", json={"query": query, "user_id": user_id, "k": SEARCH_K}
             )
             search_latencies.append((time.perf_counter() - started) * 1000)
-            searched.raise_for_status()
-            if len(searched.json()["results"]) < SEARCH_K:
+            if len(shown(searched, "results")) < SEARCH_K:
                 short.append(query)
-            if set(served) != set(offline):
+            filtered = {"explicit_filter": True}
+            shown(client.post("/rank", json=body | filtered), "items")
+            search = {"query": query, "user_id": user_id, "k": SEARCH_K} | filtered
+            shown(client.post("/search", json=search), "results")
+            # The policy may withhold candidates; the rest must score as offline.
+            withheld = set(offline) - set(served)
+            if (
+                not set(served) <= set(offline)
+                or not is_withheld(explicit.reindex(sorted(withheld)).to_numpy(dtype=object)).all()
+            ):
                 worst = float("inf")
                 continue
-            worst = max(worst, *(abs(served[i] - offline[i]) for i in offline))
+            worst = max(worst, *(abs(served[i] - offline[i]) for i in served), 0.0)
     p99 = float(pd.Series(latencies).quantile(0.99))
     search_p99 = float(pd.Series(search_latencies).quantile(0.99))
     reasons = []
@@ -206,6 +240,11 @@ def replay(url: str, golden: pd.DataFrame, config: PackageConfig) -> InfraValida
             )
     if short:
         reasons.append(f"/search returned fewer than {SEARCH_K} results for {short[:3]}")
+    if audit.leaked:
+        reasons.append(
+            f"explicit-leak rate {audit.leak_rate:.2%}: {audit.leaked} explicit items shown "
+            f"to listeners whose filter was on ({audit.lists} lists)"
+        )
     return InfraValidation(
         searches=golden[S.SEARCH_ID].nunique(),
         requests=len(latencies),
@@ -215,6 +254,7 @@ def replay(url: str, golden: pd.DataFrame, config: PackageConfig) -> InfraValida
         search_p99_ms=search_p99,
         passed=not reasons,
         reasons=reasons,
+        explicit=audit.as_dict(),
     )
 
 
@@ -293,12 +333,20 @@ def package_service(
     ranker = save_ranker(
         model_dir, labels, {**asdict(lineage), "metrics": description.get("metrics", {})}
     )
-    retriever = save_retriever(pd.read_parquet(catalogue_path), labels, parts)
+    catalogue = pd.read_parquet(catalogue_path)
+    if "explicit" not in catalogue.columns:
+        raise InputError(
+            "catalogue columns",
+            list(catalogue.columns),
+            "must include 'explicit': infra validation measures the explicit-leak rate with it",
+        )
+    retriever = save_retriever(catalogue, labels, parts)
     bento = build_bento(ranker, retriever, labels)
     export_bento(bento, bento_path)
     staging = staging_repo(feature_repo, work_dir / "staging", golden[S.EVENT_TIMESTAMP].max())
+    explicit = catalogue.set_index(S.ITEM_ID)["explicit"]
     with serve(bento, staging) as running:
-        validation = replay(running.url, golden, config)
+        validation = replay(running.url, golden, config, explicit)
     return PackageResult(
         ranker, retriever, bento, contract.feature_service, contract.schema_hash, validation
     )

@@ -195,6 +195,7 @@ class FeatureState:
                 ).astype(np.float32),
                 "activity_bucket": bucket.astype(object),
                 "market": np.array(V.MARKETS, dtype=object)[users.market[present]],
+                "explicit_filter": users.explicit_filter[present],
                 T.TIMESTAMP_COLUMN: stamp,
                 T.FEATURE_TIMESTAMP: stamp,
                 T.CREATED_COLUMN: stamp,

@@ -1,4 +1,5 @@
-"""Synthetic listeners: market, sign-up time, activity level and hidden tastes."""
+"""Synthetic listeners: market, sign-up time, activity level, explicit-content setting and
+hidden tastes."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ ACTIVITY_SHARE = (0.5, 0.35, 0.15)
 ACTIVITY_RATE = (1.0, 4.0, 14.0)
 COLD_START_SHARE = 0.12
 """Share of listeners who sign up inside the logged window, so have no history at first."""
+MINOR_SHARE = 0.10
+"""Share of listeners under 18 (hidden: the service never knows a listener's age)."""
+ADULT_FILTER_RATE, MINOR_FILTER_RATE = 0.04, 0.45
+"""How often adults and minors have the explicit-content filter on: about 8 % in all, as family
+and teen plans turn it on by default."""
 
 
 @dataclass
@@ -25,7 +31,9 @@ class Users:
     ``signup_day`` counts days from the start of the logged window (negative before it).
     ``genre_taste`` (n_users, n_genres) and ``topic_taste`` (n_users, n_topics) are rows of
     probabilities; ``podcast_affinity`` is in [0, 1]. The tastes are hidden: they drive the
-    simulation, and models must learn them from behaviour.
+    simulation, and models must learn them from behaviour. ``explicit_filter`` is the listener's
+    public setting: with it on, the service must never show them explicit content (they also
+    dislike it, so ``explicit_averse`` holds for them).
     """
 
     market: np.ndarray
@@ -36,6 +44,7 @@ class Users:
     topic_taste: np.ndarray
     podcast_affinity: np.ndarray
     explicit_averse: np.ndarray
+    explicit_filter: np.ndarray
 
     def __len__(self) -> int:
         return len(self.market)
@@ -53,7 +62,8 @@ class Users:
 
 
 def build_users(rng: np.random.Generator, n_users: int, window_days: int) -> Users:
-    """Draw ``n_users`` listeners; about 12 % of them sign up inside the window."""
+    """Draw ``n_users`` listeners; about 12 % of them sign up inside the window and about 8 %
+    have the explicit-content filter on."""
     level = rng.choice(len(ACTIVITY_LEVELS), size=n_users, p=ACTIVITY_SHARE)
     rate = np.array(ACTIVITY_RATE)[level] * rng.lognormal(0, 0.4, size=n_users)
     cold = rng.random(n_users) < COLD_START_SHARE
@@ -64,13 +74,19 @@ def build_users(rng: np.random.Generator, n_users: int, window_days: int) -> Use
     )
     genre_taste = rng.dirichlet(np.full(len(V.GENRES), 0.35), size=n_users)
     topic_taste = rng.dirichlet(np.full(len(V.PODCAST_TOPICS), 0.4), size=n_users)
+    market = rng.choice(len(V.MARKETS), size=n_users, p=W.MARKET_SHARE).astype(np.int8)
+    podcast_affinity = rng.beta(1.0, 3.5, size=n_users)
+    averse = rng.random(n_users) < 0.15
+    minor = rng.random(n_users) < MINOR_SHARE
+    explicit_filter = rng.random(n_users) < np.where(minor, MINOR_FILTER_RATE, ADULT_FILTER_RATE)
     return Users(
-        market=rng.choice(len(V.MARKETS), size=n_users, p=W.MARKET_SHARE).astype(np.int8),
+        market=market,
         signup_day=signup,
         activity_level=level.astype(np.int8),
         rate=rate,
         genre_taste=genre_taste,
         topic_taste=topic_taste,
-        podcast_affinity=rng.beta(1.0, 3.5, size=n_users),
-        explicit_averse=rng.random(n_users) < 0.15,
+        podcast_affinity=podcast_affinity,
+        explicit_averse=averse | explicit_filter,
+        explicit_filter=explicit_filter,
     )

@@ -232,7 +232,7 @@ def test_the_data_was_checked_for_drift_and_the_candidate_faced_the_champion(run
 
 
 def test_the_bento_serves_from_redis_and_the_postgres_registry_as_deployed(
-    run: Run, rehearsal: Rehearsal
+    run: Run, rehearsal: Rehearsal, catalogue: pd.DataFrame
 ) -> None:
     from searchrank.components.package_service.config import PackageConfig
     from searchrank.components.package_service.logic import (
@@ -258,5 +258,13 @@ def test_the_bento_serves_from_redis_and_the_postgres_registry_as_deployed(
             f"{running.url}/search", json={"query": "rock", "user_id": 1, "k": 5}, timeout=60
         )
         assert found.status_code == 200 and found.json()["results"]
-        served = replay(running.url, golden_searches(scores, 10), PackageConfig(rounds=1))
+        explicit = catalogue.set_index(S.ITEM_ID)["explicit"]
+        golden = golden_searches(scores, 10)
+        served = replay(running.url, golden, PackageConfig(rounds=1), explicit)
+        # A catalogue that flags every item explicit, as if the online store's flags were
+        # stale: whatever reaches a filtered listener now counts as a leak, which refuses it.
+        stale = replay(running.url, golden, PackageConfig(rounds=1), explicit.where(False, True))
     assert served.max_abs_diff <= 1e-4, "the online store serves what training saw"
+    assert served.explicit["leaked"] == 0 and served.explicit["filtered_lists"] >= 20
+    assert not any("explicit" in r for r in served.reasons), served.reasons
+    assert not stale.passed and any("explicit-leak rate" in r for r in stale.reasons)

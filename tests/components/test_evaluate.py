@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
+from searchrank.components.evaluate import logic as evaluate_logic
 from searchrank.components.evaluate import report as evaluation_report
 from searchrank.components.evaluate.config import EvaluateConfig
 from searchrank.components.evaluate.logic import (
@@ -32,6 +33,7 @@ from searchrank.components.evaluate.logic import (
 from searchrank.components.evaluate.report import html_page, markdown
 from searchrank.components.evaluate.scoring import score_ranker
 from searchrank.components.train_lightgbm.logic import train_lightgbm
+from searchrank.core import schema as S
 from searchrank.core.champion import resolve_champion
 from searchrank.core.checkpoint import load_ranker, save_ranker
 from searchrank.core.contract import FeatureContract
@@ -48,6 +50,7 @@ from searchrank.core.training import (
     shuffled_batches,
     train_step,
 )
+from searchrank.features import tables as T
 
 SMALL_GRID = LambdaMartConfig(
     num_leaves=(15,), min_data_in_leaf=(20,), feature_fraction=(1.0,), folds=2, num_threads=1
@@ -171,7 +174,28 @@ def test_the_blessing_follows_its_thresholds(
         0
     ].blessed
     report = evaluate(splits["test"], models["ranker"], strict, lightgbm=models["lightgbm"])[0]
-    assert not report.blessed and all("FAILS" in reason for reason in report.reasons)
+    comparisons = [r for r in report.reasons if "explicit" not in r]
+    assert not report.blessed and all("FAILS" in reason for reason in comparisons)
+
+
+def test_the_explicit_leak_rate_counts_what_filtered_listeners_would_see(
+    models: dict[str, Path], splits: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lenient = EvaluateConfig(bootstrap_samples=100, min_gain_vs_baselines=-1.0)
+    report = evaluate(splits["test"], models["ranker"], lenient)[0]
+    test = pd.read_parquet(splits["test"])
+    setting = test.groupby(S.SEARCH_ID, sort=False)[T.EXPLICIT_FILTER_COLUMN].first()
+    # Listeners without a stored setting are filtered too (the policy fails safe).
+    filtered = int(setting.astype("boolean").fillna(True).sum())
+    assert report.explicit["filtered_lists"] == filtered > 0
+    assert report.explicit["leaked"] == 0 < report.explicit["withheld"]
+    assert report.blessed and any("ok: explicit-leak rate 0.00%" in r for r in report.reasons)
+    # A policy that let everything through would show what the ranker put in the top 10:
+    # every withheld item leaks, and the candidate is refused.
+    monkeypatch.setattr(evaluate_logic, "visible", lambda order, explicit, applies: order)
+    broken = evaluate(splits["test"], models["ranker"], lenient)[0]
+    assert broken.explicit["leaked"] == report.explicit["withheld"]
+    assert not broken.blessed and any("FAILS: explicit-leak" in r for r in broken.reasons)
 
 
 def test_a_candidate_that_does_not_beat_the_champion_is_not_blessed(

@@ -91,6 +91,8 @@ def test_the_blessed_model_is_packaged_with_lineage_and_passes_infra_validation(
     assert validation.passed, validation.reasons
     assert validation.searches == 10 and validation.requests == 20
     assert validation.max_abs_diff <= 1e-4
+    # Every golden search is also sent with the filter on, to /rank and to /search.
+    assert validation.explicit["filtered_lists"] >= 20 and validation.explicit["leaked"] == 0
     assert (tmp_path / "bento").stat().st_size > 0
     model = bentoml.models.get(result.ranker_tag)
     assert model.info.labels["feature_service"] == "ranker_v1"

@@ -21,6 +21,7 @@ from searchrank.features import tables as T
 from searchrank.features.generator.config import GeneratorConfig
 from searchrank.features.generator.generate import daily_volume, generate
 from searchrank.features.generator.simulate import misspell
+from searchrank.features.generator.users import build_users
 
 TINY = GeneratorConfig(searches=600, days=30, seed=3, end_date=date(2026, 6, 1))
 
@@ -100,6 +101,18 @@ def test_users_include_cold_start_listeners(
     assert (stats[T.TIMESTAMP_COLUMN] >= stats["signup_timestamp"]).all()
     buckets = set(stats["activity_bucket"])
     assert {"cold_start", "light", "heavy"} <= buckets
+
+
+def test_about_one_listener_in_twelve_filters_explicit_content_and_dislikes_it(
+    dataset_dir: Path,
+) -> None:
+    users = build_users(np.random.default_rng(3), 100_000, 30)
+    assert 0.06 < users.explicit_filter.mean() < 0.10
+    assert users.explicit_averse[users.explicit_filter].all()
+    # The setting is a user feature: the same for a listener in every daily snapshot.
+    stats = read(dataset_dir, T.USER_STATS)
+    per_user = stats.groupby("user_id")["explicit_filter"].nunique()
+    assert (per_user == 1).all() and 0 < stats["explicit_filter"].mean() < 0.25
 
 
 def test_searches_cover_every_intent_and_query_form(dataset_dir: Path) -> None:

@@ -19,6 +19,7 @@ from searchrank.core.contract import ContractMismatchError, FeatureContract
 from searchrank.core.errors import InputError
 from searchrank.core.features import ColumnRole
 from searchrank.core.intent import IntentModel
+from searchrank.features import tables as T
 from searchrank.serving.checks import check_feature_service
 from searchrank.serving.engine import SearchEngine
 
@@ -64,7 +65,8 @@ def test_rank_drops_unknown_items_and_serves_unknown_users_cold(
 ) -> None:
     first = logged_day.rows.iloc[:1]
     items = logged_day.rows[S.ITEM_ID].drop_duplicates().head(12).tolist()
-    response = engine.rank("Halo!", 10**12, [*items, 10**13, items[0]])
+    # An unknown listener is filtered unless the request says otherwise (explicit content).
+    response = engine.rank("Halo!", 10**12, [*items, 10**13, items[0]], explicit_filter=False)
     assert response.unknown_item_ids == [10**13]
     assert sorted(r.item_id for r in response.items) == sorted(items)
     scores = [r.score for r in response.items]
@@ -87,6 +89,49 @@ def test_search_retrieves_misspelled_names_and_returns_metadata(
     assert all(r.name and r.item_type for r in response.results)
     ids = engine.candidates(misspelled, 1, 10)
     assert int(target["item_id"]) in ids, "trigram BM25 must still find a misspelled name"
+
+
+def _explicit(catalogue: pd.DataFrame) -> pd.Series:
+    return catalogue.set_index(S.ITEM_ID)["explicit"]
+
+
+def test_explicit_items_are_withheld_exactly_when_the_listeners_filter_applies(
+    engine: SearchEngine, logged_day: LoggedDay, catalogue: pd.DataFrame
+) -> None:
+    explicit = _explicit(catalogue)
+    rows = logged_day.rows
+    setting = rows.groupby(S.USER_ID)[T.EXPLICIT_FILTER_COLUMN].first().dropna().astype(bool)
+    unfiltered, filtered = int(setting.index[~setting][0]), int(setting.index[setting][0])
+    items = catalogue[S.ITEM_ID].head(400).tolist()
+    dirty = int(explicit.reindex(items).sum())
+    assert 0 < dirty < len(items), "the candidates must mix explicit and clean items"
+    for user, requested, applies in (
+        (unfiltered, None, False),
+        (unfiltered, True, True),
+        (filtered, None, True),
+        (filtered, False, True),  # the stored setting wins over a request to lift it
+        (10**12, None, True),  # an unknown listener is filtered unless the request says off
+        (10**12, False, False),
+    ):
+        response = engine.rank("rock", user, items, explicit_filter=requested)
+        shown = [r.item_id for r in response.items]
+        assert response.explicit_filter is applies, (user, requested)
+        assert int(explicit.reindex(shown).sum()) == (0 if applies else dirty), (user, requested)
+        assert response.withheld_explicit == (dirty if applies else 0)
+        assert len(shown) + response.withheld_explicit == len(items)
+
+
+def test_a_filtered_search_still_fills_k_from_clean_items(
+    engine: SearchEngine, catalogue: pd.DataFrame
+) -> None:
+    explicit = _explicit(catalogue)
+    # Hip-hop is the genre with the most explicit tracks: a query that retrieves many of them.
+    response = engine.search("hip hop", 10**12, 100, explicit_filter=True)
+    shown = [r.item_id for r in response.results]
+    assert len(shown) == 100 and response.withheld_explicit > 0
+    assert not explicit.reindex(shown).fillna(True).any()
+    unfiltered = engine.search("hip hop", 10**12, 100, explicit_filter=False)
+    assert explicit.reindex([r.item_id for r in unfiltered.results]).any()
 
 
 def test_the_service_refuses_a_model_the_feature_service_cannot_feed(

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import shutil
+import string
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 from serving.conftest import LoggedDay, StoredModels
 
 from searchrank.core import schema as S
 from searchrank.core.contract import FeatureContract
+from searchrank.features import tables as T
 from searchrank.serving.bento import RunningService, build_bento, save_ranker, serve
 
 pytestmark = pytest.mark.slow
@@ -133,3 +136,62 @@ def test_fuzzing_from_the_openapi_document_finds_no_server_error(
 
     fuzz()
     assert not server_errors, server_errors[:3]
+
+
+def test_no_explicit_item_reaches_a_filtered_listener_whatever_is_asked(
+    running: RunningService, logged_day: LoggedDay, catalogue: pd.DataFrame
+) -> None:
+    """Randomized requests of listeners whose filter applies (their stored setting, the
+    request's flag, or an unknown account), to both endpoints of the real served Bento: zero
+    explicit items come back, whatever the query, the candidates or k."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    explicit = catalogue.set_index(S.ITEM_ID)["explicit"]
+    setting = logged_day.rows.groupby(S.USER_ID)[T.EXPLICIT_FILTER_COLUMN].first()
+    setting = setting.dropna().astype(bool)
+    stored_on = [int(u) for u in setting.index[setting]]
+    assert stored_on, "the logged day must hold listeners whose stored filter is on"
+    listeners = st.one_of(
+        st.tuples(st.sampled_from(stored_on), st.sampled_from([None, False, True])),
+        st.tuples(st.integers(0, 2**40), st.just(True)),
+        st.tuples(st.integers(10**12, 10**13), st.none()),  # unknown accounts
+    )
+    words = sorted({*catalogue["genre"], *catalogue["artist_name"].head(200)})
+    queries = st.one_of(
+        st.sampled_from(words),
+        st.text(alphabet=string.ascii_lowercase + " ", min_size=1, max_size=30).filter(str.strip),
+    )
+    candidates = st.lists(
+        st.one_of(st.sampled_from(catalogue[S.ITEM_ID].tolist()), st.integers(0, 10**9)),
+        min_size=1,
+        max_size=200,
+    )
+    leaks: list[str] = []
+    counts = {"requests": 0, "items": 0}
+
+    def check(path: str, body: dict[str, object], key: str) -> None:
+        response = httpx.post(
+            f"{running.url}{path}", json=body, headers={"x-api-key": KEY}, timeout=30
+        )
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        shown = [int(r["item_id"]) for r in answer[key]]
+        counts["requests"] += 1
+        counts["items"] += len(shown)
+        if not answer["explicit_filter"] or explicit.reindex(shown).fillna(True).any():
+            leaks.append(f"{path} {body}: {answer}")
+
+    @settings(
+        max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
+    @given(listener=listeners, query=queries, items=candidates, k=st.integers(1, 100))
+    def fuzz(listener: tuple[int, bool | None], query: str, items: list[int], k: int) -> None:
+        user, requested = listener
+        flag = {} if requested is None else {"explicit_filter": requested}
+        check("/search", {"query": query, "user_id": user, "k": k, **flag}, "results")
+        check("/rank", {"query": query, "user_id": user, "item_ids": items, **flag}, "items")
+
+    fuzz()
+    assert not leaks, leaks[:2]
+    assert counts["requests"] >= 80 and counts["items"] > 0, counts

@@ -73,6 +73,12 @@ set it appears as ``<view>__feature_timestamp``: bookkeeping for the leakage che
 lie after the row's event time), never a model input."""
 AUDIT_SUFFIX = f"__{FEATURE_TIMESTAMP}"
 
+BUILT_AT = "searchrank.built_at"
+"""The parquet key-value metadata key under which ``fetch_features`` records when it built a
+training set: ISO 8601 in UTC, the moment ``fetch_features`` began. No timestamp of the set
+(event or feature) may lie after it. The feature contract does not carry it, so that the
+contract's ``schema_hash`` keeps describing columns only."""
+
 RANKING_REQUIRED_COLUMNS: tuple[str, ...] = (SEARCH_ID, ITEM_ID, LABEL)
 """Columns every ranking dataset has; rows of one search are contiguous (:func:`search_bounds`)."""
 
@@ -198,3 +204,25 @@ def parse_time(field: str, value: str) -> datetime | None:
     if moment.tzinfo is None:
         raise InputError(field, value, "must carry a time zone (for example +00:00)")
     return moment.astimezone(UTC)
+
+
+def with_built_at(table: pa.Table, moment: datetime) -> pa.Table:
+    """``table`` with its build time (timezone-aware) recorded as :data:`BUILT_AT` metadata."""
+    if moment.tzinfo is None:
+        raise InputError("built_at", moment.isoformat(), "must carry a time zone (UTC)")
+    metadata = dict(table.schema.metadata or {})
+    metadata[BUILT_AT.encode()] = moment.astimezone(UTC).isoformat().encode()
+    return table.replace_schema_metadata(metadata)
+
+
+def built_at(schema: pa.Schema) -> datetime | None:
+    """When the training set with this (file) schema was built, or None when not recorded
+    (files written by other tools, or rewritten through pandas, which drops the metadata).
+
+    Raises:
+        InputError: the recorded value is not an ISO 8601 time with a time zone.
+    """
+    raw = (schema.metadata or {}).get(BUILT_AT.encode())
+    if raw is None:
+        return None
+    return parse_time(f"parquet metadata {BUILT_AT!r}", raw.decode(errors="replace"))

@@ -9,6 +9,7 @@ once and in input order, whatever keys and timestamps it shares with other rows.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -172,6 +173,10 @@ def fetch_features(
     """Build the training set for ``entities_path`` and write it to ``output_path`` (parquet),
     with its feature contract beside it.
 
+    The file records when it was built (:data:`~searchrank.core.schema.BUILT_AT` parquet
+    metadata: the moment this call began, before the join), so that ``validate_data`` can
+    reject any timestamp after it.
+
     Args:
         entities_path: parquet entity dataframe with the columns of ``ENTITY_COLUMNS``.
         feature_repo: a Feast repository folder (``feature_store.yaml``), already applied.
@@ -186,11 +191,12 @@ def fetch_features(
     from searchrank.features.contract import resolve_contract
     from searchrank.features.store import check_connections, open_store
 
+    built = datetime.now(UTC)
     check_entities(entities_path)
     store = open_store(feature_repo)
     check_connections(store, online=False)
     contract = resolve_contract(store, feature_service)
     training_set = join_features(store, entities_path, contract)
-    write_parquet_atomically(training_set, output_path)
+    write_parquet_atomically(S.with_built_at(training_set, built), output_path)
     contract.save(contract_path or contract_beside(output_path))
     return summarize(training_set, contract)

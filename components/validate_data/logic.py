@@ -4,15 +4,21 @@ A training set is checked by Great Expectations against suites generated from it
 service and the ranking rules (see :mod:`.suite`), optionally for drift against a reference
 dataset. Errors fail the step; warnings pass and are reported. Great Expectations is the engine
 of record: every finding is one of its expectation results, and its Data Docs are kept.
+
+No content of a training set makes the validation raise: a column of the wrong type or time zone
+is a ``type`` error naming it, and rules that would compare its values skip it. Only a file that
+cannot be read as a table at all (missing, not parquet, duplicate column names, an unreadable
+build time) is an :class:`InputError`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +79,9 @@ class ValidationReport:
     drift: dict[str, float] = field(default_factory=dict)
     drift_sample: int | None = None
     data_docs: str | None = None
+    latest_time: str = ""
+    """The latest moment any timestamp may carry, and where it comes from: the set's recorded
+    build time, or the moment the validation began."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,21 +106,40 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple | set):
         return [_plain(v) for v in value]
     if isinstance(value, np.generic):
-        return value.item()
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # "inf", "-inf", "nan": JSON has no such numbers
     if isinstance(value, datetime | date | pd.Timestamp):
-        return value.isoformat()
+        return value.isoformat() if not pd.isna(value) else None
     return value
 
 
 def read_training_set(path: Path) -> tuple[pd.DataFrame, pa.Schema]:
-    """Read a training set for validation: the frame and the file's own Arrow schema."""
+    """Read a training set for validation: the frame and the file's own Arrow schema.
+
+    The frame has exactly the file's columns, in a fresh range index: pandas metadata that would
+    turn a column into the index is ignored.
+
+    Raises:
+        InputError: missing or unreadable, or two columns of one name.
+    """
     if not path.is_file():
         raise InputError("data", str(path), "must be an existing parquet file")
     try:
         table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as error:
+    except (pa.ArrowException, OSError) as error:
         raise InputError("data", str(path), f"must be a readable parquet file ({error})") from error
-    return table.to_pandas(), table.schema
+    names = table.schema.names
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise InputError("data", str(path), f"must name each column once; repeated: {repeated}")
+    try:
+        frame = table.to_pandas(ignore_metadata=True)
+    except (pa.ArrowException, ValueError, TypeError) as error:
+        raise InputError(
+            "data", str(path), f"must convert to a table of values ({error})"
+        ) from error
+    return frame, table.schema
 
 
 def _observed(result: Any) -> Any:
@@ -227,21 +255,29 @@ def validate(
         reference: a training set to compare distributions with (the last blessed one).
         docs_dir: where Great Expectations writes its Data Docs site; none when None.
 
+    No timestamp may lie after the set's build time, which ``fetch_features`` records in the
+    file (:data:`searchrank.core.schema.BUILT_AT`); a file without one (rewritten by another
+    tool) is held to the moment this validation began instead (:class:`.suite.Horizon`).
+
     Raises:
-        InputError: unreadable files. A training set that breaks the contract does not raise:
-            the report says so.
+        InputError: unreadable files, or an unreadable recorded build time. A training set that
+            breaks the contract does not raise: the report says so.
     """
     from searchrank.components.validate_data import suite as rules
 
     specs = list(contract.columns)
     frame, schema = read_training_set(data)
+    horizon = rules.Horizon.of(S.built_at(schema), datetime.now(UTC))
+    typed = rules.typed_columns(schema, specs)
     profiles = reference_profiles(reference, specs, config.drift_sample) if reference else {}
+    profiles = {column: p for column, p in profiles.items() if column in typed}
     drift = rules.drift_scores(frame, profiles, config) if profiles else {}
     batches = [
         rules.schema_batch(schema, specs),
-        rules.training_set_batch(frame, specs, config, profiles),
-        rules.searches_batch(frame, config),
-        rules.feature_time_batch(frame, specs),
+        rules.training_set_batch(frame, specs, config, profiles, typed, horizon),
+        rules.searches_batch(frame, config, typed),
+        rules.row_counts_batch(frame, specs, typed),
+        rules.feature_time_batch(frame, specs, typed),
     ]
     if drift:
         batches.append(rules.drift_batch(drift, config))
@@ -251,13 +287,14 @@ def validate(
         success=not errors,
         feature_service=contract.feature_service,
         rows=len(frame),
-        searches=int(frame[S.SEARCH_ID].nunique()) if S.SEARCH_ID in frame.columns else 0,
+        searches=int(frame[S.SEARCH_ID].nunique()) if S.SEARCH_ID in typed else 0,
         expectations=ran,
         errors=errors,
         warnings=[f for f in findings if f.severity == "warning"],
         drift={k: round(v, 6) for k, v in drift.items()},
         drift_sample=min(config.drift_sample, len(frame)) if drift else None,
         data_docs=index,
+        latest_time=horizon.describe(),
     )
 
 

@@ -85,12 +85,20 @@ def _category_bins(values: pd.Series, categories: tuple[str, ...]) -> np.ndarray
     return np.append(known, [len(text) - known.sum(), values.isna().sum()]) / max(len(values), 1)
 
 
+def _finite(values: pd.Series) -> np.ndarray:
+    """The finite values of a numeric column: a reference's ±inf is no range to compare with
+    (and is an error of its own when validated)."""
+    array = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    return array[np.isfinite(array)]
+
+
 def profile_column(column: str, values: pd.Series, numeric: bool) -> ColumnProfile:
-    """Profile one reference column (from a sample, see :func:`sample`)."""
+    """Profile one reference column (from a sample, see :func:`sample`); a numeric column's range
+    and bins over its finite values."""
     null_share = float(values.isna().mean()) if len(values) else 0.0
     if numeric:
-        present = values.dropna().astype(np.float64)
-        if present.empty:
+        present = _finite(values)
+        if not present.size:
             return ColumnProfile(column, True, null_share)
         quantiles = np.quantile(present, np.linspace(0, 1, PSI_BINS + 1)[1:-1])
         edges = tuple(float(q) for q in np.unique(quantiles))
@@ -148,7 +156,7 @@ def reference_profiles(
         numeric = spec.numeric and pd.api.types.is_numeric_dtype(frame[spec.column])
         profile = profile_column(spec.column, rows[spec.column], numeric)
         if numeric and profile.low is not None:
-            full = frame[spec.column]
+            full = _finite(frame[spec.column])
             profile = replace(profile, low=float(full.min()), high=float(full.max()))
         profiles[spec.column] = profile
     return profiles

@@ -45,6 +45,8 @@ def markdown(report: ValidationReport, config: ValidationConfig) -> str:
         f"expectations evaluated: **{report.expectations}**",
         f"- errors: **{len(report.errors)}**, warnings: **{len(report.warnings)}**",
     ]
+    if report.latest_time:
+        lines.append(f"- timestamps may not lie after {report.latest_time}")
     if not report.drift:
         lines.append("- drift: not checked (no reference training set was given)")
     for title, findings in (("Errors", report.errors), ("Warnings", report.warnings)):

@@ -160,6 +160,22 @@ DEFECTS: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame], str, str]] = {
     ),
     "too few positive searches": (lambda f: f.assign(label=np.int32(0)), S.LABEL, "positive_share"),
     "a negative count": (_set("user_stats__searches_7d", -3.0), "user_stats__searches_7d", "range"),
+    # Beyond the reference's range, but impossible: errors, not "stays near the reference" warnings.
+    "infinite values in 2 % of a count's rows": (
+        _set("item_stats__impressions_7d", np.inf, every=50),
+        "item_stats__impressions_7d",
+        "finite",
+    ),
+    "events in 2099": (
+        _set(S.EVENT_TIMESTAMP, pd.Timestamp("2099-06-01", tz="UTC"), every=1),
+        S.EVENT_TIMESTAMP,
+        "not_future",
+    ),
+    "timezone-naive event times": (
+        lambda f: f.assign(**{S.EVENT_TIMESTAMP: f[S.EVENT_TIMESTAMP].dt.tz_localize(None)}),
+        S.EVENT_TIMESTAMP,
+        "type",
+    ),
 }
 
 

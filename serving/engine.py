@@ -34,7 +34,7 @@ from searchrank.serving.api import (
     SearchResponse,
     SearchResult,
 )
-from searchrank.serving.online import OnlineFeatures
+from searchrank.serving.online import DEFAULT_TIMEOUT_S, OnlineFeatures
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -126,9 +126,13 @@ class SearchEngine:
         retriever: CandidateGenerator,
         score: Scorer | None = None,
         model_tag: str = "",
+        online_timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> SearchEngine:
-        """The engine over ``store``, caching the features of every item the retriever knows."""
-        features = OnlineFeatures(store, ranker.contract, retriever.item_ids.tolist())
+        """The engine over ``store``, caching the features of every item the retriever knows;
+        a request waits at most ``online_timeout_s`` for each online-store lookup."""
+        features = OnlineFeatures(
+            store, ranker.contract, retriever.item_ids.tolist(), online_timeout_s
+        )
         return cls(features, ranker, retriever, score, model_tag)
 
     def encode(self, frame: pd.DataFrame) -> Encoded:

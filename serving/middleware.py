@@ -1,6 +1,8 @@
-"""ASGI middleware of the search service: a request body limit and optional API-key checks.
+"""ASGI middleware of the search service: a request body limit, optional API-key checks, and
+``Retry-After`` on every 503.
 
-Both answer before the request reaches BentoML, with a JSON body that says what was wrong.
+The first two answer before the request reaches BentoML, with a JSON body that says what was
+wrong.
 Health, readiness and metrics endpoints stay open so that Kubernetes probes and Prometheus work
 without the key.
 """
@@ -100,3 +102,26 @@ class ApiKey:
             await _refuse(send, 401, API_KEY_HEADER, "a valid API key is required")
             return
         await self.app(scope, receive, send)
+
+
+class RetryAfter:
+    """Add ``Retry-After: seconds`` to every 503 that lacks it: BentoML's own (overload, a
+    dependency not ready at ``/readyz``) as well as the service's."""
+
+    def __init__(self, app: ASGIApp, seconds: int) -> None:
+        self.app = app
+        self.header = (b"retry-after", str(seconds).encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_retry_after(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 503:
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == b"retry-after" for name, _ in headers):
+                    message["headers"] = [*headers, self.header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_retry_after)

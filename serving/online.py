@@ -12,6 +12,9 @@ that still reads the Feast online store:
 - **request-time features** (the query–item text match, a Feast on-demand view) are computed by
   :func:`~searchrank.core.text.text_match`, the function that view calls in training.
 
+Every lookup a request makes waits at most a deadline (:mod:`searchrank.serving.dependencies`):
+a store that is down or slow costs the request a 503, never a hang.
+
 The result is a frame shaped like a training set's rows, so the feature processor saved with
 the model encodes it exactly as it encoded training data.
 """
@@ -32,6 +35,7 @@ from searchrank.core import schema as S
 from searchrank.core.contract import FeatureContract, Role
 from searchrank.core.text import text_match
 from searchrank.features import tables as T
+from searchrank.serving.dependencies import STORE_DEPENDENCY, Deadline, DependencyUnavailableError
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -41,6 +45,8 @@ log = logging.getLogger(__name__)
 TEXT_INPUTS = ("name", "artist_name", "keywords")
 """The catalogue fields the text match reads, in :func:`text_match`'s argument order."""
 LOOKUP_BATCH = 5_000
+DEFAULT_TIMEOUT_S = 1.0
+"""The longest one request waits on the online store (``SEARCHRANK_ONLINE_TIMEOUT_MS``)."""
 POLICY_COLUMNS = (T.EXPLICIT_COLUMN, T.EXPLICIT_FILTER_COLUMN)
 """The columns the explicit-content policy reads (:mod:`searchrank.core.content`): the item's
 flag and the listener's setting. Every feature contract the service runs on must serve them."""
@@ -113,9 +119,16 @@ class ServiceLayout:
 class ItemCache:
     """Item features of known items, by item id, refreshed from the online store."""
 
-    def __init__(self, store: FeatureStore, layout: ServiceLayout, item_ids: Sequence[int]) -> None:
+    def __init__(
+        self,
+        store: FeatureStore,
+        layout: ServiceLayout,
+        item_ids: Sequence[int],
+        deadline: Deadline,
+    ) -> None:
         self._store = store
         self._layout = layout
+        self._deadline = deadline
         self._lock = threading.Lock()
         self._frame = self._fetch(np.asarray(item_ids, dtype=np.int64))
         self.loaded_at = time.time()
@@ -129,13 +142,18 @@ class ItemCache:
         return self._frame
 
     def rows(self, item_ids: Sequence[int]) -> pd.DataFrame:
-        """The rows of ``item_ids`` in order; ids missing from the cache are looked up once, and
-        those the online store does not know either come back as rows of nulls."""
+        """The rows of ``item_ids`` in order; ids missing from the cache are looked up once (within
+        the deadline), and those the online store does not know either come back as rows of
+        nulls.
+
+        Raises:
+            DependencyUnavailableError: the lookup failed or timed out.
+        """
         frame = self._frame
         ids = pd.Index(np.asarray(item_ids, dtype=np.int64))
         missing = ids.difference(frame.index)
         if len(missing):
-            found = self._fetch(missing.to_numpy())
+            found = self._deadline.call(self._fetch, missing.to_numpy())
             if len(found):
                 with self._lock:
                     frame = pd.concat([self._frame, found])
@@ -186,12 +204,20 @@ class OnlineFeatures:
     """Feature rows for (query, user, candidates), built as the module docstring describes."""
 
     def __init__(
-        self, store: FeatureStore, contract: FeatureContract, item_ids: Sequence[int]
+        self,
+        store: FeatureStore,
+        contract: FeatureContract,
+        item_ids: Sequence[int],
+        timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
+        """Load the item cache (without a deadline: at start-up the service waits for its
+        store); afterwards a request's lookups wait at most ``timeout_s`` together (within the
+        deadline's :meth:`~searchrank.serving.dependencies.Deadline.budget`)."""
         self.store = store
         self.contract = contract
         self.layout = ServiceLayout.of(contract)
-        self.items = ItemCache(store, self.layout, item_ids)
+        self.deadline = Deadline(STORE_DEPENDENCY, timeout_s)
+        self.items = ItemCache(store, self.layout, item_ids, self.deadline)
 
     def rows(self, query: str, user_id: int, item_ids: Sequence[int]) -> pd.DataFrame:
         """One row per candidate: the entity columns a training set has (event time now, label
@@ -203,11 +229,15 @@ class OnlineFeatures:
             item_ids: the candidates, all known to the catalogue (see :meth:`known`).
         """
         n = len(item_ids)
-        request = self.store.get_online_features(
-            features=list(self.layout.request_features),
-            entity_rows=[{S.USER_ID: user_id, S.ITEM_ID: int(i), S.QUERY: query} for i in item_ids],
-            full_feature_names=True,
-        ).to_dict()
+        request = self.deadline.call(
+            lambda: self.store.get_online_features(
+                features=list(self.layout.request_features),
+                entity_rows=[
+                    {S.USER_ID: user_id, S.ITEM_ID: int(i), S.QUERY: query} for i in item_ids
+                ],
+                full_feature_names=True,
+            ).to_dict()
+        )
         items = self.items.rows(item_ids)
         frame = pd.DataFrame(
             {
@@ -233,6 +263,19 @@ class OnlineFeatures:
             else:
                 features[column] = request[column]
         return pd.concat([frame, pd.DataFrame(features)], axis=1)
+
+    def ping(self) -> bool:
+        """Whether the online store answers a one-row lookup within the deadline (readiness)."""
+        item = int(self.items.frame.index[0]) if len(self.items) else 0
+        try:
+            self.deadline.call(
+                self.store.get_online_features,
+                features=list(self.layout.item_features[:1]),
+                entity_rows=[{S.ITEM_ID: item}],
+            )
+        except DependencyUnavailableError:
+            return False
+        return True
 
     def known(self, item_ids: Sequence[int]) -> np.ndarray:
         """A mask of the ids the catalogue knows (looked up online when not cached)."""

@@ -16,6 +16,16 @@ Configuration comes from the environment (a Bento's entry module pins the model 
     when set, every endpoint but health, readiness and metrics requires it (``x-api-key``).
 ``SEARCHRANK_ITEM_REFRESH_SECONDS``
     how often the item feature cache reloads from the online store (300 by default).
+``SEARCHRANK_ONLINE_TIMEOUT_MS``
+    the longest one request waits on the online store, all its lookups together (1000 by
+    default).
+``SEARCHRANK_MODEL_TIMEOUT_MS``
+    the longest one request waits for the ranker model's scores (5000 by default).
+
+When the online store or the ranker model's worker is down or slower than that, a request gets
+503 with ``Retry-After`` and a body naming the dependency (:mod:`searchrank.serving.dependencies`),
+and ``/readyz`` answers 503 while the store does not answer; both recover by themselves when
+the dependency does.
 
 At start-up ``Search`` checks that the feature service named in the model's labels serves every
 input of the model and refuses to start otherwise (:mod:`searchrank.serving.checks`).
@@ -28,11 +38,14 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
+import anyio
 import bentoml
+import httpx
 import numpy as np
-from bentoml.exceptions import InvalidArgument
+from bentoml.exceptions import BentoMLException, InvalidArgument
+from starlette.responses import JSONResponse
 
 from searchrank.core.errors import InputError
 from searchrank.core.names import RANKER_MODEL_NAME, RETRIEVER_MODEL_NAME
@@ -46,16 +59,39 @@ from searchrank.serving.api import (
     SearchResponse,
     UserId,
 )
+from searchrank.serving.dependencies import (
+    MODEL_DEPENDENCY,
+    RETRY_AFTER_SECONDS,
+    DependencyUnavailableError,
+)
 from searchrank.serving.engine import Encoded, RankerBundle, score_encoded
-from searchrank.serving.middleware import ApiKey, BodyLimit
+from searchrank.serving.middleware import ApiKey, BodyLimit, RetryAfter
 
 log = logging.getLogger(__name__)
+MODEL_ERRORS = (httpx.HTTPError, BentoMLException, OSError)
+"""What calling the model's service raises when its worker is gone or restarting."""
 
 RANKER_MODEL = os.environ.get("SEARCHRANK_RANKER_MODEL", f"{RANKER_MODEL_NAME}:latest")
 RETRIEVER_MODEL = os.environ.get("SEARCHRANK_RETRIEVER_MODEL", f"{RETRIEVER_MODEL_NAME}:latest")
 FEATURE_REPO_ENV = "SEARCHRANK_FEATURE_REPO"
 API_KEY_ENV = "SEARCHRANK_API_KEY"
 REFRESH_ENV = "SEARCHRANK_ITEM_REFRESH_SECONDS"
+TIMEOUT_ENV = "SEARCHRANK_ONLINE_TIMEOUT_MS"
+MODEL_TIMEOUT_ENV = "SEARCHRANK_MODEL_TIMEOUT_MS"
+SEARCH_THREADS = 8
+"""Requests one ``Search`` worker handles at once."""
+
+
+def _seconds(variable: str, default_ms: int) -> float:
+    """A time limit given in milliseconds by an environment variable, in seconds."""
+    value = os.environ.get(variable, str(default_ms))
+    try:
+        milliseconds = float(value)
+    except ValueError:
+        milliseconds = -1.0
+    if not milliseconds > 0:
+        raise InputError(variable, value, "must be a positive number of milliseconds")
+    return milliseconds / 1000
 
 
 @contextmanager
@@ -65,6 +101,19 @@ def as_bad_request() -> Iterator[None]:
         yield
     except InputError as error:
         raise InvalidArgument(str(error)) from error
+
+
+def unavailable(error: DependencyUnavailableError) -> Any:
+    """The 503 answer to a failed dependency: its name and what happened (the
+    :class:`~searchrank.serving.middleware.RetryAfter` middleware adds ``Retry-After``).
+
+    Returned, not raised: BentoML replaces the message of a raised 5xx error with a generic
+    text, and passes a returned response through unchanged.
+    """
+    return JSONResponse(
+        {"error": str(error), "dependency": error.dependency, "reason": error.reason},
+        status_code=503,
+    )
 
 
 @bentoml.service(name="searchrank-ranker-model", workers=1, traffic={"timeout": 30})
@@ -83,7 +132,10 @@ class RankerModel:
         return score_encoded(self.bundle.model, requests)
 
 
-@bentoml.service(name="searchrank", workers=1, traffic={"timeout": 30})
+# threads: BentoML runs a synchronous endpoint in one thread per worker unless told otherwise,
+# which would answer one request at a time: a store lookup that waits would queue every other
+# request behind it, and the model's adaptive batcher would never see two requests together.
+@bentoml.service(name="searchrank", workers=1, threads=SEARCH_THREADS, traffic={"timeout": 30})
 class Search:
     """Search and ranking over Feast online features (see the module docstring)."""
 
@@ -101,13 +153,19 @@ class Search:
         if not repo:
             raise RuntimeError(f"{FEATURE_REPO_ENV} must name the Feast repository folder")
         bundle = RankerBundle.load(Path(self.ranker.path))
+        self.model_timeout_s = _seconds(MODEL_TIMEOUT_ENV, 5000)
         store = open_store(repo)
         # A serving pod holds no object-store credentials: it reads the online store only.
         check_connections(store, offline=False)
         check_feature_service(store, bundle.contract, bundle.processor)
         retriever = CandidateGenerator.load(Path(self.retriever.path))
         self.engine = SearchEngine.open(
-            store, bundle, retriever, score=self._score, model_tag=str(self.ranker.tag)
+            store,
+            bundle,
+            retriever,
+            score=self._score,
+            model_tag=str(self.ranker.tag),
+            online_timeout_s=_seconds(TIMEOUT_ENV, 1000),
         )
         items = self.engine.features.items
         items.start_refreshing(float(os.environ.get(REFRESH_ENV, "300")))
@@ -115,8 +173,31 @@ class Search:
 
     def _score(self, requests: list[Encoded]) -> list[np.ndarray]:
         # Looked up per call: a served dependency's client gains its methods once connected.
-        scores: list[np.ndarray] = self.model.score(requests)
-        return scores
+        from _bentoml_impl.client import RemoteProxy
+
+        if not isinstance(self.model, RemoteProxy):  # the class called in-process: an object
+            scores: list[np.ndarray] = self.model.score(requests)
+            return scores
+        try:
+            return anyio.from_thread.run(self._score_remote, self.model.to_async, requests)
+        except TimeoutError as error:
+            # While the model's worker restarts, its client waits for it: answer 503 instead.
+            within = f"no answer within {self.model_timeout_s * 1000:.0f} ms"
+            raise DependencyUnavailableError(MODEL_DEPENDENCY, within) from error
+        except MODEL_ERRORS as error:
+            reason = f"{type(error).__name__}: {error}"
+            raise DependencyUnavailableError(MODEL_DEPENDENCY, reason) from error
+
+    async def _score_remote(self, remote: Any, requests: list[Encoded]) -> list[np.ndarray]:
+        """The model service's scores, waited for at most ``model_timeout_s`` (on the event
+        loop: BentoML's clients only run from its threads)."""
+        with anyio.fail_after(self.model_timeout_s):
+            scores: list[np.ndarray] = await remote.score(requests)
+            return scores
+
+    def __is_ready__(self) -> bool:
+        """Ready while the online store answers (``/readyz``); BentoML checks the model's."""
+        return self.engine.features.ping()
 
     @bentoml.api
     def rank(
@@ -128,8 +209,11 @@ class Search:
     ) -> RankResponse:
         """Order the given candidates for the query and user, best first; explicit items are
         withheld from a listener whose explicit-content filter applies."""
-        with as_bad_request():
-            return self.engine.rank(query, user_id, item_ids, explicit_filter=explicit_filter)
+        try:
+            with as_bad_request(), self.engine.features.deadline.budget():
+                return self.engine.rank(query, user_id, item_ids, explicit_filter=explicit_filter)
+        except DependencyUnavailableError as error:
+            return unavailable(error)
 
     @bentoml.api
     def search(
@@ -137,11 +221,15 @@ class Search:
     ) -> SearchResponse:
         """Retrieve candidates for the query, rank them for the user, and return the top k;
         never an explicit item for a listener whose explicit-content filter applies."""
-        with as_bad_request():
-            return self.engine.search(query, user_id, k, explicit_filter)
+        try:
+            with as_bad_request(), self.engine.features.deadline.budget():
+                return self.engine.search(query, user_id, k, explicit_filter)
+        except DependencyUnavailableError as error:
+            return unavailable(error)
 
 
 # ``@bentoml.service`` returns a ``bentoml.Service`` wrapping the class; its stubs say otherwise.
 _service = cast("bentoml.Service[Search]", Search)
 _service.add_asgi_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 _service.add_asgi_middleware(ApiKey, env_var=API_KEY_ENV)
+_service.add_asgi_middleware(RetryAfter, seconds=RETRY_AFTER_SECONDS)

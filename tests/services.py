@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -44,29 +45,107 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], name: str) -> No
             time.sleep(0.05)
 
 
-@contextmanager
-def redis_server(password: str | None = None) -> Iterator[str]:
-    """A ``redis-server`` without persistence; yields its ``host:port``.
+class RedisServer:
+    """A ``redis-server`` without persistence on a fixed free 127.0.0.1 port, which a test may
+    stop and start again (the online store going down and coming back).
 
     Args:
         password: required of clients (``requirepass``); None lets any client in.
     """
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="searchrank-redis-") as folder:
-        command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-        command += ["--appendonly", "no", "--dir", folder]
+
+    def __init__(self, password: str | None = None) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.skip("redis-server is not installed (apt-get install redis-server)")
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self._folder = tempfile.TemporaryDirectory(prefix="searchrank-redis-")
+        self._command = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        self._command += ["--appendonly", "no", "--dir", self._folder.name]
         if password is not None:
-            command += ["--requirepass", password]
-        server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            _wait_for_port(port, server, "redis-server")
-            yield f"127.0.0.1:{port}"
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+            self._command += ["--requirepass", password]
+        self._password = password
+        self._server: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start it; it loads what the last :meth:`stop` saved."""
+        self._server = subprocess.Popen(
+            self._command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        _wait_for_port(self.port, self._server, "redis-server")
+
+    def stop(self) -> None:
+        """Save the data (``SAVE``, as a Redis with persistence would have it) and stop."""
+        if self._server is not None:
+            import redis
+
+            client = redis.Redis("127.0.0.1", self.port, password=self._password)
+            client.save()
+            client.close()
+            self._server.terminate()
+            self._server.wait(timeout=30)
+            self._server = None
+
+    def close(self) -> None:
+        self.stop()
+        self._folder.cleanup()
+
+
+@contextmanager
+def redis_server(password: str | None = None) -> Iterator[str]:
+    """A started :class:`RedisServer`; yields its ``host:port``."""
+    server = RedisServer(password)
+    try:
+        server.start()
+        yield server.address
+    finally:
+        server.close()
+
+
+class DelayProxy:
+    """A TCP proxy on a free 127.0.0.1 port that holds every answer of its target for
+    ``delay_s`` seconds (0 passes them at once): a slow dependency on loopback.
+
+    Each connection gets two threads, one per direction; setting ``delay_s`` takes effect for
+    the next chunk of bytes.
+    """
+
+    def __init__(self, target: str) -> None:
+        host, port = target.rsplit(":", 1)
+        self.target = (host, int(port))
+        self.delay_s = 0.0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self._listener.getsockname()[1]}"
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            threading.Thread(target=self._pipe, args=(client, upstream, 0.0), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, None), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, delay: float | None) -> None:
+        """Copy bytes; ``delay`` None means "the proxy's current delay" (the answers)."""
+        with suppress(OSError):
+            while chunk := source.recv(65536):
+                time.sleep(self.delay_s if delay is None else delay)
+                sink.sendall(chunk)
+        for end in (source, sink):
+            with suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
 
 
 class Postgres(NamedTuple):

@@ -58,19 +58,24 @@ def training_set(rows: int, seed: int, cache: Path = CACHE) -> Path:
 
 
 def time_split(path: Path, parts: int = 2) -> list[Path]:
-    """Cut a training set into ``parts`` consecutive periods (cached beside it), each with the
-    training set's feature contract beside it."""
+    """Cut a training set into ``parts`` consecutive periods of whole searches (cached beside
+    it), each with the training set's feature contract beside it."""
     import shutil
 
+    import numpy as np
     import pyarrow.parquet as pq
 
     from searchrank.core.io import write_parquet_atomically
+    from searchrank.core.schema import SEARCH_ID, search_bounds
 
     table = pq.read_table(path)
-    size = table.num_rows // parts
-    pieces = [path.with_name(f"{path.stem}-part{k}-of{parts}.parquet") for k in range(parts)]
+    starts = search_bounds(table[SEARCH_ID].to_numpy())
+    # Each cut at the first search that starts at or after an equal share of the rows.
+    cuts = [int(starts[np.searchsorted(starts, k * table.num_rows // parts)]) for k in range(parts)]
+    cuts.append(table.num_rows)
+    pieces = [path.with_name(f"{path.stem}-searches{k}-of{parts}.parquet") for k in range(parts)]
     for k, piece in enumerate(pieces):
         if not piece.exists():
-            write_parquet_atomically(table.slice(k * size, size), piece)
+            write_parquet_atomically(table.slice(cuts[k], cuts[k + 1] - cuts[k]), piece)
         shutil.copyfile(contract_beside(path), contract_beside(piece))
     return pieces

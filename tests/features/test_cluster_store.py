@@ -174,7 +174,7 @@ def test_an_unreachable_redis_is_named(cluster_repo: Path, monkeypatch: pytest.M
     address = f"127.0.0.1:{free_port()}"
     monkeypatch.setenv(REDIS_ADDRESS, address)
     error = failed_check(cluster_repo)
-    assert error.value == f"{address},password=***"
+    assert error.value == f"{address},password=***,socket_timeout=1,socket_connect_timeout=1"
     assert REDIS_ADDRESS in error.rule
 
 

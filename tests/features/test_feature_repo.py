@@ -113,7 +113,9 @@ def test_local_and_cluster_configurations_load(monkeypatch: pytest.MonkeyPatch) 
     cluster = load_repo_config(REPO_TEMPLATE_DIR, REPO_TEMPLATE_DIR / "feature_store.cluster.yaml")
     assert cluster.project == FEAST_PROJECT
     assert cluster.online_store.type == "redis"
-    assert cluster.online_store.connection_string == "redis:6379,password=pw"
+    assert cluster.online_store.connection_string == (
+        "redis:6379,password=pw,socket_timeout=1,socket_connect_timeout=1"
+    )
     assert cluster.registry.registry_type == "sql"
     assert "://feast:s3cret@feast-registry:5432/feast" in cluster.registry.path
     assert cluster.offline_store.data_root == "s3://features/music"

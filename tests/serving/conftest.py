@@ -71,3 +71,11 @@ def engine(logged_day: LoggedDay, ranker_checkpoint: Path, catalogue: pd.DataFra
     bundle = RankerBundle.load(ranker_checkpoint)
     retriever = CandidateGenerator(lexical_retriever(catalogue))
     return SearchEngine.open(open_store(logged_day.repo), bundle, retriever)
+
+
+@pytest.fixture(scope="session")
+def bento(stored_models: StoredModels) -> str:
+    """A Bento of the stored models (built once per test process)."""
+    from searchrank.serving.bento import build_bento
+
+    return build_bento(stored_models.ranker, stored_models.retriever, {"kfp_run": "test"})

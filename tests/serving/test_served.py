@@ -23,11 +23,6 @@ KEY = "s3cret"
 
 
 @pytest.fixture(scope="module")
-def bento(stored_models: StoredModels) -> str:
-    return build_bento(stored_models.ranker, stored_models.retriever, {"kfp_run": "test"})
-
-
-@pytest.fixture(scope="module")
 def running(bento: str, logged_day: LoggedDay) -> Iterator[RunningService]:
     with serve(bento, logged_day.repo, env={"SEARCHRANK_API_KEY": KEY}) as service:
         yield service

@@ -116,6 +116,19 @@ class ServiceLayout:
         )
 
 
+def _ready(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its index's lookup table built, before other threads read it.
+
+    pandas builds an index's hash table and its uniqueness flag lazily, on first use, and not
+    thread-safely: requests reindexing a freshly published frame at once could see it half-built
+    (a spurious "cannot reindex on an axis with duplicate labels").
+    """
+    if not frame.index.is_unique:  # computing the flag caches it too
+        raise ValueError("the item cache must hold one row per item id")
+    frame.index.get_indexer(frame.index[:1])
+    return frame
+
+
 class ItemCache:
     """Item features of known items, by item id, refreshed from the online store."""
 
@@ -130,7 +143,7 @@ class ItemCache:
         self._layout = layout
         self._deadline = deadline
         self._lock = threading.Lock()
-        self._frame = self._fetch(np.asarray(item_ids, dtype=np.int64))
+        self._frame = _ready(self._fetch(np.asarray(item_ids, dtype=np.int64)))
         self.loaded_at = time.time()
 
     def __len__(self) -> int:
@@ -157,12 +170,12 @@ class ItemCache:
             if len(found):
                 with self._lock:
                     frame = pd.concat([self._frame, found])
-                    self._frame = frame = frame[~frame.index.duplicated(keep="last")]
+                    self._frame = frame = _ready(frame[~frame.index.duplicated(keep="last")])
         return frame.reindex(ids)
 
     def refresh(self) -> None:
         """Reload every cached item from the online store."""
-        fresh = self._fetch(self._frame.index.to_numpy())
+        fresh = _ready(self._fetch(self._frame.index.to_numpy()))
         with self._lock:
             self._frame = fresh
         self.loaded_at = time.time()

@@ -40,6 +40,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
+import aiohttp
 import anyio
 import bentoml
 import httpx
@@ -68,7 +69,7 @@ from searchrank.serving.engine import Encoded, RankerBundle, score_encoded
 from searchrank.serving.middleware import ApiKey, BodyLimit, RetryAfter
 
 log = logging.getLogger(__name__)
-MODEL_ERRORS = (httpx.HTTPError, BentoMLException, OSError)
+MODEL_ERRORS = (httpx.HTTPError, aiohttp.ClientError, BentoMLException, OSError)
 """What calling the model's service raises when its worker is gone or restarting."""
 
 RANKER_MODEL = os.environ.get("SEARCHRANK_RANKER_MODEL", f"{RANKER_MODEL_NAME}:latest")
@@ -110,6 +111,7 @@ def unavailable(error: DependencyUnavailableError) -> Any:
     Returned, not raised: BentoML replaces the message of a raised 5xx error with a generic
     text, and passes a returned response through unchanged.
     """
+    log.warning("answering 503: %s", error)
     return JSONResponse(
         {"error": str(error), "dependency": error.dependency, "reason": error.reason},
         status_code=503,
@@ -192,7 +194,13 @@ class Search:
         """The model service's scores, waited for at most ``model_timeout_s`` (on the event
         loop: BentoML's clients only run from its threads)."""
         with anyio.fail_after(self.model_timeout_s):
-            scores: list[np.ndarray] = await remote.score(requests)
+            try:
+                scores: list[np.ndarray] = await remote.score(requests)
+            except aiohttp.ClientConnectionError:
+                # The model server closed a kept-alive connection as the request went out on
+                # it (about 4 % of requests at 8 at once, "Server disconnected" or "Can not
+                # write request body"): scoring is idempotent, so once more.
+                scores = await remote.score(requests)
             return scores
 
     def __is_ready__(self) -> bool:

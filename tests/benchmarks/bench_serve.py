@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -181,13 +181,23 @@ def retrieval_parts(train: Path, valid: Path, data: Path, work: Path) -> Any:
     return RetrieverParts(work / "two_tower", work / "ann", work / "intent")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="600 requests")
-    parser.add_argument("--requests", type=int, default=3_000)
-    parser.add_argument("--concurrency", type=int, default=16)
-    args = parser.parse_args()
-    requests = 600 if args.quick else args.requests
+@dataclass(frozen=True)
+class ServedSetup:
+    """A Bento trained and packaged for serving benchmarks, and requests to send it."""
+
+    bento: str
+    repo: Path
+    """The Feast repository, materialized (SQLite online store)."""
+    work: Path
+    """Holds ``model``, the ranker checkpoint."""
+    retriever_tag: str
+    bodies: list[dict[str, Any]]
+    """``/rank`` bodies of ITEMS random catalogue items each."""
+
+
+def prepare(requests: int) -> ServedSetup:
+    """Train a ranker (2 epochs) and the retrieval parts on a synthetic training set, materialize
+    its store, package a Bento and draw ``requests`` request bodies."""
     os.environ.setdefault("BENTOML_HOME", tempfile.mkdtemp(prefix="bench-serve-bentoml-"))
 
     import pandas as pd
@@ -199,8 +209,7 @@ def main() -> None:
     from searchrank.core.names import RANKER_FEATURE_SERVICE
     from searchrank.features import tables as T
     from searchrank.features.materialize import materialize_features
-    from searchrank.serving.bento import build_bento, save_ranker, save_retriever, serve
-    from searchrank.serving.engine import RankerBundle
+    from searchrank.serving.bento import build_bento, save_ranker, save_retriever
 
     full = training_set(60_000, seed=5)
     train, valid = time_split(full, parts=2)
@@ -235,18 +244,33 @@ def main() -> None:
         }
         for j in range(requests)
     ]
+    return ServedSetup(bento, folder / "repo", work, retriever_tag, bodies)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="600 requests")
+    parser.add_argument("--requests", type=int, default=3_000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    requests = 600 if args.quick else args.requests
+    setup = prepare(requests)
+    bodies, work = setup.bodies, setup.work
 
     import bentoml
 
-    with serve(bento, folder / "repo") as running:
+    from searchrank.serving.bento import serve
+    from searchrank.serving.engine import RankerBundle
+
+    with serve(setup.bento, setup.repo) as running:
         served = load(running.url, bodies, args.concurrency, "/rank")
         search_bodies = [{"query": b["query"], "user_id": b["user_id"], "k": 10} for b in bodies]
         searched = load(running.url, search_bodies[: max(requests // 5, 50)], 1, "/search")
 
     baseline = load_bare(
         work / "model",
-        bentoml.models.get(retriever_tag).path,
-        folder / "repo",
+        bentoml.models.get(setup.retriever_tag).path,
+        setup.repo,
         bodies,
         args.concurrency,
     )

@@ -7,7 +7,8 @@ field, the value and the rule; a command that ran and found a problem exits with
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from functools import wraps
 from pathlib import Path
@@ -398,6 +399,37 @@ def run(
         console.print(f"submitted run {run_id} in namespace {namespace}")
 
 
+STOP_SIGNALS = ("SIGTERM", "SIGHUP", "SIGINT")
+"""The signals that stop ``searchrank serve``: a container runtime's or systemd's stop, a closed
+terminal, Ctrl-C."""
+
+
+@contextmanager
+def _stop_signals_exit() -> Iterator[None]:
+    """Within the block, turn the first stop signal into ``SystemExit(128 + signal)`` so that
+    cleanup (``finally``, context managers) runs, and ignore the next ones so that they cannot
+    cut that cleanup short (it is bounded; SIGKILL still ends everything). Python's own
+    SIGTERM and SIGHUP end the process without any cleanup, and as a container's PID 1 it
+    ignores them. The previous handlers come back when the block ends."""
+    import signal
+
+    signals = [getattr(signal, name) for name in STOP_SIGNALS]
+    previous = {s: signal.getsignal(s) for s in signals}
+
+    def stop(signum: int, _frame: object) -> None:
+        for s in signals:
+            signal.signal(s, signal.SIG_IGN)
+        raise SystemExit(128 + signum)
+
+    for s in signals:
+        signal.signal(s, stop)
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+
+
 @app.command()
 @reports_input_errors
 def serve(
@@ -409,20 +441,33 @@ def serve(
         ".searchrank/demo/feature_repo"
     ),
 ) -> None:
-    """Serve a packaged Bento with ``bentoml serve`` on 127.0.0.1 until interrupted."""
+    """Serve a packaged Bento with ``bentoml serve`` on 127.0.0.1 until stopped.
+
+    SIGTERM, SIGHUP or Ctrl-C (SIGINT) stops the server and every process it started, then
+    exits with status 128 + the signal's number (143, 129, 130), as a shell reports a process
+    that a signal ended; a server that exits on its own makes it exit with status 1.
+    """
     from searchrank.serving.bento import latest_bento, preflight, serve
 
-    tag = bento or latest_bento()
-    preflight(tag, feature_repo)
-    console.print(f"starting [bold]{tag}[/bold] on http://127.0.0.1:{port} (Ctrl-C stops it)")
-    with serve(tag, feature_repo, port=port) as running:
-        console.print(
-            f"ready: POST {running.url}/rank, {running.url}/search; log {running.log_path}"
-        )
+    with _stop_signals_exit():
+        tag = bento or latest_bento()
+        preflight(tag, feature_repo)
+        console.print(f"starting [bold]{tag}[/bold] on http://127.0.0.1:{port} (Ctrl-C stops it)")
         try:
-            running.process.wait()
-        except KeyboardInterrupt:
-            console.print("stopping")
+            with serve(tag, feature_repo, port=port) as running:
+                console.print(
+                    f"ready: POST {running.url}/rank, {running.url}/search; log {running.log_path}"
+                )
+                status = running.process.wait()
+        except SystemExit:
+            console.print("stopped: the server and its workers have exited")
+            raise
+    err_console.print(
+        f"[red]error:[/red] bentoml serve exited on its own with status {status}; "
+        f"see its log {running.log_path}",
+        highlight=False,
+    )
+    raise typer.Exit(1)
 
 
 @app.command()

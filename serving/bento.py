@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import chdir, contextmanager, suppress
@@ -29,6 +30,7 @@ from typing import Any
 
 import httpx
 import pandas as pd
+import psutil
 from packaging.requirements import Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
@@ -398,6 +400,11 @@ def serve(
 ) -> Iterator[RunningService]:
     """Run ``bentoml serve target`` on 127.0.0.1 until the block ends, whatever happens.
 
+    The block's end stops the server and every process it started: SIGTERM, then SIGKILL for
+    what is left after a grace period (see :func:`_stop`). On Linux the server also gets SIGTERM
+    when the thread that started it ends, so that not even a SIGKILL of this process leaves it
+    running (and holding the port): start it from a thread that lives as long as the block.
+
     Args:
         target: a Bento tag, or ``module:Service`` importable from ``working_dir``.
         feature_repo: the Feast repository the service reads.
@@ -412,21 +419,27 @@ def serve(
     url = f"http://127.0.0.1:{port}"
     environment = {**os.environ, FEATURE_REPO_ENV: str(feature_repo.resolve()), **(env or {})}
     environment["BENTOML_DO_NOT_TRACK"] = "true"
+    environment[SERVE_ID_ENV] = serve_id = uuid.uuid4().hex
     log_path = Path(tempfile.mkstemp(prefix="bentoml-serve-", suffix=".log")[1])
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [python, "-m", "bentoml", "serve", target, *ADDRESS, str(port)],
+            [*_with_parent(python), "-m", "bentoml", "serve", target, *ADDRESS, str(port)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=environment,
             cwd=working_dir,
+            # A session of its own: a terminal's Ctrl-C reaches this process only, which then
+            # stops the server and its workers in order (_stop).
             start_new_session=True,
         )
+    ready = False
     try:
         _wait_ready(url, process, log_path, start_timeout)
+        ready = True
         yield RunningService(url, process, log_path)
     finally:
-        _stop(process)
+        # Before it is ready the server has no request to finish: no need to wait long.
+        _stop(process, serve_id, STOP_GRACE_SECONDS if ready else START_UP_STOP_GRACE_SECONDS)
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
@@ -446,17 +459,77 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: 
     raise RuntimeError(f"bentoml serve was not ready within {timeout:.0f} s:\n{_tail(log)}")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop the server and its workers (its own process group)."""
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
+STOP_GRACE_SECONDS = 20.0
+"""How long the server and its workers have to exit after SIGTERM before SIGKILL."""
+START_UP_STOP_GRACE_SECONDS = 5.0
+"""The same for a server stopped before it was ready (its workers may finish loading models
+before they look at SIGTERM)."""
+SERVE_ID_ENV = "SEARCHRANK_SERVE_ID"
+"""Marks the environment of a server that :func:`serve` started, and so of all its workers,
+with an id of its own: how :func:`_stop` finds every one of them."""
+
+
+def _stop(
+    process: subprocess.Popen[bytes], serve_id: str, grace: float = STOP_GRACE_SECONDS
+) -> None:
+    """Stop the server and every process it started, then return.
+
+    SIGTERM to the server (its process group), which stops its workers itself. Its workers run
+    in sessions of their own (circus calls ``setsid``), and become orphans if the server dies
+    first (killed, or stopped while it starts up); so whatever still carries the server's id
+    once the server has exited gets SIGTERM directly, and whatever is left after ``grace``
+    seconds, SIGKILL.
+    """
+    if process.poll() is None:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    orphans_told = False
+    while (left := _started_by(serve_id)) and time.monotonic() < deadline:
+        if process.poll() is not None and not orphans_told:
+            for orphan in left:
+                with suppress(psutil.Error):
+                    orphan.terminate()
+            orphans_told = True
+        time.sleep(0.1)
+    if process.poll() is None:
         with suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+    for straggler in _started_by(serve_id):
+        with suppress(psutil.Error):
+            straggler.kill()
+    process.wait(timeout=10)
+
+
+def _started_by(serve_id: str) -> list[psutil.Process]:
+    """The running processes (zombies aside) whose environment carries ``serve_id``: the server
+    and its workers, wherever they were reparented."""
+    found = []
+    for candidate in psutil.process_iter():
+        with suppress(psutil.Error):  # gone, a zombie, or another user's
+            if candidate.environ().get(SERVE_ID_ENV) == serve_id:
+                found.append(candidate)
+    return found
+
+
+_PDEATHSIG_LAUNCHER = """\
+import ctypes, os, signal, sys
+ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(1)
+os.execvp(sys.argv[2], sys.argv[2:])
+"""
+"""Asks Linux to send this process SIGTERM when the thread that started it ends (or exits at
+once if it already has), then becomes the command in its arguments: ``execve`` keeps the
+setting. A launcher rather than a ``preexec_fn``, which is unsafe in a process with threads."""
+
+
+def _with_parent(python: str) -> list[str]:
+    """The start of a command line running ``python`` that gets SIGTERM when the calling thread
+    ends: through :data:`_PDEATHSIG_LAUNCHER` on Linux, directly elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return [python]
+    return [python, "-c", _PDEATHSIG_LAUNCHER, str(os.getpid()), python]
 
 
 def _tail(path: Path, chars: int = 4_000) -> str:

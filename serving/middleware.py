@@ -1,5 +1,5 @@
-"""ASGI middleware of the search service: a request body limit, optional API-key checks, and
-``Retry-After`` on every 503.
+"""ASGI middleware of the search service: a request body limit, JSON bodies only, optional
+API-key checks, and ``Retry-After`` on every 503.
 
 The first two answer before the request reaches BentoML, with a JSON body that says what was
 wrong.
@@ -125,3 +125,30 @@ class RetryAfter:
             await send(message)
 
         await self.app(scope, receive, send_with_retry_after)
+
+
+class JsonOnly:
+    """Refuse, with 415, a request to the API whose body is declared as anything but one
+    ``application/json`` (no Content-Type is fine: BentoML reads the body as JSON).
+
+    BentoML would otherwise parse ``multipart/form-data`` as a form and answer 500 to a
+    malformed one, or unpickle ``application/vnd.bentoml+pickle``, the format it uses between
+    its own services.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        declared = [
+            value.split(b";", 1)[0].strip().lower()
+            for name, value in scope.get("headers", [])
+            if name.lower() == b"content-type"
+        ]
+        if len(declared) > 1 or any(media != b"application/json" for media in declared):
+            await _refuse(send, 415, "content-type", "must be application/json, given once")
+            return
+        await self.app(scope, receive, send)

@@ -66,7 +66,7 @@ from searchrank.serving.dependencies import (
     DependencyUnavailableError,
 )
 from searchrank.serving.engine import Encoded, RankerBundle, score_encoded
-from searchrank.serving.middleware import ApiKey, BodyLimit, RetryAfter
+from searchrank.serving.middleware import ApiKey, BodyLimit, JsonOnly, RetryAfter
 
 log = logging.getLogger(__name__)
 MODEL_ERRORS = (httpx.HTTPError, aiohttp.ClientError, BentoMLException, OSError)
@@ -240,4 +240,5 @@ class Search:
 _service = cast("bentoml.Service[Search]", Search)
 _service.add_asgi_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 _service.add_asgi_middleware(ApiKey, env_var=API_KEY_ENV)
+_service.add_asgi_middleware(JsonOnly)
 _service.add_asgi_middleware(RetryAfter, seconds=RETRY_AFTER_SECONDS)

@@ -34,13 +34,6 @@ KEY = f"sk-test-{secrets.token_hex(16)}"
 WRONG_KEY = f"sk-wrong-{secrets.token_hex(16)}"
 GUARDED = ("/rank", "/search")
 FUZZ_EXAMPLES = int(os.environ.get("SEARCHRANK_FUZZ_EXAMPLES", "150"))
-FORM_BODIES_GET_500 = True
-"""Known issue, until the service refuses bodies that are not JSON (a middleware answering 415
-to any Content-Type but application/json on the guarded paths): with ``Content-Type:
-multipart/form-data`` BentoML parses the body as a form, Starlette raises its 400
-``HTTPException`` for a malformed one (no boundary, bad parts), and BentoML's endpoint wrapper,
-which maps only pydantic's and its own exceptions, answers 500. Set to False with that fix:
-the xfail below then must pass, and the fuzz counts these 500s as failures again."""
 FORM_CONTENT_TYPE = "multipart/form-data"
 """Examples of the fuzz, two requests each; more for a deeper search."""
 
@@ -158,12 +151,6 @@ def test_probes_and_metrics_are_open_while_the_endpoints_need_the_key(
                 assert client.post(path, json=body, headers=headers).status_code == 200, path
 
 
-@pytest.mark.xfail(
-    FORM_BODIES_GET_500,
-    strict=True,
-    reason="known: BentoML answers 500 to a malformed multipart/form-data body; the fix is a "
-    "415 for non-JSON bodies in serving/middleware.py (see FORM_BODIES_GET_500)",
-)
 @pytest.mark.parametrize(
     ("content_type", "body"),
     [
@@ -176,6 +163,8 @@ def test_probes_and_metrics_are_open_while_the_endpoints_need_the_key(
 def test_a_malformed_form_body_gets_a_4xx_not_a_500(
     running: RunningService, content_type: str, body: bytes
 ) -> None:
+    """BentoML would parse a form body and answer 500 to a malformed one; the service refuses
+    every body that is not JSON first (415, :class:`~searchrank.serving.middleware.JsonOnly`)."""
     for path in GUARDED:
         answer = httpx.post(
             f"{running.url}{path}",
@@ -331,14 +320,6 @@ def _is_open(target: str) -> bool:
     return any(path.startswith(p) for p in OPEN_PATHS)
 
 
-def _sends_a_form(headers: list[tuple[str, Any]]) -> bool:
-    """Whether a request's headers declare a multipart/form-data body (FORM_BODIES_GET_500)."""
-    return any(
-        str(n).lower() == "content-type" and str(v).strip().startswith(FORM_CONTENT_TYPE)
-        for n, v in headers
-    )
-
-
 def _raw_status(
     url: str, method: str, target: str, headers: list[tuple[str, Any]], framing: str, body: bytes
 ) -> int | None:
@@ -416,7 +397,6 @@ def test_a_fuzz_of_methods_targets_and_headers_gets_no_server_error(
     statuses: Counter[int | None] = Counter()
     raws: Counter[bool] = Counter()
     failures: list[str] = []
-    known: list[str] = []
 
     def check(
         description: str,
@@ -427,9 +407,7 @@ def test_a_fuzz_of_methods_targets_and_headers_gets_no_server_error(
         headers: list[tuple[str, Any]],
     ) -> None:
         statuses[status] += 1
-        if status == 500 and FORM_BODIES_GET_500 and _sends_a_form(headers):
-            known.append(description)  # the known issue, tested on its own above
-        elif status is None or status == -1 or status >= 500:
+        if status is None or status == -1 or status >= 500:
             failures.append(f"{status} for {description}: {text[:300]}")
         elif not keyed and status < 400 and not _is_open(target):
             failures.append(f"{status} without the key for {description}")
@@ -474,7 +452,6 @@ def test_a_fuzz_of_methods_targets_and_headers_gets_no_server_error(
     sent = sum(statuses.values())
     shown = ", ".join(f"{status}: {n}" for status, n in sorted(statuses.items(), key=str))
     print(f"\nfuzz: {sent} requests ({raws[True]} over a raw socket); statuses {shown}")
-    print(f"fuzz: {len(known)} of the 500s are the known multipart/form-data issue")
     assert not failures, failures[:5]
     assert sent >= FUZZ_EXAMPLES * 5 // 3, statuses
     assert statuses[200] >= 5 and statuses[401] >= 5, "the fuzz must reach the endpoints"

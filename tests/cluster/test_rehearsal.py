@@ -263,7 +263,8 @@ def test_the_bento_serves_from_redis_and_the_postgres_registry_as_deployed(
         served = replay(running.url, golden, PackageConfig(rounds=1), explicit)
         # A catalogue that flags every item explicit, as if the online store's flags were
         # stale: whatever reaches a filtered listener now counts as a leak, which refuses it.
-        stale = replay(running.url, golden, PackageConfig(rounds=1), explicit.where(False, True))
+        every_item_explicit = pd.Series(True, index=explicit.index)
+        stale = replay(running.url, golden, PackageConfig(rounds=1), every_item_explicit)
     assert served.max_abs_diff <= 1e-4, "the online store serves what training saw"
     assert served.explicit["leaked"] == 0 and served.explicit["filtered_lists"] >= 20
     assert not any("explicit" in r for r in served.reasons), served.reasons

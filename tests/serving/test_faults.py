@@ -266,6 +266,11 @@ def test_a_killed_model_worker_costs_503s_until_bentoml_restarts_it(
     with Load(running.url, requests) as load:
         time.sleep(2)
         killed = time.monotonic()
+        # Frozen first, so that requests are surely in flight on the dying worker (a kill
+        # alone can fall between two requests, and the client's one retry may then reach the
+        # new worker in time); then killed, for BentoML to restart it.
+        os.kill(worker.pid, signal.SIGSTOP)
+        time.sleep(MODEL_TIMEOUT_MS / 1000 + 1)
         os.kill(worker.pid, signal.SIGKILL)
         recovery = wait_for(
             lambda: [o.status for o in load.between(killed + 0.5)][-4:] == [200] * 4,

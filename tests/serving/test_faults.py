@@ -34,8 +34,13 @@ TIMEOUT_MS = 500
 milliseconds; a loaded machine can stretch a few past a shorter budget)."""
 MODEL_TIMEOUT_MS = 2000
 """The service's budget for the model's scores in these tests."""
-SLACK_S = 0.5
-"""What a request may take beyond the budget and the healthy p99 (scoring, a busy machine)."""
+SLACK_S = 1.0
+"""What a request may take beyond the budget and the healthy p99: scoring, and a busy machine
+(CI runs these beside another test process training models; it measured a request 0.88 s past
+the budget and the healthy p99 there). Each fault below lasts longer than budget plus slack, so a
+request that waited for the fault instead of its budget still fails the bound."""
+STORE_DELAY_S = 3.0
+"""How slow the slow online store answers."""
 
 
 @dataclass(frozen=True)
@@ -188,7 +193,7 @@ def test_a_slow_online_store_costs_a_bounded_503_within_the_budget(
         time.sleep(3)
         healthy = load.between(0)
         slow_from = time.monotonic()
-        proxy.delay_s = 3.0
+        proxy.delay_s = STORE_DELAY_S
         time.sleep(4)
         slow_until = time.monotonic()
         proxy.delay_s = 0.0
@@ -202,6 +207,7 @@ def test_a_slow_online_store_costs_a_bounded_503_within_the_budget(
     refused = assert_unavailable_answers(slow, "online store")
     assert len(refused) >= len(slow) // 2, "a store slower than the budget must cost 503s"
     budget = TIMEOUT_MS / 1000 + p99(healthy) + SLACK_S
+    assert budget < STORE_DELAY_S, "the bound must tell a bounded wait from waiting for the store"
     worst = sorted(slow, key=lambda o: -o.seconds)[:6]
     assert p99(slow) <= budget, (
         p99(slow),
@@ -236,7 +242,11 @@ def test_the_online_store_down_answers_503_and_recovers_without_a_restart(
     down = [o for o in load.between(down_from, down_until) if o.started + o.seconds < down_until]
     refused = assert_unavailable_answers(down, "online store")
     assert down and len(refused) == len(down), "no request succeeds without the store"
-    assert max(o.seconds for o in down) <= TIMEOUT_MS / 1000 + p99(healthy) + SLACK_S
+    worst = sorted(down, key=lambda o: -o.seconds)[:6]
+    assert max(o.seconds for o in down) <= TIMEOUT_MS / 1000 + p99(healthy) + SLACK_S, (
+        p99(healthy),
+        [(o.path, o.seconds, o.started - down_from) for o in worst],
+    )
     assert not_ready.status_code == 503 and not_ready.headers.get("retry-after")
     assert ready(running) and running.process.pid == pid and running.process.poll() is None
     every = load.between(0)
@@ -270,7 +280,7 @@ def test_a_killed_model_worker_costs_503s_until_bentoml_restarts_it(
         # alone can fall between two requests, and the client's one retry may then reach the
         # new worker in time); then killed, for BentoML to restart it.
         os.kill(worker.pid, signal.SIGSTOP)
-        time.sleep(MODEL_TIMEOUT_MS / 1000 + 1)
+        time.sleep(MODEL_TIMEOUT_MS / 1000 + 2 * SLACK_S)
         os.kill(worker.pid, signal.SIGKILL)
         recovery = wait_for(
             lambda: [o.status for o in load.between(killed + 0.5)][-4:] == [200] * 4,
@@ -281,7 +291,7 @@ def test_a_killed_model_worker_costs_503s_until_bentoml_restarts_it(
     refused = assert_unavailable_answers(after, "ranker model", "online store")
     model = [o for o in refused if o.body["dependency"] == "ranker model"]
     assert model, "requests caught by the restart are answered 503, not held"
-    assert max(o.seconds for o in after) <= MODEL_TIMEOUT_MS / 1000 + 2 * SLACK_S
+    assert max(o.seconds for o in after) <= MODEL_TIMEOUT_MS / 1000 + SLACK_S
     assert model_worker(running).pid != worker.pid, "BentoML started a new model worker"
     print(
         f"model worker killed: {len(after)} requests after, {len(model)} 503 naming the model, "

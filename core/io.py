@@ -3,9 +3,12 @@ failure never leaves a half-written file behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Protocol
 
 import pandas as pd
 import pyarrow as pa
@@ -39,3 +42,27 @@ def write_parquet_atomically(table: pa.Table, path: Path) -> None:
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+class MetricsOutput(Protocol):
+    """A KFP ``Output[Metrics]`` as a step's function sees it."""
+
+    @property
+    def path(self) -> str: ...
+
+    def log_metric(self, metric: str, value: float) -> None: ...
+
+
+def log_metrics(metrics: MetricsOutput, values: Mapping[str, float]) -> None:
+    """Log ``values`` on a step's metrics output, and write them to its file as JSON.
+
+    KFP keeps logged metrics in the artifact's metadata and leaves its file unwritten, and
+    ``kfp.local``'s step cache takes an output without its file for a lost one: the step and
+    every step after it would run again on a rerun. The file also lets anyone read the metrics
+    from the artifact store.
+    """
+    for name, value in values.items():
+        metrics.log_metric(name, float(value))
+    path = Path(metrics.path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({k: float(v) for k, v in values.items()}, indent=2, sort_keys=True))

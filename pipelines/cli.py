@@ -357,7 +357,14 @@ def run(
     ] = None,
     host: Annotated[str, typer.Option(help="Kubeflow Pipelines API URL.")] = "",
     local: Annotated[bool, typer.Option("--local", help="Run with kfp.local here.")] = False,
-    cache: Annotated[bool, typer.Option(help="Let Kubeflow reuse cached steps.")] = True,
+    cache: Annotated[
+        bool,
+        typer.Option(
+            help="Reuse the outputs of steps that finished in earlier runs with the same inputs "
+            "(Kubeflow's cache; locally kfp.local's, per version of the code, under "
+            "--pipeline-root). Data changed in place under the same URI needs --no-cache."
+        ),
+    ] = True,
     namespace: Annotated[
         str, typer.Option(help="Kubeflow runs: the namespace of searchrank's manifests.")
     ] = NAMESPACE,
@@ -391,7 +398,7 @@ def run(
     arguments = parse_arguments(param or [])
     check_arguments(arguments)
     if local:
-        console.print(f"run folder: {run_local(arguments, pipeline_root, console)}")
+        console.print(f"run folder: {run_local(arguments, pipeline_root, console, cache=cache)}")
         return
     with tempfile.TemporaryDirectory() as folder:
         package = compile_pipeline(Path(folder) / "search_ranking.yaml")

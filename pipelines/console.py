@@ -21,6 +21,12 @@ real warning still shows (the few known-noisy ones are filtered where they arise
 function that runs a container step, ``kfp.local.task_dispatcher.run_single_task_implementation``
 (the kfp version is pinned; ``tests/test_console.py`` fails if it moves). Steps run one at a
 time there, so redirecting ``sys.stdout`` for a step's duration catches exactly its output.
+
+A step that ``kfp.local``'s cache answers (``kfp.local.init(enable_caching=True)``) never reaches
+that function; :func:`follow_steps` also wraps the one above it,
+``kfp.local.orchestrator.task_executor.execute_single_task``, to show such a step as cached and
+to link its folder from the earlier run into this run's folder, so that a run's folder holds
+every step's outputs whether it ran them or reused them.
 """
 
 from __future__ import annotations
@@ -58,9 +64,15 @@ class State(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    CACHED = "cached"
+    """Not run: ``kfp.local``'s step cache held its outputs from an earlier run."""
 
 
-ICONS = {State.DONE: "[green]✓[/green]", State.FAILED: "[red]✗[/red]"}
+ICONS = {
+    State.DONE: "[green]✓[/green]",
+    State.FAILED: "[red]✗[/red]",
+    State.CACHED: "[cyan]↺[/cyan]",
+}
 
 
 @dataclass
@@ -202,11 +214,13 @@ class StepDisplay:
                 highlight=False,
             )
         self.steps.append(step)
-        if self._live is None:
+        if self._live is None and step.state is State.RUNNING:
             self.console.print(f"▶ {step.name}  {log_name(step)}", highlight=False)
 
     def ended(self, step: Step) -> None:
-        if self._live is None:
+        if self._live is None and step.state is State.CACHED:
+            self.console.print(f"{ICONS[step.state]} {step.name}  {step.latest}", highlight=False)
+        elif self._live is None:
             detail = f"  {step.latest}" if step.latest else ""
             self.console.print(
                 f"{ICONS[step.state]} {step.name}  {minutes(step.elapsed)}{detail}",
@@ -243,6 +257,85 @@ class FollowedRun:
     steps: list[Step] = field(default_factory=list)
 
 
+class StepFollower:
+    """The wrappers :func:`follow_steps` puts around ``kfp.local``'s two step functions."""
+
+    def __init__(self, console: Console, pipeline_root: Path) -> None:
+        from kfp.local import task_dispatcher
+        from kfp.local.orchestrator import task_executor
+
+        self.pipeline_root = pipeline_root
+        self.run = FollowedRun()
+        self.display = StepDisplay(console)
+        self.sink = StepLog(lambda line: self.display.note(self._current, line))
+        self._current: Step | None = None
+        self._ran = False
+        self._run_task = task_dispatcher.run_single_task_implementation
+        self._execute_task = task_executor.execute_single_task
+
+    def _step(self, pipeline_resource_name: str, component_name: str, state: State) -> Step:
+        from kfp.local import executor_input_utils
+
+        folder = self.pipeline_root / pipeline_resource_name
+        self.run.folder = folder
+        name = executor_input_utils.get_local_task_resource_name(component_name)
+        step = Step(name, folder / LOGS / f"{name}.log", state=state)
+        self.run.steps.append(step)
+        return step
+
+    def run_step(self, **kwargs: Any) -> Any:
+        """Wraps ``run_single_task_implementation``: a container step that runs."""
+        from kfp.local.status import Status
+
+        step = self._step(kwargs["pipeline_resource_name"], kwargs["component_name"], State.RUNNING)
+        self._ran = True
+        self.sink.switch(step.log)
+        self._current = step
+        self.display.started(step)
+        status = Status.FAILURE
+        try:
+            outputs, status = self._run_task(**kwargs)
+        finally:
+            self.sink.switch(step.log.parent / KFP_LOG)
+            self._current = None
+            step.ended = time.monotonic()
+            step.state = State.DONE if status == Status.SUCCESS else State.FAILED
+            self.display.ended(step)
+        return outputs, status
+
+    def run_or_reuse(self, **kwargs: Any) -> Any:
+        """Wraps ``execute_single_task``: a step that either runs (:meth:`run_step`) or comes
+        from the cache, or an importer."""
+        from kfp.local.status import Status
+
+        self._ran = False
+        outputs, status = self._execute_task(**kwargs)
+        component = kwargs["task_spec"].component_ref.name
+        executor = kwargs["executors"][kwargs["components"][component].executor_label]
+        container = executor.WhichOneof("spec") == "container"
+        if container and not self._ran and status == Status.SUCCESS:
+            step = self._step(kwargs["pipeline_resource_name"], component, State.CACHED)
+            step.ended = step.started
+            step.latest = reuse_outputs(outputs, step.log.parent.parent, step.log)
+            self.display.started(step)
+            self.display.ended(step)
+        return outputs, status
+
+    def install(self) -> None:
+        from kfp.local import task_dispatcher
+        from kfp.local.orchestrator import task_executor
+
+        task_dispatcher.run_single_task_implementation = self.run_step
+        task_executor.execute_single_task = self.run_or_reuse
+
+    def uninstall(self) -> None:
+        from kfp.local import task_dispatcher
+        from kfp.local.orchestrator import task_executor
+
+        task_dispatcher.run_single_task_implementation = self._run_task
+        task_executor.execute_single_task = self._execute_task
+
+
 @contextmanager
 def follow_steps(console: Console, pipeline_root: Path) -> Iterator[FollowedRun]:
     """Show the steps of the ``kfp.local`` runs started in the block (see the module docstring).
@@ -250,43 +343,32 @@ def follow_steps(console: Console, pipeline_root: Path) -> Iterator[FollowedRun]
     Yields:
         The run's folder (once its first step started) and steps, for the caller to read after.
     """
-    from kfp.local import task_dispatcher
-
-    run = FollowedRun()
-    display = StepDisplay(console)
-    current: list[Step] = []
-    sink = StepLog(lambda line: display.note(current[-1] if current else None, line))
-    run_task = task_dispatcher.run_single_task_implementation
-
-    def followed(**kwargs: Any) -> Any:
-        from kfp.local import executor_input_utils
-        from kfp.local.status import Status
-
-        folder = pipeline_root / kwargs["pipeline_resource_name"]
-        run.folder = folder
-        name = executor_input_utils.get_local_task_resource_name(kwargs["component_name"])
-        step = Step(name, folder / LOGS / f"{name}.log")
-        sink.switch(step.log)
-        current.append(step)
-        run.steps.append(step)
-        display.started(step)
-        try:
-            outputs, status = run_task(**kwargs)
-        except BaseException:
-            status = Status.FAILURE
-            raise
-        finally:
-            sink.switch(folder / LOGS / KFP_LOG)
-            current.pop()
-            step.ended = time.monotonic()
-            step.state = State.DONE if status == Status.SUCCESS else State.FAILED
-            display.ended(step)
-        return outputs, status
-
-    task_dispatcher.run_single_task_implementation = followed
+    follower = StepFollower(console, pipeline_root)
+    follower.install()
     try:
-        with display.shown(), redirect_stdout(sink):
-            yield run
+        with follower.display.shown(), redirect_stdout(follower.sink):
+            yield follower.run
     finally:
-        task_dispatcher.run_single_task_implementation = run_task
-        sink.close_file()
+        follower.uninstall()
+        follower.sink.close_file()
+
+
+def reuse_outputs(outputs: dict[str, Any], folder: Path, log: Path) -> str:
+    """Link the folders of a cached step's output artifacts into the run's ``folder`` and say so
+    in the step's ``log``; returns the line the console shows for the step."""
+    artifacts = [a for v in outputs.values() for a in (v if isinstance(v, list) else [v])]
+    sources = sorted({Path(a.uri).parent for a in artifacts if getattr(a, "uri", "")})
+    for source in sources:
+        link = folder / source.name
+        if source.parent != folder and not link.exists():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(source, target_is_directory=True)
+    runs = sorted({source.parent.name for source in sources})
+    line = f"cached: outputs of {', '.join(runs) or 'an earlier run'}"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(
+        f"{line}\n(kfp.local's step cache; the step did not run)\n"
+        + "".join(f"{source}\n" for source in sources),
+        encoding="utf-8",
+    )
+    return line

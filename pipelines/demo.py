@@ -156,30 +156,6 @@ def fresh_repo_for_data(paths: DemoPaths) -> Path:
     return repo
 
 
-def code_fingerprint() -> str:
-    """A hash of searchrank's Python sources: a changed step must run again."""
-    import hashlib
-
-    import searchrank.components
-    import searchrank.core
-    import searchrank.features
-    import searchrank.pipelines
-    import searchrank.serving
-
-    digest = hashlib.sha256()
-    for package in (
-        searchrank.core,
-        searchrank.components,
-        searchrank.features,
-        searchrank.pipelines,
-        searchrank.serving,
-    ):
-        root = Path(next(iter(package.__path__)))
-        for source in sorted(root.rglob("*.py")):
-            digest.update(source.read_bytes())
-    return digest.hexdigest()
-
-
 def reusable_run(paths: DemoPaths, key: str) -> tuple[Path, str] | None:
     """The previous run and its Bento when they were made from exactly these inputs.
 
@@ -254,6 +230,7 @@ def run_demo(workdir: Path, config: GeneratorConfig, console: Console) -> Path:
     """Run the demo in ``workdir``; returns the pipeline run's folder (a previous one when
     nothing changed)."""
     from searchrank.features.store import apply_definitions, open_store
+    from searchrank.pipelines.run import code_fingerprint
     from searchrank.serving.bento import serve
 
     started = time.perf_counter()
@@ -333,7 +310,9 @@ def run_pipeline(arguments: dict[str, Any], paths: DemoPaths, console: Console) 
 
     console.rule("search-ranking pipeline (kfp.local)")
     with shared_local_ray(TrainRankerConfig(num_workers=DEMO_WORKERS)):
-        run = run_local(arguments, paths.runs, console)
+        # The data is regenerated in place when its configuration changes: that is the scope
+        # of the steps' cache (a run that failed late redoes only the rest, see run_local).
+        run = run_local(arguments, paths.runs, console, cache_scope=paths.config.read_text())
     return run, latest_bento() if _first(run, "package-service-op*/bento") else ""
 
 

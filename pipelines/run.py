@@ -145,12 +145,67 @@ class StepFailedError(RuntimeError):
         super().__init__(f"step {step} failed; its log: {log}")
 
 
+def code_fingerprint() -> str:
+    """A hash of searchrank's Python sources: a changed step must run again."""
+    import hashlib
+
+    import searchrank.components
+    import searchrank.core
+    import searchrank.features
+    import searchrank.pipelines
+    import searchrank.serving
+
+    digest = hashlib.sha256()
+    for package in (
+        searchrank.core,
+        searchrank.components,
+        searchrank.features,
+        searchrank.pipelines,
+        searchrank.serving,
+    ):
+        root = Path(next(iter(package.__path__)))
+        for source in sorted(root.rglob("*.py")):
+            digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
+STEP_CACHE = ".step-cache"
+"""The folder under a local run's ``pipeline_root`` where ``kfp.local`` keeps finished steps'
+outputs for later runs."""
+
+
+def step_cache_root(pipeline_root: Path, scope: str = "") -> Path:
+    """Where local runs of this code keep and look up finished steps' outputs.
+
+    ``kfp.local``'s cache key, like Kubeflow's, holds a step's command, parameters and input
+    artifacts' names, not the code the command imports nor the contents of a file named by a
+    parameter. So the cache is kept per version of searchrank's code (:func:`code_fingerprint`)
+    and per ``scope``: what the caller knows of its inputs' contents (the demo passes the
+    configuration its data was generated from).
+    """
+    import hashlib
+
+    digest = hashlib.sha256(f"{code_fingerprint()}\0{scope}".encode()).hexdigest()
+    return pipeline_root / STEP_CACHE / digest[:16]
+
+
 def run_local(
-    arguments: Mapping[str, Any], pipeline_root: Path, console: Console | None = None
+    arguments: Mapping[str, Any],
+    pipeline_root: Path,
+    console: Console | None = None,
+    *,
+    cache: bool = True,
+    cache_scope: str = "",
 ) -> Path:
     """Run the pipeline's local graph with ``kfp.local`` (subprocess runner, this environment),
     showing one line per step on ``console`` and writing each step's log under the run's
     folder (:mod:`.console`).
+
+    With ``cache``, a step whose code, parameters and inputs are those of a step that finished
+    in an earlier run here (under the same ``cache_scope``, see :func:`step_cache_root`) is not
+    run again: its outputs are reused and its folder linked into this run's. The steps that
+    write the online store and package the Bento, and the report, always run. So a run that
+    failed in a late step, run again, redoes only what failed and what follows it.
 
     Returns:
         The run's folder under ``pipeline_root`` (one folder per task and output, and ``logs/``).
@@ -173,6 +228,8 @@ def run_local(
         runner=local.SubprocessRunner(use_venv=False),
         pipeline_root=str(pipeline_root.resolve()),
         raise_on_error=True,
+        enable_caching=cache,
+        cache_root=str(step_cache_root(pipeline_root, cache_scope).resolve()),
     )
     with follow_steps(console or Console(), pipeline_root.resolve()) as run:
         try:

@@ -298,9 +298,10 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
             )
         with dsl.Else(name="not-blessed"):
             unblessed_report = run_report_op(**report_inputs)
-        # The online store and the Bento must always be fresh; the rest may be cached.
-        package.set_caching_options(False)
-        materialize.set_caching_options(False)
+        # The online store, the Bento and the run's report must always be fresh; the rest may
+        # be cached (a rerun after a failed step reuses what finished).
+        for always in (package, materialize, blessed_report, unblessed_report):
+            always.set_caching_options(False)
         if cluster:
             from searchrank.pipelines import placement as pods
 

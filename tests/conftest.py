@@ -30,6 +30,12 @@ os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 # The session's own BentoML model and Bento store, so tests never touch the user's ~/bentoml.
 os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="searchrank-bentoml-")
 os.environ.setdefault("FEAST_USAGE", "False")
+# Served Bentos in tests answer with generous dependency budgets: the tests check what they
+# answer, and two test processes on two cores can stretch a healthy lookup past the service's
+# default second. The budgets themselves are tested in tests/serving/test_faults.py, which sets
+# its own.
+os.environ.setdefault("SEARCHRANK_ONLINE_TIMEOUT_MS", "30000")
+os.environ.setdefault("SEARCHRANK_MODEL_TIMEOUT_MS", "60000")
 
 END_DATE = date(2026, 11, 1)
 SMALL = GeneratorConfig(searches=3_000, days=31, end_date=END_DATE, seed=11)

@@ -1,6 +1,6 @@
 """The pipeline console (``pipelines/console.py``) on a tiny two-step kfp.local pipeline: one line
 per step, each step's whole output in its log file, epoch lines and warnings surfaced, and a
-failed step's log ending on the console.
+failed step's log ending on the console, and a step reused from ``kfp.local``'s cache.
 
 No ``from __future__ import annotations``: KFP reads the components' annotations.
 """
@@ -18,8 +18,11 @@ from searchrank.pipelines.console import KFP_LOG, LOGS, State, follow_steps
 
 
 @dsl.component(base_image="python:3.11", install_kfp_package=False)
-def count_epochs(epochs: int) -> int:
+def count_epochs(epochs: int, seen: dsl.Output[dsl.Artifact]) -> int:
     import warnings
+    from pathlib import Path
+
+    Path(seen.path).write_text(str(epochs))
 
     for epoch in range(epochs):
         print(f"(RayTrainWorker pid=1) epoch {epoch + 1}/{epochs} train_loss 0.5 val 0.7 0.1s")
@@ -28,24 +31,31 @@ def count_epochs(epochs: int) -> int:
 
 
 @dsl.component(base_image="python:3.11", install_kfp_package=False)
-def check(count: int) -> None:
-    if count > 2:
+def check(count: int, limit: int) -> None:
+    if count > limit:
         raise ValueError(f"the planted failure: {count} epochs")
 
 
 @dsl.pipeline(name="tiny")
-def tiny(epochs: int) -> None:
-    check(count=count_epochs(epochs=epochs).output)
+def tiny(epochs: int, limit: int = 2) -> None:
+    check(count=count_epochs(epochs=epochs).outputs["Output"], limit=limit)
 
 
-def _run(tmp_path: Path, epochs: int, terminal: bool) -> tuple[str, object]:
+def _run(
+    tmp_path: Path, epochs: int, terminal: bool, limit: int = 2, cache: bool = False
+) -> tuple[str, object]:
     output = io.StringIO()
     console = Console(file=output, force_terminal=terminal, width=160)
     root = tmp_path / "root"
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(root),
+        enable_caching=cache,
+        cache_root=str(tmp_path / "cache"),
+    )
     # The failing run raises once the console has shown it.
     with follow_steps(console, root) as run, contextlib.suppress(RuntimeError):
-        tiny(epochs=epochs)
+        tiny(epochs=epochs, limit=limit)
     return output.getvalue(), run
 
 
@@ -83,3 +93,20 @@ def test_a_failed_step_shows_the_end_of_its_log(tmp_path: Path) -> None:
     assert "✗ check" in shown
     assert "check failed" in shown and "logs/check.log" in shown
     assert "ValueError: the planted failure: 3 epochs" in shown
+
+
+def test_a_step_reused_from_the_cache_is_shown_and_linked_into_the_run(tmp_path: Path) -> None:
+    _run(tmp_path, epochs=3, terminal=False, cache=True)  # check fails; count-epochs is kept
+    shown, run = _run(tmp_path, epochs=3, terminal=False, limit=5, cache=True)
+
+    assert [(s.name, s.state) for s in run.steps] == [  # type: ignore[attr-defined]
+        ("count-epochs", State.CACHED),
+        ("check", State.DONE),
+    ]
+    assert re.search(r"↺ count-epochs +cached: outputs of tiny-", shown), shown
+    folder = run.folder  # type: ignore[attr-defined]
+    linked = folder / "count-epochs"
+    assert linked.is_symlink() and linked.resolve().parent.name.startswith("tiny-")
+    assert linked.resolve().parent != folder, "the outputs are the earlier run's"
+    assert (linked / "seen").read_text() == "3"
+    assert (folder / LOGS / "count-epochs.log").read_text().startswith("cached:")

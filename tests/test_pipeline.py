@@ -1,9 +1,11 @@
-"""The search-ranking pipeline: a full kfp.local run on tiny data, a planted validation failure
-that stops the run before training, and its command line. The compiled YAML is checked task by
+"""The search-ranking pipeline: a full kfp.local run on tiny data (rerun after its packaging
+failed, reusing the steps before from kfp.local's cache), a planted validation failure that
+stops the run before training, and its command line. The compiled YAML is checked task by
 task in ``tests/cluster/test_compiled_pipeline.py``."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import threading
@@ -13,11 +15,12 @@ from typing import Any, ClassVar
 
 import pytest
 from browser import render
+from rich.console import Console
 
 from searchrank.components.run_report.logic import SECTIONS
 from searchrank.core.names import NAMESPACE, PIPELINE_SERVICE_ACCOUNT
 from searchrank.features import tables as T
-from searchrank.pipelines.run import parse_arguments, run_local
+from searchrank.pipelines.run import StepFailedError, parse_arguments, run_local
 
 
 def test_pipeline_parameters_parse_as_json_where_they_can() -> None:
@@ -50,11 +53,62 @@ def _arguments(dataset_dir: Path, fresh_repo: Path, **overrides: Any) -> dict[st
     }
 
 
+CACHED_STEPS = (
+    "fetch-features-op",
+    "validate-data-op",
+    "split-dataset-op",
+    "train-intent-op",
+    "train-retriever-op",
+    "build-index-op",
+    "evaluate-retrieval-op",
+    "train-lightgbm-op",
+    "train-ranker-op",
+    "evaluate-op",
+)
+"""The steps before the online store is written: a rerun with the same inputs reuses them."""
+
+
+def online_rows(repo: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the SQLite online store, per table, without the write time."""
+    import sqlite3
+
+    with sqlite3.connect(repo / "data" / "online_store.db") as db:
+        tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {
+            table: sorted(
+                db.execute(f'SELECT entity_key, feature_name, value, event_ts FROM "{table}"')
+            )
+            for table in tables
+        }
+
+
 @pytest.mark.slow
-def test_the_whole_pipeline_runs_locally_and_packages_a_bento(
-    dataset_dir: Path, fresh_repo: Path, tmp_path: Path
+def test_the_whole_pipeline_runs_locally_and_a_rerun_after_failed_packaging_reuses_the_rest(
+    dataset_dir: Path, fresh_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run = run_local(_arguments(dataset_dir, fresh_repo), tmp_path / "root")
+    root = tmp_path / "root"
+    # The first run's packaging cannot write the model store (a path under a file cannot exist).
+    with monkeypatch.context() as first_run:
+        first_run.setenv("BENTOML_HOME", "/dev/null/bentoml")
+        with pytest.raises(StepFailedError) as failed:
+            run_local(_arguments(dataset_dir, fresh_repo), root)
+    assert failed.value.step == "package-service-op"
+    online = online_rows(fresh_repo)
+    assert online and all(online.values()), "the failed run materialized the online store"
+
+    shown = io.StringIO()
+    run = run_local(_arguments(dataset_dir, fresh_repo), root, Console(file=shown, width=200))
+
+    for step in CACHED_STEPS:
+        assert (run / step).is_symlink(), f"{step} ran again instead of coming from the cache"
+        assert re.search(rf"↺ {step} +cached: outputs of search-ranking-", shown.getvalue())
+        assert (run / "logs" / f"{step}.log").read_text().startswith("cached:")
+    for step in ("materialize-features-op", "package-service-op", "run-report-op"):
+        assert not (run / step).is_symlink() and (run / step).is_dir(), f"{step} must run again"
+    # Materialized twice, the online store holds the same rows: none duplicated, none stale.
+    assert online_rows(fresh_repo) == online
+    for table, rows in online.items():
+        assert len({(key, feature) for key, feature, _, _ in rows}) == len(rows), table
     bento = next(run.glob("package-service-op*/bento"))
     assert bento.stat().st_size > 0
     summary = next(run.glob("package-service-op*/summary")).read_text()

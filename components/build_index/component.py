@@ -33,6 +33,7 @@ def build_index_op(
 
     from searchrank.components.build_index.logic import build_index
     from searchrank.core.ann import AnnParams
+    from searchrank.core.io import log_metrics
 
     params = AnnParams(
         metric=metric,  # type: ignore[arg-type]  # AnnParams checks it and names the rule
@@ -41,7 +42,6 @@ def build_index_op(
         query_ef=query_ef,
     )
     result = build_index(Path(embeddings.path), Path(index.path), params, k=recall_k)
-    for name, value in result.metrics().items():
-        metrics.log_metric(name, value)
+    log_metrics(metrics, result.metrics())
     index.metadata.update(result.params)
     Path(summary.path).write_text(result.markdown())

@@ -57,7 +57,7 @@ def evaluate_op(
     from searchrank.components.evaluate.logic import evaluate, write_report_json
     from searchrank.components.evaluate.report import html_page, markdown
     from searchrank.core.champion import resolve_champion
-    from searchrank.core.io import write_parquet_atomically
+    from searchrank.core.io import log_metrics, write_parquet_atomically
 
     def optional(artifact: object) -> Optional[Path]:  # noqa: UP045
         return Path(artifact.path) if artifact is not None else None  # type: ignore[attr-defined]
@@ -79,12 +79,7 @@ def evaluate_op(
         train_path=optional(train),
         searches_path=optional(searches),
     )
-    for system, values in outcome.systems.items():
-        for name in ("ndcg@1", "ndcg@5", "ndcg@10", "mrr", "map"):
-            metrics.log_metric(f"{system}_{name}", values[name])
-    if outcome.explicit:
-        metrics.log_metric("explicit_leak_rate", outcome.explicit["leak_rate"])
-    metrics.log_metric("blessed", float(outcome.blessed))
+    log_metrics(metrics, outcome.metrics())
     evaluation.metadata.update({"blessed": outcome.blessed, "champion": outcome.champion})
     Path(report.path).write_text(html_page(outcome))
     Path(summary.path).write_text(markdown(outcome))

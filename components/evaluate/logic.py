@@ -78,6 +78,18 @@ class EvaluationReport:
         out.pop("bootstrap")
         return out
 
+    def metrics(self) -> dict[str, float]:
+        """The step's KFP metrics: every system's ranking metrics, the leak rate, the verdict."""
+        out = {
+            f"{system}_{name}": values[name]
+            for system, values in self.systems.items()
+            for name in ("ndcg@1", "ndcg@5", "ndcg@10", "mrr", "map")
+        }
+        if self.explicit:
+            out["explicit_leak_rate"] = self.explicit["leak_rate"]
+        out["blessed"] = float(self.blessed)
+        return out
+
 
 def query_slices(test: pd.DataFrame, searches: pd.DataFrame | None) -> pd.DataFrame:
     """One row per search: its slice values (those the data allows)."""

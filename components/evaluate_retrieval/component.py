@@ -63,6 +63,7 @@ def evaluate_retrieval_op(
     from searchrank.core.ann import AnnIndex
     from searchrank.core.candidates import CandidateGenerator, DenseRetriever, lexical_retriever
     from searchrank.core.intent import IntentModel
+    from searchrank.core.io import log_metrics
     from searchrank.core.retriever import Retriever
 
     generator = CandidateGenerator(
@@ -81,8 +82,7 @@ def evaluate_retrieval_op(
     )
     fitted.save(Path(routing.path))
     write_evaluation(result, Path(evaluation.path))
-    for name, value in result.metrics().items():
-        metrics.log_metric(name, value)
+    log_metrics(metrics, result.metrics())
     Path(report.path).write_text(result.html())
     Path(summary.path).write_text(result.markdown())
     blessings = namedtuple("blessings", ["retriever_blessed", "intent_blessed"])

@@ -65,6 +65,7 @@ def package_service_op(
         package_service,
         retriever_parts,
     )
+    from searchrank.core.io import log_metrics
 
     def optional(artifact: object) -> Optional[Path]:  # noqa: UP045
         return Path(artifact.path) if artifact is not None else None  # type: ignore[attr-defined]
@@ -96,8 +97,7 @@ def package_service_op(
     bento.metadata.update(
         {"bento": result.bento_tag, "ranker": result.ranker_tag, "retriever": result.retriever_tag}
     )
-    for name, value in result.metrics().items():
-        metrics.log_metric(name, value)
+    log_metrics(metrics, result.metrics())
     Path(summary.path).write_text(result.markdown())
     if not result.validation.passed:
         raise RuntimeError("infra validation failed: " + json.dumps(result.validation.reasons))

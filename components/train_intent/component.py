@@ -41,6 +41,7 @@ def train_intent_op(
 
     from searchrank.components.train_intent.logic import train_intent
     from searchrank.core.intent import IntentParams
+    from searchrank.core.io import log_metrics
 
     result = train_intent(
         {"train": Path(train.path), "valid": Path(valid.path), "test": Path(test.path)},
@@ -53,7 +54,6 @@ def train_intent_op(
         },
         IntentParams(c=c, min_df=min_df),
     )
-    for name, value in result.metrics().items():
-        metrics.log_metric(name, value)
+    log_metrics(metrics, result.metrics())
     model.metadata.update({"framework": "scikit-learn", "classes": result.classes})
     Path(summary.path).write_text(result.markdown())

@@ -38,6 +38,7 @@ def train_lightgbm_op(
 
     from searchrank.components.train_lightgbm.logic import train_lightgbm
     from searchrank.core.contract import FeatureContract
+    from searchrank.core.io import log_metrics
     from searchrank.core.lambdamart import LambdaMartConfig
 
     contract = FeatureContract.load(Path(feature_contract.path))
@@ -54,8 +55,7 @@ def train_lightgbm_op(
         ),
         contract,
     )
-    for name, value in summary.metrics().items():
-        metrics.log_metric(name, value)
+    log_metrics(metrics, summary.metrics())
     model.metadata.update(
         {
             "kind": "lambdamart",

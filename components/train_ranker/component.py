@@ -66,6 +66,7 @@ def train_ranker_op(
     from searchrank.components.train_ranker.logic import curves_html, train_ranker
     from searchrank.core.contract import FeatureContract
     from searchrank.core.errors import InputError
+    from searchrank.core.io import log_metrics
 
     if ray_address and not work_dir:
         raise InputError("work_dir", work_dir, "must name shared storage when ray_address is set")
@@ -94,8 +95,7 @@ def train_ranker_op(
         ray_address=ray_address,
         work_dir=Path(work_dir) / "ranker" if work_dir else None,
     )
-    for name, value in summary.metrics().items():
-        metrics.log_metric(name, value)
+    log_metrics(metrics, summary.metrics())
     model.metadata.update(
         {
             "framework": "pytorch",

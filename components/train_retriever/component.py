@@ -61,6 +61,7 @@ def train_retriever_op(
     from searchrank.components.train_retriever.config import TrainRetrieverConfig
     from searchrank.components.train_retriever.logic import curves_html, train_retriever
     from searchrank.core.errors import InputError
+    from searchrank.core.io import log_metrics
 
     if ray_address and not work_dir:
         raise InputError("work_dir", work_dir, "must name shared storage when ray_address is set")
@@ -87,8 +88,7 @@ def train_retriever_op(
         ray_address=ray_address,
         work_dir=Path(work_dir) / "retriever" if work_dir else None,
     )
-    for name, value in summary.metrics().items():
-        metrics.log_metric(name, value)
+    log_metrics(metrics, summary.metrics())
     model.metadata.update(
         {"framework": "pytorch", "checkpoint": summary.checkpoint, **summary.metrics()}
     )

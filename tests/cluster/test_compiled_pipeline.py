@@ -165,8 +165,10 @@ def test_the_pipeline_root_is_object_storage_and_only_fresh_steps_skip_the_cache
         name: task.spec.get("cachingOptions", {}).get("enableCache") is True
         for name, task in compiled.tasks.items()
     }
-    assert caching["fetch-features-op"] and caching["train-ranker-op"]
-    assert not caching["materialize-features-op"] and not caching["package-service-op"]
+    # What writes the online store, packages the Bento or reports on this run always runs; the
+    # rest comes from the cache when its inputs match (a rerun after a failed step).
+    fresh = {"materialize-features-op", "package-service-op", "run-report-op", "run-report-op-2"}
+    assert {name for name, cached in caching.items() if not cached} == fresh
 
 
 def admitted_labels(policy: dict[str, object], port: int) -> list[dict[str, str]]:

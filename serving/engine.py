@@ -35,6 +35,7 @@ from searchrank.serving.api import (
     SearchResult,
 )
 from searchrank.serving.online import DEFAULT_TIMEOUT_S, OnlineFeatures
+from searchrank.serving.stages import stage
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -149,12 +150,18 @@ class SearchEngine:
         """The feature rows of known candidates and their scores (the skew tests compare
         both with training's). A ranker that reads the query's intent gets ``intent`` (from
         :meth:`CandidateGenerator.understand`), computed here when not given."""
-        frame = self.features.rows(query, user_id, item_ids)
+        with stage("online_features"):
+            frame = self.features.rows(query, user_id, item_ids)
         if self.uses_intent:
-            row = intent if intent is not None else self.retriever.understand(query)
-            assert row is not None  # __init__ checked that the retriever has an intent model
-            frame = frame.assign(**{str(c): v for c, v in row.iloc[0].items()})
-        return frame, self.score([self.encode(frame)])[0]
+            if intent is None:
+                with stage("intent"):
+                    intent = self.retriever.understand(query)
+            assert intent is not None  # __init__ checked that the retriever has an intent model
+            frame = frame.assign(**{str(c): v for c, v in intent.iloc[0].items()})
+        with stage("feature_processing"):
+            encoded = self.encode(frame)
+        with stage("model"):
+            return frame, self.score([encoded])[0]
 
     def rank(
         self,
@@ -172,29 +179,33 @@ class SearchEngine:
         """
         text = normalized_query(query)
         ids = list(dict.fromkeys(int(i) for i in item_ids))
-        known = self.features.known(ids)
+        with stage("online_features"):
+            known = self.features.known(ids)
         kept = [i for i, ok in zip(ids, known, strict=True) if ok]
         unknown = [i for i, ok in zip(ids, known, strict=True) if not ok]
         if not kept:
+            with stage("online_features"):
+                setting = self.features.explicit_setting(user_id)
             return RankResponse(
                 items=[],
                 unknown_item_ids=unknown,
                 cold_start=True,
                 model=self.model_tag,
-                explicit_filter=filter_applies(explicit_filter, None),
+                explicit_filter=filter_applies(explicit_filter, setting),
             )
         frame, scores = self.scored_rows(text, user_id, kept, intent)
-        order = np.argsort(-scores, kind="stable")
-        applies = filter_applies(explicit_filter, frame[T.EXPLICIT_FILTER_COLUMN].iloc[0])
-        shown = visible(order, frame[T.EXPLICIT_COLUMN].to_numpy(dtype=object), applies)
-        return RankResponse(
-            items=[RankedItem(item_id=kept[j], score=float(scores[j])) for j in shown],
-            unknown_item_ids=unknown,
-            cold_start=not self.features.user_known(frame),
-            model=self.model_tag,
-            explicit_filter=applies,
-            withheld_explicit=len(order) - len(shown),
-        )
+        with stage("response"):
+            order = np.argsort(-scores, kind="stable")
+            applies = filter_applies(explicit_filter, frame[T.EXPLICIT_FILTER_COLUMN].iloc[0])
+            shown = visible(order, frame[T.EXPLICIT_COLUMN].to_numpy(dtype=object), applies)
+            return RankResponse(
+                items=[RankedItem(item_id=kept[j], score=float(scores[j])) for j in shown],
+                unknown_item_ids=unknown,
+                cold_start=not self.features.user_known(frame),
+                model=self.model_tag,
+                explicit_filter=applies,
+                withheld_explicit=len(order) - len(shown),
+            )
 
     def candidates(self, query: str, user_id: int, k: int, intent: str | None = None) -> list[int]:
         """Candidates from the retriever (BM25 over names and artists, fused with the
@@ -223,16 +234,31 @@ class SearchEngine:
         explicit-content filter leaves fewer than ``k`` results, the most popular clean items
         fill the list."""
         text = normalized_query(query)
-        understood = self.retriever.understand(text)
-        intent = top_intent(understood) if understood is not None else None
-        candidates = self.candidates(text, user_id, k, intent)
+        with stage("intent"):
+            understood = self.retriever.understand(text)
+            intent = top_intent(understood) if understood is not None else None
+        with stage("retrieval"):
+            candidates = self.candidates(text, user_id, k, intent)
         ranked = self.rank(text, user_id, candidates, understood, explicit_filter)
         missing = k - len(ranked.items)
         if ranked.explicit_filter and missing > 0:
-            clean = self.popular(missing, exclude=candidates, clean=True)
+            with stage("retrieval"):
+                clean = self.popular(missing, exclude=candidates, clean=True)
             if clean:
                 candidates = candidates + clean
                 ranked = self.rank(text, user_id, candidates, understood, explicit_filter)
+        with stage("response"):
+            return self._response(text, intent, candidates, ranked, k)
+
+    def _response(
+        self,
+        text: str,
+        intent: str | None,
+        candidates: list[int],
+        ranked: RankResponse,
+        k: int,
+    ) -> SearchResponse:
+        """The top ``k`` of ``ranked`` with their catalogue metadata."""
         top = ranked.items[:k]
         items = self.features.items.rows([r.item_id for r in top])
         results = [

@@ -70,6 +70,8 @@ class ServiceLayout:
     """Every feature column of the contract, in its order."""
     catalogue_columns: tuple[str, ...]
     """The item columns holding :data:`TEXT_INPUTS`, in that order."""
+    explicit_setting: str
+    """The ``view:feature`` reference of the listener's explicit-content setting."""
 
     @classmethod
     def of(cls, contract: FeatureContract) -> ServiceLayout:
@@ -113,6 +115,11 @@ class ServiceLayout:
             text_match=tuple(matched),
             columns=tuple(contract.names),
             catalogue_columns=tuple(catalogue[name] for name in TEXT_INPUTS),
+            explicit_setting=next(
+                f"{c.view}:{c.feature}"
+                for c in contract.columns
+                if c.column == T.EXPLICIT_FILTER_COLUMN
+            ),
         )
 
 
@@ -276,6 +283,18 @@ class OnlineFeatures:
             else:
                 features[column] = request[column]
         return pd.concat([frame, pd.DataFrame(features)], axis=1)
+
+    def explicit_setting(self, user_id: int) -> object:
+        """The listener's stored explicit-content setting, None when the store has none (for
+        a request without a known candidate, whose rows would have carried it)."""
+        values = self.deadline.call(
+            lambda: self.store.get_online_features(
+                features=[self.layout.explicit_setting],
+                entity_rows=[{S.USER_ID: user_id}],
+                full_feature_names=True,
+            ).to_dict()
+        )
+        return values[T.EXPLICIT_FILTER_COLUMN][0]
 
     def ping(self) -> bool:
         """Whether the online store answers a one-row lookup within the deadline (readiness)."""

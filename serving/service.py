@@ -67,6 +67,7 @@ from searchrank.serving.dependencies import (
 )
 from searchrank.serving.engine import Encoded, RankerBundle, score_encoded
 from searchrank.serving.middleware import ApiKey, BodyLimit, JsonOnly, RetryAfter
+from searchrank.serving.stages import timed_request
 
 log = logging.getLogger(__name__)
 MODEL_ERRORS = (httpx.HTTPError, aiohttp.ClientError, BentoMLException, OSError)
@@ -81,6 +82,25 @@ TIMEOUT_ENV = "SEARCHRANK_ONLINE_TIMEOUT_MS"
 MODEL_TIMEOUT_ENV = "SEARCHRANK_MODEL_TIMEOUT_MS"
 SEARCH_THREADS = 8
 """Requests one ``Search`` worker handles at once."""
+STAGE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+STAGE_SECONDS = bentoml.metrics.Histogram(
+    name="searchrank_stage_seconds",
+    documentation="Seconds a request spent in each stage (searchrank.serving.stages)",
+    labelnames=["endpoint", "stage"],
+    buckets=STAGE_BUCKETS,
+)
+
+
+@contextmanager
+def observed(endpoint: str) -> Iterator[None]:
+    """Time the request's stages (:mod:`searchrank.serving.stages`) and export them as
+    ``searchrank_stage_seconds{endpoint, stage}``; a stage the request never reached is left
+    out."""
+    with timed_request() as seconds:
+        yield
+    for name, value in seconds.items():
+        if value > 0:
+            STAGE_SECONDS.labels(endpoint=endpoint, stage=name).observe(value)
 
 
 def _seconds(variable: str, default_ms: int) -> float:
@@ -218,7 +238,7 @@ class Search:
         """Order the given candidates for the query and user, best first; explicit items are
         withheld from a listener whose explicit-content filter applies."""
         try:
-            with as_bad_request(), self.engine.features.deadline.budget():
+            with as_bad_request(), self.engine.features.deadline.budget(), observed("rank"):
                 return self.engine.rank(query, user_id, item_ids, explicit_filter=explicit_filter)
         except DependencyUnavailableError as error:
             return unavailable(error)
@@ -230,7 +250,7 @@ class Search:
         """Retrieve candidates for the query, rank them for the user, and return the top k;
         never an explicit item for a listener whose explicit-content filter applies."""
         try:
-            with as_bad_request(), self.engine.features.deadline.budget():
+            with as_bad_request(), self.engine.features.deadline.budget(), observed("search"):
                 return self.engine.search(query, user_id, k, explicit_filter)
         except DependencyUnavailableError as error:
             return unavailable(error)

@@ -24,7 +24,7 @@ import pyarrow.fs as pafs
 import pytest
 
 from searchrank.core import storage
-from searchrank.core.net import free_port
+from searchrank.core.net import free_port, free_ports
 
 STARTUP_TIMEOUT_S = 60.0
 POSTGRES_HOME = "/usr/lib/postgresql"
@@ -284,29 +284,28 @@ def ray_head(num_cpus: int = 4) -> Iterator[str]:
     ray = str(Path(sys.executable).parent / "ray")
     # Ray's Unix sockets live under --temp-dir, whose path must stay short (107 bytes at most).
     temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
-    dashboard = free_port()
+    agents = (
+        "dashboard-agent-listen-port",
+        "dashboard-agent-grpc-port",
+        "metrics-export-port",
+        "runtime-env-agent-port",
+        "ray-client-server-port",
+        "node-manager-port",
+        "object-manager-port",
+    )
+    head, dashboard, *ports = free_ports(2 + len(agents))
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     subprocess.run(
         [
             ray,
             "start",
             "--head",
-            f"--port={free_port()}",
+            f"--port={head}",
             # Ports of its own for every agent, not Ray's fixed defaults: another Ray on this
             # machine (another test's, another pytest worker's) may hold those, and a head
-            # whose job agent cannot bind answers every job with "No available agent".
-            *(
-                f"--{name}={free_port()}"
-                for name in (
-                    "dashboard-agent-listen-port",
-                    "dashboard-agent-grpc-port",
-                    "metrics-export-port",
-                    "runtime-env-agent-port",
-                    "ray-client-server-port",
-                    "node-manager-port",
-                    "object-manager-port",
-                )
-            ),
+            # whose job agent cannot bind answers every job with "No available agent". All
+            # distinct: picked one at a time, two agents once got the same port.
+            *(f"--{name}={port}" for name, port in zip(agents, ports, strict=True)),
             "--node-ip-address=127.0.0.1",
             "--include-dashboard=true",
             "--dashboard-host=127.0.0.1",

@@ -8,8 +8,10 @@ uvicorn. Load is bounded: ``--requests`` requests at ``--concurrency`` from a th
 127.0.0.1. Also reported: end-to-end ``/search`` latency (query intent → BM25 fused with the
 two-tower retriever's Voyager index, routed by intent → online features → ranker → top 10, at
 concurrency 1; the Bento carries a retriever, index and intent model trained on the same data)
-and the model-only latency of one 100-item list, so the report shows where the time goes. The
-last line is the JSON result.
+``/rank`` alone at concurrency 1, the mean milliseconds per stage of both at concurrency 1 (the
+service's ``searchrank_stage_seconds`` histograms, ``serving/stages.py``) and the model-only
+latency of one 100-item list, so the report shows where the time goes. The last line is the
+JSON result.
 
 Usage: python tests/benchmarks/bench_serve.py [--quick] [--requests N] [--concurrency C]
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -70,6 +73,38 @@ async def ready(request: Request) -> JSONResponse:
 app = Starlette(routes=[Route("/rank", endpoint, methods=["POST"]), Route("/readyz", ready)])
 uvicorn.run(app, host="127.0.0.1", port=int(port), log_level="warning")
 """
+
+
+STAGE_SUM = re.compile(
+    r'searchrank_stage_seconds_(sum|count)\{[^}]*endpoint="(\w+)"[^}]*stage="(\w+)"[^}]*\} (\S+)'
+)
+
+
+Totals = dict[tuple[str, str, str], float]
+
+
+def stage_totals(url: str) -> Totals:
+    """The service's per-stage histogram sums and counts (``serving/stages.py``), by (``sum`` or
+    ``count``, endpoint, stage), from its Prometheus metrics."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    found = STAGE_SUM.findall(text)
+    return {(kind, endpoint, stage): float(v) for kind, endpoint, stage, v in found}
+
+
+def stages_ms(before: Totals, after: Totals, endpoint: str) -> dict[str, float]:
+    """Mean milliseconds per request in each stage of ``endpoint`` between two scrapes (a stage
+    a request skipped counts as 0 for it)."""
+    from searchrank.serving.stages import STAGES
+
+    def delta(kind: str, stage: str) -> float:
+        key = (kind, endpoint, stage)
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    requests = max(delta("count", stage) for stage in STAGES)
+    return {
+        stage: round(1000 * delta("sum", stage) / requests, 2) if requests else 0.0
+        for stage in STAGES
+    }
 
 
 def load(url: str, bodies: list[dict[str, Any]], concurrency: int, path: str) -> dict[str, float]:
@@ -265,7 +300,12 @@ def main() -> None:
     with serve(setup.bento, setup.repo) as running:
         served = load(running.url, bodies, args.concurrency, "/rank")
         search_bodies = [{"query": b["query"], "user_id": b["user_id"], "k": 10} for b in bodies]
+        before = stage_totals(running.url)
         searched = load(running.url, search_bodies[: max(requests // 5, 50)], 1, "/search")
+        search_stages = stages_ms(before, stage_totals(running.url), "search")
+        before = stage_totals(running.url)
+        ranked_alone = load(running.url, bodies[: max(requests // 5, 50)], 1, "/rank")
+        rank_stages = stages_ms(before, stage_totals(running.url), "rank")
 
     baseline = load_bare(
         work / "model",
@@ -300,6 +340,9 @@ def main() -> None:
                 "search_p50_ms": round(searched["p50_ms"], 1),
                 "search_p99_ms": round(searched["p99_ms"], 1),
                 "search_retrieval": "intent-routed fusion of BM25 and the two-tower index",
+                "rank_p50_ms": round(ranked_alone["p50_ms"], 1),
+                "rank_p99_ms": round(ranked_alone["p99_ms"], 1),
+                "stages_ms": {"rank": rank_stages, "search": search_stages},
                 "model_only_ms": round(model_ms, 2),
                 "failures": served["failures"] + baseline["failures"],
                 "requests": requests,

@@ -119,6 +119,9 @@ def test_explicit_items_are_withheld_exactly_when_the_listeners_filter_applies(
         assert int(explicit.reindex(shown).sum()) == (0 if applies else dirty), (user, requested)
         assert response.withheld_explicit == (dirty if applies else 0)
         assert len(shown) + response.withheld_explicit == len(items)
+        # Without a known candidate the listener's setting is still looked up and reported.
+        nothing = engine.rank("rock", user, [10**13], explicit_filter=requested)
+        assert not nothing.items and nothing.explicit_filter is applies, (user, requested)
 
 
 def test_a_filtered_search_still_fills_k_from_clean_items(

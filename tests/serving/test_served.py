@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import string
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from searchrank.core import schema as S
 from searchrank.core.contract import FeatureContract
 from searchrank.features import tables as T
 from searchrank.serving.bento import RunningService, build_bento, save_ranker, serve
+from searchrank.serving.stages import STAGES
 
 pytestmark = pytest.mark.slow
 KEY = "s3cret"
@@ -56,6 +58,19 @@ def test_the_served_bento_ranks_as_the_engine_does(
         timeout=30,
     )
     assert found.status_code == 200 and len(found.json()["results"]) == 3
+    # Each answered request's stages are exported as histograms (serving/stages.py).
+    exported = httpx.get(f"{running.url}/metrics", timeout=30).text
+    for endpoint, stages in (
+        ("rank", ("online_features", "feature_processing", "model", "response")),
+        ("search", STAGES),
+    ):
+        for stage in stages:
+            count = re.search(
+                rf'searchrank_stage_seconds_count{{[^}}]*endpoint="{endpoint}"[^}}]*'
+                rf'stage="{stage}"[^}}]*}} ([0-9.e+]+)',
+                exported,
+            )
+            assert count and float(count.group(1)) >= 1, (endpoint, stage)
 
 
 def test_the_api_key_guards_the_endpoints_but_not_probes_or_metrics(

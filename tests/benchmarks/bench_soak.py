@@ -9,7 +9,10 @@ sent every request body once, and for at least ``--warmup`` seconds: by then the
 a first pass fills (item features, text normalisation, the batcher's buffers) are full, so the
 growth measured is what repeating the load adds, not start-up or first sight of the data.
 Targets: RSS at the end at most 10 % above the baseline, no more open descriptors than at the
-baseline, no 5xx. The last line is the JSON result.
+baseline (the issue's two), and no failed request: no 500 and no request left unanswered. A
+503 is counted and reported apart (``shed``): it is the service keeping its online-store budget
+on a saturated machine, the bounded answer ``tests/serving/test_faults.py`` requires, not a
+failure. The last line is the JSON result.
 
 Usage: python tests/benchmarks/bench_soak.py [--quick] [--minutes M] [--concurrency C]
 """
@@ -139,7 +142,10 @@ def main() -> None:
 
     first, last = samples[0], samples[-1]
     growth = last["rss_mib"] / first["rss_mib"] - 1
-    server_errors = sum(n for status, n in soak.statuses.items() if status >= 500 or status == 0)
+    shed = soak.statuses.get(503, 0)
+    server_errors = sum(
+        n for status, n in soak.statuses.items() if (status >= 500 and status != 503) or status == 0
+    )
     latencies = np.asarray(soak.latencies)
     print(
         json.dumps(
@@ -153,6 +159,7 @@ def main() -> None:
                 "requests_measured": int(sum(soak.statuses.values()) - baseline_requests),
                 "statuses": {str(k): v for k, v in sorted(soak.statuses.items())},
                 "server_errors": server_errors,
+                "shed": shed,
                 "p50_ms": round(float(np.percentile(latencies, 50)), 1),
                 "p99_ms": round(float(np.percentile(latencies, 99)), 1),
                 "rss_baseline_mib": round(first["rss_mib"], 1),

@@ -245,6 +245,9 @@ def _build_wheel(source: Path, folder: Path) -> Path:
     return wheel
 
 
+BENTOML_BUILD_LOGGER = "bentoml.build"
+
+
 class _DropMessages(logging.Filter):
     def __init__(self, *starts: str) -> None:
         super().__init__()
@@ -261,7 +264,9 @@ def known_build_notices_silenced() -> Iterator[None]:
     purpose, see :func:`build_bento`) and pathspec's deprecation of the pattern style BentoML
     uses. Any other warning still shows."""
     notice = _DropMessages("python.wheels is not supported by bento v2")
-    logger = logging.getLogger("bentoml")
+    # A logger's filters see only the records created on it, not its children's: this is the
+    # logger BentoML's image settings log on (``_bentoml_sdk.images``).
+    logger = logging.getLogger(BENTOML_BUILD_LOGGER)
     logger.addFilter(notice)
     try:
         with warnings.catch_warnings():

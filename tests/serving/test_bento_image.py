@@ -31,6 +31,7 @@ from searchrank.serving.bento import (
     WHEEL_ENV,
     build_bento,
     bundle_wheel,
+    known_build_notices_silenced,
     runtime_requirements,
     serve,
 )
@@ -97,6 +98,18 @@ def test_the_torch_index_must_be_one_url(monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(InputError, match="one index URL") as refused:
         build_bento("searchrank-ranker:any", "searchrank-retriever:any", {})
     assert refused.value.field == TORCH_INDEX_ENV
+
+
+def test_only_the_known_build_notice_is_silenced(caplog: pytest.LogCaptureFixture) -> None:
+    # Through the logger object BentoML's image settings log on, so a renamed logger fails here.
+    from _bentoml_sdk.images import logger
+
+    with caplog.at_level("WARNING"), known_build_notices_silenced():
+        logger.warning("python.wheels is not supported by bento v2, %s", "fallback to bento v1")
+        logger.warning("docker.cuda_version is not supported by bento v2, %s", "a real notice")
+    assert [r.getMessage() for r in caplog.records] == [
+        "docker.cuda_version is not supported by bento v2, a real notice"
+    ]
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ export FEAST_USAGE := False
 STAMP := $(VENV)/.installed-stamp
 TYPECHECK := build/typecheck
 
-.PHONY: install demo test test-fast lint format bench components clean
+.PHONY: install demo test test-fast lint format bench bench-gpu gpu-wheels components clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,8 +59,19 @@ format: install
 	ruff check --fix .
 	ruff format .
 
+# The benchmarks this machine can run; the GPU ones are bench-gpu's.
 bench: install
-	@for bench in tests/benchmarks/bench_*.py; do echo "== $$bench"; python $$bench $(BENCH_ARGS) || exit 1; done
+	@for bench in tests/benchmarks/bench_*.py; do \
+		case $$bench in *_gpu.py) continue;; esac; \
+		echo "== $$bench"; python $$bench $(BENCH_ARGS) || exit 1; done
+
+# Every GPU check in one call, on the accelerator machine (README, "GPU checks"); it carries
+# the wheels gpu-wheels writes to .whl/ (git-ignored).
+bench-gpu:
+	bash tests/benchmarks/bench_gpu.sh
+
+gpu-wheels:
+	bash ../shared/gpu/ray-wheels.sh 2.60.0 .whl
 
 components: install
 	searchrank components compile

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,8 @@ from searchrank.core.errors import InputError
 from searchrank.core.intent import is_intent_column
 
 PRESENCE_SUFFIX = "__present"
+Values = Sequence[object] | np.ndarray | pd.Series
+"""One column's values: a frame's column, an array or a list (None or NaN when missing)."""
 PROCESSOR_FILE = "feature_processor.json"
 """The fitted :class:`FeatureProcessor`'s file name in a model folder."""
 
@@ -128,14 +131,39 @@ class FeatureProcessor:
             (dense float32 array of shape (n, len(numeric)), int64 codes of shape
             (n, len(categorical))).
         """
-        raw = _raw_numeric(frame, self.numeric)
-        dense = (raw - np.asarray(self.mean)) / np.asarray(self.std)
-        dense = np.nan_to_num(dense, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
-        codes = np.zeros((len(frame), len(self.categorical)), dtype=np.int64)
+        numeric = range(len(self.numeric))
+        sources = [_source(frame, role) for role in self.numeric]
+        dense = self.dense_columns(numeric, sources, len(frame))
+        codes = np.empty((len(frame), len(self.categorical)), dtype=np.int64)
         for j, column in enumerate(self.categorical):
-            index = {value: k + 1 for k, value in enumerate(self.vocabularies[column])}
-            codes[:, j] = frame[column].astype(object).map(index).fillna(0).to_numpy(np.int64)
+            codes[:, j] = self.code_column(j, frame[column])
         return dense, codes
+
+    def dense_columns(
+        self, indices: Sequence[int], sources: Sequence[Values], rows: int
+    ) -> np.ndarray:
+        """Dense inputs ``indices`` (float32, one column each) from their source columns'
+        values: what :meth:`transform` puts in those columns. The service encodes with it in
+        parts (item columns once per cache load, request columns per request), so online and
+        offline inputs come from one piece of code."""
+        raw = np.empty((rows, len(indices)), dtype=np.float64)
+        for k, (j, values) in enumerate(zip(indices, sources, strict=True)):
+            raw[:, k] = _raw_column(self.numeric[j], values)
+        chosen = list(indices)
+        standardized = (raw - np.asarray(self.mean)[chosen]) / np.asarray(self.std)[chosen]
+        return np.nan_to_num(standardized, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+
+    def code_column(self, j: int, values: Values) -> np.ndarray:
+        """The ``j``-th categorical input's codes (int64): 0 for a missing or unseen value."""
+        index = self._code_index[j]
+        return np.fromiter((index.get(v, 0) for v in values), dtype=np.int64, count=len(values))
+
+    @cached_property
+    def _code_index(self) -> list[dict[object, int]]:
+        return [
+            {value: k + 1 for k, value in enumerate(self.vocabularies[column])}
+            for column in self.categorical
+        ]
 
     def raw_matrix(self, frame: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
         """The same features for tree models: numbers as they are and categories as integer
@@ -162,19 +190,36 @@ class FeatureProcessor:
         return cls.from_json(path.read_text())
 
 
+def _source(frame: pd.DataFrame, role: ColumnRole) -> pd.Series:
+    """The frame's column that ``role`` reads, or an error naming it."""
+    if role.source not in frame.columns:
+        rule = (
+            f"is needed for the presence flag {role.column}"
+            if role.kind == "presence"
+            else "is a model feature missing from the data"
+        )
+        raise InputError("columns", role.source, rule)
+    return frame[role.source]
+
+
+def _raw_column(role: ColumnRole, values: Values) -> np.ndarray:
+    """One numeric feature before standardization (float64, NaN when missing): 1/0 presence
+    for a presence flag, the value (``log1p`` of it for heavy counts) otherwise."""
+    if role.kind == "presence":
+        present = values.notna() if isinstance(values, pd.Series) else pd.notna(list(values))
+        return np.asarray(present, dtype=np.float64)
+    try:
+        numbers = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):  # pandas' NA, or text where a number belongs
+        numbers = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(
+            np.float64
+        )
+    return np.log1p(np.maximum(numbers, 0.0)) if role.log1p else numbers
+
+
 def _raw_numeric(frame: pd.DataFrame, roles: Sequence[ColumnRole]) -> np.ndarray:
     """Numeric features before standardization, shape (n, len(roles)); NaN when missing."""
     out = np.empty((len(frame), len(roles)), dtype=np.float64)
     for j, role in enumerate(roles):
-        if role.kind == "presence":
-            if role.source not in frame.columns:
-                raise InputError(
-                    "columns", role.source, f"is needed for the presence flag {role.column}"
-                )
-            out[:, j] = frame[role.source].notna().to_numpy(np.float64)
-            continue
-        if role.column not in frame.columns:
-            raise InputError("columns", role.column, "is a model feature missing from the data")
-        values = pd.to_numeric(frame[role.column], errors="coerce").to_numpy(np.float64)
-        out[:, j] = np.log1p(np.maximum(values, 0.0)) if role.log1p else values
+        out[:, j] = _raw_column(role, _source(frame, role))
     return out

@@ -110,6 +110,17 @@ class IntentModel:
         """(n, len(classes)) class probabilities, columns in :attr:`classes` order."""
         return np.asarray(self._pipeline.predict_proba([normalize_text(q) for q in queries]))
 
+    def understand(self, query: str) -> tuple[dict[str, float], str]:
+        """One query's class probabilities by :func:`intent_column` (float32 values, as
+        :meth:`features` gives them) and its most probable class, without building a DataFrame
+        (the service asks this per request)."""
+        probabilities = self.probabilities([query])[0].astype(np.float32)
+        classes = self.classes
+        by_column = {
+            intent_column(c): float(p) for c, p in zip(classes, probabilities, strict=True)
+        }
+        return by_column, classes[int(np.argmax(probabilities))]
+
     def features(self, queries: Sequence[str]) -> pd.DataFrame:
         """One row per query with one probability column per class (:func:`intent_column`)."""
         return pd.DataFrame(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -128,3 +129,30 @@ def soft_rank(keys: Tensor, mask: Tensor) -> Tensor:
     others = (real.sum(dim=2) - 1.0).clamp(min=1.0)
     ranks = ((above * real).sum(dim=2) - 0.5) / others  # minus i against itself: sigmoid(0)
     return ranks.masked_fill(~mask.unsqueeze(-1), 0.0)
+
+
+Encoded = dict[str, np.ndarray]
+"""One candidate list encoded for the model: ``dense`` (n, F) float32 and ``codes`` (n, C)
+int64 (:class:`~searchrank.core.features.FeatureProcessor`'s outputs)."""
+
+
+@torch.no_grad()
+def score_encoded(model: ContextAwareRanker, requests: list[Encoded]) -> list[np.ndarray]:
+    """Scores of several requests' candidate lists in one forward pass.
+
+    The lists are padded to the longest and masked, so each list's scores are what it would get
+    alone (up to float rounding): the model's attention never crosses lists. The inputs go to
+    the model's device and the scores come back to the host.
+    """
+    longest = max(len(r["dense"]) for r in requests)
+    width, n_codes = requests[0]["dense"].shape[1], requests[0]["codes"].shape[1]
+    dense = np.zeros((len(requests), longest, width), dtype=np.float32)
+    codes = np.zeros((len(requests), longest, n_codes), dtype=np.int64)
+    mask = np.zeros((len(requests), longest), dtype=bool)
+    for b, request in enumerate(requests):
+        n = len(request["dense"])
+        dense[b, :n], codes[b, :n], mask[b, :n] = request["dense"], request["codes"], True
+    device = next(model.parameters()).device
+    inputs = (torch.from_numpy(a).to(device, non_blocking=True) for a in (dense, codes, mask))
+    out = model(*inputs).float().cpu().numpy()
+    return [out[b, : len(r["dense"])] for b, r in enumerate(requests)]

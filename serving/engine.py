@@ -1,21 +1,22 @@
 """What ``/rank`` and ``/search`` do, apart from HTTP: the service's pure logic.
 
-:class:`SearchEngine` turns a request into feature rows (:mod:`searchrank.serving.online`),
-encodes them with the feature processor saved beside the model, has them scored, and orders the
-result. Scoring is a function handed in, so the BentoML service can put its adaptive batcher in
-between while tests and the benchmark's bare app call the model directly.
+:class:`SearchEngine` reads a request's features and encodes them for the model
+(:mod:`searchrank.serving.online`: item inputs pre-encoded in a cache, request inputs encoded by
+the feature processor saved beside the model, no DataFrame on the way), has them scored, and
+orders the result. Scoring is a function handed in: the model in-process by default, or the
+BentoML service's adaptive batcher in a model worker of its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from searchrank.core.candidates import CandidateGenerator
 from searchrank.core.checkpoint import load_ranker
@@ -23,8 +24,8 @@ from searchrank.core.content import filter_applies, is_withheld, visible
 from searchrank.core.contract import FeatureContract
 from searchrank.core.errors import InputError
 from searchrank.core.features import FeatureProcessor
-from searchrank.core.intent import is_intent_column, top_intent
-from searchrank.core.model import ContextAwareRanker
+from searchrank.core.intent import is_intent_column
+from searchrank.core.model import ContextAwareRanker, Encoded, score_encoded
 from searchrank.core.text import normalize_text
 from searchrank.features import tables as T
 from searchrank.serving.api import (
@@ -34,15 +35,15 @@ from searchrank.serving.api import (
     SearchResponse,
     SearchResult,
 )
-from searchrank.serving.online import DEFAULT_TIMEOUT_S, OnlineFeatures
+from searchrank.serving.online import DEFAULT_TIMEOUT_S, Fetched, OnlineFeatures
 from searchrank.serving.stages import stage
 
 if TYPE_CHECKING:
     from feast import FeatureStore
 
-Encoded = dict[str, np.ndarray]
-"""One request's candidates encoded for the model: ``dense`` (n, F) and ``codes`` (n, C)."""
 Scorer = Callable[[list[Encoded]], list[np.ndarray]]
+INTENT_CACHE = 65_536
+"""How many query texts' intents the engine keeps (least recently used dropped)."""
 
 METADATA = {
     "name": T.NAME_COLUMN,
@@ -52,32 +53,21 @@ METADATA = {
 }
 
 
-@torch.no_grad()
-def score_encoded(model: ContextAwareRanker, requests: list[Encoded]) -> list[np.ndarray]:
-    """Scores of several requests' candidate lists in one forward pass.
-
-    The lists are padded to the longest and masked, so each list's scores are what it would get
-    alone (up to float rounding): the model's attention never crosses lists.
-    """
-    longest = max(len(r["dense"]) for r in requests)
-    width, n_codes = requests[0]["dense"].shape[1], requests[0]["codes"].shape[1]
-    dense = np.zeros((len(requests), longest, width), dtype=np.float32)
-    codes = np.zeros((len(requests), longest, n_codes), dtype=np.int64)
-    mask = np.zeros((len(requests), longest), dtype=bool)
-    for b, request in enumerate(requests):
-        n = len(request["dense"])
-        dense[b, :n], codes[b, :n], mask[b, :n] = request["dense"], request["codes"], True
-    scores = model(torch.from_numpy(dense), torch.from_numpy(codes), torch.from_numpy(mask))
-    out = scores.float().numpy()
-    return [out[b, : len(r["dense"])] for b, r in enumerate(requests)]
-
-
 def normalized_query(query: str) -> str:
     """The query as the logs store it; a query without letters or digits is refused."""
     text = normalize_text(query)
     if not text:
         raise InputError("query", query, "must contain at least one letter or digit")
     return text
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A query's intent: each class's probability (``query_intent__<class>`` columns, the
+    ranker's inputs) and the most probable class (which routes retrieval)."""
+
+    probabilities: dict[str, float]
+    top: str
 
 
 @dataclass
@@ -118,6 +108,7 @@ class SearchEngine:
                 "without an intent model",
                 "must carry the query-intent model whose probabilities the ranker reads",
             )
+        self._understood = lru_cache(maxsize=INTENT_CACHE)(self._understand)
 
     @classmethod
     def open(
@@ -132,43 +123,54 @@ class SearchEngine:
         """The engine over ``store``, caching the features of every item the retriever knows;
         a request waits at most ``online_timeout_s`` for each online-store lookup."""
         features = OnlineFeatures(
-            store, ranker.contract, retriever.item_ids.tolist(), online_timeout_s
+            store,
+            ranker.contract,
+            ranker.processor,
+            retriever.item_ids.tolist(),
+            online_timeout_s,
         )
         return cls(features, ranker, retriever, score, model_tag)
 
-    def encode(self, frame: pd.DataFrame) -> Encoded:
-        dense, codes = self.ranker.processor.transform(frame)
-        return {"dense": dense, "codes": codes}
+    def understand(self, query: str) -> Intent | None:
+        """The normalized query's intent (None without an intent model), cached per query
+        text (:data:`INTENT_CACHE` of them): the head of search traffic repeats, and the model
+        costs milliseconds."""
+        return self._understood(query)
+
+    def _understand(self, query: str) -> Intent | None:
+        model = self.retriever.intent
+        return None if model is None else Intent(*model.understand(query))
 
     def scored_rows(
-        self,
-        query: str,
-        user_id: int,
-        item_ids: Sequence[int],
-        intent: pd.DataFrame | None = None,
+        self, query: str, user_id: int, item_ids: Sequence[int]
     ) -> tuple[pd.DataFrame, np.ndarray]:
-        """The feature rows of known candidates and their scores (the skew tests compare
-        both with training's). A ranker that reads the query's intent gets ``intent`` (from
-        :meth:`CandidateGenerator.understand`), computed here when not given."""
+        """The feature rows of known candidates, as the service read them, and their scores
+        (the skew tests compare both with training's)."""
+        intent = self.understand(query) if self.uses_intent else None
+        fetched, scores = self._scored(query, user_id, item_ids, intent)
+        return fetched.frame(intent.probabilities if intent else None), scores
+
+    def _scored(
+        self, query: str, user_id: int, item_ids: Sequence[int], intent: Intent | None
+    ) -> tuple[Fetched, np.ndarray]:
+        """The known candidates' features and scores; a ranker that reads the query's intent
+        gets ``intent``, computed here when not given."""
         with stage("online_features"):
-            frame = self.features.rows(query, user_id, item_ids)
-        if self.uses_intent:
-            if intent is None:
-                with stage("intent"):
-                    intent = self.retriever.understand(query)
-            assert intent is not None  # __init__ checked that the retriever has an intent model
-            frame = frame.assign(**{str(c): v for c, v in intent.iloc[0].items()})
+            fetched = self.features.fetch(query, user_id, item_ids)
+        if self.uses_intent and intent is None:
+            with stage("intent"):
+                intent = self.understand(query)
         with stage("feature_processing"):
-            encoded = self.encode(frame)
+            encoded = self.features.encode(fetched, intent.probabilities if intent else {})
         with stage("model"):
-            return frame, self.score([encoded])[0]
+            return fetched, self.score([encoded])[0]
 
     def rank(
         self,
         query: str,
         user_id: int,
         item_ids: Sequence[int],
-        intent: pd.DataFrame | None = None,
+        intent: Intent | None = None,
         explicit_filter: bool | None = None,
     ) -> RankResponse:
         """Order ``item_ids`` for the query and user; unknown ids are dropped and listed, and
@@ -193,15 +195,15 @@ class SearchEngine:
                 model=self.model_tag,
                 explicit_filter=filter_applies(explicit_filter, setting),
             )
-        frame, scores = self.scored_rows(text, user_id, kept, intent)
+        fetched, scores = self._scored(text, user_id, kept, intent)
         with stage("response"):
             order = np.argsort(-scores, kind="stable")
-            applies = filter_applies(explicit_filter, frame[T.EXPLICIT_FILTER_COLUMN].iloc[0])
-            shown = visible(order, frame[T.EXPLICIT_COLUMN].to_numpy(dtype=object), applies)
+            applies = filter_applies(explicit_filter, fetched.explicit_setting)
+            shown = visible(order, fetched.explicit, applies)
             return RankResponse(
                 items=[RankedItem(item_id=kept[j], score=float(scores[j])) for j in shown],
                 unknown_item_ids=unknown,
-                cold_start=not self.features.user_known(frame),
+                cold_start=not fetched.user_known,
                 model=self.model_tag,
                 explicit_filter=applies,
                 withheld_explicit=len(order) - len(shown),
@@ -219,12 +221,19 @@ class SearchEngine:
         listener may see when ``clean``."""
         if n <= 0:
             return []
-        items = self.features.items.frame
+        items = self.features.items.snapshot
+        ranked = items.by_popularity
         if clean:
-            items = items[~is_withheld(items[T.EXPLICIT_COLUMN].to_numpy(dtype=object))]
-        ranked = items[T.POPULARITY_COLUMN].astype(float).nlargest(n + len(exclude)).index
+            ranked = ranked[~is_withheld(items.columns[T.EXPLICIT_COLUMN][ranked])]
+        ids = items.item_ids
         seen = set(exclude)
-        return [int(i) for i in ranked if int(i) not in seen][:n]
+        found: list[int] = []
+        for position in ranked:
+            if ids[position] not in seen:
+                found.append(ids[position])
+                if len(found) == n:
+                    break
+        return found
 
     def search(
         self, query: str, user_id: int, k: int, explicit_filter: bool | None = None
@@ -235,8 +244,8 @@ class SearchEngine:
         fill the list."""
         text = normalized_query(query)
         with stage("intent"):
-            understood = self.retriever.understand(text)
-            intent = top_intent(understood) if understood is not None else None
+            understood = self.understand(text)
+        intent = understood.top if understood else None
         with stage("retrieval"):
             candidates = self.candidates(text, user_id, k, intent)
         ranked = self.rank(text, user_id, candidates, understood, explicit_filter)
@@ -260,16 +269,15 @@ class SearchEngine:
     ) -> SearchResponse:
         """The top ``k`` of ``ranked`` with their catalogue metadata."""
         top = ranked.items[:k]
-        items = self.features.items.rows([r.item_id for r in top])
+        items, positions = self.features.items.positions([r.item_id for r in top])
+        metadata = {field: items.columns[column][positions] for field, column in METADATA.items()}
         results = [
             SearchResult(
                 item_id=r.item_id,
                 score=r.score,
                 **{
-                    field: (None if pd.isna(value) else str(value))
-                    for field, value in (
-                        (field, items[column].iloc[j]) for field, column in METADATA.items()
-                    )
+                    field: None if pd.isna(values[j]) else str(values[j])
+                    for field, values in metadata.items()
                 },
             )
             for j, r in enumerate(top)

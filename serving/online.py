@@ -1,22 +1,30 @@
-"""Online features for one search, in the columns and values ``fetch_features`` gives training.
+"""Online features for one search, encoded for the ranker without building a DataFrame.
 
 A ranker's feature service mixes three kinds of features, and each is fetched the fastest way
 that still reads the Feast online store:
 
 - **item features** (views keyed by the item alone: catalogue metadata, daily item statistics)
-  are the same for every request. They live in an in-process cache, loaded from the online store
-  at start-up in large batches and reloaded every ``refresh_seconds`` in the background; an id
-  the cache lacks is looked up on the request that asks for it;
-- **request features** (views keyed by the user, the query or the user × item pair) are fetched
-  in one batched ``get_online_features`` call per request, one entity row per candidate;
+  are the same for every request. The :class:`ItemCache` loads them from the online store at
+  start-up in large batches, reloads them every ``refresh_seconds`` in the background, and keeps
+  them twice: as read (for metadata, the explicit-content flag and the debug frame) and already
+  encoded, a float32 matrix in the model's input order. A request gathers its candidates' rows
+  by index. An id the cache lacks is looked up on the request that asks for it;
+- **request features** (views keyed by the user, the query or the user × item pair) are read
+  per request by :class:`RequestReader` through Feast's online-store interface
+  (``OnlineStore.online_read``), one batched read per feature view, decoding only the fields the
+  contract names: no Python dict of protos → dict of lists → DataFrame round trip;
 - **request-time features** (the query–item text match, a Feast on-demand view) are computed by
   :func:`~searchrank.core.text.text_match`, the function that view calls in training.
 
 Every lookup a request makes waits at most a deadline (:mod:`searchrank.serving.dependencies`):
 a store that is down or slow costs the request a 503, never a hang.
 
-The result is a frame shaped like a training set's rows, so the feature processor saved with
-the model encodes it exactly as it encoded training data.
+Encoding goes column by column through the feature processor saved with the model
+(:meth:`~searchrank.core.features.FeatureProcessor.dense_columns` and
+:meth:`~searchrank.core.features.FeatureProcessor.code_column`, the functions its ``transform``
+applies to training data), so the served inputs equal the offline ones by construction.
+:meth:`Fetched.frame` shows a request's rows shaped like a training set's, for the tests that
+compare the two and for debugging.
 """
 
 from __future__ import annotations
@@ -24,21 +32,28 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from feast.infra.online_stores.helpers import get_online_store_from_config
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.type_map import feast_value_type_to_python_type
+from feast.value_type import ValueType
 
 from searchrank.core import schema as S
 from searchrank.core.contract import FeatureContract, Role
+from searchrank.core.features import FeatureProcessor
+from searchrank.core.intent import is_intent_column
 from searchrank.core.text import text_match
 from searchrank.features import tables as T
 from searchrank.serving.dependencies import STORE_DEPENDENCY, Deadline, DependencyUnavailableError
 
 if TYPE_CHECKING:
-    from feast import FeatureStore
+    from feast import FeatureStore, FeatureView
 
 log = logging.getLogger(__name__)
 
@@ -123,68 +138,251 @@ class ServiceLayout:
         )
 
 
-def _ready(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with its index's lookup table built, before other threads read it.
+PRIMITIVE_VALUES = frozenset(
+    {"int32_val", "int64_val", "float_val", "double_val", "bool_val", "string_val"}
+)
+"""ValueProto fields whose Python value is the field itself; others go through Feast's own
+conversion (:func:`decode`)."""
+ENTITY_VALUE_FIELDS = {
+    ValueType.INT64: "int64_val",
+    ValueType.INT32: "int32_val",
+    ValueType.STRING: "string_val",
+}
+"""The ValueProto field of each entity key type the service looks up."""
 
-    pandas builds an index's hash table and its uniqueness flag lazily, on first use, and not
-    thread-safely: requests reindexing a freshly published frame at once could see it half-built
-    (a spurious "cannot reindex on an axis with duplicate labels").
-    """
-    if not frame.index.is_unique:  # computing the flag caches it too
-        raise ValueError("the item cache must hold one row per item id")
-    frame.index.get_indexer(frame.index[:1])
-    return frame
+
+def decode(value: ValueProto | None) -> Any:
+    """The Python value of a stored feature value, as Feast's ``to_dict`` gives it; None when
+    missing."""
+    if value is None:
+        return None
+    kind = value.WhichOneof("val")
+    if kind in PRIMITIVE_VALUES:
+        return getattr(value, kind)
+    if kind is None or kind == "null_val":
+        return None
+    return feast_value_type_to_python_type(value)
+
+
+class RequestReader:
+    """Reads ``view:feature`` references for entity rows through the online store's own
+    interface (``OnlineStore.online_read``): one batched read per feature view, each distinct
+    entity key read once, only the named fields decoded (see the module docstring)."""
+
+    def __init__(self, store: FeatureStore, references: Sequence[str]) -> None:
+        self._config = store.config
+        self._online = get_online_store_from_config(store.config.online_store)
+        by_view: dict[str, list[str]] = {}
+        for reference in references:
+            name, feature = reference.split(":", 1)
+            by_view.setdefault(name, []).append(feature)
+        self._views: list[tuple[FeatureView, list[str], list[tuple[str, str]]]] = []
+        for name, features in by_view.items():
+            view = store.get_feature_view(name)
+            keys = []
+            for column in view.entity_columns:
+                field = ENTITY_VALUE_FIELDS.get(column.dtype.to_value_type())
+                if field is None:
+                    raise ValueError(f"{name}: entity key {column.name} of type {column.dtype}")
+                keys.append((column.name, field))
+            self._views.append((view, features, keys))
+
+    @property
+    def references(self) -> list[str]:
+        """The ``view:feature`` references read, by view."""
+        return [
+            f"{view.name}:{feature}" for view, features, _ in self._views for feature in features
+        ]
+
+    def read(self, entities: Mapping[str, Sequence[object]], n: int) -> dict[str, list[Any]]:
+        """The features of ``n`` entity rows, by ``view__feature`` column.
+
+        Args:
+            entities: each join key's values, one per row (a key every row shares may be given
+                once, as a one-element sequence).
+            n: the number of rows.
+        """
+        out: dict[str, list[Any]] = {}
+        for view, features, keys in self._views:
+            columns = [entities[name] for name, _ in keys]
+            shared = all(len(c) == 1 for c in columns)  # one key for every row (user, query)
+            rows = [tuple(c[0] for c in columns)] if shared else _rows(columns, n)
+            unique = list(dict.fromkeys(rows))
+            protos = [_entity_key(keys, row) for row in unique]
+            # A copy: Feast's Redis store appends its timestamp field to the list it is given.
+            found = self._online.online_read(self._config, view, protos, list(features))
+            values = {row: stored or {} for row, (_, stored) in zip(unique, found, strict=True)}
+            prefix = view.projection.name_to_use()
+            for feature in features:
+                decoded = {row: decode(values[row].get(feature)) for row in unique}
+                column = f"{prefix}__{feature}"
+                out[column] = [decoded[rows[0]]] * n if shared else [decoded[r] for r in rows]
+        return out
+
+
+def _rows(columns: Sequence[Sequence[object]], n: int) -> list[tuple[object, ...]]:
+    """``n`` entity rows from key columns, a one-element column repeated in every row."""
+    full = [list(c) * n if len(c) == 1 else c for c in columns]
+    return list(zip(*full, strict=True))
+
+
+def _value(field: str, value: object) -> ValueProto:
+    proto = ValueProto()
+    setattr(proto, field, value)
+    return proto
+
+
+def _entity_key(keys: Sequence[tuple[str, str]], row: Sequence[object]) -> EntityKeyProto:
+    """The entity key of one row: ``keys`` are (join key, ValueProto field) pairs."""
+    return EntityKeyProto(
+        join_keys=[name for name, _ in keys],
+        entity_values=[_value(field, v) for (_, field), v in zip(keys, row, strict=True)],
+    )
+
+
+@dataclass(frozen=True)
+class InputPlan:
+    """Where each input of a feature processor comes from: the item cache's encoded matrix
+    (features of views keyed by the item alone) or the request (everything else)."""
+
+    item_dense: np.ndarray
+    """Indices of the dense inputs read from item columns, in the item matrix's order."""
+    item_codes: np.ndarray
+    """Indices of the categorical inputs read from item columns."""
+    request_dense: list[int]
+    request_codes: list[int]
+
+    @classmethod
+    def of(cls, processor: FeatureProcessor, layout: ServiceLayout) -> InputPlan:
+        """The plan of ``processor`` over ``layout``.
+
+        Raises:
+            ValueError: an input the service cannot produce (neither a contract column nor
+                the query intent's).
+        """
+        items = set(layout.item_columns)
+        served = {*layout.columns}
+        sources = [role.source for role in processor.numeric]
+        for source in [*sources, *processor.categorical]:
+            if source not in served and not is_intent_column(source):
+                raise ValueError(f"model input {source!r} is not served by the feature contract")
+        dense = [j for j, source in enumerate(sources) if source in items]
+        codes = [j for j, column in enumerate(processor.categorical) if column in items]
+        return cls(
+            item_dense=np.asarray(dense, dtype=np.int64),
+            item_codes=np.asarray(codes, dtype=np.int64),
+            request_dense=[j for j in range(len(sources)) if j not in dense],
+            request_codes=[j for j in range(len(processor.categorical)) if j not in codes],
+        )
+
+
+@dataclass(frozen=True)
+class ItemSnapshot:
+    """The item cache at one moment, replaced whole and never mutated: each item's features as
+    read and as encoded, by position (see :attr:`position`)."""
+
+    position: dict[int, int]
+    """Item id → row of every array here."""
+    columns: dict[str, np.ndarray]
+    """Each item column's values as read (object arrays; None when missing)."""
+    dense: np.ndarray
+    """(items, len(plan.item_dense)) float32: the item inputs, encoded."""
+    codes: np.ndarray
+    """(items, len(plan.item_codes)) int64."""
+    by_popularity: np.ndarray
+    """Positions, most popular first."""
+
+    @classmethod
+    def of(
+        cls,
+        values: Mapping[str, Sequence[Any]],
+        item_ids: Sequence[int],
+        processor: FeatureProcessor,
+        plan: InputPlan,
+    ) -> ItemSnapshot:
+        """Encode the items ``item_ids`` whose columns hold ``values``."""
+        columns = {name: np.asarray(v, dtype=object) for name, v in values.items()}
+        n = len(item_ids)
+        sources = [columns[processor.numeric[j].source] for j in plan.item_dense]
+        dense = processor.dense_columns(plan.item_dense.tolist(), sources, n)
+        codes = np.empty((n, len(plan.item_codes)), dtype=np.int64)
+        for k, j in enumerate(plan.item_codes):
+            codes[:, k] = processor.code_column(int(j), columns[processor.categorical[j]])
+        popularity = pd.to_numeric(
+            pd.Series(columns.get(T.POPULARITY_COLUMN, [None] * n), dtype=object), errors="coerce"
+        ).to_numpy(np.float64)
+        return cls(
+            position={int(i): k for k, i in enumerate(item_ids)},
+            columns=columns,
+            dense=dense,
+            codes=codes,
+            by_popularity=np.argsort(-np.nan_to_num(popularity, nan=-np.inf), kind="stable"),
+        )
+
+    def __len__(self) -> int:
+        return len(self.position)
+
+    @property
+    def item_ids(self) -> list[int]:
+        return list(self.position)
+
+    def values(self) -> dict[str, list[Any]]:
+        """The columns as read, as lists (to merge with newly read items)."""
+        return {name: column.tolist() for name, column in self.columns.items()}
 
 
 class ItemCache:
-    """Item features of known items, by item id, refreshed from the online store."""
+    """Item features of known items, read and encoded (see the module docstring), refreshed
+    from the online store."""
 
     def __init__(
         self,
         store: FeatureStore,
         layout: ServiceLayout,
+        processor: FeatureProcessor,
         item_ids: Sequence[int],
         deadline: Deadline,
     ) -> None:
-        self._store = store
-        self._layout = layout
+        self._reader = RequestReader(store, layout.item_features)
+        self._columns = layout.item_columns
+        self._processor = processor
+        self._plan = InputPlan.of(processor, layout)
         self._deadline = deadline
         self._lock = threading.Lock()
-        self._frame = _ready(self._fetch(np.asarray(item_ids, dtype=np.int64)))
+        self._snapshot = self._load(np.asarray(item_ids, dtype=np.int64))
         self.loaded_at = time.time()
 
     def __len__(self) -> int:
-        return len(self._frame)
+        return len(self._snapshot)
 
     @property
-    def frame(self) -> pd.DataFrame:
-        """The cached rows (item id index, ``view__feature`` columns); replaced, never mutated."""
-        return self._frame
+    def snapshot(self) -> ItemSnapshot:
+        return self._snapshot
 
-    def rows(self, item_ids: Sequence[int]) -> pd.DataFrame:
-        """The rows of ``item_ids`` in order; ids missing from the cache are looked up once (within
-        the deadline), and those the online store does not know either come back as rows of
-        nulls.
+    def positions(self, item_ids: Sequence[int]) -> tuple[ItemSnapshot, np.ndarray]:
+        """A snapshot and the rows of ``item_ids`` in it, -1 for an id that neither the cache nor
+        the online store knows; ids missing from the cache are looked up once (within the
+        deadline) and kept.
 
         Raises:
             DependencyUnavailableError: the lookup failed or timed out.
         """
-        frame = self._frame
-        ids = pd.Index(np.asarray(item_ids, dtype=np.int64))
-        missing = ids.difference(frame.index)
-        if len(missing):
-            found = self._deadline.call(self._fetch, missing.to_numpy())
-            if len(found):
+        snapshot = self._snapshot
+        rows = [snapshot.position.get(int(i), -1) for i in item_ids]
+        missing = [int(i) for i, row in zip(item_ids, rows, strict=True) if row < 0]
+        if missing:
+            values, found = self._deadline.call(self._read, np.asarray(missing, dtype=np.int64))
+            if found:
                 with self._lock:
-                    frame = pd.concat([self._frame, found])
-                    self._frame = frame = _ready(frame[~frame.index.duplicated(keep="last")])
-        return frame.reindex(ids)
+                    self._snapshot = snapshot = self._merged(self._snapshot, values, found)
+                rows = [snapshot.position.get(int(i), -1) for i in item_ids]
+        return snapshot, np.asarray(rows, dtype=np.int64)
 
     def refresh(self) -> None:
         """Reload every cached item from the online store."""
-        fresh = _ready(self._fetch(self._frame.index.to_numpy()))
+        fresh = self._load(np.asarray(self._snapshot.item_ids, dtype=np.int64))
         with self._lock:
-            self._frame = fresh
+            self._snapshot = fresh
         self.loaded_at = time.time()
 
     def start_refreshing(self, every_seconds: float) -> threading.Thread:
@@ -202,118 +400,197 @@ class ItemCache:
         thread.start()
         return thread
 
-    def _fetch(self, item_ids: np.ndarray) -> pd.DataFrame:
-        """Item features of ``item_ids`` from the online store; items it lacks are left out."""
-        parts = []
+    def _load(self, item_ids: np.ndarray) -> ItemSnapshot:
+        values, found = self._read(item_ids)
+        return ItemSnapshot.of(values, found, self._processor, self._plan)
+
+    def _merged(
+        self, snapshot: ItemSnapshot, values: dict[str, list[Any]], found: list[int]
+    ) -> ItemSnapshot:
+        new = [k for k, i in enumerate(found) if i not in snapshot.position]
+        merged = snapshot.values()
+        for name, column in values.items():
+            merged[name] += [column[k] for k in new]
+        ids = snapshot.item_ids + [found[k] for k in new]
+        return ItemSnapshot.of(merged, ids, self._processor, self._plan)
+
+    def _read(self, item_ids: np.ndarray) -> tuple[dict[str, list[Any]], list[int]]:
+        """Item features of ``item_ids`` from the online store, by column, and the ids they
+        belong to: items the store lacks (every feature missing) are left out."""
+        values: dict[str, list[Any]] = {name: [] for name in self._columns}
+        found: list[int] = []
         for start in range(0, len(item_ids), LOOKUP_BATCH):
-            chunk = item_ids[start : start + LOOKUP_BATCH]
-            values = self._store.get_online_features(
-                features=list(self._layout.item_features),
-                entity_rows=[{S.ITEM_ID: int(i)} for i in chunk],
-                full_feature_names=True,
-            ).to_dict()
-            parts.append(pd.DataFrame(values).set_index(S.ITEM_ID))
-        columns = list(self._layout.item_columns)
-        if not parts:
-            return pd.DataFrame(columns=columns, index=pd.Index([], dtype=np.int64, name=S.ITEM_ID))
-        frame = pd.concat(parts)[columns]
-        return frame[frame.notna().any(axis=1)]
+            chunk = item_ids[start : start + LOOKUP_BATCH].tolist()
+            read = self._reader.read({S.ITEM_ID: chunk}, len(chunk))
+            rows = [
+                k for k in range(len(chunk)) if any(read[c][k] is not None for c in self._columns)
+            ]
+            for name in self._columns:
+                values[name] += [read[name][k] for k in rows]
+            found += [int(chunk[k]) for k in rows]
+        return values, found
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One request's features as read: its known candidates' rows in the item cache and the
+    values of its request features."""
+
+    query: str
+    user_id: int
+    item_ids: list[int]
+    items: ItemSnapshot
+    positions: np.ndarray
+    request: dict[str, list[Any]]
+    """Request features by column, one value per candidate."""
+    matched: dict[str, np.ndarray]
+    """The text-match columns."""
+    layout: ServiceLayout
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def column(self, name: str, intent: Mapping[str, float]) -> Sequence[Any] | np.ndarray:
+        """A request-side column's values: text match, request feature or query intent."""
+        if name in self.matched:
+            return self.matched[name]
+        if name in self.request:
+            return self.request[name]
+        return [intent.get(name)] * len(self)
+
+    def item_column(self, name: str) -> np.ndarray:
+        """An item column's values as read, for the candidates."""
+        return self.items.columns[name][self.positions]
+
+    @property
+    def explicit(self) -> np.ndarray:
+        """The candidates' explicit-content flags."""
+        return self.item_column(T.EXPLICIT_COLUMN)
+
+    @property
+    def explicit_setting(self) -> Any:
+        """The listener's stored explicit-content setting (None when the store has none)."""
+        return self.request[T.EXPLICIT_FILTER_COLUMN][0]
+
+    @property
+    def user_known(self) -> bool:
+        """Whether the user had any user features online (False means the cold-start path)."""
+        return any(self.request[c][0] is not None for c in self.layout.user_columns)
+
+    def frame(self, intent: Mapping[str, float] | None = None) -> pd.DataFrame:
+        """The rows shaped like a training set's: its entity columns (event time now, label
+        and position unknown), every feature column of the contract and the query intent's
+        columns (the online-equals-offline tests compare them with training's)."""
+        n = len(self)
+        columns: dict[str, Any] = {
+            S.SEARCH_ID: np.zeros(n, dtype=np.int64),
+            S.USER_ID: np.full(n, self.user_id, dtype=np.int64),
+            S.ITEM_ID: np.asarray(self.item_ids, dtype=np.int64),
+            S.QUERY: [self.query] * n,
+            S.EVENT_TIMESTAMP: pd.Timestamp.now(tz="UTC"),
+            S.POSITION: np.arange(n, dtype=np.int32),
+            S.LABEL: np.zeros(n, dtype=np.int32),
+        }
+        for name in self.layout.columns:
+            columns[name] = (
+                self.item_column(name) if name in self.items.columns else self.column(name, {})
+            )
+        for name, value in (intent or {}).items():
+            columns[name] = np.full(n, value)
+        return pd.DataFrame(columns)
 
 
 class OnlineFeatures:
-    """Feature rows for (query, user, candidates), built as the module docstring describes."""
+    """Encoded model inputs for (query, user, candidates), built as the module docstring
+    describes."""
 
     def __init__(
         self,
         store: FeatureStore,
         contract: FeatureContract,
+        processor: FeatureProcessor,
         item_ids: Sequence[int],
         timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         """Load the item cache (without a deadline: at start-up the service waits for its
         store); afterwards a request's lookups wait at most ``timeout_s`` together (within the
-        deadline's :meth:`~searchrank.serving.dependencies.Deadline.budget`)."""
+        deadline's :meth:`~searchrank.serving.dependencies.Deadline.budget`).
+
+        Raises:
+            ValueError: the contract cannot be served (:meth:`ServiceLayout.of`) or does not
+                serve every input of ``processor``.
+        """
         self.store = store
         self.contract = contract
+        self.processor = processor
         self.layout = ServiceLayout.of(contract)
+        self.plan = InputPlan.of(processor, self.layout)
         self.deadline = Deadline(STORE_DEPENDENCY, timeout_s)
-        self.items = ItemCache(store, self.layout, item_ids, self.deadline)
+        self.reader = RequestReader(store, self.layout.request_features)
+        self.settings = RequestReader(store, [self.layout.explicit_setting])
+        self.items = ItemCache(store, self.layout, processor, item_ids, self.deadline)
 
-    def rows(self, query: str, user_id: int, item_ids: Sequence[int]) -> pd.DataFrame:
-        """One row per candidate: the entity columns a training set has (event time now, label
-        and position unknown) and every feature column of the feature service.
+    def fetch(self, query: str, user_id: int, item_ids: Sequence[int]) -> Fetched:
+        """The features of known candidates (one batched read per request view).
 
         Args:
             query: the normalized query text.
             user_id: the listener.
             item_ids: the candidates, all known to the catalogue (see :meth:`known`).
+
+        Raises:
+            ValueError: a candidate the catalogue does not know.
+            DependencyUnavailableError: the online store failed or timed out.
         """
-        n = len(item_ids)
-        request = self.deadline.call(
-            lambda: self.store.get_online_features(
-                features=list(self.layout.request_features),
-                entity_rows=[
-                    {S.USER_ID: user_id, S.ITEM_ID: int(i), S.QUERY: query} for i in item_ids
-                ],
-                full_feature_names=True,
-            ).to_dict()
+        items, positions = self.items.positions(item_ids)
+        if (positions < 0).any():
+            unknown = [i for i, p in zip(item_ids, positions, strict=True) if p < 0]
+            raise ValueError(f"candidates unknown to the catalogue: {unknown[:10]}")
+        n = len(positions)
+        entities = {S.USER_ID: [user_id], S.ITEM_ID: item_ids, S.QUERY: [query]}
+        request = self.deadline.call(self.reader.read, entities, n)
+        text = [items.columns[c][positions].tolist() for c in self.layout.catalogue_columns]
+        matched = text_match([query] * n, *text)
+        return Fetched(
+            query=query,
+            user_id=user_id,
+            item_ids=list(item_ids),
+            items=items,
+            positions=positions,
+            request=request,
+            matched={column: matched[feature] for column, feature in self.layout.text_match},
+            layout=self.layout,
         )
-        items = self.items.rows(item_ids)
-        frame = pd.DataFrame(
-            {
-                S.SEARCH_ID: np.zeros(n, dtype=np.int64),
-                S.USER_ID: np.full(n, user_id, dtype=np.int64),
-                S.ITEM_ID: np.asarray(item_ids, dtype=np.int64),
-                S.QUERY: [query] * n,
-                S.EVENT_TIMESTAMP: pd.Timestamp.now(tz="UTC"),
-                S.POSITION: np.arange(n, dtype=np.int32),
-                S.LABEL: np.zeros(n, dtype=np.int32),
-            }
-        )
-        matched = text_match(
-            [query] * n, *(items[column].tolist() for column in self.layout.catalogue_columns)
-        )
-        computed = dict(self.layout.text_match)
-        features: dict[str, Any] = {}
-        for column in self.layout.columns:
-            if column in computed:
-                features[column] = matched[computed[column]]
-            elif column in items.columns:
-                features[column] = items[column].to_numpy()
-            else:
-                features[column] = request[column]
-        return pd.concat([frame, pd.DataFrame(features)], axis=1)
+
+    def encode(self, fetched: Fetched, intent: Mapping[str, float]) -> dict[str, np.ndarray]:
+        """The model's inputs for ``fetched``: ``dense`` (n, F) float32 and ``codes`` (n, C)
+        int64, item inputs gathered from the cache's encoded matrix, the rest encoded here."""
+        processor, plan, n = self.processor, self.plan, len(fetched)
+        dense = np.empty((n, len(processor.numeric)), dtype=np.float32)
+        dense[:, plan.item_dense] = fetched.items.dense[fetched.positions]
+        sources = [fetched.column(processor.numeric[j].source, intent) for j in plan.request_dense]
+        dense[:, plan.request_dense] = processor.dense_columns(plan.request_dense, sources, n)
+        codes = np.empty((n, len(processor.categorical)), dtype=np.int64)
+        codes[:, plan.item_codes] = fetched.items.codes[fetched.positions]
+        for j in plan.request_codes:
+            codes[:, j] = processor.code_column(j, fetched.column(processor.categorical[j], intent))
+        return {"dense": dense, "codes": codes}
+
+    def known(self, item_ids: Sequence[int]) -> np.ndarray:
+        """A mask of the ids the catalogue knows (looked up online when not cached)."""
+        _, positions = self.items.positions(item_ids)
+        return positions >= 0
 
     def explicit_setting(self, user_id: int) -> object:
         """The listener's stored explicit-content setting, None when the store has none (for
-        a request without a known candidate, whose rows would have carried it)."""
-        values = self.deadline.call(
-            lambda: self.store.get_online_features(
-                features=[self.layout.explicit_setting],
-                entity_rows=[{S.USER_ID: user_id}],
-                full_feature_names=True,
-            ).to_dict()
-        )
+        a request without a known candidate, whose features would have carried it)."""
+        values = self.deadline.call(self.settings.read, {S.USER_ID: [user_id]}, 1)
         return values[T.EXPLICIT_FILTER_COLUMN][0]
 
     def ping(self) -> bool:
         """Whether the online store answers a one-row lookup within the deadline (readiness)."""
-        item = int(self.items.frame.index[0]) if len(self.items) else 0
         try:
-            self.deadline.call(
-                self.store.get_online_features,
-                features=list(self.layout.item_features[:1]),
-                entity_rows=[{S.ITEM_ID: item}],
-            )
+            self.deadline.call(self.settings.read, {S.USER_ID: [0]}, 1)
         except DependencyUnavailableError:
             return False
         return True
-
-    def known(self, item_ids: Sequence[int]) -> np.ndarray:
-        """A mask of the ids the catalogue knows (looked up online when not cached)."""
-        names = self.items.rows(item_ids)[self.layout.catalogue_columns[0]]
-        return names.notna().to_numpy()
-
-    def user_known(self, frame: pd.DataFrame) -> bool:
-        """Whether the user had any user features online (False means the cold-start path)."""
-        return bool(frame[list(self.layout.user_columns)].notna().to_numpy().any())

@@ -1,9 +1,13 @@
 """The BentoML search service: ``POST /rank`` and ``POST /search`` over Feast and the ranker.
 
-Two services compose it. :class:`RankerModel` holds the transformer and scores candidate lists
-with BentoML's adaptive batching, so concurrent requests share forward passes. :class:`Search`,
-the entry point, validates requests, builds online features, asks ``RankerModel`` for scores and
-orders the results; its logic lives in :mod:`searchrank.serving.engine`.
+:class:`Search`, the entry point, validates requests, reads and encodes online features, scores
+the candidates and orders the results; its logic lives in :mod:`searchrank.serving.engine`. By
+default it runs the ranker in its own process, in the request's thread (PyTorch releases the
+GIL while it computes): on CPU the hop to a separate model process cost more than the model
+itself (``bench_serve``: 100 candidates, about 8 ms of latency and 18 ms of CPU per request for
+a 5 ms forward pass). :class:`RankerModel` holds the same model behind BentoML's adaptive
+batcher in a worker of its own; ``SEARCHRANK_MODEL_SERVICE=1`` sends scoring there, where
+batching pays (a GPU node) or where the model must be isolated from the request path.
 
 Configuration comes from the environment (a Bento's entry module pins the model tags):
 
@@ -19,8 +23,11 @@ Configuration comes from the environment (a Bento's entry module pins the model 
 ``SEARCHRANK_ONLINE_TIMEOUT_MS``
     the longest one request waits on the online store, all its lookups together (1000 by
     default).
+``SEARCHRANK_MODEL_SERVICE``
+    ``1`` scores through the ``RankerModel`` service and its adaptive batcher; unset or ``0``
+    (the default) scores in the ``Search`` process.
 ``SEARCHRANK_MODEL_TIMEOUT_MS``
-    the longest one request waits for the ranker model's scores (5000 by default).
+    the longest one request waits for the ``RankerModel`` service's scores (5000 by default).
 
 When the online store or the ranker model's worker is down or slower than that, a request gets
 503 with ``Retry-After`` and a body naming the dependency (:mod:`searchrank.serving.dependencies`),
@@ -49,6 +56,7 @@ from bentoml.exceptions import BentoMLException, InvalidArgument
 from starlette.responses import JSONResponse
 
 from searchrank.core.errors import InputError
+from searchrank.core.model import Encoded, score_encoded
 from searchrank.core.names import RANKER_MODEL_NAME, RETRIEVER_MODEL_NAME
 from searchrank.serving.api import (
     MAX_BODY_BYTES,
@@ -65,7 +73,7 @@ from searchrank.serving.dependencies import (
     RETRY_AFTER_SECONDS,
     DependencyUnavailableError,
 )
-from searchrank.serving.engine import Encoded, RankerBundle, score_encoded
+from searchrank.serving.engine import RankerBundle
 from searchrank.serving.middleware import ApiKey, BodyLimit, JsonOnly, RetryAfter
 from searchrank.serving.stages import timed_request
 
@@ -80,6 +88,7 @@ API_KEY_ENV = "SEARCHRANK_API_KEY"
 REFRESH_ENV = "SEARCHRANK_ITEM_REFRESH_SECONDS"
 TIMEOUT_ENV = "SEARCHRANK_ONLINE_TIMEOUT_MS"
 MODEL_TIMEOUT_ENV = "SEARCHRANK_MODEL_TIMEOUT_MS"
+MODEL_SERVICE_ENV = "SEARCHRANK_MODEL_SERVICE"
 SEARCH_THREADS = 8
 """Requests one ``Search`` worker handles at once."""
 STAGE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
@@ -101,6 +110,14 @@ def observed(endpoint: str) -> Iterator[None]:
     for name, value in seconds.items():
         if value > 0:
             STAGE_SECONDS.labels(endpoint=endpoint, stage=name).observe(value)
+
+
+def _flag(variable: str) -> bool:
+    """An on/off setting given by an environment variable (``1`` or ``0``, off when unset)."""
+    value = os.environ.get(variable, "0")
+    if value not in ("0", "1"):
+        raise InputError(variable, value, "must be 0 or 1")
+    return value == "1"
 
 
 def _seconds(variable: str, default_ms: int) -> float:
@@ -157,7 +174,11 @@ class RankerModel:
 # threads: BentoML runs a synchronous endpoint in one thread per worker unless told otherwise,
 # which would answer one request at a time: a store lookup that waits would queue every other
 # request behind it, and the model's adaptive batcher would never see two requests together.
-@bentoml.service(name="searchrank", workers=1, threads=SEARCH_THREADS, traffic={"timeout": 30})
+# workers: one process per CPU the pod may use (BentoML reads the container's limit), because a
+# request's Python work holds the GIL: one process tops out at one core.
+@bentoml.service(
+    name="searchrank", workers="cpu_count", threads=SEARCH_THREADS, traffic={"timeout": 30}
+)
 class Search:
     """Search and ranking over Feast online features (see the module docstring)."""
 
@@ -175,6 +196,7 @@ class Search:
         if not repo:
             raise RuntimeError(f"{FEATURE_REPO_ENV} must name the Feast repository folder")
         bundle = RankerBundle.load(Path(self.ranker.path))
+        remote = _flag(MODEL_SERVICE_ENV)
         self.model_timeout_s = _seconds(MODEL_TIMEOUT_ENV, 5000)
         store = open_store(repo)
         # A serving pod holds no object-store credentials: it reads the online store only.
@@ -185,7 +207,7 @@ class Search:
             store,
             bundle,
             retriever,
-            score=self._score,
+            score=self._score if remote else None,
             model_tag=str(self.ranker.tag),
             online_timeout_s=_seconds(TIMEOUT_ENV, 1000),
         )

@@ -20,6 +20,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import NamedTuple
 
+import psutil
 import pyarrow.fs as pafs
 import pytest
 
@@ -330,8 +331,6 @@ def stop_processes_under(folder: Path, grace_s: float = 10.0) -> None:
     """Stop every process whose command line names ``folder``: a Ray started with it as its
     temporary folder (head, raylet, dashboard, workers). Unlike ``ray stop``, which stops every
     Ray on the machine, it leaves alone the Rays other tests (or another pytest worker) run."""
-    import psutil
-
     mine = [
         p
         for p in psutil.process_iter(["cmdline"])
@@ -344,3 +343,12 @@ def stop_processes_under(folder: Path, grace_s: float = 10.0) -> None:
     for process in alive:
         with suppress(psutil.NoSuchProcess):
             process.kill()
+
+
+def command_line(process: psutil.Process) -> str:
+    """A process's command line, or "" once it has exited (a zombie not yet reaped by its
+    parent included: its command line can no longer be read)."""
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:
+        return ""

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from searchrank.core.errors import InputError
-from searchrank.core.intent import IntentModel, intent_report
+from searchrank.core.intent import IntentModel, intent_report, top_intent
 from searchrank.features import tables as T
 
 
@@ -28,6 +28,10 @@ def test_intent_beats_the_majority_class_and_survives_a_round_trip(
     probabilities = model.probabilities(["chill pop", "true crime podcast"])
     assert probabilities.shape == (2, len(model.classes))
     assert abs(probabilities.sum(axis=1) - 1).max() < 1e-6
+    for query in test["raw_query"].head(20):  # the service's one-query path, as training's
+        by_column, top = model.understand(query)
+        assert by_column == model.features([query]).iloc[0].to_dict()
+        assert top == top_intent(model.features([query]))
     model.save(tmp_path)
     again = IntentModel.load(tmp_path)
     assert (again.predict(test["raw_query"].tolist()) == predicted).all()

@@ -74,6 +74,28 @@ def test_processor_standardizes_with_training_statistics_and_round_trips() -> No
     assert json.loads(processor.to_json())["vocabularies"]["v__genre"] == ["pop", "rock"]
 
 
+def test_encoding_in_parts_from_lists_equals_transform() -> None:
+    """The service encodes item columns once and request columns per request, from lists of
+    stored values (None when missing): the parts must equal the whole frame's encoding."""
+    data = frame()
+    processor = FeatureProcessor.fit(data.iloc[:4], infer_roles(list(data.columns), CONTRACT))
+    dense, codes = processor.transform(data)
+
+    def as_list(column: str) -> list[object]:
+        values = data[column].astype(object)
+        return [None if pd.isna(v) else v for v in values]
+
+    sources = [as_list(role.source) for role in processor.numeric]
+    for part in ([0], [1, 2], list(range(len(sources)))):
+        encoded = processor.dense_columns(part, [sources[j] for j in part], len(data))
+        assert encoded.dtype == np.float32
+        assert np.array_equal(encoded, dense[:, part])
+    for j, column in enumerate(processor.categorical):
+        assert np.array_equal(processor.code_column(j, as_list(column)), codes[:, j])
+    text = processor.dense_columns([0], [["3", "x", None, 1, True]], 5)
+    assert np.isfinite(text).all(), "text where a number belongs is missing, not an error"
+
+
 def test_processor_names_a_missing_feature() -> None:
     processor = FeatureProcessor.fit(frame(), infer_roles(list(frame().columns), CONTRACT))
     with pytest.raises(InputError, match="v__share"):

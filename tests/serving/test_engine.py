@@ -226,3 +226,31 @@ def test_a_ranker_that_reads_intent_needs_the_intent_model(engine: SearchEngine)
         SearchEngine(
             engine.features, replace(engine.ranker, processor=reads_intent), engine.retriever
         )
+
+
+def test_encoded_inputs_equal_the_processors_encoding_of_the_rows_read(
+    engine: SearchEngine, logged_day: LoggedDay
+) -> None:
+    """The service gathers item inputs from the cache's encoded matrix and encodes the rest per
+    request; the result is what the processor makes of the same rows as a frame. A cache that
+    starts with a few items looks the others up on the request and encodes them the same."""
+    from searchrank.serving.online import OnlineFeatures
+
+    rows = logged_day.rows
+    search = rows[rows[S.SEARCH_ID] == rows[S.SEARCH_ID].iloc[0]]
+    query, user = str(search[S.QUERY].iloc[0]), int(search[S.USER_ID].iloc[0])
+    items = search[S.ITEM_ID].tolist()
+    intent = engine.understand(query)
+    probabilities = intent.probabilities if intent else {}
+    full = engine.features
+    few = OnlineFeatures(full.store, full.contract, full.processor, items[:2])
+    assert len(few.items) == 2
+    for features in (full, few):
+        fetched = features.fetch(query, user, items)
+        encoded = features.encode(fetched, probabilities)
+        dense, codes = full.processor.transform(fetched.frame(probabilities))
+        assert np.array_equal(encoded["dense"], dense)
+        assert np.array_equal(encoded["codes"], codes)
+    assert len(few.items) == len(set(items)), "looked-up items are cached"
+    with pytest.raises(ValueError, match="unknown to the catalogue"):
+        full.fetch(query, user, [*items, 10**13])

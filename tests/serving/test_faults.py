@@ -22,7 +22,7 @@ import httpx
 import numpy as np
 import psutil
 import pytest
-from services import DelayProxy, RedisServer
+from services import DelayProxy, RedisServer, command_line
 from serving.conftest import LoggedDay
 
 from searchrank.core import schema as S
@@ -164,6 +164,9 @@ def running(
     env = {
         "SEARCHRANK_ONLINE_TIMEOUT_MS": str(TIMEOUT_MS),
         "SEARCHRANK_MODEL_TIMEOUT_MS": str(MODEL_TIMEOUT_MS),
+        # The ranker model in a worker of its own (it runs in-process by default), so that the
+        # killed-worker test has a separate model to lose.
+        "SEARCHRANK_MODEL_SERVICE": "1",
     }
     with serve(bento, repo, env=env) as service:
         yield service
@@ -262,9 +265,9 @@ def model_worker(running: RunningService) -> psutil.Process:
     workers = [
         p
         for p in psutil.Process(running.process.pid).children(recursive=True)
-        if "RankerModel" in " ".join(p.cmdline()) or "ranker-model" in " ".join(p.cmdline())
+        if "RankerModel" in command_line(p) or "ranker-model" in command_line(p)
     ]
-    assert len(workers) == 1, [p.cmdline() for p in workers]
+    assert len(workers) == 1, [command_line(p) for p in workers]
     return workers[0]
 
 

@@ -54,3 +54,7 @@ def test_redis_serves_the_same_features_and_scores_as_sqlite(
             b = sqlite_rows[column].astype(object).where(sqlite_rows[column].notna(), None)
             assert a.tolist() == b.tolist(), column
         np.testing.assert_allclose(redis_scores, sqlite_scores, atol=1e-5)
+    # Feast's Redis store appends to the feature list it is handed: the reader's must not grow.
+    assert sorted(on_redis.features.reader.references) == sorted(
+        on_redis.features.layout.request_features
+    )

@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from services import command_line
 from serving.conftest import LoggedDay
 
 from searchrank.core.net import free_port
@@ -116,13 +117,6 @@ def wait_ready(command: Command) -> list[psutil.Process]:
     return command.tree
 
 
-def _command_line(process: psutil.Process) -> str:
-    try:
-        return " ".join(process.cmdline())
-    except psutil.Error:  # gone meanwhile
-        return ""
-
-
 def can_listen(port: int) -> bool:
     """Whether a new server could listen on the port (as uvicorn does, with SO_REUSEADDR, so
     connections in TIME_WAIT do not count: only a process still listening does)."""
@@ -149,10 +143,10 @@ def stop_and_wait(
     except subprocess.TimeoutExpired:
         pytest.fail(f"searchrank serve still runs {GONE_WITHIN:.0f} s after {signum}")
     _, alive = psutil.wait_procs(tree, timeout=max(0.0, started + GONE_WITHIN - time.monotonic()))
-    assert not alive, [_command_line(p) for p in alive]
+    assert not alive, [command_line(p) for p in alive]
     while (left := marked(command.mark)) and time.monotonic() < started + GONE_WITHIN:
         time.sleep(0.1)
-    assert not left, [_command_line(p) for p in left]
+    assert not left, [command_line(p) for p in left]
     return time.monotonic() - started
 
 
@@ -188,7 +182,7 @@ def test_a_stop_signal_during_start_up_stops_what_already_started(start: type[Co
     while time.monotonic() < deadline:
         assert command.process.poll() is None, command.text()
         command.tree = psutil.Process(command.process.pid).children(recursive=True)
-        if any("_bentoml_impl.worker" in _command_line(p) for p in command.tree):
+        if any("_bentoml_impl.worker" in command_line(p) for p in command.tree):
             break
         time.sleep(0.1)
     else:

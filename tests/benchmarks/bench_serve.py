@@ -464,7 +464,7 @@ def main() -> None:
     shape = (len(processor.numeric), len(processor.categorical), processor.cardinalities)
     with serve(setup.bento, setup.repo) as running:
         served = load(running.url, bodies, args.concurrency, "/rank")
-        search_bodies = [{"query": b["query"], "user_id": b["user_id"], "k": 10} for b in alone]
+        search_bodies = [{"query": b["query"], "user_id": b["user_id"], "k": 20} for b in alone]
         before = stage_totals(running.url)
         searched = load(running.url, search_bodies, 1, "/search")
         search_stages = stages_ms(before, stage_totals(running.url), "search")

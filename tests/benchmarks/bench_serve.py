@@ -9,7 +9,7 @@ SQLite online store, packages a Bento and serves it, then measures:
 - the model alone on one 100-item list in this process (``model_only_ms``) and the CPU ratio
   of a request to it;
 - ``/search`` (query intent → BM25 fused with the two-tower index → online features → ranker →
-  top 10) at concurrency 1, with its stages;
+  top 20) at concurrency 1, with its stages;
 - ``/rank`` throughput at concurrency 16 (``--concurrency``), and the same load against today's
   code side by side: the same Bento served with the code of :data:`BASELINE_COMMIT` (a
   ``git worktree``, put first on ``PYTHONPATH``), as ``baseline_rps``;

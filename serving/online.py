@@ -289,6 +289,8 @@ class ItemSnapshot:
     """(items, len(plan.item_dense)) float32: the item inputs, encoded."""
     codes: np.ndarray
     """(items, len(plan.item_codes)) int64."""
+    popularity: np.ndarray
+    """Each item's popularity (float64, NaN when missing)."""
     by_popularity: np.ndarray
     """Positions, most popular first."""
 
@@ -316,7 +318,27 @@ class ItemSnapshot:
             columns=columns,
             dense=dense,
             codes=codes,
-            by_popularity=np.argsort(-np.nan_to_num(popularity, nan=-np.inf), kind="stable"),
+            popularity=popularity,
+            by_popularity=_most_popular_first(popularity),
+        )
+
+    def extended(self, new: ItemSnapshot) -> ItemSnapshot:
+        """This snapshot with the items of ``new`` it lacks appended: only those were encoded,
+        so an item looked up on demand costs its own rows, not the whole catalogue's."""
+        new_ids = new.item_ids
+        added = [k for k, i in enumerate(new_ids) if i not in self.position]
+        ids = self.item_ids + [new_ids[k] for k in added]
+        popularity = np.concatenate([self.popularity, new.popularity[added]])
+        return ItemSnapshot(
+            position={i: k for k, i in enumerate(ids)},
+            columns={
+                name: np.concatenate([column, new.columns[name][added]])
+                for name, column in self.columns.items()
+            },
+            dense=np.concatenate([self.dense, new.dense[added]]),
+            codes=np.concatenate([self.codes, new.codes[added]]),
+            popularity=popularity,
+            by_popularity=_most_popular_first(popularity),
         )
 
     def __len__(self) -> int:
@@ -326,9 +348,10 @@ class ItemSnapshot:
     def item_ids(self) -> list[int]:
         return list(self.position)
 
-    def values(self) -> dict[str, list[Any]]:
-        """The columns as read, as lists (to merge with newly read items)."""
-        return {name: column.tolist() for name, column in self.columns.items()}
+
+def _most_popular_first(popularity: np.ndarray) -> np.ndarray:
+    """Positions by popularity, highest first (missing last, ties in item order)."""
+    return np.argsort(-np.nan_to_num(popularity, nan=-np.inf), kind="stable")
 
 
 class ItemCache:
@@ -373,8 +396,9 @@ class ItemCache:
         if missing:
             values, found = self._deadline.call(self._read, np.asarray(missing, dtype=np.int64))
             if found:
+                new = ItemSnapshot.of(values, found, self._processor, self._plan)
                 with self._lock:
-                    self._snapshot = snapshot = self._merged(self._snapshot, values, found)
+                    self._snapshot = snapshot = self._snapshot.extended(new)
                 rows = [snapshot.position.get(int(i), -1) for i in item_ids]
         return snapshot, np.asarray(rows, dtype=np.int64)
 
@@ -403,16 +427,6 @@ class ItemCache:
     def _load(self, item_ids: np.ndarray) -> ItemSnapshot:
         values, found = self._read(item_ids)
         return ItemSnapshot.of(values, found, self._processor, self._plan)
-
-    def _merged(
-        self, snapshot: ItemSnapshot, values: dict[str, list[Any]], found: list[int]
-    ) -> ItemSnapshot:
-        new = [k for k, i in enumerate(found) if i not in snapshot.position]
-        merged = snapshot.values()
-        for name, column in values.items():
-            merged[name] += [column[k] for k in new]
-        ids = snapshot.item_ids + [found[k] for k in new]
-        return ItemSnapshot.of(merged, ids, self._processor, self._plan)
 
     def _read(self, item_ids: np.ndarray) -> tuple[dict[str, list[Any]], list[int]]:
         """Item features of ``item_ids`` from the online store, by column, and the ids they

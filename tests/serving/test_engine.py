@@ -254,3 +254,36 @@ def test_encoded_inputs_equal_the_processors_encoding_of_the_rows_read(
     assert len(few.items) == len(set(items)), "looked-up items are cached"
     with pytest.raises(ValueError, match="unknown to the catalogue"):
         full.fetch(query, user, [*items, 10**13])
+
+
+def test_items_the_cache_lacks_are_read_on_demand_and_encoded_like_the_rest(
+    engine: SearchEngine,
+) -> None:
+    from searchrank.serving.online import ItemCache
+
+    full = engine.features.items.snapshot
+    ids = full.item_ids
+    half, rest = ids[: len(ids) // 2], ids[len(ids) // 2 :]
+    cache = ItemCache(
+        engine.features.store,
+        engine.features.layout,
+        engine.features.processor,
+        half,
+        engine.features.deadline,
+    )
+    asked = [rest[0], half[0], rest[-1], 10**13]  # missing, cached, missing, unknown anywhere
+    snapshot, rows = cache.positions(asked)
+    assert rows[-1] == -1 and (rows[:-1] >= 0).all()
+    assert snapshot.item_ids[: len(half)] == half, "cached rows keep their positions"
+    assert len(snapshot) == len(half) + 2
+    expected = np.asarray([full.position[i] for i in asked[:-1]])
+    np.testing.assert_array_equal(snapshot.dense[rows[:-1]], full.dense[expected])
+    np.testing.assert_array_equal(snapshot.codes[rows[:-1]], full.codes[expected])
+    for name, column in full.columns.items():
+        assert snapshot.columns[name][rows[:-1]].tolist() == column[expected].tolist(), name
+    np.testing.assert_array_equal(snapshot.popularity[rows[:-1]], full.popularity[expected])
+    # The popularity order covers the added items: every position once, most popular first.
+    assert sorted(snapshot.by_popularity.tolist()) == list(range(len(snapshot)))
+    ordered = np.nan_to_num(snapshot.popularity[snapshot.by_popularity], nan=-np.inf)
+    assert (ordered[:-1] >= ordered[1:]).all()
+    assert cache.positions([rest[0]])[0] is snapshot, "a second ask reads nothing"

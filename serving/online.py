@@ -48,6 +48,7 @@ from searchrank.core import schema as S
 from searchrank.core.contract import FeatureContract, Role
 from searchrank.core.features import FeatureProcessor
 from searchrank.core.intent import is_intent_column
+from searchrank.core.model import Encoded
 from searchrank.core.text import text_match
 from searchrank.features import tables as T
 from searchrank.serving.dependencies import STORE_DEPENDENCY, Deadline, DependencyUnavailableError
@@ -576,7 +577,7 @@ class OnlineFeatures:
             layout=self.layout,
         )
 
-    def encode(self, fetched: Fetched, intent: Mapping[str, float]) -> dict[str, np.ndarray]:
+    def encode(self, fetched: Fetched, intent: Mapping[str, float]) -> Encoded:
         """The model's inputs for ``fetched``: ``dense`` (n, F) float32 and ``codes`` (n, C)
         int64, item inputs gathered from the cache's encoded matrix, the rest encoded here."""
         processor, plan, n = self.processor, self.plan, len(fetched)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 
 import numpy as np
 
@@ -39,9 +38,10 @@ def main() -> None:
     calls = 200 if args.quick else args.calls
 
     import torch
+    from _forward import forward_ms, random_candidates
 
     from searchrank.components.train_ranker.config import TrainRankerConfig
-    from searchrank.core.model import ContextAwareRanker, RankerConfig, score_encoded
+    from searchrank.core.model import ContextAwareRanker, RankerConfig
 
     gpu = torch.cuda.is_available()
     device = torch.device("cuda" if gpu else "cpu")
@@ -59,17 +59,8 @@ def main() -> None:
     )
     torch.manual_seed(0)
     model = ContextAwareRanker(config).eval().to(device)
-    rng = np.random.default_rng(0)
-    request = {
-        "dense": rng.normal(size=(args.items, N_NUMERIC)).astype(np.float32),
-        "codes": np.stack([rng.integers(0, c, args.items) for c in CARDINALITIES], axis=1),
-    }
-    times = []
-    for _ in range(WARM_UP + calls):
-        started = time.perf_counter()
-        score_encoded(model, [request])  # the scores' copy to the host waits for the card
-        times.append((time.perf_counter() - started) * 1000)
-    measured = times[WARM_UP:]
+    request = random_candidates(args.items, N_NUMERIC, CARDINALITIES)
+    measured = forward_ms(model, request, calls, WARM_UP)
     p99 = float(np.percentile(measured, 99))
     print(
         json.dumps(

@@ -187,28 +187,17 @@ def load_bare(
         bare.wait(timeout=20)
 
 
-def model_only_ms(checkpoint: Path, width: int, n_codes: int, cardinalities: list[int]) -> float:
+def model_only_ms(checkpoint: Path, width: int, cardinalities: list[int]) -> float:
     """Median latency of one forward pass over one 100-candidate list, in this process."""
     import torch
+    from _forward import forward_ms, random_candidates
 
-    from searchrank.core.model import score_encoded
     from searchrank.serving.engine import RankerBundle
 
     torch.set_num_threads(1)
     bundle = RankerBundle.load(checkpoint)
-    rng = np.random.default_rng(0)
-    request = {
-        "dense": rng.normal(size=(ITEMS, width)).astype(np.float32),
-        "codes": np.stack([rng.integers(0, c, ITEMS) for c in cardinalities], axis=1)
-        if n_codes
-        else np.zeros((ITEMS, 0), dtype=np.int64),
-    }
-    times = []
-    for _ in range(200):
-        started = time.perf_counter()
-        score_encoded(bundle.model, [request])
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times[20:])
+    request = random_candidates(ITEMS, width, cardinalities)
+    return statistics.median(forward_ms(bundle.model, request, calls=180, warm_up=20))
 
 
 def retrieval_parts(train: Path, valid: Path, data: Path, work: Path, epochs: int = 2) -> Any:
@@ -461,7 +450,7 @@ def main() -> None:
     say(f"serving the Bento: /rank at concurrency {args.concurrency}, then /search and /rank alone")
     bundle = RankerBundle.load(work / "model")
     processor = bundle.processor
-    shape = (len(processor.numeric), len(processor.categorical), processor.cardinalities)
+    shape = (len(processor.numeric), processor.cardinalities)
     with serve(setup.bento, setup.repo) as running:
         served = load(running.url, bodies, args.concurrency, "/rank")
         search_bodies = [{"query": b["query"], "user_id": b["user_id"], "k": 20} for b in alone]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,7 @@ from searchrank.core.contract import FeatureContract
 from searchrank.core.errors import InputError
 from searchrank.core.features import FeatureProcessor
 from searchrank.core.intent import is_intent_column
-from searchrank.core.model import ContextAwareRanker, Encoded, score_encoded
+from searchrank.core.model import ContextAwareRanker, Encoded, InferenceRanker
 from searchrank.core.text import normalize_text
 from searchrank.features import tables as T
 from searchrank.serving.api import (
@@ -84,6 +84,11 @@ class RankerBundle:
     def load(cls, folder: Path) -> RankerBundle:
         return cls(*load_ranker(folder), FeatureContract.load(folder))
 
+    @cached_property
+    def inference(self) -> InferenceRanker:
+        """The model prepared for scoring requests (traced and frozen, built on first use)."""
+        return InferenceRanker(self.model)
+
 
 class SearchEngine:
     """``rank`` and ``search`` over online features, a ranker and a candidate generator."""
@@ -99,7 +104,7 @@ class SearchEngine:
         self.features = features
         self.ranker = ranker
         self.retriever = retriever
-        self.score: Scorer = score or (lambda requests: score_encoded(ranker.model, requests))
+        self.score: Scorer = score or ranker.inference.score
         self.model_tag = model_tag
         self.uses_intent = any(is_intent_column(c) for c in ranker.processor.numeric_names)
         if self.uses_intent and retriever.intent is None:

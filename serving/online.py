@@ -227,18 +227,12 @@ def _rows(columns: Sequence[Sequence[object]], n: int) -> list[tuple[object, ...
     return list(zip(*full, strict=True))
 
 
-def _value(field: str, value: object) -> ValueProto:
-    proto = ValueProto()
-    setattr(proto, field, value)
-    return proto
-
-
 def _entity_key(keys: Sequence[tuple[str, str]], row: Sequence[object]) -> EntityKeyProto:
     """The entity key of one row: ``keys`` are (join key, ValueProto field) pairs."""
-    return EntityKeyProto(
-        join_keys=[name for name, _ in keys],
-        entity_values=[_value(field, v) for (_, field), v in zip(keys, row, strict=True)],
-    )
+    proto = EntityKeyProto(join_keys=[name for name, _ in keys])
+    for (_, field), value in zip(keys, row, strict=True):
+        proto.entity_values.add(**{field: value})
+    return proto
 
 
 @dataclass(frozen=True)

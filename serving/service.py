@@ -3,10 +3,12 @@
 :class:`Search`, the entry point, validates requests, reads and encodes online features, scores
 the candidates and orders the results; its logic lives in :mod:`searchrank.serving.engine`. By
 default it runs the ranker in its own process, in the request's thread (PyTorch releases the
-GIL while it computes): on CPU the hop to a separate model process cost more than the model
-itself (``bench_serve``: 100 candidates, about 8 ms of latency and 18 ms of CPU per request for
-a 5 ms forward pass). :class:`RankerModel` holds the same model behind BentoML's adaptive
-batcher in a worker of its own; ``SEARCHRANK_MODEL_SERVICE=1`` sends scoring there, where
+GIL while it computes), traced and frozen by TorchScript
+(:class:`~searchrank.core.model.InferenceRanker`) on one thread per worker: on CPU the hop to a
+separate model process cost more than the model itself (``bench_serve``: 100 candidates, about
+8 ms of latency and 18 ms of CPU per request for a 5 ms forward pass). :class:`RankerModel`
+holds the same model behind BentoML's adaptive batcher in a worker of its own;
+``SEARCHRANK_MODEL_SERVICE=1`` sends scoring there, where
 batching pays (a GPU node) or where the model must be isolated from the request path.
 
 Configuration comes from the environment (a Bento's entry module pins the model tags):
@@ -56,7 +58,7 @@ from bentoml.exceptions import BentoMLException, InvalidArgument
 from starlette.responses import JSONResponse
 
 from searchrank.core.errors import InputError
-from searchrank.core.model import Encoded, score_encoded
+from searchrank.core.model import Encoded
 from searchrank.core.names import RANKER_MODEL_NAME, RETRIEVER_MODEL_NAME
 from searchrank.serving.api import (
     MAX_BODY_BYTES,
@@ -168,7 +170,7 @@ class RankerModel:
     @bentoml.api(batchable=True, batch_dim=0, max_batch_size=32, max_latency_ms=2_000)
     def score(self, requests: list[Encoded]) -> list[np.ndarray]:
         """Scores of each request's candidates (dense (n, F) and codes (n, C) per request)."""
-        return score_encoded(self.bundle.model, requests)
+        return self.bundle.inference.score(requests)
 
 
 # threads: BentoML runs a synchronous endpoint in one thread per worker unless told otherwise,
@@ -197,6 +199,12 @@ class Search:
             raise RuntimeError(f"{FEATURE_REPO_ENV} must name the Feast repository folder")
         bundle = RankerBundle.load(Path(self.ranker.path))
         remote = _flag(MODEL_SERVICE_ENV)
+        if not remote:
+            import torch
+
+            # There is one worker per CPU already: a forward pass spread over every CPU as
+            # well would have the workers' threads take turns on the same cores under load.
+            torch.set_num_threads(1)
         self.model_timeout_s = _seconds(MODEL_TIMEOUT_ENV, 5000)
         store = open_store(repo)
         # A serving pod holds no object-store credentials: it reads the online store only.

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from searchrank.core.model import ContextAwareRanker, Encoded, score_encoded
+from searchrank.core.model import Encoded, InferenceRanker
 
 
 def random_candidates(items: int, n_numeric: int, cardinalities: Sequence[int]) -> Encoded:
@@ -21,14 +21,12 @@ def random_candidates(items: int, n_numeric: int, cardinalities: Sequence[int]) 
     }
 
 
-def forward_ms(
-    model: ContextAwareRanker, request: Encoded, calls: int, warm_up: int
-) -> list[float]:
+def forward_ms(model: InferenceRanker, request: Encoded, calls: int, warm_up: int) -> list[float]:
     """Milliseconds of each of ``calls`` scorings of ``request``, after ``warm_up`` unmeasured
     ones (the scores' copy back to the host waits for a card to finish)."""
     times = []
     for _ in range(warm_up + calls):
         started = time.perf_counter()
-        score_encoded(model, [request])
+        model.score([request])
         times.append((time.perf_counter() - started) * 1000)
     return times[warm_up:]

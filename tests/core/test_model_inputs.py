@@ -13,7 +13,7 @@ from searchrank.core.contract import ContractColumn, FeatureContract, Role
 from searchrank.core.domain import Domain, count, one_of, rate
 from searchrank.core.errors import InputError
 from searchrank.core.features import PRESENCE_SUFFIX, FeatureProcessor, infer_roles
-from searchrank.core.model import ContextAwareRanker, RankerConfig, soft_rank
+from searchrank.core.model import ContextAwareRanker, InferenceRanker, RankerConfig, soft_rank
 from searchrank.core.slates import scores_to_rows, to_slates
 
 CONTRACT = FeatureContract(
@@ -156,6 +156,30 @@ def test_an_all_padding_slate_gives_no_nan_and_gradients_flow() -> None:
     scores[0].sum().backward()
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
     assert model.rank_key is not None and model.rank_key.weight.grad is not None
+
+
+def test_the_traced_scorer_gives_the_eager_models_scores_at_any_list_shape() -> None:
+    model = ranker()
+    traced, eager = InferenceRanker(model), InferenceRanker(model, trace=False)
+    assert isinstance(traced.forward, torch.jit.ScriptModule)
+    rng = np.random.default_rng(2)
+    lists = [  # lengths unlike the trace's example, batched together, and one alone
+        {"dense": rng.normal(size=(n, 4)).astype(np.float32), "codes": rng.integers(0, 3, (n, 2))}
+        for n in (1, 7, 130)
+    ]
+    for requests in (lists, lists[2:]):
+        for got, want in zip(traced.score(requests), eager.score(requests), strict=True):
+            assert got.shape == want.shape
+            np.testing.assert_allclose(got, want, atol=1e-5)
+    dense, codes, mask = inputs(batch=3, length=9)
+    mask[0, 5:] = False
+    mask[1] = False  # a list made only of padding
+    with torch.no_grad():
+        np.testing.assert_allclose(
+            traced.forward(dense, codes, mask), model(dense, codes, mask), atol=1e-5
+        )
+    with pytest.raises(ValueError, match="eval mode"):
+        InferenceRanker(ranker().train())
 
 
 def test_soft_rank_orders_candidates_by_their_keys() -> None:

@@ -9,6 +9,7 @@ the logged position is not an input), and a linear head gives one score per cand
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -150,6 +151,12 @@ class InferenceRanker:
     the time of the eager model, with the same scores (``tests/core/test_model_inputs.py``
     checks them across list lengths, batch sizes and padding). ``trace=False`` keeps the eager
     model (for a model still training, or to compare).
+
+    PyTorch now marks TorchScript deprecated in favour of ``torch.compile`` and ``torch.export``.
+    Measured here on lists of 60 to 200 candidates, per 100 candidates: eager 3.5 ms, traced
+    2.6 ms, ``torch.export`` 2.9 ms (4 s to export), ``torch.compile`` 2.5 ms (about 40 s to
+    compile in every worker, and a C++ compiler in the image). Tracing stays while PyTorch
+    ships it; ``torch.export`` is the replacement when it goes.
     """
 
     def __init__(self, model: ContextAwareRanker, trace: bool = True) -> None:
@@ -166,7 +173,10 @@ class InferenceRanker:
             torch.zeros(1, 2, len(config.cardinalities), dtype=torch.int64, device=self.device),
             torch.ones(1, 2, dtype=torch.bool, device=self.device),
         )
-        traced: nn.Module = torch.jit.freeze(torch.jit.trace(model, example, check_trace=False))
+        with warnings.catch_warnings():
+            # PyTorch marks TorchScript deprecated; see the class docstring for why it is used.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            traced: nn.Module = torch.jit.freeze(torch.jit.trace(model, example, check_trace=False))
         for _ in range(WARM_UP_CALLS):  # TorchScript profiles its first calls: tens of ms each
             traced(*example)
         return traced

@@ -176,11 +176,16 @@ def load_bare(
     try:
         url = f"http://127.0.0.1:{port}"
         for _ in range(240):
+            if bare.poll() is not None:
+                raise RuntimeError(f"the bare app exited with code {bare.returncode}")
             try:
                 if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
-                time.sleep(0.5)
+                pass
+            time.sleep(0.5)
+        else:
+            raise RuntimeError(f"the bare app did not answer {url}/readyz within 2 minutes")
         return load(url, bodies, concurrency, "/rank")
     finally:
         bare.terminate()

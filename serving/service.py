@@ -30,6 +30,10 @@ Configuration comes from the environment (a Bento's entry module pins the model 
     (the default) scores in the ``Search`` process.
 ``SEARCHRANK_MODEL_TIMEOUT_MS``
     the longest one request waits for the ``RankerModel`` service's scores (5000 by default).
+``SEARCHRANK_RECONNECT_EVERY``
+    a worker asks a client to reconnect after this many responses (32 by default), so that
+    kept-alive connections spread over the workers
+    (:class:`~searchrank.serving.middleware.SpreadConnections`).
 
 When the online store or the ranker model's worker is down or slower than that, a request gets
 503 with ``Retry-After`` and a body naming the dependency (:mod:`searchrank.serving.dependencies`),
@@ -76,7 +80,7 @@ from searchrank.serving.dependencies import (
     DependencyUnavailableError,
 )
 from searchrank.serving.engine import RankerBundle
-from searchrank.serving.middleware import ApiKey, BodyLimit, JsonOnly, RetryAfter
+from searchrank.serving.middleware import ApiKey, BodyLimit, JsonOnly, RetryAfter, SpreadConnections
 from searchrank.serving.stages import timed_request
 
 log = logging.getLogger(__name__)
@@ -91,6 +95,7 @@ REFRESH_ENV = "SEARCHRANK_ITEM_REFRESH_SECONDS"
 TIMEOUT_ENV = "SEARCHRANK_ONLINE_TIMEOUT_MS"
 MODEL_TIMEOUT_ENV = "SEARCHRANK_MODEL_TIMEOUT_MS"
 MODEL_SERVICE_ENV = "SEARCHRANK_MODEL_SERVICE"
+RECONNECT_ENV = "SEARCHRANK_RECONNECT_EVERY"
 SEARCH_THREADS = 8
 """Requests one ``Search`` worker handles at once."""
 STAGE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
@@ -120,6 +125,14 @@ def _flag(variable: str) -> bool:
     if value not in ("0", "1"):
         raise InputError(variable, value, "must be 0 or 1")
     return value == "1"
+
+
+def _count(variable: str, default: int) -> int:
+    """A positive whole number given by an environment variable."""
+    value = os.environ.get(variable, str(default))
+    if not (value.isdigit() and int(value) > 0):
+        raise InputError(variable, value, "must be a positive whole number")
+    return int(value)
 
 
 def _seconds(variable: str, default_ms: int) -> float:
@@ -292,3 +305,4 @@ _service.add_asgi_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 _service.add_asgi_middleware(ApiKey, env_var=API_KEY_ENV)
 _service.add_asgi_middleware(JsonOnly)
 _service.add_asgi_middleware(RetryAfter, seconds=RETRY_AFTER_SECONDS)
+_service.add_asgi_middleware(SpreadConnections, every=_count(RECONNECT_ENV, 32))

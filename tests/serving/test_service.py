@@ -67,6 +67,20 @@ def test_rank_and_search_over_http(client: TestClient, logged_day: LoggedDay) ->
     assert client.get("/livez").status_code == 200
 
 
+def test_a_worker_asks_clients_to_reconnect_every_32_responses(
+    client: TestClient, logged_day: LoggedDay
+) -> None:
+    request = _request(logged_day)
+    closing = []
+    for n in range(64):
+        response = client.post("/rank", json=request)
+        assert response.status_code == 200
+        if response.headers.get("connection") == "close":
+            closing.append(n)
+        assert "connection" not in client.get("/readyz").headers  # probes never
+    assert len(closing) == 2 and closing[1] - closing[0] == 32, closing
+
+
 @pytest.mark.parametrize(
     ("body", "field", "rule"),
     [

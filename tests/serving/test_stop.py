@@ -100,19 +100,18 @@ def marked(mark: str) -> list[psutil.Process]:
 
 
 def wait_ready(command: Command) -> list[psutil.Process]:
-    """Wait until ``/readyz`` answers 200; return every process under the command."""
+    """Wait until the command says it is ready (after its own ``/readyz`` check: waiting on
+    ``/readyz`` here could see the server ready before the command does, and a test that then
+    kills the server would meet the command still starting); return every process under it."""
     deadline = time.monotonic() + READY_WITHIN
-    url = f"http://127.0.0.1:{command.port}/readyz"
     while time.monotonic() < deadline:
         assert command.process.poll() is None, f"searchrank serve exited:\n{command.text()}"
-        try:
-            if httpx.get(url, timeout=2.0).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
+        if "ready: POST" in command.text():
+            break
         time.sleep(0.5)
     else:
         pytest.fail(f"not ready within {READY_WITHIN:.0f} s:\n{command.text()}")
+    assert httpx.get(f"http://127.0.0.1:{command.port}/readyz", timeout=5.0).status_code == 200
     command.tree = psutil.Process(command.process.pid).children(recursive=True)
     return command.tree
 

@@ -24,6 +24,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
 API_KEY_HEADER = "x-api-key"
+CLOSE = (b"connection", b"close")
 
 
 async def _refuse(send: Send, status: int, field: str, rule: str) -> None:
@@ -105,6 +106,19 @@ class ApiKey:
         await self.app(scope, receive, send)
 
 
+def _adding_header(
+    send: Send, header: tuple[bytes, bytes], when: Callable[[Message], bool]
+) -> Send:
+    """``send`` that adds ``header`` to a response's start message for which ``when`` holds."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start" and when(message):
+            message["headers"] = [*message.get("headers", []), header]
+        await send(message)
+
+    return sending
+
+
 class RetryAfter:
     """Add ``Retry-After: seconds`` to every 503 that lacks it: BentoML's own (overload, a
     dependency not ready at ``/readyz``) as well as the service's."""
@@ -118,14 +132,11 @@ class RetryAfter:
             await self.app(scope, receive, send)
             return
 
-        async def send_with_retry_after(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] == 503:
-                headers = list(message.get("headers", []))
-                if not any(name.lower() == b"retry-after" for name, _ in headers):
-                    message["headers"] = [*headers, self.header]
-            await send(message)
+        def lacks_it(start: Message) -> bool:
+            names = (name.lower() for name, _ in start.get("headers", []))
+            return start["status"] == 503 and b"retry-after" not in names
 
-        await self.app(scope, receive, send_with_retry_after)
+        await self.app(scope, receive, _adding_header(send, self.header, lacks_it))
 
 
 class JsonOnly:
@@ -182,9 +193,4 @@ class SpreadConnections:
             await self.app(scope, receive, send)
             return
 
-        async def send_closing(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), (b"connection", b"close")]
-            await send(message)
-
-        await self.app(scope, receive, send_closing)
+        await self.app(scope, receive, _adding_header(send, CLOSE, lambda _: True))

@@ -68,12 +68,14 @@ STORAGE_CONFIG_MAP = "searchrank-storage"
 """The config map with the object store's non-secret settings."""
 STORAGE_CONFIG_ENV = {
     "feature-data-uri": "SEARCHRANK_FEATURE_DATA_URI",
+    "feature-ray-address": "SEARCHRANK_FEATURE_RAY_ADDRESS",
     "endpoint-url": "AWS_ENDPOINT_URL",
     "region": "AWS_REGION",
 }
 """Keys of :data:`STORAGE_CONFIG_MAP` and their variables: where the offline feature data live
-(``s3://bucket/prefix``), the S3 API's endpoint (empty for AWS itself; MinIO's URL otherwise)
-and the region."""
+(``s3://bucket/prefix``), the Ray cluster that joins and materializes them when
+``feature_store.ray.yaml`` is in use (``ray://head:10001``), the S3 API's endpoint (empty for
+AWS itself; MinIO's URL otherwise) and the region."""
 
 ONLINE_STORE_SECRET = "searchrank-online-store"
 ONLINE_STORE_SECRET_ENV = {

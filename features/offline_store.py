@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 import duckdb
@@ -61,6 +61,8 @@ class AsofDuckDBOfflineStoreConfig(FeastConfigBaseModel):
     """
 
     type: StrictStr = "searchrank.features.offline_store.AsofDuckDBOfflineStore"
+    reads_entity_query: ClassVar[bool] = True
+    """Its ``entity_df`` may be a DuckDB query (see :func:`entity_table`)."""
     data_root: StrictStr | None = None
     threads: int | None = None
     memory_limit: StrictStr | None = None
@@ -99,30 +101,17 @@ def _interval(ttl: timedelta) -> str:
     return f"INTERVAL {int(ttl.total_seconds() * 1_000_000)} MICROSECONDS"
 
 
-def view_join_sql(
-    entity: str,
-    source: str,
-    view: ViewJoin,
-    event_timestamp: str,
-    window: tuple[datetime, datetime] | None,
-) -> str:
-    """SQL joining one feature view point-in-time onto the table named ``entity``.
+def view_rows_sql(source: str, view: ViewJoin, window: tuple[datetime, datetime] | None) -> str:
+    """SQL selecting the rows of one feature view that a point-in-time join can match.
 
-    For each entity row, the matched feature row is the latest one whose event time is at or
-    before the entity row's, among rows with the same join keys; among rows with the same keys
-    and event time, the one created last. A matched row older than the view's TTL yields nulls.
-    The query returns :data:`ROW_ID` and the view's features, one row per entity row, ordered by
-    :data:`ROW_ID`. Only the keys and the event time of the entity table are read, so each
-    view's join stays narrow; :func:`point_in_time_join` puts the pieces side by side.
+    The columns are renamed to ``k0, k1, …`` (join keys), ``__ts`` (event time) and ``f0, f1, …``
+    (features); among rows with the same keys and event time only the one created last is kept.
 
     Args:
-        entity: the name of a registered table carrying :data:`ROW_ID`.
         source: the SQL relation reading the view's data (see :func:`source_relation`).
-        view: the feature view to join.
-        event_timestamp: the entity table's event-time column.
+        view: the feature view to read.
         window: (earliest, latest) entity event time, to skip source rows that cannot match.
     """
-    ts = _quote(event_timestamp)
     view_ts = f"CAST({_quote(view.timestamp)} AS TIMESTAMPTZ)"
     filters = []
     if window is not None:
@@ -138,12 +127,32 @@ def view_join_sql(
             f" QUALIFY row_number() OVER (PARTITION BY {partition} "
             f"ORDER BY {_quote(view.created)} DESC NULLS LAST) = 1"
         )
-    source_columns = [
+    columns = [
         *(f"{_quote(src)} AS k{i}" for i, src in enumerate(view.keys)),
         f"{view_ts} AS __ts",
         *(f"{_quote(src)} AS f{i}" for i, src in enumerate(view.features)),
         *([_quote(view.created)] if view.created else []),
     ]
+    return f"SELECT {', '.join(columns)} FROM {source}{where}{dedupe}"
+
+
+def asof_join_sql(entity: str, rows: str, view: ViewJoin, event_timestamp: str) -> str:
+    """SQL joining the prepared rows of one feature view point-in-time onto ``entity``.
+
+    For each entity row, the matched feature row is the latest one whose event time is at or
+    before the entity row's, among rows with the same join keys. A matched row older than the
+    view's TTL yields nulls. The query returns :data:`ROW_ID` and the view's features, one row
+    per entity row, ordered by :data:`ROW_ID`. Only the keys and the event time of the entity
+    table are read, so each view's join stays narrow.
+
+    Args:
+        entity: the name of a registered table carrying :data:`ROW_ID`.
+        rows: a relation with the columns of :func:`view_rows_sql` (a table name or a
+            parenthesized query).
+        view: the feature view joined.
+        event_timestamp: the entity table's event-time column.
+    """
+    ts = _quote(event_timestamp)
     entity_columns = [_quote(ROW_ID), *(_quote(c) for c in view.keys.values()), ts]
     on = [f"e.{_quote(ent)} = v.k{i}" for i, ent in enumerate(view.keys.values())]
     on.append(f"e.{ts} >= v.__ts")
@@ -155,12 +164,28 @@ def view_join_sql(
             f"{f'CASE WHEN {fresh} THEN {value} END' if fresh else value} AS {_quote(out)}"
         )
     return (
-        f"WITH v AS (SELECT {', '.join(source_columns)} "
-        f"FROM {source}{where}{dedupe}) "
         f"SELECT {', '.join(selected)} "
         f"FROM (SELECT {', '.join(entity_columns)} FROM {_quote(entity)}) e "
-        f"ASOF LEFT JOIN v ON {' AND '.join(on)} ORDER BY e.{_quote(ROW_ID)}"
+        f"ASOF LEFT JOIN {rows} v ON {' AND '.join(on)} ORDER BY e.{_quote(ROW_ID)}"
     )
+
+
+def view_join_sql(
+    entity: str,
+    source: str,
+    view: ViewJoin,
+    event_timestamp: str,
+    window: tuple[datetime, datetime] | None,
+) -> str:
+    """SQL joining one feature view point-in-time onto the table named ``entity``.
+
+    :func:`view_rows_sql` then :func:`asof_join_sql`: the latest row at or before each entity
+    row, among rows with its join keys; ties on (keys, event time) go to the row created last;
+    a match older than the TTL yields nulls. One row per entity row, ordered by
+    :data:`ROW_ID`.
+    """
+    rows = f"({view_rows_sql(source, view, window)})"
+    return asof_join_sql(entity, rows, view, event_timestamp)
 
 
 def point_in_time_join(
@@ -244,9 +269,9 @@ def _connect(config: RepoConfig) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _view_join(
-    config: RepoConfig, view: FeatureView, refs: list[str], full_names: bool
-) -> ViewJoin:
+def view_join(config: RepoConfig, view: FeatureView, refs: list[str], full_names: bool) -> ViewJoin:
+    """How ``view`` joins: its resolved source, key and feature columns (with Feast's field
+    mapping and projection applied), and the names the requested features get in the result."""
     source = view.batch_source
     assert source is not None, f"feature view {view.name} has no batch source"
     prefix = view.projection.name_to_use()
@@ -315,8 +340,10 @@ class AsofRetrievalJob(RetrievalJob):
         pq.write_table(self.to_arrow(), path)
 
 
-def _entity_table(con: duckdb.DuckDBPyConnection, entity_df: pd.DataFrame | str) -> pa.Table:
-    """The entity rows as Arrow: a pandas frame converted, or a DuckDB query run."""
+def entity_table(con: duckdb.DuckDBPyConnection, entity_df: pd.DataFrame | str) -> pa.Table:
+    """The entity rows as Arrow: a pandas frame converted, or a DuckDB query run (on this
+    machine: a query such as ``SELECT … FROM read_parquet('entities.parquet')`` skips two
+    conversions of every row between Arrow and pandas)."""
     if isinstance(entity_df, pd.DataFrame):
         return pa.Table.from_pandas(entity_df, preserve_index=False)
     try:
@@ -347,10 +374,10 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
                 True,
                 "AsofDuckDBOfflineStore joins on event time only; created times break ties",
             )
-        views = [_view_join(config, v, feature_refs, full_feature_names) for v in feature_views]
+        views = [view_join(config, v, feature_refs, full_feature_names) for v in feature_views]
         odfvs = OnDemandFeatureView.get_requested_odfvs(feature_refs, project, registry)
         with _connect(config) as con:
-            entity = _entity_table(con, entity_df)
+            entity = entity_table(con, entity_df)
         if EVENT_TIMESTAMP not in entity.column_names:
             raise InputError(
                 "entity_df columns",
@@ -384,13 +411,6 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
         start_date: datetime,
         end_date: datetime,
     ) -> RetrievalJob:
-        order = [f"{_quote(timestamp_field)} DESC"]
-        if created_timestamp_column:
-            order.append(f"{_quote(created_timestamp_column)} DESC")
-        partition = ", ".join(_quote(k) for k in join_key_columns) or "1"
-        qualify = (
-            f" QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {', '.join(order)}) = 1"
-        )
         return _pull(
             config,
             data_source,
@@ -400,7 +420,7 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
             created_timestamp_column,
             start_date,
             end_date,
-            qualify,
+            latest=True,
         )
 
     @staticmethod
@@ -423,8 +443,43 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
             created_timestamp_column,
             start_date,
             end_date,
-            "",
+            latest=False,
         )
+
+
+def pull_sql(
+    source: str,
+    keys: list[str],
+    features: list[str],
+    timestamp: str,
+    created: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    *,
+    latest: bool,
+) -> str:
+    """SQL reading a source's rows with event time in [start, end], as materialization needs.
+
+    Args:
+        source: the SQL relation reading the source (see :func:`source_relation`).
+        latest: keep only the latest row per join key (by event time, then created time), as
+            ``pull_latest_from_table_or_query`` must; otherwise every row in the interval.
+    """
+    columns = [*keys, *features, timestamp, *([created] if created else [])]
+    ts = f"CAST({_quote(timestamp)} AS TIMESTAMPTZ)"
+    filters = [f"{ts} >= {_literal(_utc(start).isoformat())}::TIMESTAMPTZ"] if start else []
+    if end:
+        filters.append(f"{ts} <= {_literal(_utc(end).isoformat())}::TIMESTAMPTZ")
+    where = f" WHERE {' AND '.join(filters)}" if filters else ""
+    qualify = ""
+    if latest:
+        order = [f"{_quote(timestamp)} DESC", *([f"{_quote(created)} DESC"] if created else [])]
+        partition = ", ".join(_quote(k) for k in keys) or "1"
+        qualify = (
+            f" QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {', '.join(order)}) = 1"
+        )
+    select = ", ".join(_quote(c) for c in columns)
+    return f"SELECT {select} FROM {source}{where}{qualify}"
 
 
 def _pull(
@@ -436,20 +491,15 @@ def _pull(
     created: str | None,
     start: datetime | None,
     end: datetime | None,
-    qualify: str,
+    *,
+    latest: bool,
 ) -> RetrievalJob:
     path = resolve_path(config, source)
-    columns = [*keys, *features, timestamp, *([created] if created else [])]
-    ts = f"CAST({_quote(timestamp)} AS TIMESTAMPTZ)"
-    filters = [f"{ts} >= {_literal(_utc(start).isoformat())}::TIMESTAMPTZ"] if start else []
-    if end:
-        filters.append(f"{ts} <= {_literal(_utc(end).isoformat())}::TIMESTAMPTZ")
-    where = f" WHERE {' AND '.join(filters)}" if filters else ""
-    select = ", ".join(_quote(c) for c in columns)
 
     def run() -> pa.Table:
         with _connect(config) as con:
-            sql = f"SELECT {select} FROM {source_relation(con, path)}{where}{qualify}"
+            relation = source_relation(con, path)
+            sql = pull_sql(relation, keys, features, timestamp, created, start, end, latest=latest)
             return con.sql(sql).to_arrow_table()
 
     return AsofRetrievalJob(run, [], False, None)

@@ -35,6 +35,7 @@ REPO_TEMPLATE_DIR = Path(__file__).resolve().parent
 ENVIRONMENTS: dict[str, str] = {
     "local": "feature_store.yaml",
     "cluster": "feature_store.cluster.yaml",
+    "ray": "feature_store.ray.yaml",
 }
 FEATURE_STORE_YAML = "feature_store.yaml"
 CHECK_TIMEOUT_S = 5.0
@@ -55,6 +56,7 @@ _VARIABLE_SOURCES = {
 _REDIS_VARIABLES = " and ".join(
     ONLINE_STORE_SECRET_ENV[k] for k in ("redis-address", "redis-password")
 )
+_RAY_VARIABLE = STORAGE_CONFIG_ENV["feature-ray-address"]
 _REGISTRY_VARIABLES = ", ".join(
     ONLINE_STORE_SECRET_ENV[k] for k in ("registry-address", "registry-user", "registry-password")
 )
@@ -144,7 +146,9 @@ def check_connections(store: FeatureStore, *, online: bool = True, offline: bool
     """Check, with short timeouts, that the stores a step uses answer, before it starts work.
 
     The registry is always checked; a SQL registry must accept a connection, Redis must answer
-    PING with the configured password, and a remote offline ``data_root`` must be readable. The
+    PING with the configured password, and a remote offline ``data_root`` must be readable. A
+    Ray cluster the offline store or the batch engine names must accept a connection, and its
+    workers must be able to read the data: ``data_root`` must then be object storage. The
     embedded default (a registry file, SQLite, local data) needs no check and costs nothing.
 
     Args:
@@ -166,8 +170,78 @@ def check_connections(store: FeatureStore, *, online: bool = True, offline: bool
     if online and config.online_store.type == "redis":
         _check_redis(config.online_store)
     root = getattr(config.offline_store, "data_root", None)
+    if offline:
+        _check_ray(config)
     if offline and root and storage.local_path(root) is None:
         storage.require_readable(root, "offline_store.data_root")
+
+
+def _ray_addresses(config: Any) -> dict[str, str | None]:
+    """``{setting: address}`` for the offline store and batch engine that run on Ray."""
+    return {
+        f"{section}.ray_address": getattr(settings, "ray_address", None) or None
+        for section, settings in (
+            ("offline_store", config.offline_store),
+            ("batch_engine", config.batch_engine),
+        )
+        if "ray_address" in type(settings).model_fields
+    }
+
+
+def _check_ray(config: Any) -> None:
+    """The Ray checks of :func:`check_connections` (see there)."""
+    from searchrank.core import storage
+
+    addresses = _ray_addresses(config)
+    if len(set(addresses.values())) > 1:
+        # Feast starts Ray once per process, with whichever of the two asks first.
+        raise InputError(
+            " and ".join(addresses),
+            ", ".join(str(a) for a in addresses.values()),
+            "the offline store and the batch engine must name the same Ray cluster",
+        )
+    for setting, address in addresses.items():
+        if address is None:
+            continue
+        _check_ray_address(setting, address)
+        root = getattr(config.offline_store, "data_root", None) or "."
+        if storage.local_path(root) is not None:
+            raise InputError(
+                "offline_store.data_root",
+                root,
+                f"with {setting} set, Ray's workers read the feature data themselves on other "
+                "machines: it must be object storage (s3://bucket/prefix), not a path here",
+            )
+
+
+def _check_ray_address(setting: str, address: str) -> None:
+    """Open a TCP connection to a Ray head (``ray://host:port`` or ``host:port``) with a short
+    timeout: ``ray.init`` itself keeps retrying an address that does not answer for minutes."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if address in ("auto", "local"):
+        return
+    client = address.startswith("ray://")
+    parsed = urlsplit(address if "://" in address else f"gcs://{address}")
+    try:
+        host, port = parsed.hostname, parsed.port or (10001 if client else 6379)
+    except ValueError as error:
+        raise InputError(
+            setting, address, f"must be ray://host:port or host:port ({error})"
+        ) from error
+    if not host:
+        raise InputError(setting, address, "must be ray://host:port or host:port")
+    try:
+        socket.create_connection((host, port), timeout=CHECK_TIMEOUT_S).close()
+    except OSError as error:
+        raise InputError(
+            setting,
+            address,
+            f"the Ray cluster must accept a connection within {CHECK_TIMEOUT_S:g} s ({error}): "
+            f"check {_RAY_VARIABLE} (the config map {STORAGE_CONFIG_MAP}) and that the Ray "
+            "head is up",
+        ) from error
 
 
 def _check_sql_registry(url: str) -> None:

@@ -88,7 +88,8 @@ def read_object_storage(task: Any) -> None:
 def open_feast(task: Any) -> None:
     """Mount Feast's configuration at :data:`names.FEAST_REPO_MOUNT` (the pipeline's default
     ``feature_repo``) and give ``task`` the online store's, registry's and object store's
-    settings that ``feature_store.cluster.yaml`` reads."""
+    settings that ``feature_store.cluster.yaml`` reads; with ``feature_store.ray.yaml`` it
+    joins and materializes on the Ray cluster, whose network policy admits Ray clients."""
     kubernetes.use_config_map_as_volume(
         task, config_map_name=names.FEAST_CONFIG_MAP, mount_path=names.FEAST_REPO_MOUNT
     )
@@ -98,4 +99,5 @@ def open_feast(task: Any) -> None:
         secret_key_to_env=names.ONLINE_STORE_SECRET_ENV,
     )
     kubernetes.add_pod_label(task, *names.FEAST_CLIENT_LABEL)
+    kubernetes.add_pod_label(task, *names.RAY_CLIENT_LABEL)
     read_object_storage(task)

@@ -98,14 +98,13 @@ def check_entities(path: Path) -> int:
 def entity_input(store: FeatureStore, path: Path) -> pd.DataFrame | str:
     """The entity rows in the form the store's offline store reads fastest.
 
-    Feast takes an entity dataframe or a query in the offline store's own dialect. The embedded
-    DuckDB store reads the parquet file itself, which skips two conversions of every row
-    between Arrow and pandas; other stores get a pandas frame. Either way the rows carry
+    Feast takes an entity dataframe or a query in the offline store's own dialect. searchrank's
+    offline stores (DuckDB and Ray alike: ``reads_entity_query`` in their configuration) read
+    the parquet file through a DuckDB query, which skips two conversions of every row between
+    Arrow and pandas; other stores get a pandas frame. Either way the rows carry
     :data:`~searchrank.core.schema.QUERY_TEXT` for the text-match features.
     """
-    from searchrank.features.offline_store import AsofDuckDBOfflineStoreConfig
-
-    if isinstance(store.config.offline_store, AsofDuckDBOfflineStoreConfig):
+    if getattr(store.config.offline_store, "reads_entity_query", False):
         columns = ", ".join(f'"{c}"' for c in S.ENTITY_COLUMNS)
         source = "'" + str(path.resolve()).replace("'", "''") + "'"
         return f'SELECT {columns}, "{S.QUERY}" AS "{S.QUERY_TEXT}" FROM read_parquet({source})'

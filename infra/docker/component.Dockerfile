@@ -32,9 +32,10 @@ COPY pipelines ./pipelines
 COPY features ./features
 COPY serving ./serving
 # The targets of the package's relative symlinks (core/raytrain/k8s/raycluster.yaml,
-# features/feature_store.cluster.yaml): kustomize's base owns these files, and pip follows the
-# links only if the targets sit at the same relative place.
+# features/feature_store.cluster.yaml, features/feature_store.ray.yaml): kustomize owns these
+# files, and pip follows the links only if the targets sit at the same relative place.
 COPY infra/k8s/base/raycluster.yaml infra/k8s/base/feature_store.yaml ./infra/k8s/base/
+COPY infra/k8s/components/ray-features/feature_store.yaml ./infra/k8s/components/ray-features/
 # The pipelines extra: kfp, ray, great-expectations and lightgbm, which the components need
 # and the Bento does not. The wheel stays in the image: package_service bundles it into every
 # Bento it builds (SEARCHRANK_WHEEL), so the Bento installs searchrank from itself.

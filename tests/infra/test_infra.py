@@ -36,16 +36,18 @@ from searchrank.features.store import ENVIRONMENTS, FEATURE_STORE_YAML, REPO_TEM
 from searchrank.serving.bento import WHEEL_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
-OVERLAYS = ("dev", "gpu")
+OVERLAYS = ("dev", "gpu", "ray-features")
 KUBERNETES_VERSION = "1.30"
 DOCKERFILES = sorted((ROOT / "infra" / "docker").glob("*.Dockerfile"))
 K8S = ROOT / "infra" / "k8s"
 BASE = K8S / "base"
+RAY_FEATURES = K8S / "components" / "ray-features"
 FEAST_YAML = REPO_TEMPLATE_DIR / ENVIRONMENTS["cluster"]
 # The files the base owns and the package reads through relative symlinks.
 SHARED_WITH_THE_PACKAGE = {
     RAYCLUSTER: BASE / "raycluster.yaml",
     FEAST_YAML: BASE / "feature_store.yaml",
+    REPO_TEMPLATE_DIR / ENVIRONMENTS["ray"]: RAY_FEATURES / "feature_store.yaml",
 }
 
 
@@ -464,13 +466,16 @@ def test_every_reference_to_the_cluster_contract_follows_core_names(
 
 
 def test_the_config_maps_exist_under_the_names_the_pipeline_uses(
-    manifests: list[dict[str, Any]],
+    manifests: list[dict[str, Any]], request: pytest.FixtureRequest
 ) -> None:
     """No hash suffix (the pipeline, compiled outside kustomize, names them), the keys the
-    mappings need, and no reference in the manifests to a config map that is not built."""
+    mappings need, and no reference in the manifests to a config map that is not built. The
+    feature store's configuration is the cluster's, or the Ray one with ray-features."""
     maps = {d["metadata"]["name"]: d for d in manifests if d["kind"] == "ConfigMap"}
     assert set(maps) == {FEAST_CONFIG_MAP, STORAGE_CONFIG_MAP}
-    assert maps[FEAST_CONFIG_MAP]["data"] == {FEATURE_STORE_YAML: FEAST_YAML.read_text()}
+    ray = request.node.callspec.params["manifests"] == "ray-features"
+    feast_yaml = REPO_TEMPLATE_DIR / ENVIRONMENTS["ray" if ray else "cluster"]
+    assert maps[FEAST_CONFIG_MAP]["data"] == {FEATURE_STORE_YAML: feast_yaml.read_text()}
     storage = maps[STORAGE_CONFIG_MAP]["data"]
     assert set(storage) == set(STORAGE_CONFIG_ENV)
     assert storage["feature-data-uri"].startswith("s3://")

@@ -272,10 +272,23 @@ def use_s3(monkeypatch: pytest.MonkeyPatch, endpoint: str, bucket: str) -> str:
     return f"s3://{bucket}"
 
 
+class RayHead(NamedTuple):
+    """A started Ray head's addresses.
+
+    Attributes:
+        dashboard: the dashboard URL (its Jobs API), which ``train_ranker``'s ``ray_address``
+            takes.
+        client: the Ray Client address (``ray://…``), which Feast's ``ray_address`` takes.
+    """
+
+    dashboard: str
+    client: str
+
+
 @contextmanager
-def ray_head(num_cpus: int = 4) -> Iterator[str]:
-    """A Ray cluster of one head node (``ray start --head``) with its dashboard's Jobs API;
-    yields the dashboard URL that ``ray_address`` takes.
+def ray_head(num_cpus: int = 4) -> Iterator[RayHead]:
+    """A Ray cluster of one head node (``ray start --head``) with its dashboard's Jobs API and
+    its Ray Client server, started with this process's environment (its workers inherit it).
 
     Args:
         num_cpus: logical CPUs the head offers to jobs (more than the machine has is fine).
@@ -320,8 +333,9 @@ def ray_head(num_cpus: int = 4) -> Iterator[str]:
         capture_output=True,
         timeout=180,
     )
+    client = dict(zip(agents, ports, strict=True))["ray-client-server-port"]
     try:
-        yield f"http://127.0.0.1:{dashboard}"
+        yield RayHead(f"http://127.0.0.1:{dashboard}", f"ray://127.0.0.1:{client}")
     finally:
         stop_processes_under(temp)
         shutil.rmtree(temp, ignore_errors=True)

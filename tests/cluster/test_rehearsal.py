@@ -68,7 +68,7 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
         redis_server(REDIS_PASSWORD) as redis,
         postgres_server() as postgres,
         s3_server() as s3,
-        ray_head() as ray,
+        ray_head() as head,
     ):
         maps = config_maps(manifests)
         # A platform team points the storage config map at its object store; the Feast
@@ -94,7 +94,7 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
             },
         }
         cluster = FakeCluster(secrets, maps, tmp_path_factory.mktemp("pods"))
-        yield Rehearsal(cluster, ray, s3, manifests)
+        yield Rehearsal(cluster, head.dashboard, s3, manifests)
 
 
 def upload(path: Path, uri: str, endpoint: str) -> str:

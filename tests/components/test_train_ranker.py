@@ -152,8 +152,8 @@ def test_a_killed_worker_costs_an_epoch_not_the_run(
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[str]:
     """A real local Ray cluster (head only) with the Jobs API, on loopback."""
-    with ray_head() as address:
-        yield address
+    with ray_head() as head:
+        yield head.dashboard
 
 
 def test_training_runs_as_a_ray_job_on_an_existing_cluster(

@@ -41,9 +41,9 @@ from searchrank.core import schema as S
 from searchrank.core.errors import InputError
 from searchrank.core.names import RANKER_FEATURE_SERVICE
 from searchrank.features import tables as T
+from searchrank.features.asof_join import ROW_ID, ViewJoin
 from searchrank.features.materialize import materialize_features
-from searchrank.features.offline_store import ROW_ID, ViewJoin
-from searchrank.features.ray_offline_store import join_partition, split_block
+from searchrank.features.ray_join import BUCKET, join_partition, split_block
 from searchrank.features.store import (
     FEATURE_STORE_YAML,
     apply_definitions,
@@ -168,7 +168,7 @@ def _partitioned_join(
     window = (pc.min(entity["event_timestamp"]).as_py(), pc.max(entity["event_timestamp"]).as_py())
     parts = [
         join_partition(
-            shuffled.filter(pc.equal(shuffled["__searchrank_bucket"], b)),
+            shuffled.filter(pc.equal(shuffled[BUCKET], b)),
             view,
             source.schema,
             window,
@@ -197,17 +197,14 @@ def test_partitioned_joins_match_brute_force_for_any_partitioning(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", THRESHOLD_MB)
-def test_the_synthetic_set_joins_as_the_duckdb_store_does(
-    local_ray: None,
-    feature_repo: Path,
-    dataset_dir: Path,
-    tmp_path: Path,
-    strategy: str,
+def test_the_synthetic_set_joins_partitioned_as_the_duckdb_store_does(
+    local_ray: None, feature_repo: Path, dataset_dir: Path, tmp_path: Path
 ) -> None:
     """The training set of the session's dataset (every view of the ranker's feature service,
-    the on-demand text match included) is the DuckDB store's, byte for byte."""
-    repo = write_repo(tmp_path / "repo", dataset_dir, strategy)
+    the on-demand text match included) is the DuckDB store's, byte for byte, with every view
+    partitioned. (Broadcast, which these small views get by default, is the case of
+    ``test_ray_cluster_store.py``, on a Ray head over S3.)"""
+    repo = write_repo(tmp_path / "repo", dataset_dir, "partitioned")
     apply_definitions(open_store(repo))
     entities = dataset_dir / T.file_name(T.IMPRESSIONS)
     on_ray = fetch_features(entities, repo, RANKER_FEATURE_SERVICE, tmp_path / "ray.pq")

@@ -295,8 +295,16 @@ def _join_broadcast(block: pa.Table, rows: Any, view: ViewJoin, event_timestamp:
     return join_block(block, ray.get(rows), view, event_timestamp)
 
 
-def _shuffled(pieces: list[tuple[Any, list[str], int]], partitions: int) -> Any:
-    """The union of datasets split by :func:`split_block`, grouped by partition."""
+def _by_partition(
+    pieces: list[tuple[Any, list[str], int]],
+    partitions: int,
+    kernel: Callable[..., pa.Table],
+    kwargs: dict[str, Any],
+) -> Any:
+    """``kernel(group, **kwargs)`` for each partition's group of pieces: the datasets in
+    ``pieces`` (dataset, its key columns, its side) split by :func:`split_block`, shuffled by
+    partition. With one partition there is nothing to shuffle: the pieces are put in one block,
+    which skips the start-up of Ray Data's shuffle (seconds)."""
     parts = [
         dataset.map_batches(
             split_block,
@@ -307,7 +315,13 @@ def _shuffled(pieces: list[tuple[Any, list[str], int]], partitions: int) -> Any:
         for dataset, keys, side in pieces
     ]
     union = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
-    return union.groupby(BUCKET, num_partitions=partitions)
+    if partitions == 1:
+        return union.repartition(1).map_batches(
+            kernel, fn_kwargs=kwargs, batch_format="pyarrow", batch_size=None
+        )
+    return union.groupby(BUCKET, num_partitions=partitions).map_groups(
+        kernel, fn_kwargs=kwargs, batch_format="pyarrow"
+    )
 
 
 def _partitioned(
@@ -316,20 +330,16 @@ def _partitioned(
     """Partitioned join: entity rows and feature rows hash-partitioned by the join keys, then
     each partition joined on its own."""
     source = _read(view.path, _source_columns(view))
-    grouped = _shuffled(
+    return _by_partition(
         [(entity_ds, list(view.keys.values()), 0), (source, list(view.keys), 1)],
         partitions,
-    )
-    schema = _source_schema(view.path, _source_columns(view))
-    return grouped.map_groups(
         join_partition,
-        fn_kwargs={
+        {
             "view": view,
-            "source": schema,
+            "source": _source_schema(view.path, _source_columns(view)),
             "window": window,
             "event_timestamp": event_timestamp,
         },
-        batch_format="pyarrow",
     )
 
 
@@ -454,8 +464,8 @@ def pull(
     )
     if latest:
         partitions = sizing.partitions(read_size_bytes(path, columns.all))
-        dataset = _shuffled([(dataset, columns.keys, 1)], partitions).map_groups(
-            _latest_in_partition, fn_kwargs=interval_kwargs, batch_format="pyarrow"
+        dataset = _by_partition(
+            [(dataset, columns.keys, 1)], partitions, _latest_in_partition, interval_kwargs
         )
     return dataset
 

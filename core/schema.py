@@ -44,6 +44,12 @@ ENTITY_COLUMNS: tuple[str, ...] = (
 JOIN_KEYS: tuple[str, ...] = (USER_ID, ITEM_ID, QUERY)
 """The Feast entity join keys present in an entity dataframe."""
 
+TRUE_GRADE = "true_grade"
+"""Evaluation only: the label an item would earn on average once looked at, free of position
+bias (known for simulated data alone, from the generator's ground truth). Never a model input:
+:func:`feature_columns` leaves it out wherever it appears."""
+EVALUATION_ONLY_COLUMNS: tuple[str, ...] = (TRUE_GRADE,)
+
 QUERY_TEXT = "query_text"
 """The request-time copy of :data:`QUERY` that on-demand features read.
 
@@ -100,8 +106,9 @@ GRADES: tuple[int, ...] = tuple(int(g) for g in Grade)
 
 
 def feature_columns(columns: list[str]) -> list[str]:
-    """The columns of a training set after the entity columns, audit columns included."""
-    return [c for c in columns if c not in ENTITY_COLUMNS]
+    """The columns of a training set after the entity columns, audit columns included, and
+    without the evaluation-only ground truth (:data:`EVALUATION_ONLY_COLUMNS`)."""
+    return [c for c in columns if c not in ENTITY_COLUMNS and c not in EVALUATION_ONLY_COLUMNS]
 
 
 def model_feature_columns(columns: list[str]) -> list[str]:

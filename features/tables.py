@@ -24,6 +24,9 @@ SEARCHES = "searches"
 """One row per search: who, when, the typed and normalized query, the hidden intent."""
 IMPRESSIONS = "impressions"
 """One row per shown candidate with its position and graded label: the entity dataframe."""
+GROUND_TRUTH = "ground_truth"
+"""Simulated data only, for evaluation: each impression's hidden relevance and true grade
+(:mod:`searchrank.features.generator.environment`). Never a feature source."""
 USER_STATS = "user_stats"
 ITEM_STATS = "item_stats"
 QUERY_STATS = "query_stats"
@@ -34,7 +37,14 @@ QUERY_ITEM_MATCH = "query_item_match"
 """The on-demand view of query–item text-match features (computed, no table)."""
 
 SNAPSHOT_TABLES: tuple[str, ...] = (USER_STATS, ITEM_STATS, QUERY_STATS, USER_ITEM_STATS)
-ALL_TABLES: tuple[str, ...] = (CATALOGUE, USERS, SEARCHES, IMPRESSIONS, *SNAPSHOT_TABLES)
+ALL_TABLES: tuple[str, ...] = (
+    CATALOGUE,
+    USERS,
+    SEARCHES,
+    IMPRESSIONS,
+    GROUND_TRUTH,
+    *SNAPSHOT_TABLES,
+)
 
 MANIFEST = "manifest.json"
 
@@ -111,6 +121,15 @@ SCHEMAS: dict[str, pa.Schema] = {
         ]
     ),
     IMPRESSIONS: ENTITY_SCHEMA,
+    GROUND_TRUTH: pa.schema(
+        [
+            (S.SEARCH_ID, pa.int64()),
+            (S.ITEM_ID, pa.int64()),
+            ("relevance", pa.float64()),
+            ("save_scale", pa.float64()),
+            (S.TRUE_GRADE, pa.float32()),
+        ]
+    ),
     USER_STATS: pa.schema(
         [
             ("user_id", pa.int64()),

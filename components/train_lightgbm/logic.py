@@ -56,6 +56,20 @@ def matrix(
     return features, frame[S.LABEL].to_numpy(), frame[S.SEARCH_ID].to_numpy()
 
 
+def _positions(train: pd.DataFrame, config: LambdaMartConfig) -> np.ndarray | None:
+    """The logged positions position-bias correction learns from, when it is on."""
+    if config.position_bias_regularization is None:
+        return None
+    if S.POSITION not in train.columns:
+        raise InputError(
+            "train columns",
+            list(train.columns)[:12],
+            f"position-bias correction needs the logged {S.POSITION!r} of every row (the "
+            "propensity's input); this data has none, so train without it",
+        )
+    return train[S.POSITION].to_numpy(dtype=np.int64)
+
+
 def train_lightgbm(
     train: pd.DataFrame,
     valid: pd.DataFrame | None,
@@ -79,6 +93,7 @@ def train_lightgbm(
         feature_names=names,
         valid=matrix(valid, processor) if valid is not None and len(valid) else None,
         config=config,
+        positions=_positions(train, config),
     )
     tuned.save(model_dir)
     processor.save(model_dir / PROCESSOR_FILE)

@@ -21,11 +21,19 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from searchrank.core import schema as S
 from searchrank.core.names import PACKAGE_VERSION
 from searchrank.features import tables as T
 from searchrank.features.generator.catalogue import Catalogue, build_catalogue
 from searchrank.features.generator.config import GeneratorConfig
-from searchrank.features.generator.simulate import INTENTS, QUERY_FORMS, Chunk, Day, Simulator
+from searchrank.features.generator.simulate import (
+    INTENTS,
+    QUERY_FORMS,
+    Chunk,
+    Day,
+    Simulator,
+    expected_grade,
+)
 from searchrank.features.generator.snapshots import WINDOW, FeatureState
 from searchrank.features.generator.users import build_users
 
@@ -102,9 +110,8 @@ class _Writers:
             writer.close()
 
 
-def _chunk_frames(
-    chunk: Chunk, first_id: int, window_start: datetime
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _chunk_frames(chunk: Chunk, first_id: int, window_start: datetime) -> dict[str, pd.DataFrame]:
+    """The rows one chunk adds to the searches, impressions and ground-truth tables."""
     n = len(chunk.user)
     search_id = np.arange(first_id, first_id + n, dtype=np.int64)
     ts = pd.to_datetime(window_start) + pd.to_timedelta(chunk.time, unit="D")
@@ -134,7 +141,16 @@ def _chunk_frames(
             "label": chunk.imp_label,
         }
     )
-    return searches, impressions
+    truth = pd.DataFrame(
+        {
+            "search_id": search_id[s],
+            "item_id": impressions["item_id"].to_numpy(),
+            "relevance": chunk.imp_relevance,
+            "save_scale": chunk.imp_save_scale,
+            S.TRUE_GRADE: expected_grade(chunk.imp_relevance, chunk.imp_save_scale),
+        }
+    )
+    return {T.SEARCHES: searches, T.IMPRESSIONS: impressions, T.GROUND_TRUTH: truth}
 
 
 def generate(config: GeneratorConfig, out: Path, progress: Progress | None = None) -> Manifest:
@@ -176,9 +192,8 @@ def generate(config: GeneratorConfig, out: Path, progress: Progress | None = Non
                     chunk = simulator.simulate(day, n, rng)
                     state.record_chunk(day_index, chunk)
                     if day_index >= 0:
-                        searches, impressions = _chunk_frames(chunk, next_id, window_start)
-                        writers.write(T.SEARCHES, searches)
-                        writers.write(T.IMPRESSIONS, impressions)
+                        for table, rows in _chunk_frames(chunk, next_id, window_start).items():
+                            writers.write(table, rows)
                         next_id += n
                     remaining -= n
                 if day_index == BACKFILL_AFTER:

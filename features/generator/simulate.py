@@ -79,6 +79,10 @@ class Chunk:
     imp_item: np.ndarray
     imp_position: np.ndarray
     imp_label: np.ndarray
+    imp_relevance: np.ndarray
+    """The hidden relevance that drew each label (ground truth, never a model input)."""
+    imp_save_scale: np.ndarray
+    """How readily the listener saves what they stream (:func:`save_propensity`)."""
 
 
 class Simulator:
@@ -150,7 +154,8 @@ class Simulator:
             imp_search,
             rng,
         )
-        labels = self._click_model(relevance, position, imp_search, users, starts, rng)
+        save_scale = save_propensity(self.users.activity_level[users])[imp_search]
+        labels = cascade_labels(relevance, position, save_scale, starts, rng)
         order = np.argsort(time, kind="stable")
         rank = np.empty(n, dtype=np.int64)
         rank[order] = np.arange(n)
@@ -167,6 +172,8 @@ class Simulator:
             imp_item=imp_item[imp_order],
             imp_position=position[imp_order].astype(np.int32),
             imp_label=labels[imp_order].astype(np.int32),
+            imp_relevance=relevance[imp_order],
+            imp_save_scale=save_scale[imp_order],
         )
 
     # -- who searches, when, for what ------------------------------------------------------
@@ -336,33 +343,83 @@ class Simulator:
             + 0.25 * rng.standard_normal(len(item))
         )
 
-    def _click_model(
-        self,
-        relevance: np.ndarray,
-        position: np.ndarray,
-        search: np.ndarray,
-        users: np.ndarray,
-        starts: np.ndarray,
-        rng: np.random.Generator,
-    ) -> np.ndarray:
-        n = len(relevance)
-        examined = rng.random(n) < (1.0 + position) ** -EXAMINATION_EXPONENT
-        click = examined & (rng.random(n) < _sigmoid(1.5 * (relevance - 3.0)))
-        stream = click & (rng.random(n) < _sigmoid(1.5 * (relevance - 2.8)))
-        level = self.users.activity_level[users[search]]
-        save = stream & (rng.random(n) < _sigmoid(1.2 * (relevance - 5.0)) * (0.6 + 0.2 * level))
-        label = click.astype(np.int64) + stream + save
-        # Cascade: after the first satisfying result many listeners stop looking.
-        satisfied = (label >= 2).astype(np.int64)
-        before = np.cumsum(satisfied) - satisfied
-        before -= before[starts][search]
-        abandons = rng.random(len(starts)) < ABANDON_AFTER_SATISFIED
-        label[(before > 0) & abandons[search]] = 0
-        return label
-
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
+
+
+# -- the click model: the one place that turns relevance and position into a logged label ----
+
+
+def examination(position: np.ndarray) -> np.ndarray:
+    """The chance that a listener looks at the item shown at ``position`` (0 = top)."""
+    return (1.0 + np.asarray(position, dtype=np.float64)) ** -EXAMINATION_EXPONENT
+
+
+def save_propensity(activity_level: np.ndarray) -> np.ndarray:
+    """How readily a listener saves what they stream, by hidden activity level (0, 1, 2)."""
+    return 0.6 + 0.2 * np.asarray(activity_level, dtype=np.float64)
+
+
+def _grade_chances(
+    relevance: np.ndarray, save_scale: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """P(click | examined), P(stream | click) and P(save | stream) of each impression."""
+    click = _sigmoid(1.5 * (relevance - 3.0))
+    stream = _sigmoid(1.5 * (relevance - 2.8))
+    save = _sigmoid(1.2 * (relevance - 5.0)) * save_scale
+    return click, stream, save
+
+
+def expected_grade(relevance: np.ndarray, save_scale: np.ndarray) -> np.ndarray:
+    """The label an item earns on average once the listener has looked at it.
+
+    This is the item's true relevance on the label scale (0 skip … 3 save), free of position
+    bias and of the cascade: what an unbiased ranker should order by.
+    """
+    click, stream, save = _grade_chances(relevance, save_scale)
+    return click * (1.0 + stream * (1.0 + save))
+
+
+def cascade_labels(
+    relevance: np.ndarray,
+    position: np.ndarray,
+    save_scale: np.ndarray,
+    starts: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Draw the logged labels of shown lists through the position-biased cascade click model.
+
+    A listener examines position p with :func:`examination`; an examined item is clicked,
+    streamed and saved with chances that grow with its relevance; after the first satisfying
+    result (a stream) many listeners stop looking.
+
+    Args:
+        relevance: (n,) hidden relevance of each shown item.
+        position: (n,) where it was shown, 0 = top; the rows of one list are contiguous and in
+            position order.
+        save_scale: (n,) the listener's :func:`save_propensity`, per row.
+        starts: (lists,) the first row of each list.
+        rng: the random draws (consumed in a fixed order, so a seed reproduces the labels).
+
+    Returns:
+        (n,) int64 labels: 0 skip, 1 click, 2 stream of at least 30 s, 3 save.
+    """
+    n = len(relevance)
+    p_click, p_stream, p_save = _grade_chances(relevance, save_scale)
+    examined = rng.random(n) < examination(position)
+    click = examined & (rng.random(n) < p_click)
+    stream = click & (rng.random(n) < p_stream)
+    save = stream & (rng.random(n) < p_save)
+    label = click.astype(np.int64) + stream + save
+    # Cascade: after the first satisfying result many listeners stop looking.
+    search = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, n)))
+    satisfied = (label >= 2).astype(np.int64)
+    before = np.cumsum(satisfied) - satisfied
+    before -= before[starts[search]]
+    abandons = rng.random(len(starts)) < ABANDON_AFTER_SATISFIED
+    label[(before > 0) & abandons[search]] = 0
+    return label
 
 
 def pair_noise(user: np.ndarray, item: np.ndarray) -> np.ndarray:

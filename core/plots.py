@@ -133,3 +133,56 @@ def histogram(
 def _signed(value: float) -> str:
     """``value`` with four decimals and a typographic minus (``−0.0100``), as a label reads."""
     return f"{value:.4f}".replace("-", "\u2212")
+
+
+def forest(
+    rows: Sequence[tuple[str, float, float, float]],
+    *,
+    bounds: Mapping[str, float] | None = None,
+    title: str = "",
+    xlabel: str = "",
+) -> str:
+    """Estimates with their intervals, one row each, beside a line at 0: effects at a glance.
+
+    Args:
+        rows: (label, estimate, low, high) per row, drawn top to bottom.
+        bounds: label -> a margin drawn as a red tick on that row (a guardrail's limit).
+    """
+    figure, axis = plt.subplots(figsize=(6.5, 0.6 * len(rows) + 1.2))
+    for y, (label, estimate, low, high) in enumerate(reversed(rows)):
+        axis.errorbar(
+            estimate,
+            y,
+            xerr=[[estimate - low], [high - estimate]],
+            fmt="o",
+            capsize=4,
+            color="#4c72b0",
+        )
+        if bounds and label in bounds:
+            axis.plot(bounds[label], y, marker="|", markersize=18, color="#c8453a")
+    axis.axvline(0.0, color="#b0b0b0", linestyle=":")
+    axis.set_yticks(range(len(rows)), [label for label, *_ in reversed(rows)], fontsize=8)
+    axis.set(title=title, xlabel=xlabel)
+    figure.tight_layout()
+    return data_uri(figure)
+
+
+def overlaid_histograms(
+    samples: Mapping[str, Sequence[float]], *, title: str = "", xlabel: str = ""
+) -> str:
+    """Distributions of several systems' values on shared bins (latencies of two arms)."""
+    figure, axis = plt.subplots(figsize=(5.5, 3))
+    every = [v for values in samples.values() for v in values]
+    bins = 40 if every else 1
+    for name, values in samples.items():
+        axis.hist(
+            values,
+            bins=bins,
+            range=(min(every), max(every)) if every else None,
+            alpha=0.55,
+            label=name,
+        )
+    axis.set(title=title, xlabel=xlabel)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    return data_uri(figure)

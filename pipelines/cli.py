@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
+from searchrank.components.experiment.config import ExperimentConfig
 from searchrank.components.validate_data.config import ValidationConfig
 from searchrank.core.errors import InputError
 from searchrank.core.names import NAMESPACE, RANKER_FEATURE_SERVICE
@@ -44,6 +45,8 @@ err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 VALIDATION = ValidationConfig()
 """The defaults of ``searchrank validate``'s thresholds."""
+EXPERIMENT = ExperimentConfig()
+"""The defaults of ``searchrank experiment``."""
 
 
 def reports_input_errors(command: F) -> F:
@@ -318,6 +321,77 @@ def ltr(
 
     result = run_ltr(train, test, valid, replace(LTR_RANKER, num_workers=workers), log=log)
     print(json.dumps(result))
+
+
+@app.command()
+@reports_input_errors
+def experiment(
+    test: Annotated[Path, typer.Option(help="Held-out searches: a test split (parquet).")],
+    ground_truth: Annotated[
+        Path,
+        typer.Option(help="The generated data folder, or its ground_truth.parquet."),
+    ],
+    champion: Annotated[
+        str,
+        typer.Option(
+            help="The model in production: a ranker or LightGBM model folder, an exported "
+            "Bento, or a Bento or model tag."
+        ),
+    ],
+    challenger: Annotated[str, typer.Option(help="The model to test, in the same forms.")],
+    pre_period: Annotated[
+        Path | None, typer.Option(help="Rows before the test (the train split), for CUPED.")
+    ] = None,
+    minimum_detectable_effect: Annotated[
+        float, typer.Option(help="Smallest relative change of streams per search to detect.")
+    ] = EXPERIMENT.minimum_detectable_effect,
+    power: Annotated[float, typer.Option(help="Wanted power of the A/B test.")] = EXPERIMENT.power,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated reactions.")] = EXPERIMENT.seed,
+    report_dir: Annotated[
+        Path | None, typer.Option(help="Write experiment.json, .html and .md here.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="End with one JSON line: the decision and sessions.")
+    ] = False,
+) -> None:
+    """Champion against challenger on simulated listeners: interleaving, an A/B test with
+    guardrails, the ship decision and the searches each method needs. Exit 0 when the
+    challenger ships, 1 when it does not, 2 on bad input."""
+    import json
+    import tempfile
+    from dataclasses import replace
+
+    from searchrank.components.experiment.logic import run_experiment, write_report_json
+    from searchrank.components.experiment.report import html_page, markdown
+    from searchrank.core.champion import resolve_champion
+
+    def model_folder(reference: str, name: str) -> Path:
+        """A local model folder as it is (a ranker or LightGBM); anything else as a champion
+        reference (a Bento, a tag, a checkpoint on object storage)."""
+        if Path(reference).is_dir():
+            return Path(reference)
+        return resolve_champion(reference, Path(tempfile.mkdtemp(prefix=f"{name}-"))).model_dir
+
+    config = replace(
+        EXPERIMENT, minimum_detectable_effect=minimum_detectable_effect, power=power, seed=seed
+    )
+    report = run_experiment(
+        test,
+        ground_truth,
+        model_folder(champion, "champion"),
+        model_folder(challenger, "challenger"),
+        config,
+        pre_period_path=pre_period,
+    )
+    (err_console if as_json else console).print(markdown(report))
+    if report_dir is not None:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        write_report_json(report, report_dir / "experiment.json")
+        (report_dir / "experiment.html").write_text(html_page(report))
+        (report_dir / "experiment.md").write_text(markdown(report))
+    if as_json:
+        print(json.dumps({"decision": report.decision["verdict"], **report.metrics()}))
+    raise typer.Exit(0 if report.decision["ship"] else 1)
 
 
 @components_app.command("compile")

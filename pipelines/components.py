@@ -16,6 +16,7 @@ import searchrank.components as components_package
 from searchrank.components.build_index import build_index_op
 from searchrank.components.evaluate import evaluate_op
 from searchrank.components.evaluate_retrieval import evaluate_retrieval_op
+from searchrank.components.experiment import experiment_op
 from searchrank.components.fetch_features import fetch_features_op
 from searchrank.components.materialize_features import materialize_features_op
 from searchrank.components.package_service import package_service_op
@@ -43,6 +44,7 @@ COMPONENTS: dict[str, Any] = {
     "train_intent": train_intent_op,
     "evaluate_retrieval": evaluate_retrieval_op,
     "plan_training": plan_training_op,
+    "experiment": experiment_op,
 }
 
 COMPONENTS_DIR = Path(components_package.__file__).resolve().parent

@@ -206,3 +206,52 @@ def intent_splits(
     outputs = {name: folder / f"{name}.parquet" for name in parts}
     train_intent(parts, dataset_dir / T.file_name(T.SEARCHES), folder / "model", outputs)
     return {"model": folder / "model", **outputs}
+
+
+def _tiny_lightgbm(folder: Path, train: pd.DataFrame, contract: Path) -> Path:
+    """A LambdaMART baseline with a one-point grid, for tests that need a model folder."""
+    from searchrank.components.train_lightgbm.logic import train_lightgbm
+    from searchrank.core.contract import FeatureContract
+    from searchrank.core.lambdamart import LambdaMartConfig
+
+    config = LambdaMartConfig(
+        num_leaves=(15,),
+        min_data_in_leaf=(20,),
+        feature_fraction=(1.0,),
+        folds=2,
+        max_rounds=100,
+        num_threads=1,
+    )
+    train_lightgbm(train, None, folder, config, contract=FeatureContract.load(contract))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def lightgbm_baseline(tmp_path_factory: pytest.TempPathFactory, splits: dict[str, Path]) -> Path:
+    """A small LambdaMART baseline trained on the session's train split."""
+    import pandas as pd
+
+    folder = tmp_path_factory.mktemp("lightgbm") / "model"
+    return _tiny_lightgbm(folder, pd.read_parquet(splits["train"]), splits["contract"])
+
+
+@pytest.fixture(scope="session")
+def experiment_pair(
+    tmp_path_factory: pytest.TempPathFactory, splits: dict[str, Path], dataset_dir: Path
+) -> tuple[Path, Path]:
+    """(champion, challenger): a baseline that learned nothing (labels shuffled) and one that
+    learned from the simulator's true grades: a difference any online test must find."""
+    import numpy as np
+    import pandas as pd
+
+    from searchrank.core import schema as S
+    from searchrank.features.generator.environment import attach_true_grades, load_ground_truth
+
+    train = attach_true_grades(pd.read_parquet(splits["train"]), load_ground_truth(dataset_dir))
+    shuffled = np.random.default_rng(0).permutation(train[S.LABEL].to_numpy())
+    graded = np.rint(train[S.TRUE_GRADE].to_numpy()).astype(np.int32)
+    root = tmp_path_factory.mktemp("experiment_pair")
+    return (
+        _tiny_lightgbm(root / "noise", train.assign(**{S.LABEL: shuffled}), splits["contract"]),
+        _tiny_lightgbm(root / "truth", train.assign(**{S.LABEL: graded}), splits["contract"]),
+    )

@@ -5,7 +5,7 @@ No ``from __future__ import annotations`` here: KFP reads the components' annota
 """
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Output
+from kfp.dsl import Artifact, Dataset, Model, Output
 
 from searchrank.core.names import COMPONENT_IMAGE
 
@@ -24,3 +24,11 @@ def file_artifact_op(source: str, artifact: Output[Artifact]) -> None:
     import shutil
 
     shutil.copyfile(source, artifact.path)
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def folder_model_op(source: str, model: Output[Model]) -> None:
+    """The folder ``source`` as a Model (a trained ranker or baseline)."""
+    import shutil
+
+    shutil.copytree(source, model.path)

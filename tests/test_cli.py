@@ -218,3 +218,39 @@ def test_run_refuses_missing_or_unknown_parameters_before_starting(
     result = runner.invoke(app, ["run", "--local", *args])
     assert result.exit_code == 2, result.output
     assert named in result.output and "Traceback" not in result.output
+
+
+def test_experiment_ends_with_the_decision_and_refuses_too_few_listeners(
+    tmp_path: Path, splits: dict[str, Path], dataset_dir: Path, experiment_pair: tuple[Path, Path]
+) -> None:
+    champion, challenger = experiment_pair
+    common = [
+        "experiment",
+        "--test",
+        str(splits["test"]),
+        "--ground-truth",
+        str(dataset_dir),
+        "--champion",
+        str(champion),
+        "--challenger",
+        str(challenger),
+    ]
+    result = runner.invoke(
+        app,
+        [
+            *common,
+            "--pre-period",
+            str(splits["train"]),
+            "--minimum-detectable-effect",
+            "0.5",
+            "--report-dir",
+            str(tmp_path),
+            "--json",
+        ],
+    )
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert result.exit_code == (0 if outcome["decision"] == "ship" else 1), result.output
+    assert outcome["interleaving_preference"] > 0
+    assert (tmp_path / "experiment.html").is_file() and (tmp_path / "experiment.json").is_file()
+    refused = runner.invoke(app, common)
+    assert refused.exit_code == 2 and "sessions" in refused.output

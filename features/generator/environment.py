@@ -20,6 +20,7 @@ appears.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -58,22 +59,31 @@ def load_ground_truth(data: Path) -> pd.DataFrame:
 
 
 def attach_true_grades(frame: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with each row's true grade added as :data:`~searchrank.core.schema.TRUE_GRADE`.
+    """``frame`` with each row's true grade added as :data:`~searchrank.core.schema.TRUE_GRADE`
+    (:func:`attach_ground_truth` of that one column)."""
+    return attach_ground_truth(frame, truth, (S.TRUE_GRADE,))
+
+
+def attach_ground_truth(
+    frame: pd.DataFrame, truth: pd.DataFrame, columns: Sequence[str]
+) -> pd.DataFrame:
+    """``frame`` with the ground truth's ``columns`` added to each row, by search and item.
 
     Args:
         frame: rows with ``search_id`` and ``item_id`` (a training set, a split, a slate).
         truth: :func:`load_ground_truth`'s table, covering at least ``frame``'s rows.
+        columns: the ground truth's columns to add (``true_grade``, ``relevance``, ...).
 
     Returns:
-        A copy of ``frame`` in the same row order, with a float column ``true_grade``.
+        A copy of ``frame`` in the same row order, with the columns added as floats.
 
     Raises:
         InputError: a row of ``frame`` has no ground truth (data from another generation).
     """
-    grades = truth.set_index(list(TRUTH_KEYS))[S.TRUE_GRADE]
+    indexed = truth.set_index(list(TRUTH_KEYS))[list(columns)]
     keys = pd.MultiIndex.from_frame(frame[list(TRUTH_KEYS)])
-    values = grades.reindex(keys).to_numpy(dtype=np.float64)
-    missing = np.flatnonzero(np.isnan(values))
+    values = indexed.reindex(keys).to_numpy(dtype=np.float64)
+    missing = np.flatnonzero(np.isnan(values).any(axis=1))
     if len(missing):
         row = frame.iloc[int(missing[0])]
         raise InputError(
@@ -83,7 +93,8 @@ def attach_true_grades(frame: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame
             "from the same generated data folder as the rows",
         )
     out = frame.copy()
-    out[S.TRUE_GRADE] = values
+    for i, column in enumerate(columns):
+        out[column] = values[:, i]
     return out
 
 

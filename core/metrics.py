@@ -1,7 +1,8 @@
 """Ranking metrics over flat arrays of (query, candidate) rows, one value per query.
 
 Every function takes three parallel arrays of length ``n``: graded relevance ``labels``
-(integers >= 0), model ``scores`` and query ids ``groups``. The rows of one query must be
+(integers >= 0; for NDCG alone, non-negative real grades where ``grades="real"``), model
+``scores`` and query ids ``groups``. The rows of one query must be
 contiguous, as they are in every ranking dataset of this project (checked by
 :func:`searchrank.core.schema.search_bounds`).
 
@@ -16,6 +17,11 @@ Conventions:
   from 1 (Burges et al.; the LightGBM ``ndcg`` convention). The ideal DCG is computed from the
   query's own candidate labels, and NDCG@k truncates both the DCG and the ideal DCG at rank k;
   a k beyond the list length counts the whole list.
+* **Real-valued grades.** NDCG also takes a real grade (``grades="real"``, :data:`Grades`), such
+  as the simulator's true grade, the label an item earns on average: the same gain
+  ``2^grade − 1``, discount and truncation, so an integer grade scores as that label. The gain
+  of an average grade is not the average gain (``2^g − 1`` is convex, so it is the smaller),
+  but it orders items as the grade does, and ranking by the grade itself scores 1.
 * **Relevant** (for MRR, MAP and recall) means ``label >= relevance_threshold`` (default 1).
   MRR and MAP read the whole list; recall@k is the share of the query's relevant candidates
   ranked in the top k; MAP divides by the number of relevant candidates of the query.
@@ -25,7 +31,9 @@ Conventions:
   Every figure searchrank reports follows this rule, LightGBM's validation NDCG included.
   :func:`ndcg_at_k` is the one NDCG of the project; its ``no_relevant`` parameter names the
   convention (:data:`NoRelevant`), so another one (LightGBM's built-in ``ndcg`` counts such
-  queries as 1) is a visible choice rather than a second implementation.
+  queries as 1) is a visible choice rather than a second implementation; its ``grades``
+  parameter, and that of :func:`per_query_ndcg` (its per-query values), name the labels it
+  takes.
 """
 
 from __future__ import annotations
@@ -55,6 +63,15 @@ NoRelevant = Literal["skip", "one", "zero"]
 searchrank reports; ``"one"`` counts it as 1, as LightGBM's built-in ``ndcg`` metric does;
 ``"zero"`` counts it as 0."""
 NO_RELEVANT: tuple[str, ...] = get_args(NoRelevant)
+
+Grades = Literal["integer", "real"]
+"""What NDCG's labels may be: ``"integer"``, graded relevance labels, integers from 0 to
+:data:`MAX_LABEL` (logged labels: every figure against clicks); ``"real"``, any real grade from
+0 to :data:`MAX_LABEL`, such as the simulator's true grade
+(:data:`~searchrank.core.schema.TRUE_GRADE`). Both use the gain ``2^grade − 1``; a query
+counts as having a relevant candidate when one has a positive grade (its ideal DCG is
+positive)."""
+GRADES: tuple[str, ...] = get_args(Grades)
 
 
 def per_query_metrics(
@@ -143,6 +160,46 @@ def mean_metrics(per_query: pd.DataFrame) -> dict[str, float]:
     return means
 
 
+def per_query_ndcg(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    groups: np.ndarray,
+    ks: Sequence[int] = (1, 5, 10),
+    *,
+    grades: Grades = "integer",
+) -> pd.DataFrame:
+    """NDCG@k of every query: :func:`ndcg_at_k`'s per-query values, for statistics over
+    queries (bootstrap intervals), on grades :func:`per_query_metrics` does not take.
+
+    Args:
+        labels: (n,) grades, as ``grades`` says (:data:`Grades`).
+        scores: (n,) model scores, higher ranks first; NaN is not allowed.
+        groups: (n,) query ids; the rows of one query must be contiguous.
+        ks: the cut-offs, distinct positive integers.
+        grades: ``"integer"`` for graded labels, ``"real"`` for real-valued grades.
+
+    Returns:
+        One row per query, indexed by query id (named :data:`QUERY_INDEX`) in order of first
+        appearance, with the columns ``ndcg@{k}`` for each k, ``n_candidates`` and
+        ``has_relevant`` (some candidate has a positive grade), NaN where that is False: a
+        frame :func:`mean_metrics` averages. With integer labels, its NDCG is that of
+        :func:`per_query_metrics` at the default threshold.
+
+    Raises:
+        InputError: as :func:`per_query_metrics` (a fractional label only with ``"integer"``),
+            or ``grades`` is not a :data:`Grades`.
+    """
+    y, s, g = _check_arrays(labels, scores, groups, _check_grades(grades))
+    cutoffs = _check_ks(ks)
+    ranking = _rank(y, s, g)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ndcg = {f"ndcg@{k}": _ndcg(ranking, k, "skip") for k in cutoffs}
+    frame = pd.DataFrame(ndcg, index=pd.Index(g[ranking.starts], name=QUERY_INDEX))
+    frame["n_candidates"] = ranking.sizes
+    frame["has_relevant"] = np.maximum.reduceat(ranking.ranked, ranking.starts) > 0
+    return frame
+
+
 def ndcg_at_k(
     labels: np.ndarray,
     scores: np.ndarray,
@@ -150,6 +207,7 @@ def ndcg_at_k(
     k: int,
     *,
     no_relevant: NoRelevant = "skip",
+    grades: Grades = "integer",
 ) -> float:
     """Mean NDCG@k over queries: the one NDCG of searchrank (see the module docstring).
 
@@ -158,18 +216,21 @@ def ndcg_at_k(
         scores: (n,) model scores.
         groups: (n,) contiguous query ids.
         k: the cut-off, a positive integer.
-        no_relevant: what a query without any relevant candidate (no label >= 1) counts as
-            (:data:`NoRelevant`); ``"skip"`` leaves it out, as every reported figure does.
+        no_relevant: what a query without any relevant candidate (no positive grade) counts
+            as (:data:`NoRelevant`); ``"skip"`` leaves it out, as every reported figure does.
+        grades: ``"integer"`` for graded labels, ``"real"`` for real-valued grades
+            (:data:`Grades`).
 
     Returns:
         The mean NDCG@k; with ``"skip"``, NaN when no query has a relevant candidate.
 
     Raises:
-        InputError: as :func:`per_query_metrics`, or ``no_relevant`` is not a :data:`NoRelevant`.
+        InputError: as :func:`per_query_metrics` (a fractional label only with ``"integer"``),
+            or ``no_relevant`` is not a :data:`NoRelevant` or ``grades`` not a :data:`Grades`.
     """
     if no_relevant not in NO_RELEVANT:
         raise InputError("no_relevant", no_relevant, f"must be one of {list(NO_RELEVANT)}")
-    y, s, g = _check_arrays(labels, scores, groups)
+    y, s, g = _check_arrays(labels, scores, groups, _check_grades(grades))
     (cutoff,) = _check_ks((k,))
     with np.errstate(divide="ignore", invalid="ignore"):
         per_query = _ndcg(_rank(y, s, g), cutoff, no_relevant)
@@ -246,10 +307,18 @@ def _order_within_queries(key: np.ndarray, query_of_row: np.ndarray) -> np.ndarr
     return by_key[np.argsort(query_of_row[by_key], kind="stable")]
 
 
+def _check_grades(grades: Grades) -> Grades:
+    """Validate NDCG's ``grades`` parameter."""
+    if grades not in GRADES:
+        raise InputError("grades", grades, f"must be one of {list(GRADES)}")
+    return grades
+
+
 def _check_arrays(
-    labels: np.ndarray, scores: np.ndarray, groups: np.ndarray
+    labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, grades: Grades = "integer"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Validate the three row arrays; returns labels (int64), scores (float64) and groups."""
+    """Validate the three row arrays; returns labels (int64, or float64 with real ``grades``),
+    scores (float64) and groups."""
     y = np.asarray(labels)
     s = np.asarray(scores)
     g = np.asarray(groups)
@@ -266,16 +335,20 @@ def _check_arrays(
     for name, array in (("labels", y), ("scores", s)):
         if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
             raise InputError(name, str(array.dtype), "must be an integer or float array")
-    bad_label = ~np.isfinite(y) | (y < 0) | (y > MAX_LABEL) | (y != np.floor(y))
+    integer = grades == "integer"
+    bad_label = ~np.isfinite(y) | (y < 0) | (y > MAX_LABEL)
+    if integer:
+        bad_label |= y != np.floor(y)
     if bad_label.any():
+        kind = "integers" if integer else "real numbers"
         raise InputError(
             "labels",
             y[bad_label][0],
-            f"graded relevance labels must be integers from 0 to {MAX_LABEL}",
+            f"graded relevance labels must be {kind} from 0 to {MAX_LABEL}",
         )
     if np.isnan(s).any():
         raise InputError("scores", float("nan"), "scores must not be NaN")
-    return y.astype(np.int64), s.astype(np.float64), g
+    return y.astype(np.int64 if integer else np.float64), s.astype(np.float64), g
 
 
 def _check_ks(ks: Sequence[int]) -> tuple[int, ...]:

@@ -48,7 +48,12 @@ TRUE_GRADE = "true_grade"
 """Evaluation only: the label an item would earn on average once looked at, free of position
 bias (known for simulated data alone, from the generator's ground truth). Never a model input:
 :func:`feature_columns` leaves it out wherever it appears."""
-EVALUATION_ONLY_COLUMNS: tuple[str, ...] = (TRUE_GRADE,)
+HIDDEN_RELEVANCE = "relevance"
+"""Evaluation only: the simulator's hidden relevance score that drew an impression's label."""
+SAVE_SCALE = "save_scale"
+"""Evaluation only: how readily the simulated listener saves what they stream."""
+EVALUATION_ONLY_COLUMNS: tuple[str, ...] = (TRUE_GRADE, HIDDEN_RELEVANCE, SAVE_SCALE)
+"""The generator's ground truth (``ground_truth.parquet``): never model inputs."""
 
 QUERY_TEXT = "query_text"
 """The request-time copy of :data:`QUERY` that on-demand features read.

@@ -125,8 +125,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         [
             (S.SEARCH_ID, pa.int64()),
             (S.ITEM_ID, pa.int64()),
-            ("relevance", pa.float64()),
-            ("save_scale", pa.float64()),
+            (S.HIDDEN_RELEVANCE, pa.float64()),
+            (S.SAVE_SCALE, pa.float64()),
             (S.TRUE_GRADE, pa.float32()),
         ]
     ),

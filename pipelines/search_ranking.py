@@ -40,6 +40,8 @@ from searchrank.components.evaluate import evaluate_op
 from searchrank.components.evaluate.config import EvaluateConfig
 from searchrank.components.evaluate_retrieval import evaluate_retrieval_op
 from searchrank.components.evaluate_retrieval.config import RetrievalConfig
+from searchrank.components.experiment import experiment_op
+from searchrank.components.experiment.config import ExperimentConfig
 from searchrank.components.fetch_features import fetch_features_op
 from searchrank.components.materialize_features import materialize_features_op
 from searchrank.components.package_service import package_service_op
@@ -63,7 +65,7 @@ PIPELINE_NAME = "search-ranking"
 # The steps' configs are the one source of the pipeline's defaults (tests/cluster/test_defaults.py).
 RANKER, RETRIEVER, LIGHTGBM = TrainRankerConfig(), TrainRetrieverConfig(), LambdaMartConfig()
 VALIDATION, EVALUATION = ValidationConfig(), EvaluateConfig()
-RETRIEVAL, PACKAGING = RetrievalConfig(), PackageConfig()
+RETRIEVAL, PACKAGING, EXPERIMENT = RetrievalConfig(), PackageConfig(), ExperimentConfig()
 
 DEFAULT_PIPELINE_ROOT = "s3://searchrank-artifacts/pipeline-root"
 """Where a Kubeflow run keeps its artifacts unless ``searchrank compile --pipeline-root`` says
@@ -86,6 +88,7 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
         entities_uri: str,
         catalogue_uri: str,
         searches_uri: str,
+        ground_truth_uri: str = "",
         feature_repo: str = FEAST_REPO_MOUNT,
         feature_service: str = RANKER_FEATURE_SERVICE,
         champion: str = "",
@@ -115,6 +118,7 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
         min_intent_gain: float = RETRIEVAL.min_intent_gain,
         bootstrap_samples: int = EVALUATION.bootstrap_samples,
         p99_budget_ms: float = PACKAGING.p99_budget_ms,
+        experiment_min_effect: float = EXPERIMENT.minimum_detectable_effect,
         gpu_type: str = "nvidia.com/gpu",
         gpu_node_selector: dict = {"nvidia.com/gpu.present": "true"},  # noqa: B006
         gpu_toleration: dict = {  # noqa: B006
@@ -129,6 +133,10 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
         entities_uri: the logged impressions (entity rows) to train on.
         catalogue_uri: one row per item, for the service's retriever.
         searches_uri: one row per search with its ``intent``, for the intent model.
+        ground_truth_uri: simulated data only: the generator's ``ground_truth.parquet``. With
+            it, a packaged ranker meets the champion (or, without one, the LambdaMART
+            baseline) in a simulated online experiment (interleaving, an A/B test with
+            guardrails, the ship decision); empty to skip the experiment.
         feature_repo: the Feast repository folder (``feature_store.yaml``); on a cluster the
             steps that open Feast mount the config map ``searchrank-feast`` there.
         feature_service: the feature service to train and serve on.
@@ -164,6 +172,8 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
         min_intent_gain: routing by intent is blessed when the intent model's accuracy beats
             the majority class's by more than this.
         p99_budget_ms: the latency the packaged Bento must meet in infra validation.
+        experiment_min_effect: the smallest relative change of streams per search the
+            experiment's A/B test must be able to detect; it refuses to run on fewer listeners.
         gpu_type, gpu_node_selector, gpu_toleration: how a train step that trains on GPUs in
             its own pod (``use_gpu`` without ``ray_address``) asks for them on the cluster.
         work_claim: the ReadWriteMany claim that the train steps mount at ``/mnt/work``, as the
@@ -291,16 +301,34 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
                 run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                 p99_budget_ms=p99_budget_ms,
             ).after(materialize)
-            blessed_report = run_report_op(
-                **report_inputs,
-                serving_summary=package.outputs["summary"],
-                bento=package.outputs["bento"],
-            )
+            packaged = {
+                "serving_summary": package.outputs["summary"],
+                "bento": package.outputs["bento"],
+            }
+            with dsl.If(ground_truth_uri != "", name="experiment"):
+                truth = dsl.importer(artifact_uri=ground_truth_uri, artifact_class=Dataset)
+                experiment = experiment_op(
+                    test=test_split,
+                    pre_period=train_split,
+                    ground_truth=truth.output,
+                    champion=lightgbm.outputs["model"],
+                    challenger=ranker.outputs["model"],
+                    champion_reference=champion,
+                    champion_name="LightGBM",
+                    challenger_name="candidate",
+                    minimum_detectable_effect=experiment_min_effect,
+                ).after(package)
+                experiment_report = run_report_op(
+                    **report_inputs, **packaged, experiment_report=experiment.outputs["report"]
+                )
+            with dsl.Else(name="no-experiment"):
+                blessed_report = run_report_op(**report_inputs, **packaged)
         with dsl.Else(name="not-blessed"):
             unblessed_report = run_report_op(**report_inputs)
         # The online store, the Bento and the run's report must always be fresh; the rest may
         # be cached (a rerun after a failed step reuses what finished).
-        for always in (package, materialize, blessed_report, unblessed_report):
+        reports = (blessed_report, experiment_report, unblessed_report)
+        for always in (package, materialize, *reports):
             always.set_caching_options(False)
         if cluster:
             from searchrank.pipelines import placement as pods
@@ -312,10 +340,11 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
             # The champion and the reference training set may live on object storage.
             pods.read_object_storage(verdict)
             pods.read_object_storage(validated)
+            pods.read_object_storage(experiment)
             sizes = {
-                pods.LIGHT: (placement, blessed_report, unblessed_report),
+                pods.LIGHT: (placement, *reports),
                 pods.FEATURES: (materialize, fetched, validated),
-                pods.MODELLING: (parts, intent, lightgbm, index, retrieval, verdict),
+                pods.MODELLING: (parts, intent, lightgbm, index, retrieval, verdict, experiment),
                 pods.PACKAGING: (package,),
             }
             for pod, tasks in sizes.items():

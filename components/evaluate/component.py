@@ -20,6 +20,7 @@ def evaluate_op(
     lightgbm: Optional[Input[Model]] = None,  # noqa: UP045 (KFP reads typing.Optional)
     train: Optional[Input[Dataset]] = None,  # noqa: UP045
     searches: Optional[Input[Dataset]] = None,  # noqa: UP045
+    ground_truth: Optional[Input[Dataset]] = None,  # noqa: UP045
     champion: str = "",
     min_gain_vs_baselines: float = 0.0,
     min_gain_vs_champion: float = 0.0,
@@ -30,7 +31,8 @@ def evaluate_op(
     Args:
         test: the test split (never used in training or selection).
         candidate: the trained ranker.
-        metrics: every system's NDCG@k, MRR and MAP, and the candidate's explicit-leak rate.
+        metrics: every system's NDCG@k, MRR and MAP (and ``true_ndcg@k`` with a ground
+            truth), and the candidate's explicit-leak rate.
         report: the decision, metrics by slice and bootstrap distributions, as HTML.
         summary: the decision and the metrics, as Markdown.
         evaluation: everything as JSON (for the run report).
@@ -38,6 +40,10 @@ def evaluate_op(
         lightgbm: the LambdaMART baseline.
         train: the train split, whose item texts join the BM25 corpus.
         searches: the searches table, for the query-intent slice.
+        ground_truth: simulated data only: the generator's ``ground_truth.parquet``, covering
+            every test row. Every system then also gets NDCG@k against the true grades, with
+            intervals, and the candidate is compared with each system on it: information
+            only, never part of the blessing.
         min_gain_vs_baselines: lower interval bound of (candidate − baseline) NDCG@10 needed.
         champion: the ranker in production, to beat: an exported Bento (a path or s3:// URI),
             a Bento or model tag in the step's BentoML store, or a ranker checkpoint folder
@@ -78,6 +84,7 @@ def evaluate_op(
         champion=found,
         train_path=optional(train),
         searches_path=optional(searches),
+        ground_truth_path=optional(ground_truth),
     )
     log_metrics(metrics, outcome.metrics())
     evaluation.metadata.update({"blessed": outcome.blessed, "champion": outcome.champion})

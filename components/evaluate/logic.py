@@ -4,6 +4,11 @@ confidence intervals, and the decision to bless it or not.
 Convention for searches without any relevant candidate (no label at or above the relevance
 threshold): they carry no information about ordering, so they are excluded from every mean, for
 every system alike, and counted (``queries_without_relevant``).
+
+On simulated data a ground truth may be given: each row's true grade (the label the item earns
+on average once looked at, free of position bias). Every system then also gets NDCG against it
+(:class:`TruthEvaluation`), over every search with a positive true grade (clicked or not), as
+information only: the blessing reads the logged labels alone.
 """
 
 from __future__ import annotations
@@ -25,9 +30,10 @@ from searchrank.core.champion import Champion
 from searchrank.core.content import LeakAudit, filter_applies, is_withheld, visible
 from searchrank.core.errors import InputError
 from searchrank.core.io import read_parquet_input
-from searchrank.core.metrics import mean_metrics, per_query_metrics
+from searchrank.core.metrics import mean_metrics, per_query_metrics, per_query_ndcg
 from searchrank.features import tables as T
 from searchrank.features import vocabulary as V
+from searchrank.features.generator.environment import attach_true_grades, load_ground_truth
 
 CANDIDATE, CHAMPION = "candidate", "champion"
 LIGHTGBM, POPULARITY, BM25 = "lightgbm", "popularity", "bm25"
@@ -36,6 +42,12 @@ COLD_START = V.ACTIVITY_BUCKETS[0]
 SLICES = ("intent", "item_type", "market", "activity")
 LOW, HIGH = "low", "high"
 """The keys of a slice mean's bootstrap interval in :attr:`EvaluationReport.slices`."""
+MEAN = "mean"
+"""The key of a mean beside its interval in :attr:`TruthEvaluation.systems`."""
+TRUE_PREFIX = "true_"
+"""The prefix of a metric against the true grade: ``true_ndcg@10`` beside ``ndcg@10``."""
+GROUND_TRUTH_FIELD = "ground_truth"
+"""The input named in the errors about the ground truth."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,28 @@ class Comparison:
     required_low: float
     result: dict[str, float]
     passed: bool
+
+
+@dataclass(frozen=True)
+class TruthEvaluation:
+    """NDCG against the simulator's true grades (simulated data only). Information only: it
+    never enters the blessing.
+
+    Every mean is over the searches with a candidate of positive true grade (``queries``),
+    clicked or not, the same searches for every system; intervals are percentile bootstrap
+    intervals over them, with the resamples, seed and confidence of the click comparisons.
+    """
+
+    metric: str
+    """The metric of :attr:`comparisons`: ``true_`` and the primary metric when that is an
+    NDCG (``true_ndcg@10``), else ``true_ndcg@{max(ks)}``."""
+    queries: int
+    systems: dict[str, dict[str, dict[str, float]]]
+    """system -> ``true_ndcg@{k}`` for each k -> ``mean``, ``low`` and ``high``."""
+    comparisons: dict[str, dict[str, float]]
+    """other system -> the paired bootstrap of (candidate − other) on :attr:`metric`
+    (:meth:`~searchrank.core.bootstrap.BootstrapResult.as_dict`: difference, ratio, their
+    intervals, p-value)."""
 
 
 @dataclass(frozen=True)
@@ -72,19 +106,30 @@ class EvaluationReport:
     """The candidate's explicit-leak audit (:func:`explicit_audit`); empty when the test split
     has no explicit flags or settings."""
     bootstrap: dict[str, list[float]] = field(default_factory=dict)
+    truth: TruthEvaluation | None = None
+    """NDCG against the true grades, when a ground truth was given (simulated data)."""
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out.pop("bootstrap")
+        if self.truth is None:
+            out.pop("truth")
         return out
 
     def metrics(self) -> dict[str, float]:
-        """The step's KFP metrics: every system's ranking metrics, the leak rate, the verdict."""
+        """The step's KFP metrics: every system's ranking metrics (and, with a ground truth,
+        its NDCG against the true grades), the leak rate, the verdict."""
         out = {
             f"{system}_{name}": values[name]
             for system, values in self.systems.items()
             for name in ("ndcg@1", "ndcg@5", "ndcg@10", "mrr", "map")
         }
+        if self.truth is not None:
+            out |= {
+                f"{system}_{name}": values[MEAN]
+                for system, metrics in self.truth.systems.items()
+                for name, values in metrics.items()
+            }
         if self.explicit:
             out["explicit_leak_rate"] = self.explicit["leak_rate"]
         out["blessed"] = float(self.blessed)
@@ -216,6 +261,92 @@ def slice_value(
     }
 
 
+def read_true_grades(path: Path, test: pd.DataFrame) -> np.ndarray:
+    """The true grade of every test row, from a generated data folder or its ground-truth file.
+
+    Returns:
+        (n,) float64, in the rows' order.
+
+    Raises:
+        InputError: naming ``ground_truth``: the table is missing, unreadable or lacks its
+            columns, or a test row has no true grade (a ground truth of other data).
+    """
+    try:
+        truth = load_ground_truth(path)
+    except InputError as error:
+        raise InputError(GROUND_TRUTH_FIELD, error.value, error.rule) from error
+    except (OSError, ValueError) as error:  # not parquet: pyarrow's errors are ValueErrors
+        raise InputError(
+            GROUND_TRUTH_FIELD, str(path), f"must be a readable parquet file ({error})"
+        ) from error
+    missing = sorted({S.SEARCH_ID, S.ITEM_ID, S.TRUE_GRADE} - set(truth.columns))
+    if missing:
+        raise InputError(
+            GROUND_TRUTH_FIELD, str(path), f"has no column {missing} of the ground truth table"
+        )
+    try:
+        return attach_true_grades(test, truth)[S.TRUE_GRADE].to_numpy(np.float64)
+    except InputError as error:
+        raise InputError(GROUND_TRUTH_FIELD, error.value, error.rule) from error
+
+
+def true_metric(config: EvaluateConfig) -> str:
+    """The metric of the comparisons against the true grades (see :class:`TruthEvaluation`)."""
+    click = config.primary if config.primary.startswith("ndcg@") else f"ndcg@{max(config.ks)}"
+    return TRUE_PREFIX + click
+
+
+def against_truth(
+    grades: np.ndarray,
+    systems: dict[str, np.ndarray],
+    groups: np.ndarray,
+    config: EvaluateConfig,
+) -> TruthEvaluation:
+    """Every system's NDCG@k against the true grades, with intervals, and the candidate against
+    each other system on :func:`true_metric` (paired bootstrap over the same searches).
+
+    Args:
+        grades: (n,) the rows' true grades, real numbers in [0, 3].
+        systems: name -> (n,) scores, the candidate's under :data:`CANDIDATE`.
+        groups: (n,) search ids, each search's rows contiguous.
+        config: the cut-offs, and the bootstrap's resamples, seed and confidence.
+    """
+    per_query = {
+        name: per_query_ndcg(grades, scores, groups, ks=config.ks, grades="real")
+        for name, scores in systems.items()
+    }
+    keep = per_query[CANDIDATE]["has_relevant"].to_numpy()
+    if not keep.any():
+        raise InputError(
+            GROUND_TRUTH_FIELD, "every true grade is 0", "some test search needs a positive grade"
+        )
+    samples, seed, confidence = config.bootstrap_samples, config.seed, config.confidence
+    out: dict[str, dict[str, dict[str, float]]] = {name: {} for name in per_query}
+    for metric in (f"ndcg@{k}" for k in config.ks):
+        values = np.stack([table[metric].to_numpy()[keep] for table in per_query.values()])
+        low, high = mean_intervals(values, samples=samples, seed=seed, confidence=confidence)
+        for row, system in enumerate(per_query):
+            out[system][TRUE_PREFIX + metric] = {
+                MEAN: float(values[row].mean()),
+                LOW: float(low[row]),
+                HIGH: float(high[row]),
+            }
+    compared = true_metric(config).removeprefix(TRUE_PREFIX)
+    candidate = per_query[CANDIDATE][compared].to_numpy()[keep]
+    comparisons = {}
+    for other, table in per_query.items():
+        if other != CANDIDATE:
+            result = paired_bootstrap(
+                candidate,
+                table[compared].to_numpy()[keep],
+                samples=samples,
+                seed=seed,
+                confidence=confidence,
+            )
+            comparisons[other] = {k: float(v) for k, v in result.as_dict().items()}
+    return TruthEvaluation(true_metric(config), int(keep.sum()), out, comparisons)
+
+
 def explicit_audit(test: pd.DataFrame, scores: np.ndarray, k: int) -> LeakAudit | None:
     """What listeners whose explicit-content filter applies would see in each search's top
     ``k``, ordered by ``scores`` under the policy the service applies
@@ -250,6 +381,7 @@ def evaluate(
     champion: Champion | None = None,
     train_path: Path | None = None,
     searches_path: Path | None = None,
+    ground_truth_path: Path | None = None,
 ) -> tuple[EvaluationReport, pd.DataFrame]:
     """Score every system on the test split and decide whether the candidate is blessed.
 
@@ -261,13 +393,23 @@ def evaluate(
         champion: the ranker in production, when there is one.
         train_path: the training split, whose item texts join the BM25 corpus.
         searches_path: the searches table (``search_id``, ``intent``) for the intent slice.
+        ground_truth_path: simulated data only: the generator's ground truth (its data folder
+            or ``ground_truth.parquet``), covering every test row. Every system then also gets
+            NDCG@k against the true grades (:attr:`EvaluationReport.truth`), information that
+            never enters the blessing.
 
     Returns:
         (the report, the test rows' keys with every system's score).
+
+    Raises:
+        InputError: a bad input, named; ``ground_truth`` when the ground truth is missing,
+            unreadable or does not cover every test row.
     """
     test = read_parquet_input(test_path, "test")
     if test.empty:
         raise InputError("test", str(test_path), "the test split must have rows")
+    # Read before any model is scored, so a wrong ground truth fails fast.
+    grades = read_true_grades(ground_truth_path, test) if ground_truth_path is not None else None
     corpus = [test] + ([read_parquet_input(train_path, "train")] if train_path is not None else [])
     champion_dir = champion.model_dir if champion is not None else None
     systems = score_systems(test, candidate, lightgbm, champion_dir, corpus)
@@ -309,6 +451,7 @@ def evaluate(
         confidence=config.confidence,
         explicit=audit.as_dict() if audit is not None else {},
         bootstrap={name: r.differences.tolist() for name, r in results.items()},
+        truth=against_truth(grades, systems, groups, config) if grades is not None else None,
     )
     # The entity columns too: package_service replays these searches against the served model.
     scores = test[[c for c in S.ENTITY_COLUMNS if c in test.columns]].copy()

@@ -17,6 +17,7 @@ def experiment_op(
     report: Output[HTML],
     summary: Output[Markdown],
     experiment: Output[Artifact],
+    champion_reference: str = "",
     champion_name: str = "champion",
     challenger_name: str = "challenger",
     cutoff: int = 10,
@@ -34,6 +35,9 @@ def experiment_op(
         pre_period: rows before the experiment (the train split), for CUPED.
         ground_truth: the generator's ``ground_truth.parquet`` (simulated data only).
         champion: the model in production (a ranker checkpoint or the LambdaMART baseline).
+        champion_reference: when not empty, the champion instead: an exported Bento (a path
+            or s3:// URI), a Bento or model tag in the step's BentoML store, or a ranker
+            checkpoint folder, as ``evaluate`` takes it.
         challenger: the model that wants to replace it; it must read the same features.
         metrics: the interleaving preference, the A/B effect, the sessions each method needs
             and the decision (1 ship, 0 not).
@@ -54,11 +58,13 @@ def experiment_op(
     Returns:
         Whether the challenger ships.
     """
+    import tempfile
     from pathlib import Path
 
     from searchrank.components.experiment.config import ExperimentConfig
     from searchrank.components.experiment.logic import run_experiment, write_report_json
     from searchrank.components.experiment.report import html_page, markdown
+    from searchrank.core.champion import resolve_champion
     from searchrank.core.io import log_metrics
 
     config = ExperimentConfig(
@@ -70,10 +76,15 @@ def experiment_op(
         latency_margin_ms=latency_margin_ms,
         seed=seed,
     )
+    champion_dir = (
+        resolve_champion(champion_reference, Path(tempfile.mkdtemp(prefix="champion-"))).model_dir
+        if champion_reference
+        else Path(champion.path)
+    )
     outcome = run_experiment(
         Path(test.path),
         Path(ground_truth.path),
-        Path(champion.path),
+        champion_dir,
         Path(challenger.path),
         config,
         pre_period_path=Path(pre_period.path),

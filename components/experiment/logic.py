@@ -376,8 +376,21 @@ def run_experiment(
     traffic = prepare_traffic(test, load_ground_truth(ground_truth_path))
     needed_users = check_power(traffic, config)
     pre = read_parquet_input(pre_period_path, "pre_period") if pre_period_path else None
-
     scorers = (load_scorer(champion), load_scorer(challenger))
+    report = simulate_experiment(traffic, scorers, config, pre, names)
+    report.sensitivity["users_needed_for_configured_effect"] = needed_users
+    return report
+
+
+def simulate_experiment(
+    traffic: Traffic,
+    scorers: tuple[Scorer, Scorer],
+    config: ExperimentConfig,
+    pre: pd.DataFrame | None = None,
+    names: tuple[str, str] = ("champion", "challenger"),
+) -> ExperimentReport:
+    """:func:`run_experiment` on prepared traffic with two scorers (any function of rows: a
+    loaded model, or a baseline such as BM25), without the checks that precede it."""
     scores = [scorer(traffic.rows) for scorer in scorers]
     full = [ranked_lists(traffic, s, None) for s in scores]
     top = [ranked_lists(traffic, s, config.cutoff) for s in scores]
@@ -432,8 +445,7 @@ def run_experiment(
         ),
     ]
     decision = abtest.decide(effect, guardrails, srm)
-    sensitivity = measure_sensitivity(traffic, top, merged, credits, pre, config)
-    sensitivity["users_needed_for_configured_effect"] = needed_users
+    sensitivity = measure_sensitivity(traffic, top, credits, pre, config)
     return ExperimentReport(
         champion=names[0],
         challenger=names[1],
@@ -453,7 +465,6 @@ def run_experiment(
 def measure_sensitivity(
     traffic: Traffic,
     top: list[Shown],
-    merged: Shown,
     credits: np.ndarray,
     pre: pd.DataFrame | None,
     config: ExperimentConfig,

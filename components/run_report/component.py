@@ -21,6 +21,7 @@ def run_report_op(
     bento: Optional[Input[Artifact]] = None,  # noqa: UP045
     retrieval_report: Optional[Input[HTML]] = None,  # noqa: UP045
     intent_summary: Optional[Input[Markdown]] = None,  # noqa: UP045
+    experiment_report: Optional[Input[HTML]] = None,  # noqa: UP045
     run_id: str = "",
     training_data: str = "",
     reference_training_set: str = "",
@@ -39,6 +40,7 @@ def run_report_op(
         bento: package_service's exported Bento (its metadata holds the tags).
         retrieval_report: evaluate_retrieval's page, when the run trained a retriever.
         intent_summary: train_intent's summary, when the run trained an intent model.
+        experiment_report: experiment's page, when the run simulated an online test.
         run_id: the KFP run (pipelines pass ``dsl.PIPELINE_JOB_ID_PLACEHOLDER``).
         training_data: the training Dataset's URI.
         reference_training_set: the training set validate_data checked drift against.
@@ -56,6 +58,7 @@ def run_report_op(
         serving_summary=Path(serving_summary.path) if serving_summary is not None else None,
         retrieval_report=Path(retrieval_report.path) if retrieval_report is not None else None,
         intent_summary=Path(intent_summary.path) if intent_summary is not None else None,
+        experiment_report=(Path(experiment_report.path) if experiment_report is not None else None),
         lineage={
             "run": run_id,
             "feature service": feature_service,

@@ -5,7 +5,10 @@ why), ``lineage`` (feature service, run, training data, checkpoint, Bento and mo
 ``validation`` (the data contract's summary), ``training`` (the training curves), ``evaluation``
 (metrics against the baselines with confidence intervals, by slice, bootstrap distributions),
 ``retrieval`` (the retriever and the query-intent model against their baselines, when the run
-trained them) and ``serving`` (infra validation of the Bento, when one was packaged). The pages
+trained them), ``serving`` (infra validation of the Bento, when one was packaged) and
+``experiment`` (the simulated online test of the packaged ranker against the champion: the
+interleaving preference, the A/B table with intervals, the guardrails and the decision, when the
+run had a ground truth to simulate listeners with). The pages
 the steps wrote are reused rather than redrawn: their bodies are embedded, plots included (as
 data URIs), so the report opens anywhere without the pipeline root.
 """
@@ -29,6 +32,7 @@ SECTIONS = (
     "evaluation",
     "retrieval",
     "serving",
+    "experiment",
 )
 _BODY = re.compile(r"<body[^>]*>(.*)</body>", re.DOTALL | re.IGNORECASE)
 
@@ -46,6 +50,8 @@ class RunInputs:
     """``evaluate_retrieval``'s HTML page."""
     intent_summary: Path | None = None
     """``train_intent``'s Markdown (validation accuracy per class)."""
+    experiment_report: Path | None = None
+    """``experiment``'s HTML page."""
     lineage: dict[str, str] = field(default_factory=dict)
 
 
@@ -117,6 +123,14 @@ def build_report(inputs: RunInputs) -> str:
             retrieval or "<p>This run trained no retriever or intent model.</p>",
         ),
         _section("serving", "Serving: infra validation", serving),
+        _section(
+            "experiment",
+            "Online experiment (simulated listeners)",
+            body_of(inputs.experiment_report.read_text())
+            if inputs.experiment_report is not None and inputs.experiment_report.is_file()
+            else "<p>No experiment ran: it needs a packaged ranker and the simulator's ground "
+            "truth (the pipeline's <code>ground_truth_uri</code>).</p>",
+        ),
     ]
     nav = " · ".join(f'<a href="#{s}">{s}</a>' for s in SECTIONS)
     return render_page(

@@ -31,8 +31,8 @@ from searchrank.core.errors import InputError
 from searchrank.features import tables as T
 from searchrank.features.generator.simulate import cascade_labels
 
-RELEVANCE = "relevance"
-SAVE_SCALE = "save_scale"
+RELEVANCE = S.HIDDEN_RELEVANCE
+SAVE_SCALE = S.SAVE_SCALE
 TRUTH_KEYS: tuple[str, ...] = (S.SEARCH_ID, S.ITEM_ID)
 
 

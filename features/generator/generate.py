@@ -145,8 +145,8 @@ def _chunk_frames(chunk: Chunk, first_id: int, window_start: datetime) -> dict[s
         {
             "search_id": search_id[s],
             "item_id": impressions["item_id"].to_numpy(),
-            "relevance": chunk.imp_relevance,
-            "save_scale": chunk.imp_save_scale,
+            S.HIDDEN_RELEVANCE: chunk.imp_relevance,
+            S.SAVE_SCALE: chunk.imp_save_scale,
             S.TRUE_GRADE: expected_grade(chunk.imp_relevance, chunk.imp_save_scale),
         }
     )

@@ -25,7 +25,8 @@ def logs(searches: int, seed: int, cache: Path = CACHE) -> Path:
     from searchrank.features.generator.generate import generate
 
     folder = cache / f"logs-{searches}-{seed}"
-    if not (folder / tables.MANIFEST).exists():
+    # Folders cached before the generator wrote its ground truth are regenerated.
+    if not all((folder / tables.file_name(t)).exists() for t in tables.ALL_TABLES):
         generate(GeneratorConfig(searches=searches, seed=seed, end_date=END_DATE), folder)
     return folder
 
@@ -43,7 +44,13 @@ def training_set(rows: int, seed: int, cache: Path = CACHE) -> Path:
 
     folder = cache / f"training-{rows}-{seed}"
     out = folder / "training_set.parquet"
-    if out.exists() and contract_beside(out).exists() and pq.read_metadata(out).num_rows >= rows:
+    truth = folder / "data" / tables.file_name(tables.GROUND_TRUTH)
+    if (
+        out.exists()
+        and contract_beside(out).exists()
+        and truth.exists()
+        and pq.read_metadata(out).num_rows >= rows
+    ):
         return out
     searches = int(rows * SEARCHES_PER_ROW * 1.03) + 100
     config = GeneratorConfig(searches=searches, seed=seed, end_date=END_DATE)

@@ -18,6 +18,7 @@ from typer.main import get_command
 
 from searchrank.components.evaluate.config import EvaluateConfig
 from searchrank.components.evaluate_retrieval.config import RetrievalConfig
+from searchrank.components.experiment.config import ExperimentConfig
 from searchrank.components.package_service.config import PackageConfig
 from searchrank.components.train_ranker.config import TrainRankerConfig
 from searchrank.components.train_retriever.config import TrainRetrieverConfig
@@ -42,6 +43,7 @@ CONFIGS: dict[str, type] = {
     "evaluate_retrieval": RetrievalConfig,
     "package_service": PackageConfig,
     "split_dataset": SplitConfig,
+    "experiment": ExperimentConfig,
 }
 """Each component with tunables, and the config dataclass that defines them."""
 
@@ -81,6 +83,8 @@ WIRING = {
     *("retriever_blessed", "intent_blessed"),
     *("bento", "serving_summary", "retrieval_report", "intent_summary"),
     *("training_data", "reference_training_set"),
+    *("ground_truth", "experiment_report", "champion_reference"),
+    *("champion_name", "challenger_name"),
 }
 """Defaulted op parameters that are no tunables: where to run and optional inputs."""
 
@@ -147,5 +151,9 @@ def test_the_command_line_defaults_are_the_configs() -> None:
     shared = set(options) & set(expected)
     assert shared >= {"max_list_length", "min_positive_share"}
     assert {p: options[p] for p in shared} == {p: expected[p] for p in shared}
+    options = {p.name: p.default for p in commands["experiment"].params}
+    expected = config_defaults(ExperimentConfig)
+    assert {"minimum_detectable_effect", "power", "seed"} <= set(options)
+    assert all(options[p] == expected[p] for p in set(options) & set(expected))
     workers = {p.name: p.default for p in commands["ltr"].params}["workers"]
     assert workers == LTR_RANKER.num_workers

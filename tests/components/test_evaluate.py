@@ -7,6 +7,7 @@ import json
 import math
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,7 @@ from searchrank.components.evaluate.logic import (
     HIGH,
     LIGHTGBM,
     LOW,
+    MEAN,
     POPULARITY,
     Comparison,
     EvaluationReport,
@@ -40,6 +42,7 @@ from searchrank.core.contract import FeatureContract
 from searchrank.core.errors import InputError
 from searchrank.core.features import FeatureProcessor, infer_roles
 from searchrank.core.lambdamart import LambdaMartConfig, score_lightgbm
+from searchrank.core.metrics import ndcg_at_k, per_query_metrics, per_query_ndcg
 from searchrank.core.model import ContextAwareRanker, RankerConfig
 from searchrank.core.names import RANKER_FEATURE_SERVICE
 from searchrank.core.plots import margin_markers
@@ -51,6 +54,7 @@ from searchrank.core.training import (
     train_step,
 )
 from searchrank.features import tables as T
+from searchrank.features.generator.environment import attach_true_grades, load_ground_truth
 
 SMALL_GRID = LambdaMartConfig(
     num_leaves=(15,), min_data_in_leaf=(20,), feature_fraction=(1.0,), folds=2, num_threads=1
@@ -348,3 +352,129 @@ def test_a_bootstrap_histogram_marks_the_margin_used_zero_and_the_lower_end() ->
     strict = margin_markers(0.0, 0.03)
     assert [m.x for m in strict] == [0.0, 0.03], "the margin is 0: no second line there"
     assert strict[0].label == "margin 0.0000"
+
+
+ORACLE = "oracle"
+"""A system that ranks by the true grade itself."""
+
+
+@pytest.fixture(scope="module")
+def graded_test(splits: dict[str, Path], dataset_dir: Path) -> pd.DataFrame:
+    """The test split with each row's true grade."""
+    return attach_true_grades(pd.read_parquet(splits["test"]), load_ground_truth(dataset_dir))
+
+
+def test_ndcg_takes_real_grades_by_name_and_the_true_order_scores_one(
+    graded_test: pd.DataFrame,
+) -> None:
+    grades = graded_test[S.TRUE_GRADE].to_numpy()
+    groups = graded_test[S.SEARCH_ID].to_numpy()
+    assert (grades != np.floor(grades)).any(), "the true grade is fractional"
+    with pytest.raises(InputError) as caught:
+        ndcg_at_k(grades, grades, groups, 10)
+    assert caught.value.field == "labels", "integer labels stay the default"
+    best = per_query_ndcg(grades, grades, groups, ks=(1, 10), grades="real")
+    counted = best[best["has_relevant"]]
+    assert len(counted) > 0.9 * len(best)
+    assert np.allclose(counted[["ndcg@1", "ndcg@10"]].to_numpy(), 1.0)
+    assert ndcg_at_k(grades, grades, groups, 10, grades="real") == pytest.approx(1.0)
+    assert ndcg_at_k(grades, -grades, groups, 10, grades="real") < 0.9
+    # On integer labels it is per_query_metrics' NDCG, and an integer grade scores as its label.
+    labels, scores = graded_test[S.LABEL].to_numpy(), -grades
+    per_label = per_query_ndcg(labels, scores, groups, ks=(5, 10))
+    reference = per_query_metrics(labels, scores, groups, ks=(5, 10))
+    pd.testing.assert_frame_equal(per_label, reference[per_label.columns])
+    as_real = per_query_ndcg(labels.astype(float), scores, groups, ks=(5, 10), grades="real")
+    pd.testing.assert_frame_equal(as_real, per_label)
+    with pytest.raises(InputError, match="grades"):
+        per_query_ndcg(labels, scores, groups, grades="fractional")  # type: ignore[arg-type]
+
+
+def test_evaluate_reports_ndcg_against_the_truth_without_changing_the_blessing(
+    models: dict[str, Path],
+    splits: dict[str, Path],
+    dataset_dir: Path,
+    graded_test: pd.DataFrame,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    scored = evaluate_logic.score_systems
+
+    def with_oracle(test: pd.DataFrame, *args: Any) -> dict[str, np.ndarray]:
+        return scored(test, *args) | {ORACLE: graded_test[S.TRUE_GRADE].to_numpy()}
+
+    monkeypatch.setattr(evaluate_logic, "score_systems", with_oracle)
+
+    def run(ground_truth: Path | None) -> tuple[EvaluationReport, pd.DataFrame]:
+        return evaluate(
+            splits["test"],
+            models["ranker"],
+            EvaluateConfig(bootstrap_samples=300),
+            lightgbm=models["lightgbm"],
+            train_path=splits["train"],
+            ground_truth_path=ground_truth,
+        )
+
+    plain, plain_scores = run(None)
+    report, scores = run(dataset_dir / T.file_name(T.GROUND_TRUTH))
+    truth = report.truth
+    assert truth is not None and truth.metric == "true_ndcg@10"
+    assert (
+        set(truth.systems) == set(report.systems) == {CANDIDATE, LIGHTGBM, POPULARITY, BM25, ORACLE}
+    )
+    assert report.queries - report.queries_without_relevant < truth.queries <= report.queries
+    for system, metrics in truth.systems.items():
+        assert set(metrics) == {"true_ndcg@1", "true_ndcg@5", "true_ndcg@10"}
+        for values in metrics.values():
+            assert 0.0 < values[LOW] <= values[MEAN] <= values[HIGH] <= 1.0
+            assert values[LOW] < values[HIGH] or system == ORACLE
+    assert all(v[MEAN] == pytest.approx(1.0) for v in truth.systems[ORACLE].values())
+    assert set(truth.comparisons) == set(report.systems) - {CANDIDATE}
+    for result in truth.comparisons.values():
+        assert result["difference_low"] <= result["difference"] <= result["difference_high"]
+        assert result["mean_a"] == pytest.approx(truth.systems[CANDIDATE]["true_ndcg@10"][MEAN])
+    assert truth.comparisons[ORACLE]["difference_high"] < 0.0, "nothing beats the truth"
+    # Information only: the decision, its comparisons and the scores are those without truth.
+    assert report.blessed == plain.blessed and report.reasons == plain.reasons
+    assert report.comparisons == plain.comparisons and report.systems == plain.systems
+    pd.testing.assert_frame_equal(scores, plain_scores)
+    # The metrics, the JSON and both pages carry it; without a ground truth, none of them does.
+    logged = report.metrics()
+    assert logged[f"{CANDIDATE}_true_ndcg@10"] == truth.systems[CANDIDATE]["true_ndcg@10"][MEAN]
+    assert {f"{s}_true_ndcg@{k}" for s in report.systems for k in (1, 5, 10)} <= set(logged)
+    assert logged.keys() - plain.metrics().keys() == {k for k in logged if "_true_ndcg@" in k}
+    assert not any("true" in key for key in plain.metrics())
+    write_report_json(report, tmp_path / "with.json")
+    write_report_json(plain, tmp_path / "without.json")
+    written = json.loads((tmp_path / "with.json").read_text())
+    assert written["truth"]["systems"][ORACLE]["true_ndcg@10"][MEAN] == pytest.approx(1.0)
+    assert "truth" not in json.loads((tmp_path / "without.json").read_text())
+    heading = "Against the true relevance (simulated data)"
+    for page in (html_page(report), markdown(report)):
+        assert heading in page and "never enters the blessing" in page
+    for page in (html_page(plain), markdown(plain)):
+        assert heading not in page and "true_ndcg" not in page
+
+
+@pytest.mark.parametrize("kind", ["foreign", "missing", "not parquet", "no true grade"])
+def test_a_ground_truth_of_other_data_is_refused_naming_it(
+    kind: str, models: dict[str, Path], splits: dict[str, Path], dataset_dir: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "ground_truth.parquet"
+    if kind == "foreign":
+        truth = load_ground_truth(dataset_dir)
+        truth[S.SEARCH_ID] += truth[S.SEARCH_ID].max() + 1
+        truth.to_parquet(path)
+    elif kind == "no true grade":
+        load_ground_truth(dataset_dir).drop(columns=S.TRUE_GRADE).to_parquet(path)
+    elif kind == "not parquet":
+        path.write_text("search_id,item_id,true_grade\n")
+    with pytest.raises(InputError) as caught:
+        evaluate(
+            splits["test"],
+            models["ranker"],
+            EvaluateConfig(bootstrap_samples=100),
+            ground_truth_path=path,
+        )
+    assert caught.value.field == "ground_truth"
+    assert str(caught.value).startswith("ground_truth:")

@@ -5,6 +5,14 @@ every candidate's features (numeric features, categorical embeddings, and the us
 context repeated per candidate) are projected to ``d_model``, a Transformer encoder lets each
 candidate attend to the others of the same search (padding masked out, no positional encoding:
 the logged position is not an input), and a linear head gives one score per candidate.
+
+Trained on position-biased clicks, the ranker may carry a **position-bias tower** (PAL, Guo et
+al., RecSys 2019): a small network from the logged position to an examination logit, used only
+while training through :class:`PositionBiasedRanker`, which adds ``log_sigmoid`` of that logit to
+the relevance score, so that the loss sees ``P(click) = P(seen | position) · P(relevant |
+features)`` in log space. :meth:`ContextAwareRanker.forward`, which evaluation and serving call,
+takes no position at all: a checkpoint keeps the tower's weights (the learned examination curve
+travels with the model), and scores with the relevance head alone.
 """
 
 from __future__ import annotations
@@ -34,6 +42,9 @@ class RankerConfig:
             maximum, so that "best match in this list" is one linear step away.
         rank_keys: learned sort keys whose soft rank within the slate is fed to the encoder
             (0 for none): where a candidate stands among the others, by a learned criterion.
+        bias_positions: logged positions the training-only position-bias tower tells apart
+            (positions from this one on share the last embedding); 0 for no tower. Scoring
+            never reads it (see :class:`PositionBiasedRanker`).
     """
 
     n_numeric: int
@@ -46,6 +57,7 @@ class RankerConfig:
     dropout: float = 0.1
     list_context: bool = True
     rank_keys: int = 4
+    bias_positions: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -80,9 +92,15 @@ class ContextAwareRanker(nn.Module):
         )
         self.encoder = nn.TransformerEncoder(layer, config.n_layers, enable_nested_tensor=False)
         self.head = nn.Sequential(nn.LayerNorm(config.d_model), nn.Linear(config.d_model, 1))
+        # Kept in the module so that checkpoints, resuming and the optimizer carry it; only
+        # PositionBiasedRanker calls it, never forward.
+        self.position_bias = (
+            PositionBiasTower(config.bias_positions) if config.bias_positions else None
+        )
 
     def forward(self, dense: Tensor, codes: Tensor, mask: Tensor) -> Tensor:
-        """Score slates.
+        """Score slates by relevance alone: the logged position is no input, whether or not the
+        model was trained with a position-bias tower.
 
         Args:
             dense: (B, L, n_numeric) float features.
@@ -110,6 +128,80 @@ class ContextAwareRanker(nn.Module):
         keys[:, 0] |= ~mask.any(dim=1)
         hidden = self.encoder(hidden, src_key_padding_mask=~keys)
         return self.head(hidden).squeeze(-1).masked_fill(~mask, 0.0)
+
+
+class PositionBiasTower(nn.Module):
+    """The examination logit of each logged position: an embedding per position, then a small
+    layer to one logit; positions at or beyond ``n_positions`` share the last embedding.
+
+    The embedding is wider than one logit because, with one learning rate for the whole model,
+    a one-number table moves too slowly next to the relevance network, which would meanwhile
+    explain position effects with whatever features the old ranker ordered by.
+    """
+
+    WIDTH = 8
+
+    def __init__(self, n_positions: int) -> None:
+        super().__init__()
+        if n_positions < 1:
+            raise ValueError(f"n_positions must be at least 1, got {n_positions}")
+        self.n_positions = n_positions
+        self.embedding = nn.Embedding(n_positions, self.WIDTH)
+        self.out = nn.Sequential(nn.GELU(), nn.Linear(self.WIDTH, 1))
+
+    def forward(self, positions: Tensor) -> Tensor:
+        """Examination logits.
+
+        Args:
+            positions: (B, L) int64 logged positions, 0 at the top.
+
+        Returns:
+            (B, L) logits of P(seen | position).
+        """
+        clipped = positions.clamp(min=0, max=self.n_positions - 1)
+        return self.out(self.embedding(clipped)).squeeze(-1)
+
+    @torch.no_grad()
+    def examination(self) -> np.ndarray:
+        """The learned examination curve, P(seen | position) / P(seen | top), shape
+        (n_positions,): 1 at position 0."""
+        logits = self(torch.arange(self.n_positions, device=self.embedding.weight.device))
+        seen = torch.sigmoid(logits.float())
+        return (seen / seen[0]).cpu().numpy()
+
+
+class PositionBiasedRanker(nn.Module):
+    """The training-time view of a ranker with a position-bias tower (PAL).
+
+    ``forward`` gives ``relevance + log_sigmoid(examination logit)`` per candidate: the log of
+    ``P(relevant | features) · P(seen | position)`` up to the listwise losses' indifference to a
+    constant per slate. Its parameters are the ranker's own, so a (DDP-wrapped) instance of this
+    module trains the ranker, whose ``forward`` then serves without positions.
+    """
+
+    def __init__(self, ranker: ContextAwareRanker) -> None:
+        super().__init__()
+        if ranker.position_bias is None:
+            raise ValueError("the ranker has no position-bias tower (RankerConfig.bias_positions)")
+        self.ranker = ranker
+
+    def forward(self, dense: Tensor, codes: Tensor, mask: Tensor, positions: Tensor) -> Tensor:
+        """Click scores for training.
+
+        Args:
+            dense: (B, L, n_numeric) float features.
+            codes: (B, L, n_categorical) int64 category codes.
+            mask: (B, L) bool, True for real candidates.
+            positions: (B, L) int64 logged positions (anything in padding).
+
+        Returns:
+            (B, L) scores; padded slots score 0.
+        """
+        tower = self.ranker.position_bias
+        assert tower is not None  # checked at construction
+        relevance = self.ranker(dense, codes, mask).float()
+        seen = nn.functional.logsigmoid(tower(positions).float())
+        return (relevance + seen).masked_fill(~mask, 0.0)
 
 
 def soft_rank(keys: Tensor, mask: Tensor) -> Tensor:

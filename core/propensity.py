@@ -135,8 +135,14 @@ def estimate_position_bias(
     if not (k[free] == 0).any():
         raise InputError("position", "no top rows", "the logs need rows shown at position 0")
     shown = np.bincount(k[free], minlength=positions).astype(np.float64)
-    theta = np.full(positions, 0.5)
-    theta[0] = 1.0
+    # Start from the naive curve, click-through rates by position relative to the top: EM on
+    # the position-based model moves slowly, and this start is already the curve's shape.
+    rates = np.bincount(k[free], weights=c[free], minlength=positions) / np.maximum(shown, 1.0)
+    theta = np.clip(
+        _fill_forward(np.where(shown > 0, rates, np.nan) / max(rates[0], 1e-12)),
+        MIN_EXAMINATION,
+        1.0,
+    )
     gamma = np.full(len(k), max(float(c.mean()), MIN_EXAMINATION))
     rounds = 0
     while rounds < iterations:

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from searchrank.core import losses
 from searchrank.core.errors import InputError
 from searchrank.core.metrics import mean_metrics, per_query_metrics
+from searchrank.core.model import ContextAwareRanker, PositionBiasedRanker
 from searchrank.core.slates import Slates
 
 LossFn = Callable[[Tensor, Tensor, Tensor], Tensor]
@@ -40,13 +41,24 @@ def seed_everything(seed: int) -> None:
 
 
 def to_batch(slates: Slates, device: torch.device | str = "cpu") -> dict[str, Tensor]:
-    """Tensors of a few slates: dense (B, L, F), codes (B, L, C), labels (B, L), mask (B, L)."""
-    return {
+    """Tensors of a few slates: dense (B, L, F), codes (B, L, C), labels (B, L), mask (B, L),
+    and positions (B, L) when the slates carry them."""
+    batch = {
         "dense": torch.as_tensor(slates.dense, device=device),
         "codes": torch.as_tensor(slates.codes, device=device),
         "labels": torch.as_tensor(slates.labels, device=device),
         "mask": torch.as_tensor(slates.mask, device=device),
     }
+    if slates.positions is not None:
+        batch["positions"] = torch.as_tensor(slates.positions, device=device)
+    return batch
+
+
+def training_view(ranker: ContextAwareRanker) -> nn.Module:
+    """The module to optimise: the ranker itself, or, when it has a position-bias tower, the
+    :class:`~searchrank.core.model.PositionBiasedRanker` over it, which takes the batches'
+    positions. Either way the parameters are the ranker's, and the ranker is what scores."""
+    return PositionBiasedRanker(ranker) if ranker.position_bias is not None else ranker
 
 
 def shuffled_batches(
@@ -66,13 +78,20 @@ def train_step(
     grad_clip: float,
     autocast_dtype: torch.dtype | None = None,
 ) -> float:
-    """One optimisation step on a batch; returns the loss."""
+    """One optimisation step on a batch; returns the loss.
+
+    A batch with ``positions`` goes to a model that takes them (:func:`training_view` of a
+    ranker with a position-bias tower).
+    """
     model.train()
     optimizer.zero_grad(set_to_none=True)
     device_type = batch["dense"].device.type
     context = torch.autocast(device_type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
+    inputs = [batch["dense"], batch["codes"], batch["mask"]]
+    if "positions" in batch:
+        inputs.append(batch["positions"])
     with context:
-        scores = model(batch["dense"], batch["codes"], batch["mask"])
+        scores = model(*inputs)
     loss = loss_fn(scores.float(), batch["labels"], batch["mask"])
     loss.backward()
     if grad_clip > 0:

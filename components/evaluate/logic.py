@@ -161,13 +161,13 @@ def score_systems(
     corpus_frames: list[pd.DataFrame],
 ) -> dict[str, np.ndarray]:
     """Scores of the candidate and every baseline available for these rows."""
-    from searchrank.core.lambdamart import score_lightgbm
+    from searchrank.core.scoring import score_model
 
-    systems = {CANDIDATE: scoring.score_ranker(test, candidate)}
+    systems = {CANDIDATE: score_model(test, candidate)}
     if champion is not None:
-        systems[CHAMPION] = scoring.score_ranker(test, champion)
+        systems[CHAMPION] = score_model(test, champion)
     if lightgbm is not None:
-        systems[LIGHTGBM] = score_lightgbm(test, lightgbm)
+        systems[LIGHTGBM] = score_model(test, lightgbm)
     popularity = scoring.score_popularity(test)
     if popularity is not None:
         systems[POPULARITY] = popularity

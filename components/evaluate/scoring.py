@@ -1,28 +1,14 @@
-"""Scores of every system on the test rows: the candidate ranker, the blessed one, LightGBM,
-popularity and BM25. Each function returns one score per row, shape (n,)."""
+"""Scores of the baselines without a model folder on the test rows: popularity and BM25. Each
+function returns one score per row, shape (n,); models score through
+:func:`searchrank.core.scoring.score_model`."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from searchrank.core import schema as S
-from searchrank.core.checkpoint import load_ranker
-from searchrank.core.slates import scores_to_rows, to_slates
-from searchrank.core.training import score_slates
 from searchrank.features import tables as T
-
-
-def score_ranker(frame: pd.DataFrame, model_dir: Path) -> np.ndarray:
-    """Scores of a saved transformer ranker on every row (no list is cut)."""
-    model, processor, _ = load_ranker(model_dir)
-    dense, codes = processor.transform(frame)
-    groups = frame[S.SEARCH_ID].to_numpy()
-    longest = int(frame.groupby(S.SEARCH_ID, sort=False).size().max()) if len(frame) else 1
-    slates = to_slates(dense, codes, frame[S.LABEL].to_numpy(np.float32), groups, longest)
-    return scores_to_rows(score_slates(model, slates), slates, len(frame))
 
 
 def score_popularity(frame: pd.DataFrame) -> np.ndarray | None:

@@ -29,6 +29,7 @@ def train_ranker_op(
     n_layers: int = 2,
     n_heads: int = 4,
     seed: int = 0,
+    position_bias: bool = False,
 ) -> None:
     """Train the context-aware ranker with Ray Train and keep its best checkpoint.
 
@@ -59,6 +60,9 @@ def train_ranker_op(
         n_layers: encoder layers.
         n_heads: attention heads.
         seed: seed of initialisation, data order and dropout.
+        position_bias: learn from position-biased clicks (PAL): a tower on the train split's
+            logged ``position`` column explains how much less lower positions are looked at,
+            during training only; the model scores, and serves, without positions.
     """
     from pathlib import Path
 
@@ -85,6 +89,7 @@ def train_ranker_op(
         n_layers=n_layers,
         n_heads=n_heads,
         seed=seed,
+        position_bias=position_bias,
     )
     summary = train_ranker(
         Path(train.path),
@@ -103,6 +108,7 @@ def train_ranker_op(
             "feature_service": contract.feature_service,
             "best_epoch": summary.best_epoch,
             "best_val_ndcg@10": summary.best_val_ndcg10,
+            "position_bias": position_bias,
         }
     )
     Path(curves.path).write_text(curves_html(summary))

@@ -22,6 +22,9 @@ class TrainRankerConfig:
     Scaling: ``num_workers`` Ray Train workers, each with ``cpus_per_worker`` CPUs and, when
     ``use_gpu``, ``gpus_per_worker`` GPUs; ``max_failures`` worker failures survived by
     restarting from the latest checkpoint. ``bf16`` and ``compile`` apply on GPU only.
+    Unbiased learning to rank: ``position_bias`` trains a position-bias tower beside the ranker
+    (PAL) on the training split's logged ``position`` column, one embedding per position up to
+    ``max_list_length``; scoring, in evaluation and serving, never reads the position.
     """
 
     d_model: int = 64
@@ -46,6 +49,7 @@ class TrainRankerConfig:
     max_failures: int = 2
     bf16: bool = True
     compile: bool = True
+    position_bias: bool = False
 
     def __post_init__(self) -> None:
         positive = (
@@ -77,6 +81,8 @@ class TrainRankerConfig:
                 (self.weight_decay, self.grad_clip, self.max_failures),
                 "must not be negative",
             )
+        if not isinstance(self.position_bias, bool):
+            raise InputError("position_bias", self.position_bias, "must be true or false")
         if self.loss not in ("listnet", "lambdaloss", "neuralndcg"):
             raise InputError("loss", self.loss, "must be listnet, lambdaloss or neuralndcg")
 

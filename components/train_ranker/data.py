@@ -2,7 +2,9 @@
 
 The training slates go to a parquet file with fixed-size list columns, which Ray Data reads and
 shards across workers (locally from disk, on a cluster from shared storage); the validation
-slates, small, go to one ``.npz`` file that every worker loads whole.
+slates, small, go to one ``.npz`` file that every worker loads whole. With a position-bias
+tower the training slates carry the logged positions too; the validation slates never do, since
+validation scores as serving does.
 """
 
 from __future__ import annotations
@@ -42,17 +44,51 @@ class Shapes:
         return asdict(self)
 
 
-def encode(frame: pd.DataFrame, processor: FeatureProcessor, max_length: int) -> Slates:
-    """Encode a split's rows and pack them into slates."""
+POSITION_RULE = (
+    "position_bias trains on the logged position of every training row: a "
+    f"{S.POSITION!r} column of integers >= 0 (0 = top), never missing"
+)
+
+
+def logged_positions(frame: pd.DataFrame, split: str = "train") -> np.ndarray:
+    """The split's logged positions, shape (n,) int64, checked.
+
+    Raises:
+        InputError: the column is missing, or holds a missing, fractional or negative value.
+    """
+    if S.POSITION not in frame.columns:
+        raise InputError(f"{split} columns", list(frame.columns), f"{POSITION_RULE}; it is missing")
+    column = frame[S.POSITION]
+    values = pd.to_numeric(column, errors="coerce").to_numpy(np.float64)
+    bad = np.isnan(values) | (values < 0) | (values != np.round(values))
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise InputError(f"{split} column {S.POSITION!r}", column.iloc[first], POSITION_RULE)
+    return values.astype(np.int64)
+
+
+def encode(
+    frame: pd.DataFrame, processor: FeatureProcessor, max_length: int, positions: bool = False
+) -> Slates:
+    """Encode a split's rows and pack them into slates, with their logged positions when
+    ``positions``."""
     if frame.empty:
         raise InputError("rows", 0, "a split to train or validate on must not be empty")
     dense, codes = processor.transform(frame)
     labels = frame[S.LABEL].to_numpy(np.float32)
-    return to_slates(dense, codes, labels, frame[S.SEARCH_ID].to_numpy(), max_length)
+    return to_slates(
+        dense,
+        codes,
+        labels,
+        frame[S.SEARCH_ID].to_numpy(),
+        max_length,
+        positions=logged_positions(frame) if positions else None,
+    )
 
 
 def write_train_slates(slates: Slates, path: Path) -> None:
-    """One row per slate: dense (L·F floats), codes (L·C ints, when any), labels and mask."""
+    """One row per slate: dense (L·F floats), codes (L·C ints, when any), labels, mask and
+    positions (L ints, when the slates carry them)."""
     _, length, width = slates.dense.shape
     columns = {
         "dense": fixed_size_list(slates.dense, length * width, pa.float32()),
@@ -61,6 +97,8 @@ def write_train_slates(slates: Slates, path: Path) -> None:
     }
     if slates.codes.shape[2]:
         columns["codes"] = fixed_size_list(slates.codes, length * slates.codes.shape[2], pa.int64())
+    if slates.positions is not None:
+        columns["positions"] = fixed_size_list(slates.positions, length, pa.int64())
     pq.write_table(pa.table(columns), path)
 
 
@@ -80,7 +118,8 @@ def slates_from_columns(columns: dict[str, np.ndarray]) -> Slates:
     )
     mask = list_matrix(columns["mask"], np.float32) > 0.5
     rows = np.where(mask, np.cumsum(mask).reshape(mask.shape) - 1, -1)
-    return Slates(dense, codes, labels, mask, rows)
+    positions = list_matrix(columns["positions"], np.int64) if "positions" in columns else None
+    return Slates(dense, codes, labels, mask, rows, positions)
 
 
 def read_train_slates(path: Path) -> Slates:
@@ -92,19 +131,18 @@ def read_train_slates(path: Path) -> Slates:
 
 
 def save_slates(slates: Slates, path: Path) -> None:
-    np.savez(
-        path,
-        dense=slates.dense,
-        codes=slates.codes,
-        labels=slates.labels,
-        mask=slates.mask,
-        rows=slates.rows,
-    )
+    arrays = {name: getattr(slates, name) for name in Slates.FIELDS}
+    if slates.positions is not None:
+        arrays["positions"] = slates.positions
+    np.savez(path, **arrays)
 
 
 def load_slates(path: Path) -> Slates:
     with np.load(path) as data:
-        return Slates(data["dense"], data["codes"], data["labels"], data["mask"], data["rows"])
+        positions = data["positions"] if "positions" in data.files else None
+        return Slates(
+            data["dense"], data["codes"], data["labels"], data["mask"], data["rows"], positions
+        )
 
 
 def prepare(
@@ -113,11 +151,20 @@ def prepare(
     contract: FeatureContract | None,
     max_length: int,
     folder: Path,
+    position_bias: bool = False,
 ) -> tuple[FeatureProcessor, Shapes]:
-    """Fit the feature processor on ``train`` and write both splits for the workers."""
+    """Fit the feature processor on ``train`` and write both splits for the workers; the
+    training slates carry the logged positions when ``position_bias``.
+
+    Raises:
+        InputError: a split is empty, or ``position_bias`` and the train split's positions are
+            missing or invalid (checked before anything is fitted or written).
+    """
+    if position_bias:
+        logged_positions(train)
     folder.mkdir(parents=True, exist_ok=True)
     processor = FeatureProcessor.fit(train, infer_roles(list(train.columns), contract))
-    train_slates = encode(train, processor, max_length)
+    train_slates = encode(train, processor, max_length, positions=position_bias)
     valid_slates = encode(valid, processor, max_length)
     write_train_slates(train_slates, folder / TRAIN_SLATES)
     save_slates(valid_slates, folder / VALID_SLATES)

@@ -107,7 +107,9 @@ def train_ranker(
     """
     train, valid = read_parquet_input(train_path, "train"), read_parquet_input(valid_path, "valid")
     work = work_dir or Path(tempfile.mkdtemp(prefix="searchrank-train-"))
-    _, shapes = prepare(train, valid, contract, config.max_list_length, work / "data")
+    _, shapes = prepare(
+        train, valid, contract, config.max_list_length, work / "data", config.position_bias
+    )
     name = f"ranker-{uuid.uuid4().hex[:8]}"
     spec = run_spec(config, shapes.as_dict(), work / "data", name)
     log(

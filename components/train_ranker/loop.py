@@ -7,6 +7,10 @@ whole validation set (so all workers reach the same early-stopping decision with
 and reports; rank 0 attaches a checkpoint. A restarted worker group resumes from the latest
 checkpoint: weights, optimizer, the early-stopping state and the epoch, whose data order and
 dropout are seeded by (seed, epoch), so a killed worker costs at most one epoch.
+
+With ``position_bias`` the workers optimise the ranker through its position-bias view
+(:func:`~searchrank.core.training.training_view`), while validation and checkpoints use the
+ranker itself, which scores without positions.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from searchrank.components.train_ranker.config import TrainRankerConfig
@@ -35,7 +38,7 @@ from searchrank.core.raytrain.loop import (
     resumable_optimizer,
     save_resumable,
 )
-from searchrank.core.slates import Slates
+from searchrank.core.slates import Slates, concat_slates
 from searchrank.core.training import (
     LossFn,
     loss_function,
@@ -44,6 +47,7 @@ from searchrank.core.training import (
     shuffled_batches,
     slate_metrics,
     train_step,
+    training_view,
 )
 
 SCORE = "val_ndcg@10"
@@ -60,6 +64,7 @@ def model_config(spec: dict[str, Any], processor: FeatureProcessor) -> RankerCon
         n_heads=config.n_heads,
         ff_dim=config.ff_dim,
         dropout=config.dropout,
+        bias_positions=config.max_list_length if config.position_bias else 0,
     )
 
 
@@ -71,7 +76,7 @@ def read_shard(shard: Any) -> Slates:
     ]
     if not parts:
         raise RuntimeError("a training worker received an empty shard; use fewer workers")
-    return Slates(*(np.concatenate([getattr(p, f) for p in parts]) for f in Slates.FIELDS))
+    return concat_slates(parts)
 
 
 def train_loop_per_worker(spec: dict[str, Any]) -> None:
@@ -92,9 +97,9 @@ def train_loop_per_worker(spec: dict[str, Any]) -> None:
     )
 
     device = ray.train.torch.get_device()
-    # DDP (and torch.compile) wrap ``model`` and share its parameters: evaluation and
-    # checkpoints use ``model`` itself.
-    trained: torch.nn.Module = ray.train.torch.prepare_model(model)
+    # DDP (and torch.compile) wrap ``model``, or its position-bias view, and share its
+    # parameters: evaluation and checkpoints use ``model`` itself.
+    trained: torch.nn.Module = ray.train.torch.prepare_model(training_view(model))
     on_gpu = device.type == "cuda"
     if on_gpu and config.compile:
         trained = torch.compile(trained)  # type: ignore[assignment]
@@ -165,15 +170,14 @@ def _save(
     spec: dict[str, Any],
 ) -> None:
     last = state.history[-1]
-    ckpt.save_ranker(
-        folder,
-        model,
-        processor,
-        {
-            "train_config": spec["config"],
-            "epoch": last["epoch"],
-            "metrics": last,
-            "history": state.history,
-        },
-    )
+    metadata: dict[str, Any] = {
+        "train_config": spec["config"],
+        "epoch": last["epoch"],
+        "metrics": last,
+        "history": state.history,
+    }
+    if model.position_bias is not None:
+        # The learned P(seen | position) / P(seen | top): for reading, never for scoring.
+        metadata["examination"] = [round(float(x), 6) for x in model.position_bias.examination()]
+    ckpt.save_ranker(folder, model, processor, metadata)
     save_resumable(folder, optimizer, scheduler, state)

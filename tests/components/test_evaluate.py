@@ -33,7 +33,6 @@ from searchrank.components.evaluate.logic import (
     write_report_json,
 )
 from searchrank.components.evaluate.report import html_page, markdown
-from searchrank.components.evaluate.scoring import score_ranker
 from searchrank.components.train_lightgbm.logic import train_lightgbm
 from searchrank.core import schema as S
 from searchrank.core.champion import resolve_champion
@@ -46,6 +45,7 @@ from searchrank.core.metrics import ndcg_at_k, per_query_metrics, per_query_ndcg
 from searchrank.core.model import ContextAwareRanker, RankerConfig
 from searchrank.core.names import RANKER_FEATURE_SERVICE
 from searchrank.core.plots import margin_markers
+from searchrank.core.scoring import score_model
 from searchrank.core.slates import to_slates
 from searchrank.core.training import (
     loss_function,
@@ -117,7 +117,7 @@ def test_a_saved_ranker_scores_the_same_after_loading(
     models: dict[str, Path], splits: dict[str, Path]
 ) -> None:
     test = pd.read_parquet(splits["test"])
-    first, second = score_ranker(test, models["ranker"]), score_ranker(test, models["ranker"])
+    first, second = score_model(test, models["ranker"]), score_model(test, models["ranker"])
     assert np.array_equal(first, second)
     _, processor, _ = load_ranker(models["ranker"])
     assert FeatureContract.load(models["ranker"]).feature_service == RANKER_FEATURE_SERVICE

@@ -8,7 +8,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from searchrank.components.evaluate.scoring import score_ranker
 from searchrank.components.package_service.config import PackageConfig
 from searchrank.components.package_service.logic import (
     CANDIDATE_SCORE,
@@ -20,6 +19,7 @@ from searchrank.core.candidates import RetrieverParts
 from searchrank.core.champion import resolve_champion
 from searchrank.core.checkpoint import DESCRIPTION, WEIGHTS
 from searchrank.core.errors import InputError
+from searchrank.core.scoring import score_model
 from searchrank.features import tables as T
 
 
@@ -29,7 +29,7 @@ def golden(
 ) -> Path:
     """What evaluate's scores Dataset holds: the test rows and the candidate's offline scores."""
     test = pd.read_parquet(splits["test"])
-    test[CANDIDATE_SCORE] = score_ranker(test, ranker_checkpoint)
+    test[CANDIDATE_SCORE] = score_model(test, ranker_checkpoint)
     path = tmp_path_factory.mktemp("golden") / "scores.parquet"
     test.to_parquet(path, index=False)
     return path

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,15 +19,18 @@ import psutil
 import pytest
 from services import ray_head
 
-from searchrank.components.evaluate.scoring import score_ranker
 from searchrank.components.train_ranker.config import TrainRankerConfig
 from searchrank.components.train_ranker.logic import TrainSummary, curves_html, train_ranker
 from searchrank.core.checkpoint import load_ranker
 from searchrank.core.contract import FeatureContract
 from searchrank.core.errors import InputError
 from searchrank.core.metrics import ndcg_at_k
+from searchrank.core.model import ContextAwareRanker, InferenceRanker
 from searchrank.core.names import RANKER_FEATURE_SERVICE
 from searchrank.core.raytrain.jobs import submit_and_follow
+from searchrank.core.scoring import score_model
+from searchrank.core.slates import scores_to_rows, to_slates
+from searchrank.core.training import score_slates
 from searchrank.pipelines.console import EPOCH_LINE
 
 CONFIG = TrainRankerConfig(
@@ -113,7 +116,7 @@ def test_the_checkpoint_describes_itself_and_scores_as_in_training(
     assert description["train_config"]["seed"] == CONFIG.seed
     assert len(processor.mean) == model.config.n_numeric
     valid = pd.read_parquet(splits["valid"])
-    scores = score_ranker(valid, model_dir)
+    scores = score_model(valid, model_dir)
     again = ndcg_at_k(valid["label"].to_numpy(), scores, valid["search_id"].to_numpy(), 10)
     assert again == pytest.approx(summary.best_val_ndcg10, abs=1e-6)
 
@@ -214,14 +217,112 @@ def test_training_slates_survive_the_parquet_round_trip(tmp_path: Path) -> None:
 
     rng = np.random.default_rng(0)
     searches = np.repeat(np.arange(4), [3, 1, 4, 2])
-    slates = to_slates(
+    rows = (
         rng.normal(size=(10, 3)).astype(np.float32),
         rng.integers(0, 5, size=(10, 2)),
         rng.integers(0, 4, size=10).astype(np.float32),
         searches,
-        4,
     )
+    slates = to_slates(*rows, 4)
     write_train_slates(slates, tmp_path / "slates.parquet")
     back = read_train_slates(tmp_path / "slates.parquet")
     for field in ("dense", "codes", "labels", "mask", "rows"):
         np.testing.assert_array_equal(getattr(back, field), getattr(slates, field), err_msg=field)
+    assert back.positions is None
+    positioned = to_slates(*rows, 4, positions=np.array([0, 1, 2, 0, 0, 1, 2, 3, 0, 1]))
+    write_train_slates(positioned, tmp_path / "positions.parquet")
+    back = read_train_slates(tmp_path / "positions.parquet")
+    assert back.positions is not None and positioned.positions is not None
+    np.testing.assert_array_equal(back.positions, positioned.positions)
+    assert back.positions.tolist()[1] == [0, 0, 0, 0]  # padding holds 0
+
+
+def test_position_bias_must_be_a_bool() -> None:
+    with pytest.raises(InputError, match="position_bias"):
+        TrainRankerConfig(position_bias="yes")
+
+
+POSITION_BIAS = replace(CONFIG, epochs=1, patience=1, position_bias=True)
+
+
+@pytest.fixture(scope="module")
+def position_bias_run(
+    tmp_path_factory: pytest.TempPathFactory, splits: dict[str, Path]
+) -> tuple[Path, TrainSummary]:
+    """A short run of two workers with the position-bias tower (its view is what DDP wraps)."""
+    folder = tmp_path_factory.mktemp("position_bias")
+    summary = train_ranker(
+        splits["train"],
+        splits["valid"],
+        folder / "model",
+        POSITION_BIAS,
+        contract=FeatureContract.load(splits["contract"]),
+        work_dir=folder / "work",
+        log=lambda _: None,
+    )
+    return folder / "model", summary
+
+
+def test_a_position_bias_checkpoint_scores_as_its_relevance_head_alone(
+    position_bias_run: tuple[Path, TrainSummary], splits: dict[str, Path]
+) -> None:
+    model_dir, summary = position_bias_run
+    model, processor, description = load_ranker(model_dir)
+    assert description["train_config"]["position_bias"] is True
+    assert model.position_bias is not None
+    assert model.config.bias_positions == POSITION_BIAS.max_list_length
+    curve = description["examination"]
+    assert len(curve) == POSITION_BIAS.max_list_length and curve[0] == 1.0
+    assert curve != [1.0] * len(curve), "the tower never trained"
+
+    valid = pd.read_parquet(splits["valid"])
+    scores = score_model(valid, model_dir)  # evaluation's own path
+    labels, groups = valid["label"].to_numpy(), valid["search_id"].to_numpy()
+    assert ndcg_at_k(labels, scores, groups, 10) == pytest.approx(summary.best_val_ndcg10, abs=1e-6)
+    # Positions shuffled or gone: the same scores.
+    moved = valid.assign(position=np.random.default_rng(0).permutation(valid["position"]))
+    np.testing.assert_array_equal(score_model(moved, model_dir), scores)
+    np.testing.assert_array_equal(score_model(valid.drop(columns="position"), model_dir), scores)
+
+    # The same weights without the tower score the same, bit for bit.
+    alone = ContextAwareRanker(replace(model.config, bias_positions=0)).eval()
+    alone.load_state_dict(
+        {k: v for k, v in model.state_dict().items() if not k.startswith("position_bias.")}
+    )
+    dense, codes = processor.transform(valid)
+    longest = int(valid.groupby("search_id").size().max())
+    slates = to_slates(dense, codes, labels.astype(np.float32), groups, longest)
+    np.testing.assert_array_equal(
+        scores_to_rows(score_slates(alone, slates), slates, len(valid)), scores
+    )
+    # And serving's traced scorer, given the model with its tower, agrees.
+    requests = [
+        {"dense": dense[groups == g], "codes": codes[groups == g]} for g in np.unique(groups)[:5]
+    ]
+    for got, want in zip(
+        InferenceRanker(model).score(requests),
+        InferenceRanker(alone, trace=False).score(requests),
+        strict=True,
+    ):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_position_bias_without_positions_fails_before_training(
+    tmp_path: Path, splits: dict[str, Path]
+) -> None:
+    train = pd.read_parquet(splits["train"]).drop(columns="position")
+    train.to_parquet(tmp_path / "train.parquet", index=False)
+    with pytest.raises(InputError) as raised:
+        train_ranker(
+            tmp_path / "train.parquet",
+            splits["valid"],
+            tmp_path / "model",
+            POSITION_BIAS,
+            work_dir=tmp_path / "work",
+            log=lambda _: None,
+        )
+    error = raised.value
+    assert error.field == "train columns" and "position" not in error.value
+    assert "'position' column" in error.rule and "position_bias" in error.rule
+    assert not (tmp_path / "work" / "data").exists(), "nothing may be encoded or trained"
+    assert not (tmp_path / "model").exists()

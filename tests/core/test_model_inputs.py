@@ -14,7 +14,7 @@ from searchrank.core.domain import Domain, count, one_of, rate
 from searchrank.core.errors import InputError
 from searchrank.core.features import PRESENCE_SUFFIX, FeatureProcessor, infer_roles
 from searchrank.core.model import ContextAwareRanker, InferenceRanker, RankerConfig, soft_rank
-from searchrank.core.slates import scores_to_rows, to_slates
+from searchrank.core.slates import concat_slates, scores_to_rows, to_slates
 
 CONTRACT = FeatureContract(
     "v_service",
@@ -114,6 +114,26 @@ def test_slates_pad_cut_and_map_back() -> None:
         to_slates(
             dense, np.zeros((6, 1), np.int64), np.arange(6.0), np.array([1, 1, 2, 1, 3, 3]), 4
         )
+
+
+def test_slates_carry_positions_only_when_given() -> None:
+    groups = np.array([5, 5, 5, 7, 9, 9])
+    dense, codes = np.zeros((6, 2), np.float32), np.zeros((6, 1), np.int64)
+    plain = to_slates(dense, codes, np.arange(6.0), groups, max_length=2)
+    assert plain.positions is None and plain.take(np.array([1])).positions is None
+    positions = np.array([0, 1, 2, 0, 1, 0])
+    slates = to_slates(dense, codes, np.arange(6.0), groups, 2, positions=positions)
+    assert slates.positions is not None
+    assert slates.positions.tolist() == [[0, 1], [0, 0], [1, 0]]  # cut, padded with 0
+    taken = slates.take(np.array([2, 0]))
+    assert taken.positions is not None and taken.positions.tolist() == [[1, 0], [0, 1]]
+    both = concat_slates([slates, taken])
+    assert both.positions is not None and len(both) == 5 == len(both.positions)
+    assert concat_slates([plain, plain]).positions is None
+    with pytest.raises(ValueError, match="positions"):
+        concat_slates([slates, plain])
+    with pytest.raises(InputError, match="positions"):
+        to_slates(dense, codes, np.arange(6.0), groups, 2, positions=positions[:5])
 
 
 def ranker(**overrides: object) -> ContextAwareRanker:

@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 from serving.conftest import LoggedDay
 
-from searchrank.components.evaluate.scoring import score_ranker
 from searchrank.components.train_retriever.logic import RetrieverSummary
 from searchrank.core import schema as S
 from searchrank.core.candidates import CandidateGenerator
@@ -19,6 +18,7 @@ from searchrank.core.contract import ContractMismatchError, FeatureContract
 from searchrank.core.errors import InputError
 from searchrank.core.features import ColumnRole
 from searchrank.core.intent import IntentModel
+from searchrank.core.scoring import score_model
 from searchrank.features import tables as T
 from searchrank.serving.checks import check_feature_service
 from searchrank.serving.engine import SearchEngine
@@ -55,7 +55,7 @@ def test_served_features_and_scores_equal_training_for_logged_searches(
         assert set(features) <= set(served.columns)
         different = [c for c in features if not _same(served[c], trained[c])]
         assert not different, f"search {search_id}: online differs from training in {different}"
-        offline = score_ranker(trained, ranker_checkpoint)
+        offline = score_model(trained, ranker_checkpoint)
         worst = max(worst, float(np.abs(scores - offline).max()))
     assert worst <= 1e-4
 

@@ -36,6 +36,10 @@ def _arguments(dataset_dir: Path, fresh_repo: Path, **overrides: Any) -> dict[st
         "entities_uri": str(dataset_dir / T.file_name(T.IMPRESSIONS)),
         "catalogue_uri": str(dataset_dir / T.file_name(T.CATALOGUE)),
         "searches_uri": str(dataset_dir / T.file_name(T.SEARCHES)),
+        # The blessed ranker then meets LightGBM in the experiment step; the session's few
+        # hundred test listeners can detect only a large effect.
+        "ground_truth_uri": str(dataset_dir / T.file_name(T.GROUND_TRUTH)),
+        "experiment_min_effect": 0.5,
         "feature_repo": str(fresh_repo),
         "materialize_until": "2026-11-02T00:00:00+00:00",
         "num_workers": 1,
@@ -104,6 +108,7 @@ def test_the_whole_pipeline_runs_locally_and_a_rerun_after_failed_packaging_reus
         assert re.search(rf"↺ {step} +cached: outputs of search-ranking-", shown.getvalue())
         assert (run / "logs" / f"{step}.log").read_text().startswith("cached:")
     for step in ("materialize-features-op", "package-service-op", "run-report-op"):
+        # run-report-op is the report of the experiment branch, the first one defined.
         assert not (run / step).is_symlink() and (run / step).is_dir(), f"{step} must run again"
     # Materialized twice, the online store holds the same rows: none duplicated, none stale.
     assert online_rows(fresh_repo) == online
@@ -136,6 +141,9 @@ def test_the_whole_pipeline_runs_locally_and_a_rerun_after_failed_packaging_reus
     assert plots and int(plots.group(1)) >= 4, "curves, slices and bootstrap plots"
     assert plots.group(1) == plots.group(2), "every plot must render"
     assert "searchrank:" in dom, "the lineage names the Bento"
+    assert "Interleaving (team-draft)" in dom, "the experiment's page is the experiment section"
+    outcome = json.loads(next(run.glob("experiment-op*/experiment")).read_text())
+    assert outcome["champion"] == "LightGBM" and outcome["decision"]["verdict"] in dom
 
 
 @pytest.mark.slow

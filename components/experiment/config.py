@@ -27,6 +27,8 @@ class ExperimentConfig:
         zero_result_margin: the share of searches with nothing to show may grow by at most this.
         latency_margin_ms: the model stage's p99 latency may grow by at most this many ms.
         latency_searches: searches timed one by one per arm for the latency guardrail.
+        sensitivity_replicates: fresh simulations of the same searches that measure each
+            method's effect for the sessions-to-detect figures.
         seed: of the simulated reactions and the interleaving's coin flips.
     """
 
@@ -40,11 +42,16 @@ class ExperimentConfig:
     zero_result_margin: float = 0.005
     latency_margin_ms: float = 5.0
     latency_searches: int = 300
+    sensitivity_replicates: int = 5
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.cutoff < 1:
             raise InputError("cutoff", self.cutoff, "must be at least 1")
+        if self.sensitivity_replicates < 1:
+            raise InputError(
+                "sensitivity_replicates", self.sensitivity_replicates, "must be at least 1"
+            )
         if self.latency_searches < 10:
             raise InputError("latency_searches", self.latency_searches, "must be at least 10")
         for name in ("treatment_share", "confidence", "power", "minimum_detectable_effect"):

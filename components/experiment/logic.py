@@ -200,6 +200,16 @@ def interleaved(a: Shown, b: Shown, cutoff: int, seed: int) -> tuple[Shown, list
     return Shown([items for items, _ in merged]), [teams for _, teams in merged]
 
 
+def search_credits(teams: list[np.ndarray], merged: Shown, labels: np.ndarray) -> np.ndarray:
+    """Each interleaved search's credit from its clicks: +1 challenger, -1 champion, 0 tie."""
+    return np.array(
+        [
+            credit(t, labels[rows] >= CLICK_GRADE)
+            for t, rows in zip(teams, merged.lists, strict=True)
+        ]
+    )
+
+
 def react(traffic: Traffic, shown: Shown, seed: int) -> np.ndarray:
     """The simulated listeners' labels for what ``shown`` shows, (n,), 0 where not shown."""
     return respond(traffic.rows, shown.positions(len(traffic.rows)), seed)
@@ -397,14 +407,9 @@ def simulate_experiment(
 
     # Interleaving: every search sees one merged list.
     merged, teams = interleaved(full[0], full[1], config.cutoff, config.seed)
-    labels = react(traffic, merged, config.seed)
-    credits = np.array(
-        [
-            credit(t, labels[rows] >= CLICK_GRADE)
-            for t, rows in zip(teams, merged.lists, strict=True)
-        ]
+    preference = interleaving_result(
+        search_credits(teams, merged, react(traffic, merged, config.seed)), config.confidence
     )
-    preference = interleaving_result(credits, config.confidence)
 
     # A/B: each listener sees one arm.
     treated = abtest.assign_arms(traffic.user, config.salt, config.treatment_share)
@@ -445,7 +450,7 @@ def simulate_experiment(
         ),
     ]
     decision = abtest.decide(effect, guardrails, srm)
-    sensitivity = measure_sensitivity(traffic, top, credits, pre, config)
+    sensitivity = measure_sensitivity(traffic, full, top, pre, config)
     return ExperimentReport(
         champion=names[0],
         challenger=names[1],
@@ -464,12 +469,17 @@ def simulate_experiment(
 
 def measure_sensitivity(
     traffic: Traffic,
+    full: list[Shown],
     top: list[Shown],
-    credits: np.ndarray,
     pre: pd.DataFrame | None,
     config: ExperimentConfig,
 ) -> dict[str, Any]:
     """Searches each method needs to detect this pair's difference at the configured power.
+
+    Both effects are measured on ``config.sensitivity_replicates`` fresh simulations of the same
+    searches, so that the size of the difference is known better than one experiment knows it;
+    the spread that sets the sample size is that of one search (interleaving) or one listener
+    (A/B), as a single experiment meets it.
 
     Interleaving: a one-sample test of the per-search credit. A/B: every search is shown both
     ways (a counterfactual simulation, free of assignment noise) to measure the true per-listener
@@ -477,20 +487,36 @@ def measure_sensitivity(
     listeners needed, converted to searches by the mean searches per listener.
     """
     alpha = 1 - config.confidence
-    mean_credit = float(credits.mean())
+    replicates = range(config.sensitivity_replicates)
+    credits = []
+    for r in replicates:
+        merged, teams = interleaved(full[0], full[1], config.cutoff, config.seed + 100 + r)
+        labels = react(traffic, merged, config.seed + 100 + r)
+        credits.append(search_credits(teams, merged, labels))
+    pooled = np.concatenate(credits)
+    mean_credit = float(pooled.mean())
     sessions_interleaving = (
         abtest.sessions_to_detect(
-            mean_credit, float(credits.std(ddof=1)), alpha=alpha, power=config.power, arms=1
+            mean_credit, float(pooled.std(ddof=1)), alpha=alpha, power=config.power, arms=1
         )
         if mean_credit != 0
         else None
     )
     searches = np.arange(traffic.searches)
-    both = [
-        arm_outcome(traffic, top[arm], react(traffic, top[arm], config.seed + 11 + arm), searches)
-        for arm in (0, 1)
+    draws = [
+        [
+            arm_outcome(
+                traffic,
+                top[arm],
+                react(traffic, top[arm], config.seed + 200 + 2 * r + arm),
+                searches,
+            )
+            for arm in (0, 1)
+        ]
+        for r in replicates
     ]
-    difference = float((both[1].success - both[0].success).mean())
+    difference = float(np.mean([(b.success - a.success).mean() for a, b in draws]))
+    both = draws[0]
     values = np.concatenate([both[0].success, both[1].success])
     covariate = pre_period_success(pre, both[0].users)
     if covariate is not None:
@@ -517,6 +543,7 @@ def measure_sensitivity(
         "true_success_difference": difference,
         "true_relative_effect": difference / float(both[0].success.mean()),
         "mean_credit": mean_credit,
+        "replicates": config.sensitivity_replicates,
         "searches_per_listener": searches_per_user,
     }
 

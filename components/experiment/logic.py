@@ -38,11 +38,13 @@ import pandas as pd
 from searchrank.components.experiment.config import ExperimentConfig
 from searchrank.core import abtest
 from searchrank.core import schema as S
+from searchrank.core.bootstrap import mean_intervals
 from searchrank.core.content import filter_applies, is_withheld, visible
 from searchrank.core.contract import FeatureContract
 from searchrank.core.errors import InputError
 from searchrank.core.interleaving import credit, interleave_many, interleaving_result
 from searchrank.core.io import read_parquet_input
+from searchrank.core.metrics import per_query_ndcg
 from searchrank.core.scoring import Scorer, load_scorer
 from searchrank.features import tables as T
 from searchrank.features.generator.environment import (
@@ -122,6 +124,8 @@ class ExperimentReport:
     challenger: str
     searches: int
     users: int
+    true_ndcg: dict[str, dict[str, float]]
+    """Each model's NDCG@10 against the true grades on these searches: mean, low, high."""
     interleaving: dict[str, Any]
     ab: dict[str, Any]
     srm: dict[str, Any]
@@ -156,7 +160,7 @@ def prepare_traffic(test: pd.DataFrame, truth: pd.DataFrame) -> Traffic:
     Raises:
         InputError: a test row has no ground truth (the truth is from another data folder).
     """
-    joined = attach_ground_truth(test, truth, (RELEVANCE, SAVE_SCALE))
+    joined = attach_ground_truth(test, truth, (RELEVANCE, SAVE_SCALE, S.TRUE_GRADE))
     starts = S.search_bounds(joined[S.SEARCH_ID].to_numpy())
     first = starts[:-1]
     setting = (
@@ -456,6 +460,7 @@ def simulate_experiment(
         challenger=names[1],
         searches=traffic.searches,
         users=len(np.unique(traffic.user)),
+        true_ndcg=true_ndcg(traffic, dict(zip(names, scores, strict=True)), config),
         interleaving=preference.as_dict(),
         ab={**effect.as_dict(), "metric": "streams of at least 30 s per search, per listener"},
         srm=srm.as_dict(),
@@ -465,6 +470,27 @@ def simulate_experiment(
         latency_ms={name: values.tolist() for name, values in zip(names, latency, strict=True)},
         config=config.as_dict(),
     )
+
+
+def true_ndcg(
+    traffic: Traffic, scores: dict[str, np.ndarray], config: ExperimentConfig
+) -> dict[str, dict[str, float]]:
+    """NDCG@10 of each model's full ranking against the true grades, with bootstrap intervals
+    over searches (the same resamples for every model)."""
+    rows = traffic.rows
+    groups, grades = rows[S.SEARCH_ID].to_numpy(), rows[S.TRUE_GRADE].to_numpy()
+    per_query = np.stack(
+        [
+            per_query_ndcg(grades, values, groups, (10,), grades="real")["ndcg@10"].to_numpy()
+            for values in scores.values()
+        ]
+    )
+    per_query = per_query[:, ~np.isnan(per_query).any(axis=0)]
+    low, high = mean_intervals(per_query, seed=config.seed, confidence=config.confidence)
+    return {
+        name: {"mean": float(per_query[i].mean()), "low": float(low[i]), "high": float(high[i])}
+        for i, name in enumerate(scores)
+    }
 
 
 def measure_sensitivity(

@@ -32,6 +32,15 @@ def markdown(report: ExperimentReport) -> str:
         "",
         *[f"- {reason}" for reason in report.decision["reasons"]],
         "",
+        "#### NDCG@10 against the true grades (these searches, the full lists)",
+        "",
+        "| model | NDCG@10 | interval |",
+        "| --- | ---: | --- |",
+        *[
+            f"| {name} | {v['mean']:.4f} | [{v['low']:.4f}, {v['high']:.4f}] |"
+            for name, v in report.true_ndcg.items()
+        ],
+        "",
         "#### Interleaving (team-draft)",
         "",
         "| searches | wins "

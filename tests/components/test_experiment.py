@@ -54,6 +54,8 @@ def test_experiment_finds_a_real_difference_and_interleaving_needs_fewer_session
     )
     assert report.interleaving["preference_low"] > 0
     assert report.ab["difference"] > 0
+    # The model trained on the true grades ranks these searches better by them, too.
+    assert report.true_ndcg["challenger"]["low"] > report.true_ndcg["champion"]["high"]
     assert report.sensitivity["true_success_difference"] > 0
     assert report.sensitivity["sessions_interleaving"] < report.sensitivity["sessions_ab"]
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from searchrank.core.propensity import stream_above
 from searchrank.core.text import normalize_text
 from searchrank.features import vocabulary as V
 from searchrank.features.generator import words as W
@@ -414,11 +415,8 @@ def cascade_labels(
     label = click.astype(np.int64) + stream + save
     # Cascade: after the first satisfying result many listeners stop looking.
     search = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, n)))
-    satisfied = (label >= 2).astype(np.int64)
-    before = np.cumsum(satisfied) - satisfied
-    before -= before[starts[search]]
     abandons = rng.random(len(starts)) < ABANDON_AFTER_SATISFIED
-    label[(before > 0) & abandons[search]] = 0
+    label[stream_above(label >= 2, starts) & abandons[search]] = 0
     return label
 
 

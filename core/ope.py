@@ -70,6 +70,12 @@ class LoggedLists:
         ids = np.asarray(self.list_id)
         return np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, int)
 
+    @property
+    def list_of_row(self) -> np.ndarray:
+        """(n,) each row's list as an index 0, 1, … into :attr:`starts`."""
+        starts = self.starts
+        return np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(self.list_id))))
+
 
 @dataclass(frozen=True)
 class RewardModel:
@@ -157,8 +163,8 @@ def estimate_policy(
         "dm": np.asarray(model.reward, dtype=np.float64),
         "dr": model.reward + weight * (reward - logged * model.reward),
     }
-    looked = _new_examination(logs, new, bias, np.asarray(model.satisfy), cutoff)
-    list_of_row = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, n)))
+    list_of_row = logs.list_of_row
+    looked = _new_examination(logs, list_of_row, new, bias, np.asarray(model.satisfy), cutoff)
     per_list = np.stack(
         [
             np.bincount(list_of_row, weights=looked * gamma[name], minlength=len(starts))
@@ -173,19 +179,23 @@ def estimate_policy(
 
 
 def _new_examination(
-    logs: LoggedLists, new: np.ndarray, bias: PositionBias, satisfy: np.ndarray, cutoff: int
+    logs: LoggedLists,
+    list_of_row: np.ndarray,
+    new: np.ndarray,
+    bias: PositionBias,
+    satisfy: np.ndarray,
+    cutoff: int,
 ) -> np.ndarray:
     """θ(new position) · κ of every logged row under the new ranking (0 where not shown)."""
     n = len(new)
     shown = (new >= 0) & (new < cutoff)
-    list_of_row = np.repeat(np.arange(len(logs.starts)), np.diff(np.append(logs.starts, n)))
     order = np.lexsort((np.where(shown, new, cutoff), list_of_row))
     theta = np.where(shown[order], bias.at(np.where(shown, new, 0)[order]), 0.0)
     # log P(no stream so far) accumulates down each list; subtracting each list's value at its
     # first row leaves the product over the rows above.
     missed = np.log(np.clip(1.0 - theta * satisfy[order], 1e-12, 1.0))
     before = np.cumsum(missed) - missed
-    first = np.repeat(logs.starts, np.diff(np.append(logs.starts, n)))
+    first = logs.starts[list_of_row]
     none_above = np.exp(before - before[first])
     kept = 1.0 - (1.0 - bias.keep) * (1.0 - none_above)
     looked = np.empty(n)

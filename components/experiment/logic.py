@@ -39,7 +39,7 @@ from searchrank.components.experiment.config import ExperimentConfig
 from searchrank.core import abtest
 from searchrank.core import schema as S
 from searchrank.core.bootstrap import mean_intervals
-from searchrank.core.content import filter_applies, is_withheld, visible
+from searchrank.core.content import filter_applies, is_withheld
 from searchrank.core.contract import FeatureContract
 from searchrank.core.errors import InputError
 from searchrank.core.interleaving import credit, interleave_many, interleaving_result
@@ -82,6 +82,16 @@ class Traffic:
     def searches(self) -> int:
         return len(self.starts) - 1
 
+    @property
+    def search_of_row(self) -> np.ndarray:
+        """(n,) each row's search as an index 0, 1, … into ``starts``."""
+        return np.repeat(np.arange(self.searches), np.diff(self.starts))
+
+    @property
+    def hidden(self) -> np.ndarray:
+        """(n,) rows the explicit-content policy withholds from their listener."""
+        return is_withheld(self.explicit) & self.applies[self.search_of_row]
+
 
 @dataclass
 class Shown:
@@ -97,8 +107,10 @@ class Shown:
     def positions(self, rows: int) -> np.ndarray:
         """(rows,) each row's position, -1 where it is not shown."""
         position = np.full(rows, -1, dtype=np.int64)
-        for shown in self.lists:
-            position[shown] = np.arange(len(shown))
+        lengths = np.array([len(shown) for shown in self.lists], dtype=np.int64)
+        if lengths.sum():
+            first = np.repeat(np.cumsum(lengths) - lengths, lengths)
+            position[np.concatenate(self.lists)] = np.arange(lengths.sum()) - first
         return position
 
 
@@ -185,13 +197,14 @@ def prepare_traffic(test: pd.DataFrame, truth: pd.DataFrame) -> Traffic:
 def ranked_lists(traffic: Traffic, scores: np.ndarray, cutoff: int | None) -> Shown:
     """Each search's candidates by descending score (stable), after the explicit-content policy
     (:func:`~searchrank.core.content.visible`), cut at ``cutoff`` (None: the whole list)."""
-    lists = []
-    for q in range(traffic.searches):
-        begin, end = int(traffic.starts[q]), int(traffic.starts[q + 1])
-        order = np.argsort(-scores[begin:end], kind="stable")
-        keep = visible(order, traffic.explicit[begin:end], bool(traffic.applies[q]))
-        lists.append(begin + keep[:cutoff])
-    return Shown(lists)
+    search = traffic.search_of_row
+    order = np.lexsort((-np.asarray(scores, dtype=np.float64), search))
+    order = order[~traffic.hidden[order]]
+    kept = np.bincount(search[order], minlength=traffic.searches)
+    rank = np.arange(len(order)) - np.repeat(np.cumsum(kept) - kept, kept)
+    if cutoff is not None:
+        order, kept = order[rank < cutoff], np.minimum(kept, cutoff)
+    return Shown(np.split(order, np.cumsum(kept)[:-1]))
 
 
 def interleaved(a: Shown, b: Shown, cutoff: int, seed: int) -> tuple[Shown, list[np.ndarray]]:
@@ -226,17 +239,18 @@ def arm_outcome(
     traffic: Traffic, shown: Shown, labels: np.ndarray, searches: np.ndarray
 ) -> ArmOutcome:
     """Per-listener success, leak and zero-result rates over the given searches."""
+    search = traffic.search_of_row
+    shown_row = shown.positions(len(traffic.rows)) >= 0
+
+    def per_search_sum(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(search[mask & shown_row], minlength=traffic.searches)[searches]
+
     per_search = pd.DataFrame(
         {
             "user": traffic.user[searches],
-            "success": [int((labels[shown.lists[q]] >= SUCCESS_GRADE).sum()) for q in searches],
-            "shown": [len(shown.lists[q]) for q in searches],
-            "leaked": [
-                int(is_withheld(traffic.explicit[shown.lists[q]]).sum())
-                if traffic.applies[q]
-                else 0
-                for q in searches
-            ],
+            "success": per_search_sum(labels >= SUCCESS_GRADE),
+            "shown": per_search_sum(np.ones(len(search), dtype=bool)),
+            "leaked": per_search_sum(traffic.hidden),
         }
     )
     per_search["empty"] = per_search["shown"] == 0

@@ -18,6 +18,7 @@ from searchrank.components.experiment.logic import (
     run_experiment,
 )
 from searchrank.core import schema as S
+from searchrank.core.content import visible
 from searchrank.core.contract import FeatureContract
 from searchrank.core.errors import InputError
 from searchrank.features.generator.environment import load_ground_truth
@@ -89,3 +90,20 @@ def test_listeners_with_the_filter_on_never_see_explicit_items(
     shown = ranked_lists(traffic, explicit.astype(float), cutoff=10)  # explicit items first
     for q in np.flatnonzero(traffic.applies):
         assert not explicit[shown.lists[q]].any()
+
+
+def test_ranked_lists_follow_the_serving_policy_search_by_search(
+    splits: dict[str, Path], dataset_dir: Path
+) -> None:
+    traffic = prepare_traffic(pd.read_parquet(splits["test"]), load_ground_truth(dataset_dir))
+    scores = np.random.default_rng(0).integers(0, 4, len(traffic.rows)).astype(float)  # ties
+    shown = ranked_lists(traffic, scores, cutoff=10)
+    assert len(shown.lists) == traffic.searches
+    for q in range(traffic.searches):
+        begin, end = traffic.starts[q], traffic.starts[q + 1]
+        order = np.argsort(-scores[begin:end], kind="stable")
+        expected = visible(order, traffic.explicit[begin:end], bool(traffic.applies[q]))[:10]
+        np.testing.assert_array_equal(shown.lists[q], begin + expected)
+    position = shown.positions(len(traffic.rows))
+    assert (position >= 0).sum() == sum(len(rows) for rows in shown.lists)
+    assert all((position[rows] == np.arange(len(rows))).all() for rows in shown.lists)

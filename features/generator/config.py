@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from searchrank.core.errors import InputError
+from searchrank.features.generator.retriever import POPULARITY_WEIGHT
 
 
 def _today_utc() -> date:
@@ -28,6 +29,11 @@ class GeneratorConfig:
         artists: number of music artists; derived from ``users`` when not given.
         max_candidates: the longest impression list the retriever shows.
         chunk_searches: at most this many searches are held in memory at once.
+        old_ranker_popularity: the weight of today's popularity (in [0, 1]) beside the lexical
+            score (in (0, 1]) in the order the old ranker shows its candidates. The default
+            0.5 mixes both; a large value simulates a popularity-heavy old ranker, whose logged
+            positions say more about popularity than about relevance, so that its clicks'
+            position bias misleads a model more (see ``bench_experiment --old-ranker-popularity``).
     """
 
     searches: int = 20_000
@@ -38,6 +44,7 @@ class GeneratorConfig:
     artists: int | None = None
     max_candidates: int = 20
     chunk_searches: int = 50_000
+    old_ranker_popularity: float = POPULARITY_WEIGHT
 
     def __post_init__(self) -> None:
         rules: list[tuple[str, int | None, int, int]] = [
@@ -51,6 +58,10 @@ class GeneratorConfig:
         for name, value, low, high in rules:
             if value is not None and not low <= value <= high:
                 raise InputError(name, value, f"must be an integer between {low} and {high}")
+        if not 0.0 <= self.old_ranker_popularity <= 100.0:
+            raise InputError(
+                "old_ranker_popularity", self.old_ranker_popularity, "must lie between 0 and 100"
+            )
 
     @property
     def n_users(self) -> int:

@@ -59,6 +59,7 @@ class Manifest:
     items: int
     window_start: str
     window_end: str
+    old_ranker_popularity: float
     rows: dict[str, int]
 
 
@@ -168,7 +169,7 @@ def generate(config: GeneratorConfig, out: Path, progress: Progress | None = Non
     world_rng, user_rng, state_rng, *day_rngs = (np.random.default_rng(s) for s in seeds)
     catalogue = build_catalogue(world_rng, config.n_artists, config.days, window_start)
     users = build_users(user_rng, config.n_users, config.days)
-    simulator = Simulator(catalogue, users, config.max_candidates)
+    simulator = Simulator(catalogue, users, config.max_candidates, config.old_ranker_popularity)
     state = FeatureState(catalogue, users, state_rng)
     volume = daily_volume(config.searches, config.days, window_start)
     warmup = np.full(WARMUP_DAYS, max(int(volume.mean()), 1), dtype=np.int64)
@@ -215,6 +216,7 @@ def generate(config: GeneratorConfig, out: Path, progress: Progress | None = Non
             items=len(catalogue),
             window_start=window_start.isoformat(),
             window_end=window_end.isoformat(),
+            old_ranker_popularity=config.old_ranker_popularity,
             rows=dict(writers.rows),
         )
         (staging / T.MANIFEST).write_text(json.dumps(asdict(manifest), indent=2) + "\n")

@@ -14,6 +14,7 @@ from searchrank.features.generator.catalogue import Catalogue
 
 MIN_LEXICAL = 0.15
 POPULARITY_WEIGHT = 0.5
+"""The default weight of popularity beside the lexical score in the display order."""
 MIN_LIST = 5
 """When fewer items match, the list is padded with the most popular available items."""
 
@@ -58,8 +59,9 @@ def _meta_terms(catalogue: Catalogue) -> list[frozenset[str]]:
 class LexicalRetriever:
     """Candidate generation over the whole catalogue for one normalized query at a time."""
 
-    def __init__(self, catalogue: Catalogue) -> None:
+    def __init__(self, catalogue: Catalogue, popularity_weight: float = POPULARITY_WEIGHT) -> None:
         self.n_items = len(catalogue)
+        self.popularity_weight = popularity_weight
         self.names = _Postings([analyze(n).trigrams for n in catalogue.name])
         self.artists = _Postings([analyze(a).trigrams for a in catalogue.artist_name])
         self.meta = _Postings(_meta_terms(catalogue))
@@ -107,7 +109,7 @@ class LexicalRetriever:
         candidates, lexical = self.lexical(query)
         keep = (lexical >= MIN_LEXICAL) & available[candidates]
         candidates, lexical = candidates[keep], lexical[keep]
-        score = lexical + POPULARITY_WEIGHT * popularity[candidates]
+        score = lexical + self.popularity_weight * popularity[candidates]
         best = np.argpartition(-score, k)[:k] if len(score) > k else np.arange(len(score))
         best = best[np.lexsort((candidates[best], -score[best]))]
         top, top_lexical = candidates[best], lexical[best]

@@ -26,7 +26,7 @@ from searchrank.features.generator.catalogue import (
     TRACK,
     Catalogue,
 )
-from searchrank.features.generator.retriever import LexicalRetriever
+from searchrank.features.generator.retriever import POPULARITY_WEIGHT, LexicalRetriever
 from searchrank.features.generator.sampling import GroupSampler, sample_rows
 from searchrank.features.generator.users import Users
 
@@ -89,11 +89,17 @@ class Chunk:
 class Simulator:
     """Simulates searches against one catalogue and one population of listeners."""
 
-    def __init__(self, catalogue: Catalogue, users: Users, max_candidates: int) -> None:
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        users: Users,
+        max_candidates: int,
+        popularity_weight: float = POPULARITY_WEIGHT,
+    ) -> None:
         self.cat = catalogue
         self.users = users
         self.max_candidates = max_candidates
-        self.retriever = LexicalRetriever(catalogue)
+        self.retriever = LexicalRetriever(catalogue, popularity_weight)
         n_genres = max(len(V.GENRES), len(V.PODCAST_TOPICS))
         self.n_genres = n_genres
         group = catalogue.item_type.astype(np.int64) * n_genres + catalogue.genre

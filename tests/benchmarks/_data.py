@@ -10,6 +10,7 @@ from datetime import date
 from pathlib import Path
 
 from searchrank.core.contract import contract_beside
+from searchrank.features.generator.retriever import POPULARITY_WEIGHT
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".searchrank" / "bench"
@@ -31,8 +32,13 @@ def logs(searches: int, seed: int, cache: Path = CACHE) -> Path:
     return folder
 
 
-def training_set(rows: int, seed: int, cache: Path = CACHE) -> Path:
-    """A ``ranker_v1`` training set of ``rows`` rows, in time order (cached by size and seed)."""
+def training_set(
+    rows: int, seed: int, cache: Path = CACHE, old_ranker_popularity: float = POPULARITY_WEIGHT
+) -> Path:
+    """A ``ranker_v1`` training set of ``rows`` rows, in time order (cached by size and seed).
+
+    ``old_ranker_popularity`` is the generator's field of that name (cached by it too).
+    """
     import pyarrow.parquet as pq
 
     from searchrank.components.fetch_features.logic import fetch_features
@@ -43,6 +49,8 @@ def training_set(rows: int, seed: int, cache: Path = CACHE) -> Path:
     from searchrank.features.store import apply_definitions, create_repo, open_store
 
     folder = cache / f"training-{rows}-{seed}"
+    if old_ranker_popularity != POPULARITY_WEIGHT:
+        folder = folder.with_name(f"{folder.name}-popularity-{old_ranker_popularity:g}")
     out = folder / "training_set.parquet"
     truth = folder / "data" / tables.file_name(tables.GROUND_TRUTH)
     if (
@@ -53,7 +61,12 @@ def training_set(rows: int, seed: int, cache: Path = CACHE) -> Path:
     ):
         return out
     searches = int(rows * SEARCHES_PER_ROW * 1.03) + 100
-    config = GeneratorConfig(searches=searches, seed=seed, end_date=END_DATE)
+    config = GeneratorConfig(
+        searches=searches,
+        seed=seed,
+        end_date=END_DATE,
+        old_ranker_popularity=old_ranker_popularity,
+    )
     generate(config, folder / "data")
     repo = create_repo(folder / "repo", folder / "data")
     apply_definitions(open_store(repo))

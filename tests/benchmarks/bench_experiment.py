@@ -20,6 +20,7 @@ drew its label (``features/generator/environment.py``). On its data this measure
 The last line is the JSON result.
 
 Usage: python tests/benchmarks/bench_experiment.py [--quick] [--searches N]
+       [--old-ranker-popularity W]
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _data import SEARCHES_PER_ROW, training_set
 
 from searchrank.core import schema as S
+from searchrank.features.generator.retriever import POPULARITY_WEIGHT
 
 OPE_CUTOFF = 10
 TRUTH_SEEDS = 5
@@ -343,6 +345,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small data, few epochs")
     parser.add_argument("--searches", type=int, default=60_000)
+    parser.add_argument(
+        "--old-ranker-popularity",
+        type=float,
+        default=POPULARITY_WEIGHT,
+        help="the generator's old_ranker_popularity: large values log a popularity-heavy old "
+        "ranker, whose positions say less about relevance",
+    )
     args = parser.parse_args()
     searches = 6_000 if args.quick else args.searches
 
@@ -354,7 +363,9 @@ def main() -> None:
 
     started = time.perf_counter()
     log(f"data: {searches} searches")
-    data = training_set(int(searches / SEARCHES_PER_ROW), seed=21)
+    data = training_set(
+        int(searches / SEARCHES_PER_ROW), seed=21, old_ranker_popularity=args.old_ranker_popularity
+    )
     truth = load_ground_truth(data.parent / "data")
     frame = in_list_order(pd.read_parquet(data))
     parts = dict(zip(("train", "valid", "test"), split_by_time(frame, 0.1, 0.2), strict=True))
@@ -394,6 +405,7 @@ def main() -> None:
     result = {
         "bench": "experiment",
         "searches": searches,
+        "old_ranker_popularity": args.old_ranker_popularity,
         "test_searches": int(test[S.SEARCH_ID].nunique()),
         "true_ndcg10_biased": transformer["true_ndcg10_biased"],
         "true_ndcg10_debiased": transformer["true_ndcg10_debiased"],

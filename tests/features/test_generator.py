@@ -227,3 +227,24 @@ def test_daily_volume_is_exact_and_weekly() -> None:
 def test_bad_configuration_names_the_field(field: str, value: int) -> None:
     with pytest.raises(InputError, match=field):
         GeneratorConfig(**{field: value})
+
+
+def test_a_popularity_heavy_old_ranker_shows_positions_that_say_less_about_relevance(
+    tmp_path: Path,
+) -> None:
+    def position_grade_correlation(weight: float) -> float:
+        folder = tmp_path / str(weight)
+        generate(replace(TINY, old_ranker_popularity=weight), folder)
+        rows = read(folder, T.IMPRESSIONS).merge(
+            read(folder, T.GROUND_TRUTH), on=[S.SEARCH_ID, S.ITEM_ID]
+        )
+        manifest = json.loads((folder / T.MANIFEST).read_text())
+        assert manifest["old_ranker_popularity"] == weight
+        return float(rows[[S.POSITION, S.TRUE_GRADE]].corr("spearman").iloc[0, 1])
+
+    default = position_grade_correlation(TINY.old_ranker_popularity)
+    popularity_heavy = position_grade_correlation(20.0)
+    assert default < popularity_heavy < 0.0
+    assert popularity_heavy - default > 0.05
+    with pytest.raises(InputError, match="old_ranker_popularity"):
+        GeneratorConfig(old_ranker_popularity=-1.0)

@@ -3,7 +3,12 @@ retriever's Voyager index when the service has one, routed by the query's intent
 
 The lexical side finds what the words say, misspellings included (character trigrams); the
 dense side finds what the listener means (moods, topics, their taste) and items whose names the
-query never spells. Their ranked lists are merged by weighted reciprocal rank fusion, which needs
+query never spells. A :class:`~searchrank.core.query_rewrite.QueryRewriter` first corrects or
+completes the query against the catalogue's vocabulary: BM25 reads the rewrite beside the
+original (their lists fused), the query tower reads the rewrite, which it understands better
+than a typo or a half-typed word, and the intent model reads the rewrite too.
+
+The dense and lexical ranked lists are merged by weighted reciprocal rank fusion, which needs
 no calibration between BM25 scores and cosine similarities. When the service carries the
 query-intent model, its predicted intent picks the fusion weights (:class:`FusionRouting`,
 fitted on validation searches by ``evaluate_retrieval``), and its class probabilities become
@@ -12,7 +17,7 @@ ranker features.
 On disk (the BentoML retriever model's folder) the lexical index sits at the top, as
 :meth:`BM25Scorer.save` writes it; a dense retriever adds the two-tower checkpoint in
 ``two_tower/`` and its index in ``ann/``; the intent model lives in ``intent/`` and the routing
-in ``routing.json``.
+in ``routing.json``; the rewriter's lexicon in ``lexicon/``.
 """
 
 from __future__ import annotations
@@ -29,12 +34,14 @@ from searchrank.core.ann import AnnIndex
 from searchrank.core.bm25 import BM25Scorer
 from searchrank.core.errors import InputError
 from searchrank.core.intent import IntentModel
-from searchrank.core.retrieval import ROUTING_FILE, FusionRouting
+from searchrank.core.query_rewrite import Lexicon, QueryRewriter, Rewrite
+from searchrank.core.retrieval import ROUTING_FILE, FusionRouting, reciprocal_rank_fusion
 from searchrank.core.retriever import Retriever
 
 TWO_TOWER = "two_tower"
 ANN = "ann"
 INTENT = "intent"
+LEXICON = "lexicon"
 LEXICAL_TEXT = ("name", "artist_name")
 """The catalogue fields the lexical retriever indexes (:func:`lexical_text`)."""
 
@@ -46,10 +53,11 @@ class DenseRetriever:
     model: Retriever
     index: AnnIndex
 
-    def retrieve(self, query: str, user_id: int, n: int) -> np.ndarray:
-        vector = self.model.embed_queries([query], [user_id])
-        ids, _ = self.index.query(vector, n)
-        return ids[0]
+    def retrieve(self, queries: list[str], user_ids: list[int], n: int) -> list[list[int]]:
+        """The ``n`` nearest items of each (query, listener), best first, in one batch."""
+        vectors = self.model.embed_queries(queries, user_ids)
+        ids, _ = self.index.query(vectors, n)
+        return [row.tolist() for row in ids]
 
 
 @dataclass(frozen=True)
@@ -70,32 +78,69 @@ class RetrieverParts:
 
 @dataclass
 class CandidateGenerator:
-    """Lexical candidates, fused with dense ones when ``dense`` is set."""
+    """Lexical candidates, fused with dense ones when ``dense`` is set; queries rewritten first
+    when ``rewriter`` is set."""
 
     lexical: BM25Scorer
     dense: DenseRetriever | None = None
     intent: IntentModel | None = None
     routing: FusionRouting | None = None
+    rewriter: QueryRewriter | None = None
+
+    @classmethod
+    def from_catalogue(
+        cls,
+        catalogue: pd.DataFrame,
+        dense: DenseRetriever | None = None,
+        intent: IntentModel | None = None,
+    ) -> CandidateGenerator:
+        """The service's generator for a catalogue: :func:`lexical_retriever` and the rewriter
+        over the catalogue's :class:`~searchrank.core.query_rewrite.Lexicon`."""
+        rewriter = QueryRewriter(Lexicon.from_catalogue(catalogue))
+        return cls(lexical_retriever(catalogue), dense, intent, rewriter=rewriter)
 
     @property
     def item_ids(self) -> np.ndarray:
         """Every item that can be retrieved (the lexical index covers the catalogue)."""
         return self.lexical.item_ids
 
+    def rewrite(self, query: str) -> Rewrite:
+        """What the rewriter makes of the normalized ``query`` (unchanged without one)."""
+        if self.rewriter is None:
+            return Rewrite(query, query, "unchanged", 1.0)
+        return self.rewriter.rewrite(query)
+
     def understand(self, query: str) -> pd.DataFrame | None:
         """The query's intent probabilities (one row, ``query_intent__<class>`` columns), or
         ``None`` without an intent model."""
         return None if self.intent is None else self.intent.features([query])
 
+    def source_lists(
+        self, queries: list[str], user_ids: list[int], n: int
+    ) -> tuple[list[list[int]] | None, list[list[int]]]:
+        """Each source's ``n`` ids for each normalized query, best first: (dense, or None
+        without a dense side; lexical). A rewritten query's lexical list fuses the original's
+        and the rewrite's; the dense side reads the rewrite, all queries in one batch."""
+        rewrites = [self.rewrite(q) for q in queries]
+        lexical = []
+        for rewrite in rewrites:
+            found = self.lexical.retrieve(rewrite.original, n)[0].tolist()
+            if rewrite.changed:
+                rewritten = self.lexical.retrieve(rewrite.query, n)[0].tolist()
+                found = reciprocal_rank_fusion([found, rewritten], n)
+            lexical.append(found)
+        if self.dense is None:
+            return None, lexical
+        return self.dense.retrieve([r.query for r in rewrites], user_ids, n), lexical
+
     def retrieve(self, query: str, user_id: int, n: int, intent: str | None = None) -> list[int]:
         """At most ``n`` item ids for the normalized ``query`` and the listener, best first;
         ``intent`` picks the fusion weights when the generator has a routing."""
-        lexical, _ = self.lexical.retrieve(query, n)
-        if self.dense is None:
-            return [int(i) for i in lexical]
-        dense = self.dense.retrieve(query, user_id, n)
+        dense, lexical = self.source_lists([query], [user_id], n)
+        if dense is None:
+            return [int(i) for i in lexical[0]]
         routing = self.routing or FusionRouting()
-        return routing.fuse(dense.tolist(), lexical.tolist(), n, intent)
+        return routing.fuse(dense[0], lexical[0], n, intent)
 
     def save(self, folder: Path, parts: RetrieverParts | None = None) -> None:
         """Write the lexical index into ``folder`` and copy ``parts`` beside it."""
@@ -109,6 +154,8 @@ class CandidateGenerator:
                 shutil.copytree(source, folder / name)
         if parts.routing is not None:
             FusionRouting.load(parts.routing).save(folder / ROUTING_FILE)
+        if self.rewriter is not None:
+            self.rewriter.lexicon.save(folder / LEXICON)
 
     @classmethod
     def load(cls, folder: Path) -> CandidateGenerator:
@@ -118,7 +165,9 @@ class CandidateGenerator:
         intent = IntentModel.load(folder / INTENT) if (folder / INTENT).is_dir() else None
         routing_file = folder / ROUTING_FILE
         routing = FusionRouting.load(routing_file) if routing_file.is_file() else None
-        return cls(BM25Scorer.load(folder), dense, intent, routing)
+        lexicon = folder / LEXICON
+        rewriter = QueryRewriter(Lexicon.load(lexicon)) if lexicon.is_dir() else None
+        return cls(BM25Scorer.load(folder), dense, intent, routing, rewriter)
 
 
 def lexical_text(catalogue: pd.DataFrame) -> tuple[np.ndarray, list[str]]:

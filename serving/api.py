@@ -89,9 +89,23 @@ class SearchResult(RankedItem):
     genre: str | None
 
 
+class QueryRewrite(BaseModel):
+    """What the service read a mistyped or half-typed query as ("showing results for …")."""
+
+    query: str
+    """The corrected or completed query, retrieved for beside the query as typed."""
+    kind: str
+    """``corrected`` (spelling) or ``completed`` (a prefix)."""
+    confidence: float
+    """In (0, 1]: the rewrite's probability among the catalogue's candidates."""
+
+
 class SearchResponse(BaseModel):
     query: str
-    """The normalized query the results were retrieved for."""
+    """The normalized query as typed."""
+    rewrite: QueryRewrite | None = None
+    """The correction or completion retrieval also read; ``None`` when the query was read as
+    typed (every word is in the catalogue's vocabulary, or the service has no rewriter)."""
     intent: str | None = None
     """The query's predicted intent (track, artist, album, podcast, genre_mood), which weighted
     retrieval and fed the ranker; ``None`` when the service has no intent model."""

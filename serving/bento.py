@@ -36,7 +36,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import Version
 
 from searchrank.core import checkpoint as ckpt
-from searchrank.core.candidates import CandidateGenerator, RetrieverParts, lexical_retriever
+from searchrank.core.candidates import CandidateGenerator, RetrieverParts
 from searchrank.core.contract import CONTRACT_FILE, FeatureContract
 from searchrank.core.errors import InputError
 from searchrank.core.names import BENTO_NAME, RANKER_MODEL_NAME, RETRIEVER_MODEL_NAME
@@ -87,8 +87,9 @@ def save_retriever(
     parts: RetrieverParts | None = None,
 ) -> str:
     """Save the service's candidate generator into the store: BM25 over the catalogue's names
-    and artists (character trigrams) and, when ``parts`` gives them, the two-tower checkpoint
-    with its index, the query-intent model and the intent routing of the fusion.
+    and artists (character trigrams), the query rewriter over the catalogue's vocabulary and,
+    when ``parts`` gives them, the two-tower checkpoint with its index, the query-intent model
+    and the intent routing of the fusion.
 
     Args:
         catalogue: one row per item with ``item_id``, ``name`` and ``artist_name``.
@@ -102,13 +103,14 @@ def save_retriever(
     import bentoml
 
     parts = parts or RetrieverParts()
-    generator = CandidateGenerator(lexical_retriever(catalogue))
+    generator = CandidateGenerator.from_catalogue(catalogue)
     with bentoml.models.create(
         RETRIEVER_MODEL_NAME,
         labels={k: _label(v) for k, v in labels.items()},
         metadata={
             "items": len(generator.item_ids),
             "analyzer": generator.lexical.analyzer,
+            "lexicon_words": len(generator.rewriter.lexicon.words) if generator.rewriter else 0,
             "dense": parts.two_tower is not None,
             "intent": parts.intent is not None,
             "routed": parts.routing is not None,

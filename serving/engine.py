@@ -26,10 +26,12 @@ from searchrank.core.errors import InputError
 from searchrank.core.features import FeatureProcessor
 from searchrank.core.intent import is_intent_column
 from searchrank.core.model import ContextAwareRanker, Encoded, InferenceRanker
+from searchrank.core.query_rewrite import Rewrite
 from searchrank.core.text import normalize_text
 from searchrank.features import tables as T
 from searchrank.serving.api import (
     SEARCH_CANDIDATES,
+    QueryRewrite,
     RankedItem,
     RankResponse,
     SearchResponse,
@@ -244,12 +246,16 @@ class SearchEngine:
         self, query: str, user_id: int, k: int, explicit_filter: bool | None = None
     ) -> SearchResponse:
         """Understand the query, retrieve, rank and return the top ``k`` with their catalogue
-        metadata; the predicted intent routes retrieval and feeds the ranker. When the
+        metadata. The query is corrected or completed where the catalogue's vocabulary says it
+        was mistyped or half-typed; the rewrite's intent routes retrieval and feeds the ranker,
+        which scores the query as typed, as it was trained. When the
         explicit-content filter leaves fewer than ``k`` results, the most popular clean items
         fill the list."""
         text = normalized_query(query)
+        with stage("rewrite"):
+            rewrite = self.retriever.rewrite(text)
         with stage("intent"):
-            understood = self.understand(text)
+            understood = self.understand(rewrite.query)
         intent = understood.top if understood else None
         with stage("retrieval"):
             candidates = self.candidates(text, user_id, k, intent)
@@ -262,11 +268,11 @@ class SearchEngine:
                 candidates = candidates + clean
                 ranked = self.rank(text, user_id, candidates, understood, explicit_filter)
         with stage("response"):
-            return self._response(text, intent, candidates, ranked, k)
+            return self._response(rewrite, intent, candidates, ranked, k)
 
     def _response(
         self,
-        text: str,
+        rewrite: Rewrite,
         intent: str | None,
         candidates: list[int],
         ranked: RankResponse,
@@ -288,7 +294,12 @@ class SearchEngine:
             for j, r in enumerate(top)
         ]
         return SearchResponse(
-            query=text,
+            query=rewrite.original,
+            rewrite=QueryRewrite(
+                query=rewrite.query, kind=rewrite.kind, confidence=rewrite.confidence
+            )
+            if rewrite.changed
+            else None,
             intent=intent,
             results=results,
             retrieved=len(candidates),

@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 STAGES = (
+    "rewrite",
     "intent",
     "retrieval",
     "online_features",

@@ -61,13 +61,13 @@ def evaluate_retrieval_op(
         write_evaluation,
     )
     from searchrank.core.ann import AnnIndex
-    from searchrank.core.candidates import CandidateGenerator, DenseRetriever, lexical_retriever
+    from searchrank.core.candidates import CandidateGenerator, DenseRetriever
     from searchrank.core.intent import IntentModel
     from searchrank.core.io import log_metrics
     from searchrank.core.retriever import Retriever
 
-    generator = CandidateGenerator(
-        lexical_retriever(pd.read_parquet(catalogue.path)),
+    generator = CandidateGenerator.from_catalogue(
+        pd.read_parquet(catalogue.path),
         DenseRetriever(Retriever.load(Path(retriever.path)), AnnIndex.load(Path(index.path))),
         IntentModel.load(Path(intent.path)),
     )

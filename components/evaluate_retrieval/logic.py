@@ -147,14 +147,22 @@ def wanted_searches(
 def ranked_lists(
     generator: CandidateGenerator, searches: pd.DataFrame, k: int
 ) -> tuple[list[list[int]], list[list[int]]]:
-    """(dense, lexical) ids of each search, best first; the queries are embedded in one batch."""
-    if generator.dense is None:
+    """(dense, lexical) ids of each search, best first, as ``/search`` retrieves them (rewrites
+    included); the queries are embedded in one batch."""
+    dense, lexical = generator.source_lists(
+        searches[S.QUERY].astype(str).tolist(), searches[S.USER_ID].tolist(), k
+    )
+    if dense is None:
         raise InputError("retriever", "without a two-tower model", "needs the dense retriever")
-    queries = searches[S.QUERY].astype(str).tolist()
-    vectors = generator.dense.model.embed_queries(queries, searches[S.USER_ID].tolist())
-    dense, _ = generator.dense.index.query(vectors, k)
-    lexical = [generator.lexical.retrieve(q, k)[0].tolist() for q in queries]
-    return [row.tolist() for row in dense], lexical
+    return dense, lexical
+
+
+def predicted_intents(generator: CandidateGenerator, searches: pd.DataFrame) -> list[str]:
+    """The intent model's prediction for each search's query as rewritten."""
+    if generator.intent is None:
+        raise InputError("intent model", None, "is needed to route the fusion")
+    queries = [generator.rewrite(q).query for q in searches[S.QUERY].astype(str)]
+    return [str(intent) for intent in generator.intent.predict(queries)]
 
 
 def system_lists(
@@ -207,10 +215,10 @@ def evaluate_retrieval(
             )
             raise InputError(name, 0, rule)
     dense, lexical = ranked_lists(generator, tuning, k)
-    predicted = generator.intent.predict(tuning[S.QUERY].tolist()).tolist()
+    predicted = predicted_intents(generator, tuning)
     routing = fit_fusion_routing(dense, lexical, tuning["relevant"].tolist(), predicted, k)
 
-    predicted = generator.intent.predict(held_out[S.QUERY].tolist()).tolist()
+    predicted = predicted_intents(generator, held_out)
     lists = system_lists(generator, held_out, k)
     lists["routed"] = [
         routing.fuse(d, x, k, p)

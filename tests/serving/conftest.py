@@ -64,12 +64,12 @@ def stored_models(ranker_checkpoint: Path, catalogue: pd.DataFrame) -> StoredMod
 @pytest.fixture(scope="session")
 def engine(logged_day: LoggedDay, ranker_checkpoint: Path, catalogue: pd.DataFrame) -> SearchEngine:
     """The service's logic without BentoML: the model called directly."""
-    from searchrank.core.candidates import CandidateGenerator, lexical_retriever
+    from searchrank.core.candidates import CandidateGenerator
     from searchrank.features.store import open_store
     from searchrank.serving.engine import RankerBundle, SearchEngine
 
     bundle = RankerBundle.load(ranker_checkpoint)
-    retriever = CandidateGenerator(lexical_retriever(catalogue))
+    retriever = CandidateGenerator.from_catalogue(catalogue)
     return SearchEngine.open(open_store(logged_day.repo), bundle, retriever)
 
 

@@ -19,6 +19,7 @@ from searchrank.core.errors import InputError
 from searchrank.core.features import ColumnRole
 from searchrank.core.intent import IntentModel
 from searchrank.core.scoring import score_model
+from searchrank.core.text import normalize_text
 from searchrank.features import tables as T
 from searchrank.serving.checks import check_feature_service
 from searchrank.serving.engine import SearchEngine
@@ -89,6 +90,22 @@ def test_search_retrieves_misspelled_names_and_returns_metadata(
     assert all(r.name and r.item_type for r in response.results)
     ids = engine.candidates(misspelled, 1, 10)
     assert int(target["item_id"]) in ids, "trigram BM25 must still find a misspelled name"
+
+
+def test_search_says_which_correction_or_completion_it_showed_results_for(
+    engine: SearchEngine, catalogue: pd.DataFrame
+) -> None:
+    names = catalogue["name"].map(normalize_text)
+    name = next(n for n in names if len(n.split()[-1]) >= 6)
+    slipped = name[:-2] + name[-1] + name[-2]  # the last two letters swapped
+    corrected = engine.search(slipped, 1, 10)
+    assert corrected.query == slipped
+    assert corrected.rewrite is not None and corrected.rewrite.kind == "corrected"
+    assert corrected.rewrite.query == name and 0 < corrected.rewrite.confidence <= 1
+    half = engine.search(name[: len(name) - 3], 1, 10)
+    assert half.rewrite is not None and half.rewrite.kind == "completed"
+    assert half.rewrite.query.startswith(name[: len(name) - 3])
+    assert engine.search(name, 1, 10).rewrite is None, "a name typed right is read as typed"
 
 
 def _explicit(catalogue: pd.DataFrame) -> pd.Series:
@@ -199,7 +216,7 @@ def test_dense_candidates_are_fused_with_the_lexical_ones_as_the_intent_routes(
     saved = {f.name for f in (tmp_path / "generator" / "two_tower").iterdir()}
     assert "optimizer.pt" in {f.name for f in model_dir.iterdir()}
     assert "optimizer.pt" not in saved, "the service carries no optimizer state"
-    dense = generator.dense.retrieve(query, user, 50).tolist()
+    dense = generator.dense.retrieve([query], [user], 50)[0]
     lexical = engine.retriever.lexical.retrieve(query, 50)[0].tolist()
     assert generator.retrieve(query, user, 50) == reciprocal_rank_fusion([dense, lexical], 50)
     assert generator.retrieve(query, user, 50, intent) == dense, "routed fully to the index"

@@ -104,15 +104,23 @@ def train_step(
 def score_slates(
     model: nn.Module, slates: Slates, batch_size: int = 512, device: torch.device | str = "cpu"
 ) -> np.ndarray:
-    """Scores of every slot, shape (B, L), in evaluation mode."""
+    """Scores of every slot, shape (B, L), in evaluation mode.
+
+    A :class:`~searchrank.core.model.PositionBiasedRanker` scores clicks as logged, so it reads
+    the slates' positions (which it then needs); any other model never does.
+    """
     model.eval()
+    clicks = isinstance(model, PositionBiasedRanker)
+    if clicks and slates.positions is None:
+        raise ValueError("scoring with the position-bias view needs the slates' positions")
     out = np.zeros(slates.mask.shape, dtype=np.float32)
     for start in range(0, len(slates), batch_size):
         part = slates.take(np.arange(start, min(start + batch_size, len(slates))))
         batch = to_batch(part, device)
-        out[start : start + len(part)] = (
-            model(batch["dense"], batch["codes"], batch["mask"]).float().cpu().numpy()
-        )
+        inputs = [batch["dense"], batch["codes"], batch["mask"]]
+        if clicks:
+            inputs.append(batch["positions"])
+        out[start : start + len(part)] = model(*inputs).float().cpu().numpy()
     return out
 
 

@@ -45,7 +45,7 @@ class Shapes:
 
 
 POSITION_RULE = (
-    "position_bias trains on the logged position of every training row: a "
+    "position_bias trains and validates on the logged position of every row: a "
     f"{S.POSITION!r} column of integers >= 0 (0 = top), never missing"
 )
 
@@ -153,19 +153,20 @@ def prepare(
     folder: Path,
     position_bias: bool = False,
 ) -> tuple[FeatureProcessor, Shapes]:
-    """Fit the feature processor on ``train`` and write both splits for the workers; the
-    training slates carry the logged positions when ``position_bias``.
+    """Fit the feature processor on ``train`` and write both splits for the workers; both
+    carry the logged positions when ``position_bias`` (validation scores the click model).
 
     Raises:
-        InputError: a split is empty, or ``position_bias`` and the train split's positions are
+        InputError: a split is empty, or ``position_bias`` and a split's positions are
             missing or invalid (checked before anything is fitted or written).
     """
     if position_bias:
         logged_positions(train)
+        logged_positions(valid, "valid")
     folder.mkdir(parents=True, exist_ok=True)
     processor = FeatureProcessor.fit(train, infer_roles(list(train.columns), contract))
     train_slates = encode(train, processor, max_length, positions=position_bias)
-    valid_slates = encode(valid, processor, max_length)
+    valid_slates = encode(valid, processor, max_length, positions=position_bias)
     write_train_slates(train_slates, folder / TRAIN_SLATES)
     save_slates(valid_slates, folder / VALID_SLATES)
     processor.save(folder / PROCESSOR_FILE)

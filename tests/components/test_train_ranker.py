@@ -30,7 +30,7 @@ from searchrank.core.names import RANKER_FEATURE_SERVICE
 from searchrank.core.raytrain.jobs import submit_and_follow
 from searchrank.core.scoring import score_model
 from searchrank.core.slates import scores_to_rows, to_slates
-from searchrank.core.training import score_slates
+from searchrank.core.training import score_slates, slate_metrics, training_view
 from searchrank.pipelines.console import EPOCH_LINE
 
 CONFIG = TrainRankerConfig(
@@ -278,7 +278,19 @@ def test_a_position_bias_checkpoint_scores_as_its_relevance_head_alone(
     valid = pd.read_parquet(splits["valid"])
     scores = score_model(valid, model_dir)  # evaluation's own path
     labels, groups = valid["label"].to_numpy(), valid["search_id"].to_numpy()
-    assert ndcg_at_k(labels, scores, groups, 10) == pytest.approx(summary.best_val_ndcg10, abs=1e-6)
+    dense, codes = processor.transform(valid)
+    # Early stopping validated the click model: relevance plus examination at logged positions.
+    logged = to_slates(
+        dense,
+        codes,
+        labels.astype(np.float32),
+        groups,
+        POSITION_BIAS.max_list_length,
+        valid["position"].to_numpy(),
+    )
+    clicks = slate_metrics(score_slates(training_view(model), logged), logged)["ndcg@10"]
+    assert clicks == pytest.approx(summary.best_val_ndcg10, abs=1e-6)
+    assert ndcg_at_k(labels, scores, groups, 10) != pytest.approx(clicks, abs=1e-6)
     # Positions shuffled or gone: the same scores.
     moved = valid.assign(position=np.random.default_rng(0).permutation(valid["position"]))
     np.testing.assert_array_equal(score_model(moved, model_dir), scores)
@@ -289,7 +301,6 @@ def test_a_position_bias_checkpoint_scores_as_its_relevance_head_alone(
     alone.load_state_dict(
         {k: v for k, v in model.state_dict().items() if not k.startswith("position_bias.")}
     )
-    dense, codes = processor.transform(valid)
     longest = int(valid.groupby("search_id").size().max())
     slates = to_slates(dense, codes, labels.astype(np.float32), groups, longest)
     np.testing.assert_array_equal(
@@ -307,22 +318,24 @@ def test_a_position_bias_checkpoint_scores_as_its_relevance_head_alone(
         np.testing.assert_allclose(got, want, atol=1e-5)
 
 
+@pytest.mark.parametrize("split", ["train", "valid"])
 def test_position_bias_without_positions_fails_before_training(
-    tmp_path: Path, splits: dict[str, Path]
+    tmp_path: Path, splits: dict[str, Path], split: str
 ) -> None:
-    train = pd.read_parquet(splits["train"]).drop(columns="position")
-    train.to_parquet(tmp_path / "train.parquet", index=False)
+    paths = dict(splits)
+    paths[split] = tmp_path / f"{split}.parquet"
+    pd.read_parquet(splits[split]).drop(columns="position").to_parquet(paths[split], index=False)
     with pytest.raises(InputError) as raised:
         train_ranker(
-            tmp_path / "train.parquet",
-            splits["valid"],
+            paths["train"],
+            paths["valid"],
             tmp_path / "model",
             POSITION_BIAS,
             work_dir=tmp_path / "work",
             log=lambda _: None,
         )
     error = raised.value
-    assert error.field == "train columns" and "position" not in error.value
+    assert error.field == f"{split} columns" and "position" not in error.value
     assert "'position' column" in error.rule and "position_bias" in error.rule
     assert not (tmp_path / "work" / "data").exists(), "nothing may be encoded or trained"
     assert not (tmp_path / "model").exists()

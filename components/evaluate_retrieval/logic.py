@@ -34,6 +34,7 @@ from searchrank.core.candidates import CandidateGenerator
 from searchrank.core.errors import InputError
 from searchrank.core.html import markdown_html, render_page
 from searchrank.core.intent import INTENT_LABEL, intent_report, labelled_searches
+from searchrank.core.query_rewrite import COMPLETED, CORRECTED, UNCHANGED
 from searchrank.core.retrieval import (
     FusionRouting,
     fit_fusion_routing,
@@ -42,6 +43,8 @@ from searchrank.core.retrieval import (
     wanted_items,
 )
 
+QUERY_FORM = "query_form"
+"""The searches table's column of how the query was typed, where the log knows it."""
 SYSTEMS = ("bm25", "two_tower", "fused", "routed")
 """BM25 alone, the index alone, their even fusion, and their fusion routed by intent."""
 
@@ -59,6 +62,11 @@ class RetrievalEvaluation:
     retriever_blessed: bool
     intent_blessed: bool
     reasons: list[str] = field(default_factory=list)
+    by_slice: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per system, Recall@k of each ``"<intent> × <form>"`` slice, where the searches table
+    records how the query was typed (``query_form``: exact, prefix, misspelled, descriptive)."""
+    rewrites: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per typing form (where recorded), the share of test queries the rewriter changed."""
 
     @property
     def recall_ratio(self) -> float:
@@ -122,10 +130,34 @@ class RetrievalEvaluation:
             for label, c in self.intent["per_class"].items()
         )
         body = f"""{markdown_html(self.markdown())}
-<img alt="recall by intent" src="{image}">
+<img alt="recall by intent" src="{image}">{self._slices_html()}
 <h2>Query intent on the test searches</h2><table><tr><th>intent</th><th>searches</th>
 <th>precision</th><th>recall</th><th>F1</th><th>majority F1</th></tr>{per_class}</table>"""
         return render_page("Retrieval evaluation", body)
+
+    def _slices_html(self) -> str:
+        """Recall@k by intent × typing form, and how often each form was rewritten."""
+        if not self.by_slice:
+            return ""
+        systems = list(self.by_slice)
+        head = "".join(f"<th>{html.escape(name)}</th>" for name in systems)
+        rows = "".join(
+            f"<tr><td>{html.escape(group)}</td>"
+            + "".join(f"<td>{self.by_slice[name][group]:.3f}</td>" for name in systems)
+            + "</tr>"
+            for group in self.by_slice[systems[0]]
+        )
+        rewritten = "".join(
+            f"<tr><td>{html.escape(form)}</td><td>{int(r['searches'])}</td>"
+            f"<td>{r['corrected']:.3f}</td><td>{r['completed']:.3f}</td></tr>"
+            for form, r in self.rewrites.items()
+        )
+        return f"""
+<h2>Recall@{self.k} by intent × how the query was typed</h2>
+<table><tr><th>slice</th>{head}</tr>{rows}</table>
+<h2>Queries rewritten, by how they were typed</h2>
+<table><tr><th>form</th><th>searches</th><th>corrected</th><th>completed</th></tr>{rewritten}
+</table>"""
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "recall_ratio": self.recall_ratio}
@@ -180,6 +212,38 @@ def system_lists(
     return {"bm25": lexical, "two_tower": dense, "fused": fused}
 
 
+def recall_by_group(
+    lists: dict[str, list[list[int]]], relevant: list[list[int]], groups: np.ndarray, k: int
+) -> dict[str, dict[str, float]]:
+    """Per system, Recall@k of the searches of each group (an intent, or an intent × form)."""
+    members = {group: np.flatnonzero(groups == group) for group in sorted(set(groups))}
+    return {
+        name: {
+            group: retrieval_metrics([found[j] for j in rows], [relevant[j] for j in rows], (k,))[
+                f"recall@{k}"
+            ]
+            for group, rows in members.items()
+        }
+        for name, found in lists.items()
+    }
+
+
+def rewrite_shares(
+    generator: CandidateGenerator, searches: pd.DataFrame, form: np.ndarray
+) -> dict[str, dict[str, float]]:
+    """Per typing form, the share of queries corrected, completed, or changed at all."""
+    kinds = np.array([generator.rewrite(q).kind for q in searches[S.QUERY].astype(str)])
+    return {
+        f: {
+            "searches": float((form == f).sum()),
+            "changed": float((kinds[form == f] != UNCHANGED).mean()),
+            CORRECTED: float((kinds[form == f] == CORRECTED).mean()),
+            COMPLETED: float((kinds[form == f] == COMPLETED).mean()),
+        }
+        for f in sorted(set(form))
+    }
+
+
 def system_metrics(
     lists: dict[str, list[list[int]]], relevant: list[list[int]], k: int
 ) -> dict[str, dict[str, float]]:
@@ -229,17 +293,20 @@ def evaluate_retrieval(
 
     truth = labelled_searches(held_out.reset_index(), searches, "test").set_index(S.SEARCH_ID)
     true_intent = truth[INTENT_LABEL].reindex(held_out.index).astype(str).to_numpy()
-    by_intent = {
-        name: {
-            intent: retrieval_metrics(
-                [found[j] for j in np.flatnonzero(true_intent == intent)],
-                [relevant[j] for j in np.flatnonzero(true_intent == intent)],
-                (k,),
-            )[f"recall@{k}"]
-            for intent in sorted(set(true_intent))
-        }
-        for name, found in lists.items()
-    }
+    by_intent = recall_by_group(lists, relevant, true_intent, k)
+    by_slice: dict[str, dict[str, float]] = {}
+    rewrites: dict[str, dict[str, float]] = {}
+    if QUERY_FORM in searches.columns:
+        form = (
+            searches.drop_duplicates(S.SEARCH_ID)
+            .set_index(S.SEARCH_ID)[QUERY_FORM]
+            .reindex(held_out.index)
+            .astype(str)
+            .to_numpy()
+        )
+        slices = np.array([f"{i} × {f}" for i, f in zip(true_intent, form, strict=True)])
+        by_slice = recall_by_group(lists, relevant, slices, k)
+        rewrites = rewrite_shares(generator, held_out, form)
     tuned_truth = labelled_searches(tuning.reset_index(), searches, "valid")
     majority = str(tuned_truth[INTENT_LABEL].value_counts().idxmax())
     intent = intent_report(true_intent.tolist(), predicted, majority)
@@ -264,6 +331,8 @@ def evaluate_retrieval(
         k=k,
         systems=systems,
         by_intent=by_intent,
+        by_slice=by_slice,
+        rewrites=rewrites,
         routing=asdict(routing),
         intent=intent,
         retriever_blessed=retriever_blessed,

@@ -19,7 +19,7 @@ from searchrank.components.evaluate_retrieval.logic import (
 from searchrank.components.train_retriever.logic import RetrieverSummary
 from searchrank.core import schema as S
 from searchrank.core.ann import AnnIndex, AnnParams
-from searchrank.core.candidates import CandidateGenerator, DenseRetriever, lexical_retriever
+from searchrank.core.candidates import CandidateGenerator, DenseRetriever
 from searchrank.core.errors import InputError
 from searchrank.core.intent import IntentModel
 from searchrank.core.retrieval import TARGET_ITEM_ID, retrieval_metrics
@@ -33,10 +33,8 @@ def generator(
 ) -> CandidateGenerator:
     retriever = Retriever.load(Path(retriever_model.model_dir))
     index = AnnIndex.build(retriever.item_ids, retriever.embed_items(), AnnParams())
-    return CandidateGenerator(
-        lexical_retriever(catalogue),
-        DenseRetriever(retriever, index),
-        IntentModel.load(intent_splits["model"]),
+    return CandidateGenerator.from_catalogue(
+        catalogue, DenseRetriever(retriever, index), IntentModel.load(intent_splits["model"])
     )
 
 
@@ -60,7 +58,7 @@ def test_every_system_is_measured_and_the_routed_one_is_what_the_routing_fuses(
     assert evaluation.systems["bm25"]["searches"] == len(test)
     dense, lexical = ranked_lists(generator, test, 100)
     assert generator.intent is not None
-    predicted = generator.intent.predict(test[S.QUERY].tolist())
+    predicted = generator.intent.predict([generator.rewrite(q).query for q in test[S.QUERY]])
     routed = [routing.fuse(d, x, 100, p) for d, x, p in zip(dense, lexical, predicted, strict=True)]
     assert retrieval_metrics(routed, test["relevant"].tolist()) == evaluation.systems["routed"]
     assert set(routing.dense_share) <= set(generator.intent.classes)
@@ -71,6 +69,14 @@ def test_every_system_is_measured_and_the_routed_one_is_what_the_routing_fuses(
     assert evaluation.retriever_blessed == (evaluation.recall_ratio >= 1.0)
     assert "Recall@100" in evaluation.markdown()
     assert 'src="data:image/png;base64,' in evaluation.html()
+
+    forms = set(tables["searches"]["query_form"])
+    assert {s.split(" × ")[1] for s in evaluation.by_slice["routed"]} == forms
+    assert set(evaluation.by_slice) == set(SYSTEMS)
+    rewrites = evaluation.rewrites
+    assert rewrites["misspelled"]["corrected"] > 0.5 and rewrites["prefix"]["completed"] > 0.3
+    assert rewrites["exact"]["changed"] == rewrites["descriptive"]["changed"] == 0.0
+    assert "by intent × how the query was typed" in evaluation.html()
 
 
 def test_the_blessing_rules_follow_their_margins(

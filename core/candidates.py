@@ -5,8 +5,9 @@ The lexical side finds what the words say, misspellings included (character trig
 dense side finds what the listener means (moods, topics, their taste) and items whose names the
 query never spells. A :class:`~searchrank.core.query_rewrite.QueryRewriter` first corrects or
 completes the query against the catalogue's vocabulary: BM25 reads the rewrite beside the
-original (their lists fused), the query tower reads the rewrite, which it understands better
-than a typo or a half-typed word, and the intent model reads the rewrite too.
+original (their lists fused evenly), the query tower reads both (fused by the rewrite's
+confidence: it understands a corrected name better than a typo), and the intent model reads the
+rewrite.
 
 The dense and lexical ranked lists are merged by weighted reciprocal rank fusion, which needs
 no calibration between BM25 scores and cosine similarities. When the service carries the
@@ -119,8 +120,14 @@ class CandidateGenerator:
         self, queries: list[str], user_ids: list[int], n: int
     ) -> tuple[list[list[int]] | None, list[list[int]]]:
         """Each source's ``n`` ids for each normalized query, best first: (dense, or None
-        without a dense side; lexical). A rewritten query's lexical list fuses the original's
-        and the rewrite's; the dense side reads the rewrite, all queries in one batch."""
+        without a dense side; lexical).
+
+        A rewritten query's lexical list fuses the original's and the rewrite's evenly. Its
+        dense list fuses the query tower's lists for both, weighted by the rewrite's confidence:
+        a spelling correction is nearly always right and the tower never saw the typo, while a
+        completion is a guess among the phrases the prefix begins (right about half the time on
+        the synthetic catalogue). All queries are embedded in one batch.
+        """
         rewrites = [self.rewrite(q) for q in queries]
         lexical = []
         for rewrite in rewrites:
@@ -131,7 +138,16 @@ class CandidateGenerator:
             lexical.append(found)
         if self.dense is None:
             return None, lexical
-        return self.dense.retrieve([r.query for r in rewrites], user_ids, n), lexical
+        changed = [i for i, r in enumerate(rewrites) if r.changed]
+        texts = [r.original for r in rewrites] + [rewrites[i].query for i in changed]
+        users = list(user_ids) + [user_ids[i] for i in changed]
+        found_dense = self.dense.retrieve(texts, users, n)
+        dense = found_dense[: len(rewrites)]
+        for j, i in enumerate(changed):
+            weight = rewrites[i].confidence
+            both = [dense[i], found_dense[len(rewrites) + j]]
+            dense[i] = reciprocal_rank_fusion(both, n, [1.0 - weight, weight])
+        return dense, lexical
 
     def retrieve(self, query: str, user_id: int, n: int, intent: str | None = None) -> list[int]:
         """At most ``n`` item ids for the normalized ``query`` and the listener, best first;

@@ -27,3 +27,12 @@ class InputError(ValueError):
         if len(shown) > 200:
             shown = shown[:197] + "..."
         super().__init__(f"{field}: {shown} is invalid: {rule}")
+
+
+def check_int(field: str, value: Any, low: int, high: int | None = None) -> None:
+    """Raise :class:`InputError` unless ``value`` is an integer (not a bool) in ``[low, high]``
+    (no upper bound when ``high`` is None)."""
+    in_range = isinstance(value, int) and not isinstance(value, bool) and value >= low
+    if not in_range or (high is not None and value > high):
+        rule = f"must be an integer >= {low}" + (f" and <= {high}" if high is not None else "")
+        raise InputError(field, value, rule)

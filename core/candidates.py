@@ -5,9 +5,8 @@ The lexical side finds what the words say, misspellings included (character trig
 dense side finds what the listener means (moods, topics, their taste) and items whose names the
 query never spells. A :class:`~searchrank.core.query_rewrite.QueryRewriter` first corrects or
 completes the query against the catalogue's vocabulary: BM25 reads the rewrite beside the
-original (their lists fused evenly), the query tower reads both (fused by the rewrite's
-confidence: it understands a corrected name better than a typo), and the intent model reads the
-rewrite.
+original and the query tower reads both (each source's two lists fused, the rewrite's weighted
+by its confidence), and the intent model reads the rewrite.
 
 The dense and lexical ranked lists are merged by weighted reciprocal rank fusion, which needs
 no calibration between BM25 scores and cosine similarities. When the service carries the
@@ -122,11 +121,13 @@ class CandidateGenerator:
         """Each source's ``n`` ids for each normalized query, best first: (dense, or None
         without a dense side; lexical).
 
-        A rewritten query's lexical list fuses the original's and the rewrite's evenly. Its
-        dense list fuses the query tower's lists for both, weighted by the rewrite's confidence:
-        a spelling correction is nearly always right and the tower never saw the typo, while a
+        A rewritten query's lists fuse those of the original and of the rewrite, the rewrite's
+        weighted by its confidence: a spelling correction is nearly always right, while a
         completion is a guess among the phrases the prefix begins (right about half the time on
-        the synthetic catalogue). All queries are embedded in one batch.
+        the synthetic catalogue). BM25 keeps the original at full weight, because its trigrams
+        match a typo well and an even fusion with a wrong completion cost prefixes recall; the
+        query tower never saw a typo, so its original list gets only the weight the rewrite
+        lacks. All queries are embedded in one batch.
         """
         rewrites = [self.rewrite(q) for q in queries]
         lexical = []
@@ -134,7 +135,7 @@ class CandidateGenerator:
             found = self.lexical.retrieve(rewrite.original, n)[0].tolist()
             if rewrite.changed:
                 rewritten = self.lexical.retrieve(rewrite.query, n)[0].tolist()
-                found = reciprocal_rank_fusion([found, rewritten], n)
+                found = reciprocal_rank_fusion([found, rewritten], n, [1.0, rewrite.confidence])
             lexical.append(found)
         if self.dense is None:
             return None, lexical

@@ -323,8 +323,12 @@ def run_pipeline(arguments: dict[str, Any], paths: DemoPaths, console: Console) 
 
 
 def results_table(description: str, query: str, body: dict[str, Any]) -> Table:
+    """The results of one example search, titled with the query, what the service read it as
+    (a correction or completion: "showing results for …") and its intent."""
+    rewrite = body.get("rewrite")
+    read_as = f", showing results for “{rewrite['query']}”" if rewrite else ""
     intent = f" (intent: {body['intent']})" if body.get("intent") else ""
-    table = Table(title=f"{description}: “{query}”{intent}", title_justify="left")
+    table = Table(title=f"{description}: “{query}”{read_as}{intent}", title_justify="left")
     for column in ("#", "item", "type", "artist", "score"):
         table.add_column(column)
     for rank, result in enumerate(body["results"], start=1):

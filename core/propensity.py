@@ -39,7 +39,8 @@ rows (indices into the logs) and their soft labels in [0, 1], and return its pre
 every row of the logs (in (0, 1))."""
 
 MIN_EXAMINATION = 1e-3
-"""The smallest examination chance an estimate may hold, so that inverse weights stay finite."""
+"""The smallest examination (or cascade keep) chance an estimate may hold, so that inverse
+weights stay finite."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,20 @@ class PositionBias:
     examination: np.ndarray
     keep: float
     iterations: int
+
+    def __post_init__(self) -> None:
+        """A propensity that is missing (NaN, or no curve at all) or outside (0, 1] would turn
+        into infinite or NaN inverse weights downstream: refused here, by name."""
+        curve = np.asarray(self.examination, dtype=np.float64)
+        if curve.ndim != 1 or not len(curve):
+            raise InputError("examination", curve.shape, "needs one propensity per position")
+        bad = ~np.isfinite(curve) | (curve <= 0.0) | (curve > 1.0)
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            rule = f"every position's propensity must lie in (0, 1] (position {first})"
+            raise InputError("examination", float(curve[first]), rule)
+        if not 0.0 < self.keep <= 1.0:
+            raise InputError("keep", self.keep, "must lie in (0, 1]")
 
     def at(self, position: np.ndarray) -> np.ndarray:
         """θ of each position (0 = top); positions past the curve get its last value."""
@@ -162,7 +177,7 @@ def estimate_position_bias(
             break
     below = np.flatnonzero(above)
     expected = float((theta[k[below]] * gamma[below]).sum())
-    keep = float(np.clip(c[below].sum() / expected, 0.0, 1.0)) if expected > 0 else 1.0
+    keep = float(np.clip(c[below].sum() / expected, MIN_EXAMINATION, 1.0)) if expected > 0 else 1.0
     return PositionBias(examination=theta, keep=keep, iterations=rounds)
 
 

@@ -164,3 +164,11 @@ def test_bad_inputs_name_the_field() -> None:
         estimate_position_bias(
             np.array([-1, 0]), np.zeros(2, bool), np.zeros(2, bool), unit_means(np.zeros(2, int))
         )
+    for curve, keep, field in (
+        ([1.0, np.nan], KEEP, "examination"),  # a missing propensity
+        ([1.0, 0.0], KEEP, "examination"),
+        ([], KEEP, "examination"),
+        (THETA, 0.0, "keep"),
+    ):
+        with pytest.raises(InputError, match=field):
+            PositionBias(np.asarray(curve, dtype=float), keep, iterations=0)

@@ -7,6 +7,7 @@ field, the value and the rule; a command that ran and found a problem exits with
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -67,7 +68,14 @@ def reports_input_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _generator_config(searches: int, seed: int, days: int, end_date: str | None) -> Any:
+def _generator_config(
+    searches: int,
+    seed: int,
+    days: int,
+    end_date: str | None,
+    old_ranker_popularity: float | None = None,
+) -> Any:
+    """The generator's configuration from the commands' options (its defaults where None)."""
     from searchrank.features.generator.config import GeneratorConfig
 
     end = None
@@ -76,7 +84,10 @@ def _generator_config(searches: int, seed: int, days: int, end_date: str | None)
             end = date.fromisoformat(end_date)
         except ValueError as error:
             raise InputError("--end-date", end_date, "must be a date like 2026-11-01") from error
-    return GeneratorConfig(searches=searches, seed=seed, days=days, end_date=end)
+    config = GeneratorConfig(searches=searches, seed=seed, days=days, end_date=end)
+    if old_ranker_popularity is None:
+        return config
+    return dataclasses.replace(config, old_ranker_popularity=old_ranker_popularity)
 
 
 Searches = Annotated[int, typer.Option(help="Number of searches to simulate.")]
@@ -102,13 +113,21 @@ def dataset(
         Path | None,
         typer.Option(help="Also fetch the ranker_v1 training set through Feast into this file."),
     ] = None,
+    old_ranker_popularity: Annotated[
+        float | None,
+        typer.Option(
+            help="Weight of popularity beside the text match in the order the logged (old) "
+            "ranker showed candidates (the generator's default when not given); larger values "
+            "log a popularity-heavy old ranker, whose position bias misleads a model more."
+        ),
+    ] = None,
 ) -> None:
     """Generate the synthetic music-search logs and daily feature snapshots."""
     from rich.progress import Progress
 
     from searchrank.features.generator.generate import generate
 
-    config = _generator_config(searches, seed, days, end_date)
+    config = _generator_config(searches, seed, days, end_date, old_ranker_popularity)
     with Progress(console=console) as progress:
         task = progress.add_task("simulating days", total=None)
         manifest = generate(config, out, lambda d, t: progress.update(task, completed=d, total=t))

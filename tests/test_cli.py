@@ -54,6 +54,7 @@ def test_dataset_writes_every_table(tmp_path: Path) -> None:
         (["--end-date", "June 1st"], "--end-date"),
         (["--searches", "0"], "searches"),
         (["--days", "0"], "days"),
+        (["--old-ranker-popularity", "-1"], "old_ranker_popularity"),
     ],
 )
 def test_dataset_rejects_bad_options_with_status_2(

@@ -23,6 +23,7 @@ in ``routing.json``; the rewriter's lexicon in ``lexicon/``.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,10 +117,10 @@ class CandidateGenerator:
         return None if self.intent is None else self.intent.features([query])
 
     def source_lists(
-        self, queries: list[str], user_ids: list[int], n: int
+        self, rewrites: Sequence[Rewrite], user_ids: Sequence[int], n: int
     ) -> tuple[list[list[int]] | None, list[list[int]]]:
-        """Each source's ``n`` ids for each normalized query, best first: (dense, or None
-        without a dense side; lexical).
+        """Each source's ``n`` ids for each query (as :meth:`rewrite` read it), best first:
+        (dense, or None without a dense side; lexical).
 
         A rewritten query's lists fuse those of the original and of the rewrite, the rewrite's
         weighted by its confidence: a spelling correction is nearly always right, while a
@@ -129,7 +130,6 @@ class CandidateGenerator:
         query tower never saw a typo, so its original list gets only the weight the rewrite
         lacks. All queries are embedded in one batch.
         """
-        rewrites = [self.rewrite(q) for q in queries]
         lexical = []
         for rewrite in rewrites:
             found = self.lexical.retrieve(rewrite.original, n)[0].tolist()
@@ -150,10 +150,12 @@ class CandidateGenerator:
             dense[i] = reciprocal_rank_fusion(both, n, [1.0 - weight, weight])
         return dense, lexical
 
-    def retrieve(self, query: str, user_id: int, n: int, intent: str | None = None) -> list[int]:
-        """At most ``n`` item ids for the normalized ``query`` and the listener, best first;
-        ``intent`` picks the fusion weights when the generator has a routing."""
-        dense, lexical = self.source_lists([query], [user_id], n)
+    def retrieve(
+        self, rewrite: Rewrite, user_id: int, n: int, intent: str | None = None
+    ) -> list[int]:
+        """At most ``n`` item ids for a query (as :meth:`rewrite` read it) and the listener,
+        best first; ``intent`` picks the fusion weights when the generator has a routing."""
+        dense, lexical = self.source_lists([rewrite], [user_id], n)
         if dense is None:
             return [int(i) for i in lexical[0]]
         routing = self.routing or FusionRouting()

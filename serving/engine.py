@@ -216,11 +216,13 @@ class SearchEngine:
                 withheld_explicit=len(order) - len(shown),
             )
 
-    def candidates(self, query: str, user_id: int, k: int, intent: str | None = None) -> list[int]:
-        """Candidates from the retriever (BM25 over names and artists, fused with the
-        two-tower index when there is one, weighted for the query's ``intent``), topped up
-        with the most popular items when fewer than ``k`` are found."""
-        found = self.retriever.retrieve(query, user_id, SEARCH_CANDIDATES, intent)
+    def candidates(
+        self, rewrite: Rewrite, user_id: int, k: int, intent: str | None = None
+    ) -> list[int]:
+        """Candidates for the query and its rewrite from the retriever (BM25 over names and
+        artists, fused with the two-tower index when there is one, weighted for the query's
+        ``intent``), topped up with the most popular items when fewer than ``k`` are found."""
+        found = self.retriever.retrieve(rewrite, user_id, SEARCH_CANDIDATES, intent)
         return found + self.popular(k - len(found), exclude=found, clean=False)
 
     def popular(self, n: int, exclude: Sequence[int], clean: bool) -> list[int]:
@@ -258,7 +260,7 @@ class SearchEngine:
             understood = self.understand(rewrite.query)
         intent = understood.top if understood else None
         with stage("retrieval"):
-            candidates = self.candidates(text, user_id, k, intent)
+            candidates = self.candidates(rewrite, user_id, k, intent)
         ranked = self.rank(text, user_id, candidates, understood, explicit_filter)
         missing = k - len(ranked.items)
         if ranked.explicit_filter and missing > 0:

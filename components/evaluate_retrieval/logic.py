@@ -181,9 +181,8 @@ def ranked_lists(
 ) -> tuple[list[list[int]], list[list[int]]]:
     """(dense, lexical) ids of each search, best first, as ``/search`` retrieves them (rewrites
     included); the queries are embedded in one batch."""
-    dense, lexical = generator.source_lists(
-        searches[S.QUERY].astype(str).tolist(), searches[S.USER_ID].tolist(), k
-    )
+    rewrites = [generator.rewrite(q) for q in searches[S.QUERY].astype(str)]
+    dense, lexical = generator.source_lists(rewrites, searches[S.USER_ID].tolist(), k)
     if dense is None:
         raise InputError("retriever", "without a two-tower model", "needs the dense retriever")
     return dense, lexical

@@ -88,7 +88,7 @@ def test_search_retrieves_misspelled_names_and_returns_metadata(
     response = engine.search(misspelled, 1, 10)
     assert 1 <= len(response.results) <= 10 and response.retrieved >= len(response.results)
     assert all(r.name and r.item_type for r in response.results)
-    ids = engine.candidates(misspelled, 1, 10)
+    ids = engine.candidates(engine.retriever.rewrite(misspelled), 1, 10)
     assert int(target["item_id"]) in ids, "trigram BM25 must still find a misspelled name"
 
 
@@ -218,8 +218,9 @@ def test_dense_candidates_are_fused_with_the_lexical_ones_as_the_intent_routes(
     assert "optimizer.pt" not in saved, "the service carries no optimizer state"
     dense = generator.dense.retrieve([query], [user], 50)[0]
     lexical = engine.retriever.lexical.retrieve(query, 50)[0].tolist()
-    assert generator.retrieve(query, user, 50) == reciprocal_rank_fusion([dense, lexical], 50)
-    assert generator.retrieve(query, user, 50, intent) == dense, "routed fully to the index"
+    read = generator.rewrite(query)
+    assert generator.retrieve(read, user, 50) == reciprocal_rank_fusion([dense, lexical], 50)
+    assert generator.retrieve(read, user, 50, intent) == dense, "routed fully to the index"
     assert set(dense) - set(lexical), "the dense side brings items the words alone do not"
 
     fused = SearchEngine(engine.features, engine.ranker, generator)

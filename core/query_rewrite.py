@@ -197,7 +197,9 @@ class QueryRewriter:
         limit = MAX_EDITS if len(typed) >= TWO_EDITS_FROM else 1
         found = {c for v in _deletes(typed, limit) for c in self._deletes.get(v, ())}
         scored = []
-        for candidate in found:
+        # In word order, so that a tie goes to the same word in every process (the set's own
+        # order follows string hashing, which Python seeds per process).
+        for candidate in sorted(found):
             edits = osa_distance(typed, candidate)
             context = (i > 0 and (words[i - 1], candidate) in self._bigrams) + (
                 i + 1 < len(words) and (candidate, words[i + 1]) in self._bigrams

@@ -61,13 +61,34 @@ def training_view(ranker: ContextAwareRanker) -> nn.Module:
     return PositionBiasedRanker(ranker) if ranker.position_bias is not None else ranker
 
 
+def training_tensors(slates: Slates, device: torch.device | str = "cpu") -> dict[str, Tensor]:
+    """A whole training set as :func:`to_batch` tensors, for :func:`shuffled_batches`: on a GPU
+    when it takes at most half the card's free memory, so that no batch waits on a copy from
+    the host, else on the host (zero-copy views of the slates' arrays)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        arrays = (slates.dense, slates.codes, slates.labels, slates.mask, slates.positions)
+        if sum(array.nbytes for array in arrays if array is not None) <= free // 2:
+            return to_batch(slates, device)
+    return to_batch(slates)
+
+
 def shuffled_batches(
-    slates: Slates, batch_size: int, seed: int, epoch: int, device: torch.device | str = "cpu"
+    tensors: dict[str, Tensor],
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    device: torch.device | str | None = None,
 ) -> Iterator[dict[str, Tensor]]:
-    """Mini-batches of slates in an order fixed by (seed, epoch), so a resumed run repeats it."""
-    order = np.random.default_rng([seed, epoch]).permutation(len(slates))
-    for start in range(0, len(order), batch_size):
-        yield to_batch(slates.take(order[start : start + batch_size]), device)
+    """Mini-batches of :func:`training_tensors` in an order fixed by (seed, epoch), so a resumed
+    run repeats it; each batch lies on ``device`` (by default where ``tensors`` lie)."""
+    size = len(tensors["mask"])
+    where = tensors["mask"].device
+    order = torch.as_tensor(np.random.default_rng([seed, epoch]).permutation(size), device=where)
+    for start in range(0, size, batch_size):
+        rows = order[start : start + batch_size]
+        yield {name: column[rows].to(device or where) for name, column in tensors.items()}
 
 
 def train_step(

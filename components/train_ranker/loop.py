@@ -50,6 +50,7 @@ from searchrank.core.training import (
     shuffled_batches,
     slate_metrics,
     train_step,
+    training_tensors,
     training_view,
 )
 
@@ -108,12 +109,13 @@ def train_loop_per_worker(spec: dict[str, Any]) -> None:
         trained = torch.compile(trained)  # type: ignore[assignment]
     autocast = torch.bfloat16 if on_gpu and config.bf16 else None
     valid = load_slates(data / VALID_SLATES)
-    shard = read_shard(ray.train.get_dataset_shard("train"))
+    shard = training_tensors(read_shard(ray.train.get_dataset_shard("train")), device)
+    candidates = int(shard["mask"].sum())
     loss_fn = loss_function(config.loss)
 
     for epoch in range(state.epoch, config.epochs):
         seed_everything(config.seed * 7919 + epoch * 101 + rank)  # dropout, reproducible on resume
-        losses, candidates, seconds = _train_epoch(
+        losses, seconds = _train_epoch(
             shuffled_batches(shard, config.batch_size, config.seed * 31 + rank, epoch, device),
             trained,
             optimizer,
@@ -152,15 +154,14 @@ def _train_epoch(
     loss_fn: LossFn,
     grad_clip: float,
     autocast: torch.dtype | None,
-) -> tuple[float, int, float]:
-    """One pass over a worker's shard: (mean loss, candidates seen, seconds)."""
-    started, candidates, losses = time.perf_counter(), 0, []
+) -> tuple[float, float]:
+    """One pass over a worker's shard: (mean loss, seconds)."""
+    started, losses = time.perf_counter(), []
     for batch in batches:
         losses.append(train_step(model, batch, optimizer, loss_fn, grad_clip, autocast))
         if scheduler.last_epoch < scheduler.total_steps - 1:
             scheduler.step()
-        candidates += int(batch["mask"].sum())
-    return sum(losses) / max(len(losses), 1), candidates, time.perf_counter() - started
+    return sum(losses) / max(len(losses), 1), time.perf_counter() - started
 
 
 def _save(

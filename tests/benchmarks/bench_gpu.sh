@@ -18,13 +18,20 @@ mkdir -p "$scratch/src/searchrank"
 for package in core components pipelines features serving; do
     ln -s "$PWD/$package" "$scratch/src/searchrank/$package"
 done
+# searchrank reads its own version from its installed metadata: give the linked source some.
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 1)
+mkdir -p "$scratch/src/searchrank-$version.dist-info"
+printf 'Metadata-Version: 2.1\nName: searchrank\nVersion: %s\n' "$version" \
+    >"$scratch/src/searchrank-$version.dist-info/METADATA"
 export PYTHONPATH="$scratch/src:$scratch/site${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1 RAY_AUTH_MODE=disabled
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no GPU"; } |
     tee "$out/card.txt"
 : >"$out/bench-gpu.jsonl"
 failed=0
-for check in "bench_model_gpu.py" "bench_train_gpu.py --quick"; do
+checks=("bench_model_gpu.py" "bench_decode_gpu.py" "bench_train_gpu.py --quick")
+[ $# -gt 0 ] && checks=("$@")  # or only the checks named, as in: bench_gpu.sh "bench_train_gpu.py --quick"
+for check in "${checks[@]}"; do
     echo "== $check"
     # shellcheck disable=SC2086  # the check's arguments are meant to split
     if python3 tests/benchmarks/$check 2>&1 | tee "$scratch/log"; then

@@ -35,7 +35,12 @@ def plain_pytorch(data_dir: Path, config: object, epochs: int) -> list[float]:
     from searchrank.components.train_ranker.loop import model_config
     from searchrank.core.features import PROCESSOR_FILE, FeatureProcessor
     from searchrank.core.model import ContextAwareRanker
-    from searchrank.core.training import loss_function, shuffled_batches, train_step
+    from searchrank.core.training import (
+        loss_function,
+        shuffled_batches,
+        train_step,
+        training_tensors,
+    )
 
     torch.set_num_threads(os.cpu_count() or 1)
     slates = read_train_slates(data_dir / TRAIN_SLATES)
@@ -46,10 +51,11 @@ def plain_pytorch(data_dir: Path, config: object, epochs: int) -> list[float]:
     model = ContextAwareRanker(model_config(spec, processor))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)  # type: ignore[attr-defined]
     loss_fn = loss_function(config.loss)  # type: ignore[attr-defined]
+    tensors = training_tensors(slates)
     rates = []
     for epoch in range(epochs):
         started, seen = time.perf_counter(), 0
-        for batch in shuffled_batches(slates, 2 * config.batch_size, 0, epoch):  # type: ignore[attr-defined]
+        for batch in shuffled_batches(tensors, 2 * config.batch_size, 0, epoch):  # type: ignore[attr-defined]
             train_step(model, batch, optimizer, loss_fn, 1.0)
             seen += int(batch["mask"].sum())
         rates.append(seen / (time.perf_counter() - started))

@@ -93,9 +93,14 @@ def plain_loop(folder: Path, config, epochs: int) -> list[float]:  # type: ignor
     from searchrank.components.train_ranker.loop import model_config
     from searchrank.core.features import PROCESSOR_FILE, FeatureProcessor
     from searchrank.core.model import ContextAwareRanker
-    from searchrank.core.training import loss_function, shuffled_batches, train_step
+    from searchrank.core.training import (
+        loss_function,
+        shuffled_batches,
+        train_step,
+        training_tensors,
+    )
 
-    slates = read_train_slates(folder / TRAIN_SLATES)
+    slates = training_tensors(read_train_slates(folder / TRAIN_SLATES), "cuda")
     processor = FeatureProcessor.load(folder / PROCESSOR_FILE)
     spec = {"config": config.as_dict(), "shapes": {"n_numeric": FEATURES}}
     torch.manual_seed(0)
@@ -105,7 +110,7 @@ def plain_loop(folder: Path, config, epochs: int) -> list[float]:  # type: ignor
     loss_fn = loss_function(config.loss)
     rates = []
     for epoch in range(epochs):
-        batches = list(shuffled_batches(slates, BATCH, 0, epoch, device="cuda"))
+        batches = list(shuffled_batches(slates, BATCH, 0, epoch))
         torch.cuda.synchronize()
         started = time.perf_counter()
         for batch in batches:
@@ -137,7 +142,7 @@ def main() -> None:
     config = reference_config(epochs)
     ray.init(num_cpus=8, num_gpus=1, include_dashboard=False, log_to_driver=False)
     try:
-        spec = run_spec(config, shapes, folder / "data", "", "gpu-bench") | {"threads": 4}
+        spec = run_spec(config, shapes, folder / "data", "gpu-bench") | {"threads": 4}
         _, history = fit(spec, folder / "ray", "gpu-bench")
     finally:
         ray.shutdown()

@@ -52,6 +52,7 @@ from searchrank.core.training import (
     seed_everything,
     shuffled_batches,
     train_step,
+    training_tensors,
 )
 from searchrank.features import tables as T
 from searchrank.features.generator.environment import attach_true_grades, load_ground_truth
@@ -82,7 +83,7 @@ def train_plain_ranker(
     )
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     for epoch in range(epochs):
-        for batch in shuffled_batches(slates, 64, 0, epoch):
+        for batch in shuffled_batches(training_tensors(slates), 64, 0, epoch):
             train_step(model, batch, optimizer, loss_function("listnet"), 1.0)
     save_ranker(folder, model, processor, {"history": []})
     contract.save(folder)

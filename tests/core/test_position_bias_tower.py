@@ -28,6 +28,7 @@ from searchrank.core.training import (
     seed_everything,
     shuffled_batches,
     train_step,
+    training_tensors,
     training_view,
 )
 
@@ -94,7 +95,7 @@ def train(slates: Slates, position_bias: bool, seed: int = 0) -> ContextAwareRan
     schedule = one_cycle(optimizer, learning_rate, epochs, len(data), 1, batch_size)
     loss_fn = loss_function("lambdaloss")
     for epoch in range(epochs):
-        for batch in shuffled_batches(data, batch_size, seed, epoch):
+        for batch in shuffled_batches(training_tensors(data), batch_size, seed, epoch):
             train_step(trained, batch, optimizer, loss_fn, 1.0)
             if schedule.last_epoch < schedule.total_steps - 1:
                 schedule.step()
@@ -152,7 +153,8 @@ def test_scores_never_depend_on_positions_and_equal_the_relevance_head_alone() -
     logs, _ = logged_searches(64, seed=2)
     model = small_ranker(bias_positions=8)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    for batch in shuffled_batches(logs, 16, 0, 0):  # the tower moves off its initial state
+    # the tower moves off its initial state
+    for batch in shuffled_batches(training_tensors(logs), 16, 0, 0):
         train_step(training_view(model), batch, optimizer, loss_function("listnet"), 1.0)
     model.eval()
     tower = model.position_bias

@@ -169,7 +169,7 @@ class BM25Scorer:
         if ids.shape != (n,):
             raise InputError("item_ids", ids.shape, f"needs one item id per query, shape ({n},)")
         out = np.zeros(n, dtype=np.float32)
-        docs = self._positions(ids)
+        docs = self.positions(ids)
         known = np.flatnonzero(docs >= 0)
         if known.size == 0:
             return out
@@ -248,7 +248,7 @@ class BM25Scorer:
             return None
         return np.asarray(self._index.get_scores_from_ids(term_ids))
 
-    def _positions(self, ids: np.ndarray) -> np.ndarray:
+    def positions(self, ids: np.ndarray) -> np.ndarray:
         """(n,) corpus positions of ``ids``; -1 for ids outside the corpus."""
         if (ids.dtype.kind in "iu") != (self._sorted_ids.dtype.kind in "iu"):
             raise InputError(

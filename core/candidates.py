@@ -8,22 +8,29 @@ completes the query against the catalogue's vocabulary: BM25 reads the rewrite b
 original and the query tower reads both (each source's two lists fused, the rewrite's weighted
 by its confidence), and the intent model reads the rewrite.
 
-The dense and lexical ranked lists are merged by weighted reciprocal rank fusion, which needs
-no calibration between BM25 scores and cosine similarities. When the service carries the
+A third, generative source (:class:`~searchrank.core.generative.GenerativeSource`) writes the
+semantic IDs of the items a query wants, where the service carries one.
+
+The ranked lists are merged by weighted reciprocal rank fusion, which needs no calibration
+between BM25 scores, cosine similarities and log-probabilities. When the service carries the
 query-intent model, its predicted intent picks the fusion weights (:class:`FusionRouting`,
 fitted on validation searches by ``evaluate_retrieval``), and its class probabilities become
-ranker features.
+ranker features. The routing also holds the weight of BM25's popularity prior: given the
+items' streams, BM25's candidates are re-ordered by score plus that weight times log streams
+(:func:`~searchrank.core.retrieval.popularity_reranked`), which a prefix needs most.
 
 On disk (the BentoML retriever model's folder) the lexical index sits at the top, as
-:meth:`BM25Scorer.save` writes it; a dense retriever adds the two-tower checkpoint in
-``two_tower/`` and its index in ``ann/``; the intent model lives in ``intent/`` and the routing
-in ``routing.json``; the rewriter's lexicon in ``lexicon/``.
+:meth:`BM25Scorer.save` writes it, with the log of the items' streams in ``log_streams.npy``
+where known; a dense retriever adds the two-tower checkpoint in ``two_tower/`` and its index in
+``ann/``; the generative retriever lives in ``generative/``, the intent model in ``intent/``
+and the routing in ``routing.json``; the rewriter's lexicon in ``lexicon/``.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,15 +41,30 @@ from searchrank.core import schema as S
 from searchrank.core.ann import AnnIndex
 from searchrank.core.bm25 import BM25Scorer
 from searchrank.core.errors import InputError
+from searchrank.core.generative import GenerativeSource
 from searchrank.core.intent import IntentModel
 from searchrank.core.query_rewrite import Lexicon, QueryRewriter, Rewrite
-from searchrank.core.retrieval import ROUTING_FILE, FusionRouting, reciprocal_rank_fusion
+from searchrank.core.retrieval import (
+    ROUTING_FILE,
+    FusionRouting,
+    popularity_reranked,
+    reciprocal_rank_fusion,
+)
 from searchrank.core.retriever import Retriever
 
 TWO_TOWER = "two_tower"
 ANN = "ann"
 INTENT = "intent"
 LEXICON = "lexicon"
+GENERATIVE = "generative"
+LOG_STREAMS_FILE = "log_streams.npy"
+Timer = Callable[[str], AbstractContextManager[object]]
+"""Times a named part of retrieval (the service passes its stage timer); by default nothing."""
+GENERATIVE_DEPTH = 20
+"""Items the generative retriever decodes per query (its beam width): decoding costs about
+linearly in the beam, and its first items are the ones that add recall to the fusion."""
+LEXICAL_POOL = 1000
+"""BM25 candidates the popularity prior re-orders before the first ``n`` are kept."""
 LEXICAL_TEXT = ("name", "artist_name")
 """The catalogue fields the lexical retriever indexes (:func:`lexical_text`)."""
 
@@ -71,22 +93,43 @@ class RetrieverParts:
     intent: Path | None = None
     routing: Path | None = None
     """A saved :class:`FusionRouting`; without it the fusion is even for every query."""
+    generative: Path | None = None
+    """``train_generative_retriever``'s model folder."""
+    train: Path | None = None
+    """The training split, whose streams (:func:`~searchrank.core.retrieval.item_streams`)
+    weigh the rewriter's lexicon and BM25's popularity prior."""
 
     def __post_init__(self) -> None:
         if (self.two_tower is None) != (self.index is None):
             raise ValueError("a dense retriever needs both its checkpoint and its index")
 
 
+@dataclass(frozen=True)
+class SourceLists:
+    """Each source's ids for each query, best first (``None``: the service lacks the source)."""
+
+    lexical: list[list[int]]
+    dense: list[list[int]] | None = None
+    generative: list[list[int]] | None = None
+
+
 @dataclass
 class CandidateGenerator:
-    """Lexical candidates, fused with dense ones when ``dense`` is set; queries rewritten first
-    when ``rewriter`` is set."""
+    """Lexical candidates, fused with dense and generative ones when those are set; queries
+    rewritten first when ``rewriter`` is set.
+
+    Attributes:
+        log_streams: ``log1p`` of each lexical item's streams (aligned with
+            ``lexical.item_ids``) for the popularity prior; ``None``: no prior.
+    """
 
     lexical: BM25Scorer
     dense: DenseRetriever | None = None
     intent: IntentModel | None = None
     routing: FusionRouting | None = None
     rewriter: QueryRewriter | None = None
+    generative: GenerativeSource | None = None
+    log_streams: np.ndarray | None = None
 
     @classmethod
     def from_catalogue(
@@ -94,11 +137,27 @@ class CandidateGenerator:
         catalogue: pd.DataFrame,
         dense: DenseRetriever | None = None,
         intent: IntentModel | None = None,
+        streams: pd.Series | None = None,
+        generative: GenerativeSource | None = None,
     ) -> CandidateGenerator:
         """The service's generator for a catalogue: :func:`lexical_retriever` and the rewriter
-        over the catalogue's :class:`~searchrank.core.query_rewrite.Lexicon`."""
-        rewriter = QueryRewriter(Lexicon.from_catalogue(catalogue))
-        return cls(lexical_retriever(catalogue), dense, intent, rewriter=rewriter)
+        over the catalogue's :class:`~searchrank.core.query_rewrite.Lexicon`.
+
+        Args:
+            streams: each item's streams in the training window
+                (:func:`~searchrank.core.retrieval.item_streams`), for the lexicon's
+                popularity and BM25's prior; items it lacks count 0.
+        """
+        lexical = lexical_retriever(catalogue)
+        log_streams = None
+        if streams is not None:
+            counts = pd.Series(streams, dtype=np.float64).reindex(lexical.item_ids).fillna(0.0)
+            if not np.isfinite(counts).all() or (counts < 0).any():
+                raise InputError("streams", float(counts.min()), "must be finite counts ≥ 0")
+            log_streams = np.log1p(counts.to_numpy())
+        popularity = None if streams is None else 1.0 + streams  # an unstreamed item still counts
+        rewriter = QueryRewriter(Lexicon.from_catalogue(catalogue, popularity))
+        return cls(lexical, dense, intent, None, rewriter, generative, log_streams)
 
     @property
     def item_ids(self) -> np.ndarray:
@@ -116,50 +175,80 @@ class CandidateGenerator:
         ``None`` without an intent model."""
         return None if self.intent is None else self.intent.features([query])
 
+    @property
+    def popularity_weight(self) -> float:
+        """The popularity prior's weight: the routing's, where there are streams to weigh."""
+        if self.log_streams is None or self.routing is None:
+            return 0.0
+        return self.routing.popularity_weight
+
+    def lexical_pool(self, query: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """BM25's :data:`LEXICAL_POOL` best items for ``query``: (ids, scores, log streams),
+        the streams 0 without any (what the prior re-orders; also what fitting it reads)."""
+        ids, scores = self.lexical.retrieve(query, LEXICAL_POOL)
+        if self.log_streams is None:
+            return ids, scores, np.zeros(len(ids))
+        return ids, scores, self.log_streams[self.lexical.positions(ids)]
+
+    def _lexical(self, query: str, n: int) -> list[int]:
+        """BM25's ``n`` best items for ``query``, after the popularity prior."""
+        weight = self.popularity_weight
+        if weight == 0.0:
+            return [int(i) for i in self.lexical.retrieve(query, n)[0]]
+        return popularity_reranked(*self.lexical_pool(query), weight, n)
+
     def source_lists(
-        self, rewrites: Sequence[Rewrite], user_ids: Sequence[int], n: int
-    ) -> tuple[list[list[int]] | None, list[list[int]]]:
-        """Each source's ``n`` ids for each query (as :meth:`rewrite` read it), best first:
-        (dense, or None without a dense side; lexical).
+        self,
+        rewrites: Sequence[Rewrite],
+        user_ids: Sequence[int],
+        n: int,
+        timed: Timer = lambda _: nullcontext(),
+    ) -> SourceLists:
+        """Each source's ``n`` ids for each query (as :meth:`rewrite` read it), best first.
 
         A rewritten query's lists fuse those of the original and of the rewrite, the rewrite's
         weighted by its confidence: a spelling correction is nearly always right, while a
         completion is a guess among the phrases the prefix begins (right about half the time on
         the synthetic catalogue). BM25 keeps the original at full weight, because its trigrams
         match a typo well and an even fusion with a wrong completion cost prefixes recall; the
-        query tower never saw a typo, so its original list gets only the weight the rewrite
-        lacks. All queries are embedded in one batch.
+        query tower and the generative retriever never saw a typo, so their original lists get
+        only the weight the rewrite lacks. The model sources read all queries in one batch; the
+        generative retriever decodes :data:`GENERATIVE_DEPTH` items at most, inside
+        ``timed("decode")``.
         """
         lexical = []
         for rewrite in rewrites:
-            found = self.lexical.retrieve(rewrite.original, n)[0].tolist()
+            found = self._lexical(rewrite.original, n)
             if rewrite.changed:
-                rewritten = self.lexical.retrieve(rewrite.query, n)[0].tolist()
+                rewritten = self._lexical(rewrite.query, n)
                 found = reciprocal_rank_fusion([found, rewritten], n, [1.0, rewrite.confidence])
             lexical.append(found)
-        if self.dense is None:
-            return None, lexical
-        changed = [i for i, r in enumerate(rewrites) if r.changed]
-        texts = [r.original for r in rewrites] + [rewrites[i].query for i in changed]
-        users = list(user_ids) + [user_ids[i] for i in changed]
-        found_dense = self.dense.retrieve(texts, users, n)
-        dense = found_dense[: len(rewrites)]
-        for j, i in enumerate(changed):
-            weight = rewrites[i].confidence
-            both = [dense[i], found_dense[len(rewrites) + j]]
-            dense[i] = reciprocal_rank_fusion(both, n, [1.0 - weight, weight])
-        return dense, lexical
+        dense = None if self.dense is None else _both(self.dense.retrieve, rewrites, user_ids, n)
+        generative = None
+        if self.generative is not None:
+            depth = min(n, GENERATIVE_DEPTH)
+            with timed("decode"):
+                generative = _both(self.generative.retrieve, rewrites, user_ids, depth)
+        return SourceLists(lexical, dense, generative)
 
     def retrieve(
-        self, rewrite: Rewrite, user_id: int, n: int, intent: str | None = None
+        self,
+        rewrite: Rewrite,
+        user_id: int,
+        n: int,
+        intent: str | None = None,
+        timed: Timer = lambda _: nullcontext(),
     ) -> list[int]:
         """At most ``n`` item ids for a query (as :meth:`rewrite` read it) and the listener,
-        best first; ``intent`` picks the fusion weights when the generator has a routing."""
-        dense, lexical = self.source_lists([rewrite], [user_id], n)
-        if dense is None:
-            return [int(i) for i in lexical[0]]
+        best first; ``intent`` picks the fusion weights when the generator has a routing;
+        ``timed`` as in :meth:`source_lists`."""
+        lists = self.source_lists([rewrite], [user_id], n, timed)
+        if lists.dense is None and lists.generative is None:
+            return lists.lexical[0]
         routing = self.routing or FusionRouting()
-        return routing.fuse(dense[0], lexical[0], n, intent)
+        dense = lists.dense[0] if lists.dense is not None else []
+        generative = lists.generative[0] if lists.generative is not None else []
+        return routing.fuse(dense, lists.lexical[0], n, intent, generative)
 
     def save(self, folder: Path, parts: RetrieverParts | None = None) -> None:
         """Write the lexical index into ``folder`` and copy ``parts`` beside it."""
@@ -173,6 +262,10 @@ class CandidateGenerator:
                 shutil.copytree(source, folder / name)
         if parts.routing is not None:
             FusionRouting.load(parts.routing).save(folder / ROUTING_FILE)
+        if parts.generative is not None:
+            GenerativeSource.load(parts.generative).save(folder / GENERATIVE)
+        if self.log_streams is not None:
+            np.save(folder / LOG_STREAMS_FILE, self.log_streams)
         if self.rewriter is not None:
             self.rewriter.lexicon.save(folder / LEXICON)
 
@@ -186,7 +279,33 @@ class CandidateGenerator:
         routing = FusionRouting.load(routing_file) if routing_file.is_file() else None
         lexicon = folder / LEXICON
         rewriter = QueryRewriter(Lexicon.load(lexicon)) if lexicon.is_dir() else None
-        return cls(BM25Scorer.load(folder), dense, intent, routing, rewriter)
+        generative = None
+        if (folder / GENERATIVE).is_dir():
+            generative = GenerativeSource.load(folder / GENERATIVE)
+        streams = folder / LOG_STREAMS_FILE
+        log_streams = np.load(streams) if streams.is_file() else None
+        lexical = BM25Scorer.load(folder)
+        return cls(lexical, dense, intent, routing, rewriter, generative, log_streams)
+
+
+def _both(
+    retrieve: Callable[[list[str], list[int], int], list[list[int]]],
+    rewrites: Sequence[Rewrite],
+    user_ids: Sequence[int],
+    n: int,
+) -> list[list[int]]:
+    """A model source's lists for the queries as typed, each fused with its list for the
+    rewrite (weighted by the rewrite's confidence) where the rewriter changed the query."""
+    changed = [i for i, r in enumerate(rewrites) if r.changed]
+    texts = [r.original for r in rewrites] + [rewrites[i].query for i in changed]
+    users = list(user_ids) + [user_ids[i] for i in changed]
+    found = retrieve(texts, users, n)
+    lists = found[: len(rewrites)]
+    for j, i in enumerate(changed):
+        weight = rewrites[i].confidence
+        pair = [lists[i], found[len(rewrites) + j]]
+        lists[i] = reciprocal_rank_fusion(pair, n, [1.0 - weight, weight])
+    return lists
 
 
 def lexical_text(catalogue: pd.DataFrame) -> tuple[np.ndarray, list[str]]:

@@ -15,20 +15,35 @@ position has its own output layer over the ``codes`` values.
 
 :meth:`GenerativeRetriever.forward` is the teacher-forced pass that training optimises;
 :func:`decoding_step` wraps the same encoder and decoder for the beam search, and a test checks
-that both give the same log-probabilities.
+that both give the same log-probabilities. :class:`GenerativeSource` is the trained model as
+serving uses it: a folder ``train_generative_retriever`` writes, loaded and asked for items.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from searchrank.core.constrained_decoding import Step
+from searchrank.core.checkpoint import WEIGHTS
+from searchrank.core.constrained_decoding import CodeTrie, Step, beam_search
 from searchrank.core.errors import InputError, check_int
+from searchrank.core.retriever import IdVocabulary, hash_tokens
+from searchrank.core.semantic_ids import SemanticIds
+
+GENERATIVE_DESCRIPTION = "generative.json"
+"""A saved :class:`GenerativeSource`'s format version, model shape and token settings."""
+GENERATIVE_USERS = "users.npy"
+"""The listener ids of a saved source's user vocabulary."""
+SEMANTIC_IDS_FOLDER = "semantic_ids"
+"""The folder of a saved source's :class:`~searchrank.core.semantic_ids.SemanticIds`."""
+FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -158,7 +173,11 @@ def decoding_step(model: GenerativeRetriever, tokens: Tensor, user: Tensor) -> S
         tokens: (1, T) the query's hashed tokens; user: (1,) the listener's index.
     """
     model.eval()
-    memory, padding = model.encode(tokens, user)
+    return _memory_step(model, *model.encode(tokens, user))
+
+
+def _memory_step(model: GenerativeRetriever, memory: Tensor, padding: Tensor) -> Step:
+    """:func:`decoding_step` over one query's encoder output: memory (1, S, d), padding (1, S)."""
 
     @torch.no_grad()
     def step(prefixes: np.ndarray) -> np.ndarray:
@@ -169,3 +188,137 @@ def decoding_step(model: GenerativeRetriever, tokens: Tensor, user: Tensor) -> S
         return torch.log_softmax(logits.float(), dim=-1).cpu().numpy().astype(np.float64)
 
     return step
+
+
+class GenerativeSource:
+    """A trained generative retriever as a candidate source: queries in, catalogue items out.
+
+    It decodes each (query, listener) with :func:`beam_search` over the trie of the catalogue's
+    semantic IDs, so every item it returns exists. The query's tokens are hashed as in training
+    (:func:`~searchrank.core.retriever.hash_tokens` with the saved ``max_tokens``); a listener
+    outside the training vocabulary is index 0, the unknown listener, which training taught by
+    dropping listeners at random.
+
+    A folder (:meth:`save`, :meth:`load`) holds ``model.pt`` (the weights),
+    :data:`GENERATIVE_DESCRIPTION` (format version, :class:`GenerativeConfig`, ``max_tokens``),
+    :data:`GENERATIVE_USERS` (the listener ids of the vocabulary) and the
+    :class:`~searchrank.core.semantic_ids.SemanticIds` in :data:`SEMANTIC_IDS_FOLDER`.
+
+    Args:
+        model: the encoder–decoder; it decodes on the device its weights lie on.
+        users: the listener vocabulary of the model's user embedding.
+        semantic_ids: the catalogue's semantic IDs (the trie's codes and items).
+        max_tokens: hashed tokens kept per query, as in training.
+        trie: the codes that may be decoded; ``None``: every item of ``semantic_ids``.
+    """
+
+    def __init__(
+        self,
+        model: GenerativeRetriever,
+        users: IdVocabulary,
+        semantic_ids: SemanticIds,
+        max_tokens: int,
+        trie: CodeTrie | None = None,
+    ) -> None:
+        self.model = model
+        self.users = users
+        self.semantic_ids = semantic_ids
+        self.max_tokens = max_tokens
+        if trie is None:
+            trie = CodeTrie.from_codes(semantic_ids.codes, semantic_ids.item_ids)
+        self.trie = trie
+
+    def without(self, item_ids: Iterable[int]) -> GenerativeSource:
+        """The same source that never returns ``item_ids`` (the model and IDs are shared)."""
+        trie = self.trie.without(item_ids)
+        return GenerativeSource(self.model, self.users, self.semantic_ids, self.max_tokens, trie)
+
+    def retrieve(
+        self, queries: list[str], user_ids: list[int], n: int, beam_size: int | None = None
+    ) -> list[list[int]]:
+        """Up to ``n`` item ids per (query, listener), best first (as ``DenseRetriever``).
+
+        Args:
+            queries: raw query texts.
+            user_ids: one listener id per query; unknown ones decode as the unknown listener.
+            n: items per query (fewer when the trie holds fewer).
+            beam_size: beams kept at each depth, at least ``n``; ``None``: ``n``. A wider beam
+                finds better-scoring IDs at a cost linear in its width.
+        """
+        tokens = hash_tokens(queries, self.model.config.text_buckets, self.max_tokens)
+        users = self.users.index(np.asarray(user_ids, dtype=np.int64))
+        return self.decode(tokens, users, n, beam_size)
+
+    @torch.inference_mode()
+    def decode(
+        self, tokens: np.ndarray, users: np.ndarray, n: int, beam_size: int | None = None
+    ) -> list[list[int]]:
+        """:meth:`retrieve` for queries already hashed: tokens (B, T) and listener indices (B,).
+
+        The encoder runs once for the whole batch; each query is then its own beam search.
+        """
+        check_int("n", n, 1)
+        beam = n if beam_size is None else beam_size
+        check_int("beam_size", beam, n)
+        if len(tokens) != len(users):
+            raise InputError(
+                "user_ids", len(users), f"must hold one listener per query ({len(tokens)})"
+            )
+        if not len(tokens):
+            return []
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        memory, padding = self.model.encode(
+            torch.as_tensor(tokens, device=device), torch.as_tensor(users, device=device)
+        )
+        steps = (
+            _memory_step(self.model, memory[i : i + 1], padding[i : i + 1])
+            for i in range(len(tokens))
+        )
+        return [[item for item, _ in beam_search(step, self.trie, beam, n)] for step in steps]
+
+    def save(self, folder: Path) -> None:
+        """Write what :meth:`load` needs, and nothing else, into ``folder`` (created)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save(self.model.state_dict(), folder / WEIGHTS)
+        np.save(folder / GENERATIVE_USERS, self.users.ids)
+        self.semantic_ids.save(folder / SEMANTIC_IDS_FOLDER)
+        description = {
+            "format_version": FORMAT_VERSION,
+            "model": asdict(self.model.config),
+            "max_tokens": self.max_tokens,
+        }
+        (folder / GENERATIVE_DESCRIPTION).write_text(json.dumps(description, indent=2))
+
+    @classmethod
+    def load(cls, folder: Path) -> GenerativeSource:
+        """The source saved in ``folder``, on the CPU, with the whole catalogue's trie.
+
+        Raises:
+            InputError: ``folder`` lacks a file :meth:`save` writes, or has another format.
+        """
+        files = (WEIGHTS, GENERATIVE_DESCRIPTION, GENERATIVE_USERS)
+        if (
+            not all((folder / name).is_file() for name in files)
+            or not (folder / SEMANTIC_IDS_FOLDER).is_dir()
+        ):
+            raise InputError(
+                "generative model",
+                str(folder),
+                f"must be a folder with {[*files, SEMANTIC_IDS_FOLDER]}",
+            )
+        description = json.loads((folder / GENERATIVE_DESCRIPTION).read_text())
+        if description.get("format_version") != FORMAT_VERSION:
+            raise InputError(
+                f"{GENERATIVE_DESCRIPTION} format_version",
+                description.get("format_version"),
+                f"must be {FORMAT_VERSION}",
+            )
+        model = GenerativeRetriever(GenerativeConfig(**description["model"]))
+        model.load_state_dict(torch.load(folder / WEIGHTS, map_location="cpu"))
+        return cls(
+            model.eval(),
+            IdVocabulary(np.load(folder / GENERATIVE_USERS)),
+            SemanticIds.load(folder / SEMANTIC_IDS_FOLDER),
+            int(description["max_tokens"]),
+        )

@@ -75,6 +75,19 @@ def wanted_items(
     return lists.reindex(order[order.isin(lists.index)].to_numpy())
 
 
+def item_streams(rows: pd.DataFrame, min_label: int = S.Grade.STREAM) -> pd.Series:
+    """Each item's streams in a split: its rows with ``label >= min_label``, indexed by
+    ``item_id`` (items never streamed are absent): the popularity that the query rewriter's
+    lexicon and BM25's prior read (``CandidateGenerator.from_catalogue``).
+
+    Raises:
+        InputError: ``rows`` lacks ``item_id`` or ``label``.
+    """
+    _require_columns(rows, "rows", (S.ITEM_ID, S.LABEL))
+    streamed = rows.loc[rows[S.LABEL] >= min_label, S.ITEM_ID].astype(np.int64)
+    return streamed.value_counts().sort_index().astype(np.float64).rename("streams")
+
+
 def _require_columns(frame: pd.DataFrame, name: str, columns: Sequence[str]) -> None:
     """Raise :class:`InputError` naming the columns of ``columns`` that ``frame`` lacks."""
     missing = [c for c in columns if c not in frame.columns]
@@ -136,43 +149,127 @@ def reciprocal_rank_fusion(
 
 DENSE_SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
 """The dense list's weight choices in fusion (the lexical list weighs one minus it)."""
+GENERATIVE_SHARES = (0.0, 0.1, 0.2, 0.35, 0.5)
+"""The generative list's weight choices, taken from the other two lists' in proportion."""
+POPULARITY_WEIGHTS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+"""The lexical popularity prior's weight choices (:func:`popularity_reranked`)."""
 ROUTING_FILE = "routing.json"
 
 
 @dataclass(frozen=True)
 class FusionRouting:
-    """The dense list's fusion weight per predicted intent, and for any other query."""
+    """How ``/search`` merges its sources' lists, per predicted intent and for any other query.
+
+    Attributes:
+        dense_share: per intent, the dense list's weight against the lexical one.
+        default: that weight for a query of any other intent (or none predicted).
+        generative_share: per intent, the generative retriever's weight; the dense and lexical
+            weights shrink in proportion, so the three sum to one.
+        generative_default: that weight for any other intent.
+        popularity_weight: the lexical prior: BM25's candidates are re-ordered by their score
+            plus this times the log of their streams (:func:`popularity_reranked`).
+    """
 
     dense_share: dict[str, float] = field(default_factory=dict)
     default: float = 0.5
+    generative_share: dict[str, float] = field(default_factory=dict)
+    generative_default: float = 0.0
+    popularity_weight: float = 0.0
 
     def __post_init__(self) -> None:
-        for intent, share in {**self.dense_share, "default": self.default}.items():
+        shares = {
+            **{f"dense_share[{i}]": v for i, v in self.dense_share.items()},
+            "default": self.default,
+            **{f"generative_share[{i}]": v for i, v in self.generative_share.items()},
+            "generative_default": self.generative_default,
+        }
+        for name, share in shares.items():
             if not 0.0 <= share <= 1.0:
-                raise InputError(f"dense_share[{intent}]", share, "must lie in [0, 1]")
+                raise InputError(name, share, "must lie in [0, 1]")
+        if not (np.isfinite(self.popularity_weight) and self.popularity_weight >= 0):
+            raise InputError("popularity_weight", self.popularity_weight, "must be finite, ≥ 0")
 
-    def weights(self, intent: str | None) -> tuple[float, float]:
-        """(dense, lexical) weights for a query of ``intent`` (``None``: not predicted)."""
+    def weights(self, intent: str | None) -> tuple[float, float, float]:
+        """(dense, lexical, generative) weights for a query of ``intent`` (``None``: not
+        predicted)."""
         share = self.dense_share.get(intent, self.default) if intent else self.default
-        return share, 1.0 - share
+        generative = self.generative_default
+        if intent:
+            generative = self.generative_share.get(intent, generative)
+        rest = 1.0 - generative
+        return share * rest, (1.0 - share) * rest, generative
 
     def fuse(
-        self, dense: Sequence[int], lexical: Sequence[int], k: int, intent: str | None = None
+        self,
+        dense: Sequence[int],
+        lexical: Sequence[int],
+        k: int,
+        intent: str | None = None,
+        generative: Sequence[int] = (),
     ) -> list[int]:
-        return reciprocal_rank_fusion([dense, lexical], k, self.weights(intent))
+        """The ``k`` ids of the lists' fusion with ``intent``'s weights."""
+        return reciprocal_rank_fusion([dense, lexical, generative], k, self.weights(intent))
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
 
     @classmethod
     def load(cls, path: Path) -> FusionRouting:
+        """A saved routing; one saved before the generative source and the popularity prior
+        existed loads with neither."""
         try:
             saved = json.loads(path.read_text())
-            return cls(dict(saved["dense_share"]), float(saved["default"]))
+            return cls(
+                dict(saved["dense_share"]),
+                float(saved["default"]),
+                dict(saved.get("generative_share", {})),
+                float(saved.get("generative_default", 0.0)),
+                float(saved.get("popularity_weight", 0.0)),
+            )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
             raise InputError(
                 "routing", str(path), f"must be a saved FusionRouting ({error})"
             ) from error
+
+
+def popularity_reranked(
+    ids: np.ndarray, scores: np.ndarray, log_streams: np.ndarray, weight: float, k: int
+) -> list[int]:
+    """The ``k`` best of a lexical retriever's candidates by ``score + weight · log_streams``.
+
+    A prefix or a short name matches many items about equally well; among those, listeners far
+    more often want the popular one. Ties keep the retriever's order.
+
+    Args:
+        ids, scores: the candidates best first, and their lexical scores.
+        log_streams: each candidate's ``log1p`` of its streams.
+        weight: the prior's weight (0 keeps the lexical order).
+    """
+    if weight == 0.0:
+        return [int(i) for i in ids[:k]]
+    order = np.argsort(-(scores + weight * log_streams), kind="stable")[:k]
+    return [int(i) for i in ids[order]]
+
+
+def fit_popularity_weight(
+    pools: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    relevant: Sequence[Sequence[int]],
+    k: int = 100,
+    weights: Sequence[float] = POPULARITY_WEIGHTS,
+) -> float:
+    """The prior's weight that maximizes the lexical list's mean Recall@k (ties: the smaller).
+
+    Args:
+        pools: per search, the lexical candidates (ids, scores, log streams), best first.
+        relevant: per search, the wanted ids.
+    """
+    recall = [
+        retrieval_metrics(
+            [popularity_reranked(i, s, p, weight, k) for i, s, p in pools], relevant, (k,)
+        )[f"recall@{k}"]
+        for weight in weights
+    ]
+    return float(weights[int(np.argmax(recall))])
 
 
 def fit_fusion_routing(
@@ -181,44 +278,67 @@ def fit_fusion_routing(
     relevant: Sequence[Sequence[int]],
     intents: Sequence[str],
     k: int = 100,
-    shares: Sequence[float] = DENSE_SHARES,
+    generative: Sequence[Sequence[int]] | None = None,
+    popularity_weight: float = 0.0,
 ) -> FusionRouting:
-    """The dense share that maximizes mean Recall@k, for all searches (the default) and for
-    the searches of each predicted intent; ties go to the share closest to an even fusion.
+    """The fusion weights that maximize mean Recall@k, for all searches (the defaults) and for
+    the searches of each predicted intent.
+
+    First the dense share of the dense–lexical fusion (ties go to the share closest to an even
+    fusion); then, when ``generative`` lists are given, the generative list's weight on top of
+    that (ties go to the smaller weight, so the source must add recall to get any).
 
     Args:
         dense, lexical: per search, the two retrievers' ids, best first.
         relevant: per search, the wanted ids.
         intents: per search, the intent the model predicted.
+        generative: per search, the generative retriever's ids, or ``None`` without one.
+        popularity_weight: the lexical prior the lists were retrieved with, kept in the routing.
     """
-    if not len(dense) == len(lexical) == len(relevant) == len(intents):
+    sizes = {len(dense), len(lexical), len(relevant), len(intents)}
+    if generative is not None:
+        sizes.add(len(generative))
+    if len(sizes) != 1:
         raise InputError(
             "searches",
             (len(dense), len(lexical), len(relevant), len(intents)),
-            "dense, lexical, relevant and intents must have one entry per search",
+            "dense, lexical, relevant, intents (and generative) must have one entry per search",
         )
-    order = sorted(shares, key=lambda share: abs(share - 0.5))
-    fused = [
-        [
-            reciprocal_rank_fusion([d, x], k, (share, 1.0 - share))
-            for d, x in zip(dense, lexical, strict=True)
-        ]
-        for share in order
-    ]
     labels = np.asarray(intents, dtype=object)
+    groups = {str(intent): np.flatnonzero(labels == intent) for intent in sorted(set(intents))}
+    everyone = np.arange(len(labels))
+    lists = [dense, lexical, generative or [[] for _ in labels]]
+    shares = sorted(DENSE_SHARES, key=lambda share: abs(share - 0.5))
 
-    def best(rows: np.ndarray) -> float:
-        if not rows.any():
-            return 0.5
-        chosen = np.flatnonzero(rows).tolist()
-        wanted = [relevant[j] for j in chosen]
+    def best(rows: np.ndarray, choices: list[tuple[float, float, float]]) -> int:
+        """The index of the weights in ``choices`` whose fusion recalls most on ``rows``."""
+        wanted = [relevant[j] for j in rows]
         recall = [
-            retrieval_metrics([lists[j] for j in chosen], wanted, (k,))[f"recall@{k}"]
-            for lists in fused
+            retrieval_metrics(
+                [reciprocal_rank_fusion([part[j] for part in lists], k, w) for j in rows],
+                wanted,
+                (k,),
+            )[f"recall@{k}"]
+            for w in choices
         ]
-        return float(order[int(np.argmax(recall))])
+        return int(np.argmax(recall))
 
+    def fitted(rows: np.ndarray) -> tuple[float, float]:
+        """(dense share, generative weight) for the searches ``rows``."""
+        if not len(rows):
+            return 0.5, 0.0
+        share = shares[best(rows, [(s, 1.0 - s, 0.0) for s in shares])]
+        if generative is None:
+            return share, 0.0
+        choices = [(share * (1 - g), (1 - share) * (1 - g), g) for g in GENERATIVE_SHARES]
+        return share, GENERATIVE_SHARES[best(rows, choices)]
+
+    by_intent = {intent: fitted(rows) for intent, rows in groups.items()}
+    share, weight = fitted(everyone)
     return FusionRouting(
-        {str(intent): best(labels == intent) for intent in sorted(set(intents))},
-        best(np.ones(len(labels), dtype=bool)),
+        {intent: fit[0] for intent, fit in by_intent.items()},
+        share,
+        {intent: fit[1] for intent, fit in by_intent.items()} if generative is not None else {},
+        weight,
+        popularity_weight,
     )

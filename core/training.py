@@ -81,10 +81,11 @@ def shuffled_batches(
     epoch: int,
     device: torch.device | str | None = None,
 ) -> Iterator[dict[str, Tensor]]:
-    """Mini-batches of :func:`training_tensors` in an order fixed by (seed, epoch), so a resumed
-    run repeats it; each batch lies on ``device`` (by default where ``tensors`` lie)."""
-    size = len(tensors["mask"])
-    where = tensors["mask"].device
+    """Mini-batches of equally long ``tensors`` (:func:`training_tensors`, say) in an order
+    fixed by (seed, epoch), so a resumed run repeats it; each batch lies on ``device`` (by
+    default where ``tensors`` lie)."""
+    first = next(iter(tensors.values()))
+    size, where = len(first), first.device
     order = torch.as_tensor(np.random.default_rng([seed, epoch]).permutation(size), device=where)
     for start in range(0, size, batch_size):
         rows = order[start : start + batch_size]

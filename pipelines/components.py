@@ -23,6 +23,7 @@ from searchrank.components.package_service import package_service_op
 from searchrank.components.plan_training import plan_training_op
 from searchrank.components.run_report import run_report_op
 from searchrank.components.split_dataset import split_dataset_op
+from searchrank.components.train_generative_retriever import train_generative_retriever_op
 from searchrank.components.train_intent import train_intent_op
 from searchrank.components.train_lightgbm import train_lightgbm_op
 from searchrank.components.train_ranker import train_ranker_op
@@ -45,6 +46,7 @@ COMPONENTS: dict[str, Any] = {
     "evaluate_retrieval": evaluate_retrieval_op,
     "plan_training": plan_training_op,
     "experiment": experiment_op,
+    "train_generative_retriever": train_generative_retriever_op,
 }
 
 COMPONENTS_DIR = Path(components_package.__file__).resolve().parent

@@ -49,6 +49,8 @@ from searchrank.components.package_service.config import PackageConfig
 from searchrank.components.plan_training import plan_training_op
 from searchrank.components.run_report import run_report_op
 from searchrank.components.split_dataset import split_dataset_op
+from searchrank.components.train_generative_retriever import train_generative_retriever_op
+from searchrank.components.train_generative_retriever.config import TrainGenerativeConfig
 from searchrank.components.train_intent import train_intent_op
 from searchrank.components.train_lightgbm import train_lightgbm_op
 from searchrank.components.train_ranker import train_ranker_op
@@ -64,6 +66,7 @@ PIPELINE_NAME = "search-ranking"
 
 # The steps' configs are the one source of the pipeline's defaults (tests/cluster/test_defaults.py).
 RANKER, RETRIEVER, LIGHTGBM = TrainRankerConfig(), TrainRetrieverConfig(), LambdaMartConfig()
+GENERATIVE = TrainGenerativeConfig()
 VALIDATION, EVALUATION = ValidationConfig(), EvaluateConfig()
 RETRIEVAL, PACKAGING, EXPERIMENT = RetrievalConfig(), PackageConfig(), ExperimentConfig()
 
@@ -80,9 +83,9 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
         name=PIPELINE_NAME,
         pipeline_root=pipeline_root if cluster else None,
         description="Fetch point-in-time features, validate, train the transformer ranker and "
-        "its baselines, the two-tower retriever with its Voyager index and the query-intent "
-        "model, evaluate each against the baselines and the champion, and package a blessed "
-        "ranker as a Bento.",
+        "its baselines, the two-tower retriever with its Voyager index, the generative "
+        "semantic-ID retriever and the query-intent model, evaluate each against the "
+        "baselines and the champion, and package a blessed ranker as a Bento.",
     )
     def search_ranking(
         entities_uri: str,
@@ -106,6 +109,7 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
         epochs: int = RANKER.epochs,
         d_model: int = RANKER.d_model,
         retriever_epochs: int = RETRIEVER.epochs,
+        generative_epochs: int = GENERATIVE.epochs,
         lightgbm_folds: int = LIGHTGBM.folds,
         lightgbm_num_leaves: list = list(LIGHTGBM.num_leaves),  # noqa: B006 (KFP reads it)
         lightgbm_min_data_in_leaf: list = list(LIGHTGBM.min_data_in_leaf),  # noqa: B006
@@ -152,12 +156,14 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
         ray_address: empty for Ray inside the step; a Ray dashboard URL submits a Ray job;
             ``kuberay://NAMESPACE`` creates a RayJob on the cluster (both train steps).
         work_dir: storage that the Ray cluster and the steps share (required with ray_address):
-            the steps write encoded data and checkpoints under ``ranker/`` and ``retriever/``.
-        num_workers, cpus_per_worker, use_gpu, gpus_per_worker: Ray Train's scaling (ranker
-            and retriever).
+            the steps write encoded data and checkpoints under ``ranker/``, ``retriever/`` and
+            ``generative_retriever/``.
+        num_workers, cpus_per_worker, use_gpu, gpus_per_worker: Ray Train's scaling (ranker,
+            retriever and generative retriever).
         train_memory: the memory of a train step's pod on a cluster (a Kubernetes quantity).
         epochs, d_model: the ranker's most epochs and width.
         retriever_epochs: the retriever's most epochs.
+        generative_epochs: the generative retriever's most epochs.
         lightgbm_folds: the LambdaMART baseline's cross-validation folds.
         lightgbm_num_leaves, lightgbm_min_data_in_leaf, lightgbm_feature_fraction: its tuning
             grid (the product of the three lists).
@@ -249,7 +255,18 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
             **scaling,
         )
         index = build_index_op(embeddings=retriever.outputs["embeddings"])
+        generative = train_generative_retriever_op(
+            train=parts.outputs["train"],
+            valid=parts.outputs["valid"],
+            catalogue=catalogue.output,
+            embeddings=retriever.outputs["embeddings"],
+            epochs=generative_epochs,
+            ray_address=ray_address,
+            work_dir=work_dir,
+            **scaling,
+        )
         retrieval = evaluate_retrieval_op(
+            train=parts.outputs["train"],
             valid=parts.outputs["valid"],
             test=parts.outputs["test"],
             catalogue=catalogue.output,
@@ -257,6 +274,7 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
             retriever=retriever.outputs["model"],
             index=index.outputs["index"],
             intent=intent.outputs["model"],
+            generative=generative.outputs["model"],
             min_retrieval_gain=min_retrieval_gain,
             min_intent_gain=min_intent_gain,
         )
@@ -296,8 +314,10 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
                 index=index.outputs["index"],
                 intent=intent.outputs["model"],
                 routing=retrieval.outputs["routing"],
+                generative=generative.outputs["model"],
                 retriever_blessed=retrieval.outputs["retriever_blessed"],
                 intent_blessed=retrieval.outputs["intent_blessed"],
+                generative_blessed=retrieval.outputs["generative_blessed"],
                 run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                 p99_budget_ms=p99_budget_ms,
             ).after(materialize)
@@ -333,7 +353,7 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
         if cluster:
             from searchrank.pipelines import placement as pods
 
-            for trainer in (ranker, retriever):
+            for trainer in (ranker, retriever, generative):
                 pods.place_trainer(trainer, placement, gpu_type, work_claim)
             for task in (materialize, fetched, package):
                 pods.open_feast(task)

@@ -36,11 +36,13 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import Version
 
 from searchrank.core import checkpoint as ckpt
+from searchrank.core import schema as S
 from searchrank.core.candidates import CandidateGenerator, RetrieverParts
 from searchrank.core.contract import CONTRACT_FILE, FeatureContract
 from searchrank.core.errors import InputError
 from searchrank.core.names import BENTO_NAME, RANKER_MODEL_NAME, RETRIEVER_MODEL_NAME
 from searchrank.core.net import free_port
+from searchrank.core.retrieval import item_streams
 from searchrank.serving.service import FEATURE_REPO_ENV
 
 ENTRY_MODULE = "searchrank_bento.py"
@@ -88,14 +90,15 @@ def save_retriever(
 ) -> str:
     """Save the service's candidate generator into the store: BM25 over the catalogue's names
     and artists (character trigrams), the query rewriter over the catalogue's vocabulary and,
-    when ``parts`` gives them, the two-tower checkpoint with its index, the query-intent model
-    and the intent routing of the fusion.
+    when ``parts`` gives them, the two-tower checkpoint with its index, the query-intent model,
+    the generative retriever, the routing of the fusion and the items' streams.
 
     Args:
         catalogue: one row per item with ``item_id``, ``name`` and ``artist_name``.
         labels: lineage labels of the model.
         parts: ``train_retriever``'s checkpoint and ``build_index``'s folder (both or neither),
-            ``train_intent``'s model, ``evaluate_retrieval``'s routing.
+            ``train_intent``'s model, ``train_generative_retriever``'s model,
+            ``evaluate_retrieval``'s routing, the training split.
 
     Returns:
         The model's tag, ``searchrank-retriever:<version>``.
@@ -103,7 +106,10 @@ def save_retriever(
     import bentoml
 
     parts = parts or RetrieverParts()
-    generator = CandidateGenerator.from_catalogue(catalogue)
+    streams = None
+    if parts.train is not None:
+        streams = item_streams(pd.read_parquet(parts.train, columns=[S.ITEM_ID, S.LABEL]))
+    generator = CandidateGenerator.from_catalogue(catalogue, streams=streams)
     with bentoml.models.create(
         RETRIEVER_MODEL_NAME,
         labels={k: _label(v) for k, v in labels.items()},
@@ -114,6 +120,8 @@ def save_retriever(
             "dense": parts.two_tower is not None,
             "intent": parts.intent is not None,
             "routed": parts.routing is not None,
+            "generative": parts.generative is not None,
+            "streams": streams is not None,
         },
     ) as model:
         generator.save(Path(model.path), parts)

@@ -220,9 +220,11 @@ class SearchEngine:
         self, rewrite: Rewrite, user_id: int, k: int, intent: str | None = None
     ) -> list[int]:
         """Candidates for the query and its rewrite from the retriever (BM25 over names and
-        artists, fused with the two-tower index when there is one, weighted for the query's
-        ``intent``), topped up with the most popular items when fewer than ``k`` are found."""
-        found = self.retriever.retrieve(rewrite, user_id, SEARCH_CANDIDATES, intent)
+        artists, fused with the two-tower index and the generative retriever where the service
+        has them, weighted for the query's ``intent``), topped up with the most popular items
+        when fewer than ``k`` are found. The generative retriever's beam search is timed as the
+        ``decode`` stage (a part of ``retrieval``)."""
+        found = self.retriever.retrieve(rewrite, user_id, SEARCH_CANDIDATES, intent, stage)
         return found + self.popular(k - len(found), exclude=found, clean=False)
 
     def popular(self, n: int, exclude: Sequence[int], clean: bool) -> list[int]:

@@ -1,12 +1,18 @@
 """Where a request's time goes: seconds per stage of ``/rank`` and ``/search``.
 
-A request is timed in six stages:
+A request is timed in these stages:
 
+``rewrite``
+    the query rewriter's spelling correction or completion (``/search``);
 ``intent``
     the query-intent model's class probabilities (``/search``, and ``/rank`` for a ranker that
     reads them);
 ``retrieval``
-    BM25 fused with the two-tower index, topped up with popular items (``/search``);
+    BM25 fused with the two-tower index and the generative retriever, topped up with popular
+    items (``/search``);
+``decode``
+    the generative retriever's constrained beam search: a part of ``retrieval``, not added to
+    it (``/search``, where the service has that retriever);
 ``online_features``
     the Feast online store and the item cache: the candidates' feature rows;
 ``feature_processing``
@@ -33,6 +39,7 @@ STAGES = (
     "rewrite",
     "intent",
     "retrieval",
+    "decode",
     "online_features",
     "feature_processing",
     "model",

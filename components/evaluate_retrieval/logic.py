@@ -1,16 +1,23 @@
 """Evaluate and bless what ``/search`` retrieves with: the two-tower retriever served through its
-Voyager index, fused with BM25 and routed by the query-intent model, and the intent model itself.
+Voyager index, fused with BM25 (and the generative retriever, where one is given) and routed by
+the query-intent model, and the intent model itself.
 
-1. **Route**: on the validation searches, fit the fusion weight of the dense list for each
-   predicted intent (:func:`fit_fusion_routing`): the routing the service will use.
+1. **Route**: on the validation searches, fit the weight of BM25's popularity prior
+   (:func:`fit_popularity_weight`, where the training split's streams are given), then the
+   fusion weights of the dense and generative lists for each predicted intent
+   (:func:`fit_fusion_routing`): the routing the service will use.
 2. **Measure** on the test searches (never seen in training or routing) Recall@{10, k} and MRR
-   of BM25 alone (the service's lexical retriever), the index alone, their even fusion and the
-   routed fusion, overall and by the search's true intent; and the intent model's accuracy
+   of BM25 alone (the service's lexical retriever), the index alone, the generative retriever
+   alone, the even dense–lexical fusion and the routed fusion (and, with a generative source,
+   the routed fusion without it), overall, by the search's true intent, by intent × how the
+   query was typed, and by cold start: listeners the training split never saw, and searches
+   that wanted an item released inside the logged window; and the intent model's accuracy
    against the majority class (the validation split's most common intent), per class.
 3. **Bless** the retriever (with its index) when the routed fusion's Recall@k is at least
-   ``1 + min_retrieval_gain`` times BM25's, and the intent model for routing when its accuracy
+   ``1 + min_retrieval_gain`` times BM25's, the generative retriever when the routed fusion
+   with it recalls more than without it, and the intent model for routing when its accuracy
    beats the majority class's by more than ``min_intent_gain``. ``package_service`` ships the
-   dense side and the routing only when blessed.
+   dense side, the generative side and the routing only when blessed.
 
 A search's wanted items are :func:`~searchrank.core.retrieval.wanted_items`: those of its rows
 with ``label >= min_relevant_label`` (streamed) and the item its query named, where the searches
@@ -21,7 +28,7 @@ from __future__ import annotations
 
 import html
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +37,7 @@ import pandas as pd
 
 from searchrank.components.evaluate_retrieval.config import RetrievalConfig
 from searchrank.core import schema as S
-from searchrank.core.candidates import CandidateGenerator
+from searchrank.core.candidates import CandidateGenerator, SourceLists
 from searchrank.core.errors import InputError
 from searchrank.core.html import markdown_html, render_page
 from searchrank.core.intent import INTENT_LABEL, intent_report, labelled_searches
@@ -38,6 +45,7 @@ from searchrank.core.query_rewrite import COMPLETED, CORRECTED, UNCHANGED
 from searchrank.core.retrieval import (
     FusionRouting,
     fit_fusion_routing,
+    fit_popularity_weight,
     reciprocal_rank_fusion,
     retrieval_metrics,
     wanted_items,
@@ -47,6 +55,10 @@ QUERY_FORM = "query_form"
 """The searches table's column of how the query was typed, where the log knows it."""
 SYSTEMS = ("bm25", "two_tower", "fused", "routed")
 """BM25 alone, the index alone, their even fusion, and their fusion routed by intent."""
+GENERATIVE_SYSTEMS = ("generative", "routed_without_generative")
+"""With a generative source: that source alone, and the routing's fusion of the other two."""
+RELEASE_TIMESTAMP = "release_timestamp"
+"""The catalogue's column of when an item came out, where the catalogue has it."""
 
 
 @dataclass
@@ -67,6 +79,10 @@ class RetrievalEvaluation:
     records how the query was typed (``query_form``: exact, prefix, misspelled, descriptive)."""
     rewrites: dict[str, dict[str, float]] = field(default_factory=dict)
     """Per typing form (where recorded), the share of test queries the rewriter changed."""
+    cold_start: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per system, Recall@k of new and known listeners and of searches for new items (where
+    the training split is given)."""
+    generative_blessed: bool = False
 
     @property
     def recall_ratio(self) -> float:
@@ -89,6 +105,8 @@ class RetrievalEvaluation:
                 "intent_majority_accuracy": self.intent["majority_accuracy"],
                 "retriever_blessed": float(self.retriever_blessed),
                 "intent_blessed": float(self.intent_blessed),
+                "generative_blessed": float(self.generative_blessed),
+                "popularity_weight": self.routing["popularity_weight"],
             }
         )
         return out
@@ -103,14 +121,20 @@ class RetrievalEvaluation:
         lines = [
             f"### Retrieval: routed fusion Recall@{k} {self.recall_ratio:.2f}× BM25 — "
             f"retriever {'BLESSED' if self.retriever_blessed else 'not blessed'}, intent "
-            f"routing {'BLESSED' if self.intent_blessed else 'not blessed'}",
+            f"routing {'BLESSED' if self.intent_blessed else 'not blessed'}"
+            + (
+                f", generative {'BLESSED' if self.generative_blessed else 'not blessed'}"
+                if "generative" in self.systems
+                else ""
+            ),
             "",
             f"| system | Recall@10 | Recall@{k} | MRR |",
             "|---|---:|---:|---:|",
             rows,
             "",
             f"- dense share of the fusion by predicted intent: {shares} "
-            f"(otherwise {self.routing['default']:.2f})",
+            f"(otherwise {self.routing['default']:.2f}); BM25's popularity prior weighs "
+            f"{self.routing['popularity_weight']:g}",
             f"- intent accuracy {self.intent['accuracy']:.3f} against the majority class's "
             f"{self.intent['majority_accuracy']:.3f}",
         ]
@@ -136,31 +160,42 @@ class RetrievalEvaluation:
         return render_page("Retrieval evaluation", body)
 
     def _slices_html(self) -> str:
-        """Recall@k by intent × typing form, and how often each form was rewritten."""
+        """Recall@k by cold start and by intent × typing form, and how often each form was
+        rewritten."""
+        cold = ""
+        if self.cold_start:
+            cold = f"""
+<h2>Recall@{self.k} by cold start</h2>
+<table>{_recall_table(self.cold_start)}</table>"""
         if not self.by_slice:
-            return ""
-        systems = list(self.by_slice)
-        head = "".join(f"<th>{html.escape(name)}</th>" for name in systems)
-        rows = "".join(
-            f"<tr><td>{html.escape(group)}</td>"
-            + "".join(f"<td>{self.by_slice[name][group]:.3f}</td>" for name in systems)
-            + "</tr>"
-            for group in self.by_slice[systems[0]]
-        )
+            return cold
         rewritten = "".join(
             f"<tr><td>{html.escape(form)}</td><td>{int(r['searches'])}</td>"
             f"<td>{r['corrected']:.3f}</td><td>{r['completed']:.3f}</td></tr>"
             for form, r in self.rewrites.items()
         )
-        return f"""
+        return f"""{cold}
 <h2>Recall@{self.k} by intent × how the query was typed</h2>
-<table><tr><th>slice</th>{head}</tr>{rows}</table>
+<table>{_recall_table(self.by_slice)}</table>
 <h2>Queries rewritten, by how they were typed</h2>
 <table><tr><th>form</th><th>searches</th><th>corrected</th><th>completed</th></tr>{rewritten}
 </table>"""
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "recall_ratio": self.recall_ratio}
+
+
+def _recall_table(by_group: dict[str, dict[str, float]]) -> str:
+    """The rows of an HTML table of Recall@k, one row per group and one column per system."""
+    systems = list(by_group)
+    head = "".join(f"<th>{html.escape(name)}</th>" for name in systems)
+    rows = "".join(
+        f"<tr><td>{html.escape(group)}</td>"
+        + "".join(f"<td>{by_group[name][group]:.3f}</td>" for name in systems)
+        + "</tr>"
+        for group in by_group[systems[0]]
+    )
+    return f"<tr><th>slice</th>{head}</tr>{rows}"
 
 
 def wanted_searches(
@@ -176,16 +211,14 @@ def wanted_searches(
     return first.loc[wanted.index].assign(relevant=wanted)
 
 
-def ranked_lists(
-    generator: CandidateGenerator, searches: pd.DataFrame, k: int
-) -> tuple[list[list[int]], list[list[int]]]:
-    """(dense, lexical) ids of each search, best first, as ``/search`` retrieves them (rewrites
-    included); the queries are embedded in one batch."""
+def ranked_lists(generator: CandidateGenerator, searches: pd.DataFrame, k: int) -> SourceLists:
+    """Each source's ids of each search, best first, as ``/search`` retrieves them (rewrites
+    and the popularity prior included); the model sources read the queries in one batch."""
     rewrites = [generator.rewrite(q) for q in searches[S.QUERY].astype(str)]
-    dense, lexical = generator.source_lists(rewrites, searches[S.USER_ID].tolist(), k)
-    if dense is None:
+    lists = generator.source_lists(rewrites, searches[S.USER_ID].tolist(), k)
+    if lists.dense is None:
         raise InputError("retriever", "without a two-tower model", "needs the dense retriever")
-    return dense, lexical
+    return lists
 
 
 def predicted_intents(generator: CandidateGenerator, searches: pd.DataFrame) -> list[str]:
@@ -197,18 +230,55 @@ def predicted_intents(generator: CandidateGenerator, searches: pd.DataFrame) -> 
 
 
 def system_lists(
-    generator: CandidateGenerator, searches: pd.DataFrame, k: int
+    lists: SourceLists, routing: FusionRouting, predicted: list[str], k: int
 ) -> dict[str, list[list[int]]]:
-    """The ``k`` ids of each search, best first, by BM25 alone (the service's lexical
-    retriever), the index alone and their even fusion.
+    """The ``k`` ids of each search, best first, of every system measured: BM25 alone (the
+    service's lexical retriever), the index alone, their even fusion, the routed fusion and,
+    with a generative source, that source alone and the routed fusion without it."""
+    assert lists.dense is not None  # ranked_lists refuses a generator without it
+    pairs = list(zip(lists.dense, lists.lexical, strict=True))
+    out = {
+        "bm25": lists.lexical,
+        "two_tower": lists.dense,
+        "fused": [reciprocal_rank_fusion([d, x], k) for d, x in pairs],
+    }
+    generative = lists.generative or [[] for _ in pairs]
+    out["routed"] = [
+        routing.fuse(d, x, k, p, g)
+        for (d, x), p, g in zip(pairs, predicted, generative, strict=True)
+    ]
+    if lists.generative is not None:
+        without = replace(routing, generative_share={}, generative_default=0.0)
+        out["generative"] = lists.generative
+        out["routed_without_generative"] = [
+            without.fuse(d, x, k, p) for (d, x), p in zip(pairs, predicted, strict=True)
+        ]
+    return out
+
+
+def cold_start_groups(
+    searches: pd.DataFrame, train: pd.DataFrame, catalogue: pd.DataFrame | None
+) -> dict[str, np.ndarray]:
+    """Per cold-start question, a label for each search: its listener ``new``/``known`` to the
+    training split, and (where the catalogue has release times) whether it wanted a ``new``
+    item, one released after the training split's first search, or only ``catalogue`` items.
 
     Args:
-        generator: the service's candidate generator with its dense side.
-        searches: one row per search with ``query`` and ``user_id``.
+        searches: one row per search with ``user_id`` and ``relevant`` (wanted ids).
+        train: the training split's rows (``user_id``, ``event_timestamp``).
+        catalogue: one row per item, with ``release_timestamp`` where known.
     """
-    dense, lexical = ranked_lists(generator, searches, k)
-    fused = [reciprocal_rank_fusion([d, x], k) for d, x in zip(dense, lexical, strict=True)]
-    return {"bm25": lexical, "two_tower": dense, "fused": fused}
+    known = set(train[S.USER_ID].unique().tolist())
+    groups = {
+        "listener": np.where(searches[S.USER_ID].isin(known), "known", "new").astype(object),
+    }
+    if catalogue is not None and RELEASE_TIMESTAMP in catalogue.columns:
+        start = pd.to_datetime(train[S.EVENT_TIMESTAMP], utc=True).min()
+        released = pd.to_datetime(catalogue[RELEASE_TIMESTAMP], utc=True)
+        new = set(catalogue.loc[released > start, S.ITEM_ID].astype(np.int64).tolist())
+        wanted_new = [any(int(i) in new for i in wanted) for wanted in searches["relevant"]]
+        groups["item"] = np.where(wanted_new, "new", "catalogue").astype(object)
+    return groups
 
 
 def recall_by_group(
@@ -250,19 +320,60 @@ def system_metrics(
     return {name: retrieval_metrics(found, relevant, (10, k)) for name, found in lists.items()}
 
 
+def fit_routing(
+    generator: CandidateGenerator, tuning: pd.DataFrame, k: int
+) -> tuple[CandidateGenerator, FusionRouting]:
+    """On the validation searches (:func:`wanted_searches`), BM25's popularity prior (where the
+    generator has streams), then the fusion weights by predicted intent over the lists
+    retrieved with that prior: (the generator with the prior, the routing)."""
+    wanted = tuning["relevant"].tolist()
+    prior = 0.0
+    if generator.log_streams is not None:
+        pools = [generator.lexical_pool(q) for q in tuning[S.QUERY].astype(str)]
+        prior = fit_popularity_weight(pools, wanted, k)
+    generator = replace(generator, routing=FusionRouting(popularity_weight=prior))
+    found = ranked_lists(generator, tuning, k)
+    predicted = predicted_intents(generator, tuning)
+    assert found.dense is not None  # ranked_lists refuses a generator without it
+    routing = fit_fusion_routing(
+        found.dense, found.lexical, wanted, predicted, k, found.generative, prior
+    )
+    return generator, routing
+
+
+def recall_by_groups(
+    lists: dict[str, list[list[int]]],
+    relevant: list[list[int]],
+    groups: dict[str, np.ndarray],
+    k: int,
+) -> dict[str, dict[str, float]]:
+    """Per system, Recall@k of each ``"<question>: <label>"`` group of several groupings."""
+    out: dict[str, dict[str, float]] = {}
+    for question, labels in groups.items():
+        named = np.array([f"{question}: {label}" for label in labels])
+        for system, recall in recall_by_group(lists, relevant, named, k).items():
+            out.setdefault(system, {}).update(recall)
+    return out
+
+
 def evaluate_retrieval(
     valid: pd.DataFrame,
     test: pd.DataFrame,
     searches: pd.DataFrame,
     generator: CandidateGenerator,
     config: RetrievalConfig | None = None,
+    train: pd.DataFrame | None = None,
+    catalogue: pd.DataFrame | None = None,
 ) -> tuple[RetrievalEvaluation, FusionRouting]:
     """Route on ``valid``, measure and bless on ``test`` (see the module docstring).
 
     Args:
-        generator: the service's candidate generator with its dense side and intent model.
+        generator: the service's candidate generator with its dense side and intent model
+            (and its generative side and the training split's streams, where there are any).
         searches: the searches table (``search_id``, ``intent`` and, where the log knows it,
             ``target_item_id``, the item a named search meant).
+        train: the training split, for the cold-start slices (``None``: none measured).
+        catalogue: the catalogue, for the new-item slice (with ``release_timestamp``).
     """
     config = config or RetrievalConfig()
     if generator.intent is None:
@@ -277,16 +388,9 @@ def evaluate_retrieval(
                 "or a named target)"
             )
             raise InputError(name, 0, rule)
-    dense, lexical = ranked_lists(generator, tuning, k)
-    predicted = predicted_intents(generator, tuning)
-    routing = fit_fusion_routing(dense, lexical, tuning["relevant"].tolist(), predicted, k)
-
+    generator, routing = fit_routing(generator, tuning, k)
     predicted = predicted_intents(generator, held_out)
-    lists = system_lists(generator, held_out, k)
-    lists["routed"] = [
-        routing.fuse(d, x, k, p)
-        for d, x, p in zip(lists["two_tower"], lists["bm25"], predicted, strict=True)
-    ]
+    lists = system_lists(ranked_lists(generator, held_out, k), routing, predicted, k)
     relevant = held_out["relevant"].tolist()
     systems = system_metrics(lists, relevant, k)
 
@@ -306,6 +410,10 @@ def evaluate_retrieval(
         slices = np.array([f"{i} × {f}" for i, f in zip(true_intent, form, strict=True)])
         by_slice = recall_by_group(lists, relevant, slices, k)
         rewrites = rewrite_shares(generator, held_out, form)
+    cold_start: dict[str, dict[str, float]] = {}
+    if train is not None:
+        groups = cold_start_groups(held_out, train, catalogue)
+        cold_start = recall_by_groups(lists, relevant, groups, k)
     tuned_truth = labelled_searches(tuning.reset_index(), searches, "valid")
     majority = str(tuned_truth[INTENT_LABEL].value_counts().idxmax())
     intent = intent_report(true_intent.tolist(), predicted, majority)
@@ -319,6 +427,15 @@ def evaluate_retrieval(
             f"routed Recall@{k} {systems['routed'][key]:.4f} is below {needed:.4f} "
             f"((1 + {config.min_retrieval_gain}) × BM25): the service keeps BM25 alone"
         )
+    generative_blessed = False
+    if "generative" in lists:
+        without = systems["routed_without_generative"][key]
+        generative_blessed = systems["routed"][key] > without
+        if not generative_blessed:
+            reasons.append(
+                f"the routed fusion recalls {systems['routed'][key]:.4f} with the generative "
+                f"retriever and {without:.4f} without it: the service leaves it out"
+            )
     gain = intent["accuracy"] - intent["majority_accuracy"]
     intent_blessed = gain > config.min_intent_gain
     if not intent_blessed:
@@ -332,6 +449,8 @@ def evaluate_retrieval(
         by_intent=by_intent,
         by_slice=by_slice,
         rewrites=rewrites,
+        cold_start=cold_start,
+        generative_blessed=generative_blessed,
         routing=asdict(routing),
         intent=intent,
         retriever_blessed=retriever_blessed,

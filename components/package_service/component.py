@@ -23,8 +23,10 @@ def package_service_op(
     index: Optional[Input[Model]] = None,  # noqa: UP045
     intent: Optional[Input[Model]] = None,  # noqa: UP045
     routing: Optional[Input[Artifact]] = None,  # noqa: UP045
+    generative: Optional[Input[Model]] = None,  # noqa: UP045
     retriever_blessed: bool = False,
     intent_blessed: bool = False,
+    generative_blessed: bool = False,
     run_id: str = "",
     golden_searches: int = 30,
     p99_budget_ms: float = 500.0,
@@ -41,13 +43,16 @@ def package_service_op(
         bento: the exported ``.bento`` archive (metadata: the Bento and model tags).
         metrics: score parity, latency and explicit-leak rate of the infra validation.
         summary: the same, as Markdown.
-        train: the training Dataset, whose URI becomes a label of the model.
+        train: the training Dataset, whose URI becomes a label of the model and whose streams
+            weigh the query rewriter's and BM25's popularity.
         retriever: train_retriever's checkpoint; served beside BM25 when retriever_blessed.
         index: build_index's Voyager index of its item vectors.
         intent: train_intent's model: shipped whenever given (the ranker may read it).
         routing: evaluate_retrieval's fusion weights by intent, used when both are blessed.
+        generative: train_generative_retriever's model; a third source when blessed and routed.
         retriever_blessed: evaluate_retrieval's decision on the retriever and its index.
         intent_blessed: evaluate_retrieval's decision on routing by intent.
+        generative_blessed: evaluate_retrieval's decision on the generative retriever.
         run_id: the KFP run (pipelines pass ``dsl.PIPELINE_JOB_ID_PLACEHOLDER``).
         golden_searches: how many searches to replay.
         p99_budget_ms: the p99 latency the served Bento must meet.
@@ -92,6 +97,9 @@ def package_service_op(
             optional(routing),
             retriever_blessed,
             intent_blessed,
+            optional(generative),
+            generative_blessed,
+            optional(train),
         ),
     )
     bento.metadata.update(

@@ -265,9 +265,14 @@ def retriever_parts(
     routing: Path | None,
     retriever_blessed: bool,
     intent_blessed: bool,
+    generative: Path | None = None,
+    generative_blessed: bool = False,
+    train: Path | None = None,
 ) -> RetrieverParts:
     """What joins BM25 in the service: the dense side only when blessed, the intent model
-    whenever given, the routing only with a blessed dense side and a blessed intent model."""
+    whenever given, the routing only with a blessed dense side and a blessed intent model, the
+    generative retriever only when blessed and routed (the routing holds its weights), and the
+    training split whenever given (its streams weigh popularity)."""
     dense = retriever_blessed and two_tower is not None and index is not None
     routed = dense and intent_blessed and intent is not None and routing is not None
     return RetrieverParts(
@@ -275,6 +280,8 @@ def retriever_parts(
         index=index if dense else None,
         intent=intent,
         routing=routing if routed else None,
+        generative=generative if routed and generative_blessed else None,
+        train=train,
     )
 
 

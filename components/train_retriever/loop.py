@@ -18,16 +18,10 @@ import numpy as np
 import torch
 
 from searchrank.components.train_retriever.config import TrainRetrieverConfig
-from searchrank.components.train_retriever.data import (
-    ITEMS,
-    VALIDATION,
-    Queries,
-    load_queries,
-    pairs_from_columns,
-)
+from searchrank.components.train_retriever.data import ITEMS, VALIDATION, pairs_from_columns
 from searchrank.core.ann import exact_top_k
 from searchrank.core.raytrain.loop import (
-    READ_BATCH,
+    read_shard,
     report_epoch,
     resumable_optimizer,
     save_resumable,
@@ -40,21 +34,11 @@ from searchrank.core.retriever import (
     encode_in_batches,
     sampled_softmax_loss,
 )
+from searchrank.core.search_pairs import Queries, load_queries
 from searchrank.core.training import seed_everything
 
 SCORE = "val_recall@100"
 Pairs = dict[str, np.ndarray]
-
-
-def read_shard(shard: Any) -> Pairs:
-    """A worker's whole shard of the training pairs (a Ray Data iterator), in memory."""
-    parts = [
-        pairs_from_columns(batch)
-        for batch in shard.iter_batches(batch_size=READ_BATCH, batch_format="numpy")
-    ]
-    if not parts:
-        raise RuntimeError("a training worker received an empty shard; use fewer workers")
-    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
 def shuffled_pair_batches(
@@ -128,7 +112,7 @@ def train_loop_per_worker(spec: dict[str, Any]) -> None:
     )
     device = ray.train.torch.get_device()
     trained: torch.nn.Module = ray.train.torch.prepare_model(model)
-    shard = read_shard(ray.train.get_dataset_shard("train"))
+    shard = read_shard(ray.train.get_dataset_shard("train"), pairs_from_columns)
     valid = load_queries(data / VALIDATION)
     tokens_on_device = torch.from_numpy(item_tokens).to(device)
 

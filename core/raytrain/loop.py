@@ -1,9 +1,10 @@
-"""The parts of a Ray Train function that every trainer shares: the one-cycle AdamW, resuming
-from the latest checkpoint, and reporting an epoch with early stopping.
+"""The parts of a Ray Train function that every trainer shares: reading a worker's shard, the
+one-cycle AdamW, resuming from the latest checkpoint, and reporting an epoch with early stopping.
 
-A trainer's per-worker function (``train_ranker.loop``, ``train_retriever.loop``) builds its
-model and data, then calls :func:`resumable_optimizer` once and :func:`report_epoch` after every
-epoch; what it saves in a checkpoint beside its weights comes from :func:`save_resumable`, which
+A trainer's per-worker function (``train_ranker.loop``, ``train_retriever.loop``,
+``train_generative_retriever.loop``) builds its model and data, then calls
+:func:`resumable_optimizer` once and :func:`report_epoch` after every epoch; what it saves in a
+checkpoint beside its weights comes from :func:`save_resumable`, which
 :func:`resumable_optimizer` reads back when Ray restarts the worker group.
 """
 
@@ -18,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 from searchrank.core import checkpoint as ckpt
@@ -25,6 +27,24 @@ from searchrank.core import checkpoint as ckpt
 LOG = logging.getLogger(__name__)
 READ_BATCH = 4_096
 """Rows per Ray Data batch when a worker reads its shard into memory."""
+Columns = dict[str, np.ndarray]
+
+
+def read_shard(shard: Any, convert: Callable[[Columns], Columns]) -> Columns:
+    """A worker's whole shard (a Ray Data iterator) in memory, as one array per column.
+
+    Args:
+        shard: the worker's ``ray.train.get_dataset_shard(...)``.
+        convert: maps a numpy batch of the shard's parquet columns to the arrays training
+            takes (list columns to matrices, say); it is applied per batch, then the batches
+            are concatenated.
+    """
+    parts = [
+        convert(batch) for batch in shard.iter_batches(batch_size=READ_BATCH, batch_format="numpy")
+    ]
+    if not parts:
+        raise RuntimeError("a training worker received an empty shard; use fewer workers")
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
 @dataclass
@@ -35,6 +55,10 @@ class TrainState:
     best: float = float("-inf")
     best_epoch: int = -1
     history: list[dict[str, float]] = field(default_factory=list)
+
+    def stopped(self, patience: int) -> bool:
+        """Whether early stopping ended the run: ``patience`` epochs since the best one."""
+        return self.epoch - 1 - self.best_epoch >= patience
 
 
 def one_cycle(
@@ -129,7 +153,7 @@ def report_epoch(
             ray.train.report(record, checkpoint=ray.train.Checkpoint.from_directory(folder))
         else:
             ray.train.report(record)
-    return epoch - state.best_epoch >= config.patience
+    return state.stopped(config.patience)
 
 
 def restore(

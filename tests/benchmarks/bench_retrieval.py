@@ -29,8 +29,17 @@ the query. ``rewrite`` reports the correction's exact match on misspelled named 
 completion's on prefixes, the share of correctly typed queries left unchanged (target ≥ 0.995)
 and the milliseconds per query; ``slices`` the routed Recall@100 per intent × typing form, with
 the same without the rewriter; ``typo_gaps`` how far each misspelled or prefix slice falls
-behind the same intent typed exactly (target ≤ 0.03). Routed target: ≥ 1.35 × BM25 (synthetic),
-and the two-tower ≥ 2.6 × BM25 on Last.fm. The last line is the JSON result.
+behind the same intent typed exactly (target ≤ 0.03). BM25 in ``/search`` re-orders its
+candidates by popularity (streams in the train split, the weight fitted on validation).
+
+Generative retrieval (synthetic): ``train_generative_retriever`` fits semantic IDs on the
+two-tower's item vectors and trains the encoder–decoder on the train split; ``evaluate_retrieval``
+routes it as a third source. ``generative`` reports its own Recall@{10,100} and MRR, the routed
+fusion with and without it, its weight by intent, whether it was blessed, Recall@100 by cold
+start (new listeners, searches for items released inside the window) against the two-tower's,
+and its decode milliseconds per query (constrained beam search, one query at a time as
+``/search`` runs it). Routed target: ≥ 1.35 × BM25 (synthetic), and the two-tower ≥ 2.6 × BM25
+on Last.fm. The last line is the JSON result.
 
 Usage: python tests/benchmarks/bench_retrieval.py [--quick] [--searches N]
 """
@@ -57,18 +66,22 @@ from shared_data import SHARED_DATASETS
 from searchrank.components.evaluate_retrieval.config import RetrievalConfig
 from searchrank.components.evaluate_retrieval.logic import (
     evaluate_retrieval,
+    ranked_lists,
     system_lists,
     system_metrics,
     wanted_searches,
 )
+from searchrank.components.train_generative_retriever.config import TrainGenerativeConfig
+from searchrank.components.train_generative_retriever.logic import train_generative_retriever
 from searchrank.components.train_retriever.config import TrainRetrieverConfig
 from searchrank.components.train_retriever.logic import RetrieverSummary, train_retriever
 from searchrank.core import schema as S
 from searchrank.core.ann import AnnIndex, AnnParams
 from searchrank.core.bm25 import BM25Scorer
-from searchrank.core.candidates import CandidateGenerator, DenseRetriever
+from searchrank.core.candidates import GENERATIVE_DEPTH, CandidateGenerator, DenseRetriever
+from searchrank.core.generative import GenerativeSource
 from searchrank.core.intent import IntentModel
-from searchrank.core.retrieval import retrieval_metrics
+from searchrank.core.retrieval import FusionRouting, item_streams, retrieval_metrics
 from searchrank.core.retriever import Retriever, two_tower_item_text
 
 TARGET = 1.2
@@ -78,6 +91,11 @@ TYPO_GAP_TARGET = 0.03
 NO_HARM_TARGET = 0.995
 K = 100
 TOP_TAGS = 10
+DECODE_QUERIES = 200
+"""Test queries whose decode time is measured one at a time."""
+OWN_RECALL_QUERIES = 1000
+"""Test searches on which the generative retriever's own Recall@100 (beam 100) is measured;
+``/search`` decodes only ``GENERATIVE_DEPTH`` items."""
 
 
 def time_cut(frame: pd.DataFrame, by: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -98,6 +116,8 @@ class Trained:
     summary: RetrieverSummary
     dense: DenseRetriever
     train_s: float
+    folder: Path
+    """Where the splits, the checkpoint and the item embeddings were written."""
 
 
 def train_and_index(
@@ -125,7 +145,38 @@ def train_and_index(
     train_s = time.perf_counter() - started
     retriever = Retriever.load(folder / "model")
     index = AnnIndex.build(retriever.item_ids, retriever.embed_items(), AnnParams())
-    return Trained(summary, DenseRetriever(retriever, index), train_s)
+    return Trained(summary, DenseRetriever(retriever, index), train_s, folder)
+
+
+def train_generative(
+    trained: Trained, config: TrainGenerativeConfig
+) -> tuple[GenerativeSource, float]:
+    """``train_generative_retriever`` on the splits ``trained`` was trained on, its semantic IDs
+    fitted on that two-tower's item vectors: (the served source, training seconds)."""
+    folder = trained.folder
+    started = time.perf_counter()
+    train_generative_retriever(
+        folder / "train.parquet",
+        folder / "valid.parquet",
+        folder / "catalogue.parquet",
+        folder / "embeddings.parquet",
+        folder / "generative",
+        config,
+        work_dir=folder / "generative-work",
+        log=lambda line: print(f"[generative] {line}", flush=True),
+    )
+    return GenerativeSource.load(folder / "generative"), time.perf_counter() - started
+
+
+def decode_ms(source: GenerativeSource, searches: pd.DataFrame) -> list[float]:
+    """Milliseconds of each of the first :data:`DECODE_QUERIES` searches' decoding, one query
+    at a time and ``GENERATIVE_DEPTH`` items deep, as ``/search`` decodes."""
+    times = []
+    for query, user in searches[[S.QUERY, S.USER_ID]].head(DECODE_QUERIES).itertuples(index=False):
+        started = time.perf_counter()
+        source.retrieve([str(query)], [int(user)], GENERATIVE_DEPTH)
+        times.append(1000 * (time.perf_counter() - started))
+    return times
 
 
 def item_tower_bm25(
@@ -169,7 +220,9 @@ def dataset_result(
     }
 
 
-def synthetic(searches: int, config: TrainRetrieverConfig) -> dict[str, Any]:
+def synthetic(
+    searches: int, config: TrainRetrieverConfig, generative_config: TrainGenerativeConfig
+) -> dict[str, Any]:
     """Train on the generator's logs and measure with :func:`evaluate_retrieval`, routing
     included, as the pipeline blesses the retriever."""
     from searchrank.features import tables as T
@@ -182,9 +235,13 @@ def synthetic(searches: int, config: TrainRetrieverConfig) -> dict[str, Any]:
     trained = train_and_index("synthetic", train_part, valid, catalogue, config)
     taught = logged[logged[S.SEARCH_ID].isin(train_part[S.SEARCH_ID].unique())]
     intent = IntentModel.fit(taught[S.QUERY].tolist(), taught["intent"].tolist())
-    generator = CandidateGenerator.from_catalogue(catalogue, trained.dense, intent)
+    source, generative_s = train_generative(trained, generative_config)
+    streams = item_streams(train_part)
+    generator = CandidateGenerator.from_catalogue(catalogue, trained.dense, intent, streams, source)
     measure = RetrievalConfig(k=K)
-    evaluation, routing = evaluate_retrieval(valid, test, logged, generator, measure)
+    evaluation, routing = evaluate_retrieval(
+        valid, test, logged, generator, measure, train_part, catalogue
+    )
     as_typed, _ = evaluate_retrieval(
         valid, test, logged, replace(generator, rewriter=None), measure
     )
@@ -212,7 +269,50 @@ def synthetic(searches: int, config: TrainRetrieverConfig) -> dict[str, Any]:
         "typo_gaps": gaps,
         "typo_gap_target": TYPO_GAP_TARGET,
         "typo_gap_met": all(gap <= TYPO_GAP_TARGET for gap in gaps.values()),
+        "popularity_weight": routing.popularity_weight,
         "rewrite": rewrite_quality(generator, logged, catalogue),
+        "generative": generative_result(evaluation, routing, source, held_out, generative_s),
+    }
+
+
+def generative_result(
+    evaluation: Any,
+    routing: FusionRouting,
+    source: GenerativeSource,
+    held_out: pd.DataFrame,
+    train_s: float,
+) -> dict[str, Any]:
+    """The generative retriever's part of the JSON line."""
+    systems = evaluation.systems
+    cold = evaluation.cold_start
+    times = decode_ms(source, held_out)
+    sample = held_out.head(OWN_RECALL_QUERIES)
+    queries, users = sample[S.QUERY].astype(str).tolist(), sample[S.USER_ID].tolist()
+    own = retrieval_metrics(
+        source.retrieve(queries, users, K), sample["relevant"].tolist(), (10, K)
+    )
+    return {
+        "served_depth": GENERATIVE_DEPTH,
+        **{f"served_{k}": round(v, 4) for k, v in systems["generative"].items() if k != "searches"},
+        **{f"beam100_{k}": round(v, 4) for k, v in own.items()},
+        "routed_recall@100": round(systems["routed"]["recall@100"], 4),
+        "routed_without_generative_recall@100": round(
+            systems["routed_without_generative"]["recall@100"], 4
+        ),
+        "blessed": evaluation.generative_blessed,
+        "weight_by_intent": routing.generative_share,
+        "weight_default": routing.generative_default,
+        "cold_start_recall@100": {
+            group: {
+                "generative": round(cold["generative"][group], 4),
+                "two_tower": round(cold["two_tower"][group], 4),
+                "routed": round(cold["routed"][group], 4),
+            }
+            for group in cold.get("generative", {})
+        },
+        "decode_ms_p50": round(float(np.median(times)), 2),
+        "decode_ms_p99": round(float(np.percentile(times, 99)), 2),
+        "train_s": round(train_s, 1),
     }
 
 
@@ -294,7 +394,9 @@ def lastfm(config: TrainRetrieverConfig) -> dict[str, Any]:
     generator = CandidateGenerator.from_catalogue(catalogue.assign(artist_name=""), trained.dense)
     held_out = wanted_searches(test, RetrievalConfig().min_relevant_label)
     relevant = held_out["relevant"].tolist()
-    lists = system_lists(generator, held_out, K)
+    even = FusionRouting()
+    lists = system_lists(ranked_lists(generator, held_out, K), even, [""] * len(held_out), K)
+    lists.pop("routed")  # no intents here: the routed fusion is the even one
     systems = system_metrics(lists, relevant, K)
     systems = {
         "bm25": systems.pop("bm25"),
@@ -310,11 +412,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="10,000 searches, 3 epochs")
     parser.add_argument("--searches", type=int, default=60_000)
     args = parser.parse_args()
-    config = TrainRetrieverConfig()
+    config, generative = TrainRetrieverConfig(), TrainGenerativeConfig()
     searches = args.searches
     if args.quick:
         config, searches = replace(config, epochs=3), 10_000
-    music, tags = synthetic(searches, config), lastfm(config)
+        generative = replace(generative, epochs=3)
+    music, tags = synthetic(searches, config, generative), lastfm(config)
     result = {
         "bench": "retrieval",
         "target": TARGET,

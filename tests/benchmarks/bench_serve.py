@@ -8,8 +8,10 @@ SQLite online store, packages a Bento and serves it, then measures:
   service's ``searchrank_stage_seconds`` histograms, ``serving/stages.py``);
 - the model alone on one 100-item list in this process (``model_only_ms``) and the CPU ratio
   of a request to it;
-- ``/search`` (query intent → BM25 fused with the two-tower index → online features → ranker →
-  top 20) at concurrency 1, with its stages;
+- ``/search`` (query rewrite → query intent → BM25 with its popularity prior fused with the
+  two-tower index and the generative retriever → online features → ranker → top 20) at
+  concurrency 1, with its stages (``decode``: the generative retriever's beam search, a part of
+  ``retrieval``);
 - ``/rank`` throughput at concurrency 16 (``--concurrency``), and the same load against today's
   code side by side: the same Bento served with the code of :data:`BASELINE_COMMIT` (a
   ``git worktree``, put first on ``PYTHONPATH``), as ``baseline_rps``;
@@ -207,15 +209,21 @@ def model_only_ms(checkpoint: Path, width: int, cardinalities: list[int]) -> flo
 
 
 def retrieval_parts(train: Path, valid: Path, data: Path, work: Path, epochs: int = 2) -> Any:
-    """A two-tower retriever (``epochs`` epochs), its Voyager index and the intent model,
-    trained on the benchmark's splits, with an even fusion (the routing's own fit is
-    ``evaluate_retrieval``'s business; its cost at serving time is the same)."""
+    """A two-tower retriever (``epochs`` epochs), its Voyager index, the generative retriever
+    over its item vectors and the intent model, trained on the benchmark's splits, with a
+    routing that gives each source weight (the routing's own fit is ``evaluate_retrieval``'s
+    business; its cost at serving time is the same) and the training split's streams."""
     from searchrank.components.build_index.logic import build_index
+    from searchrank.components.train_generative_retriever.config import TrainGenerativeConfig
+    from searchrank.components.train_generative_retriever.logic import (
+        train_generative_retriever,
+    )
     from searchrank.components.train_intent.logic import train_intent
     from searchrank.components.train_retriever.config import TrainRetrieverConfig
     from searchrank.components.train_retriever.logic import train_retriever
     from searchrank.core.ann import AnnParams
     from searchrank.core.candidates import RetrieverParts
+    from searchrank.core.retrieval import FusionRouting
     from searchrank.features import tables as T
 
     train_retriever(
@@ -229,13 +237,31 @@ def retrieval_parts(train: Path, valid: Path, data: Path, work: Path, epochs: in
         log=lambda _: None,
     )
     build_index(work / "embeddings.parquet", work / "ann", AnnParams())
+    train_generative_retriever(
+        train,
+        valid,
+        data / T.file_name(T.CATALOGUE),
+        work / "embeddings.parquet",
+        work / "generative",
+        replace(TrainGenerativeConfig(), epochs=epochs, num_workers=1),
+        work_dir=work / "generative-work",
+        log=lambda _: None,
+    )
+    FusionRouting(generative_default=0.2, popularity_weight=0.05).save(work / "routing.json")
     train_intent(
         {"train": train, "valid": valid},
         data / T.file_name(T.SEARCHES),
         work / "intent",
         {"train": work / "intent_train.parquet", "valid": work / "intent_valid.parquet"},
     )
-    return RetrieverParts(work / "two_tower", work / "ann", work / "intent")
+    return RetrieverParts(
+        work / "two_tower",
+        work / "ann",
+        work / "intent",
+        work / "routing.json",
+        work / "generative",
+        train,
+    )
 
 
 @dataclass(frozen=True)
@@ -512,7 +538,8 @@ def main() -> None:
         "rank_p99_ms": round(ranked_alone["p99_ms"], 1),
         "search_p50_ms": round(searched["p50_ms"], 1),
         "search_p99_ms": round(searched["p99_ms"], 1),
-        "search_retrieval": "intent-routed fusion of BM25 and the two-tower index",
+        "search_retrieval": "routed fusion of BM25, the two-tower index and the generative "
+        "retriever",
         "rps": round(served["rps"], 1),
         "p50_ms": round(served["p50_ms"], 1),
         "p99_ms": round(served["p99_ms"], 1),

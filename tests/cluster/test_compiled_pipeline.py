@@ -19,7 +19,7 @@ from searchrank.features.store import ENVIRONMENTS, REPO_TEMPLATE_DIR
 from searchrank.pipelines.run import compile_pipeline
 
 PLAN = "plan-training-op"
-TRAINERS = ("train-ranker-op", "train-retriever-op")
+TRAINERS = ("train-ranker-op", "train-retriever-op", "train-generative-retriever-op")
 GPU_RUN = {"use_gpu": True, "num_workers": 2, "gpus_per_worker": 1.0}
 RUNS = {
     "in the step, on GPUs": GPU_RUN,

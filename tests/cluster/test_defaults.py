@@ -20,6 +20,7 @@ from searchrank.components.evaluate.config import EvaluateConfig
 from searchrank.components.evaluate_retrieval.config import RetrievalConfig
 from searchrank.components.experiment.config import ExperimentConfig
 from searchrank.components.package_service.config import PackageConfig
+from searchrank.components.train_generative_retriever.config import TrainGenerativeConfig
 from searchrank.components.train_ranker.config import TrainRankerConfig
 from searchrank.components.train_retriever.config import TrainRetrieverConfig
 from searchrank.components.validate_data.config import ValidationConfig
@@ -35,6 +36,7 @@ from searchrank.pipelines.run import compile_pipeline
 CONFIGS: dict[str, type] = {
     "train_ranker": TrainRankerConfig,
     "train_retriever": TrainRetrieverConfig,
+    "train_generative_retriever": TrainGenerativeConfig,
     "train_lightgbm": LambdaMartConfig,
     "train_intent": IntentParams,
     "build_index": AnnParams,
@@ -80,7 +82,7 @@ WIRING = {
     "champion",
     "run_id",
     *("lightgbm", "train", "searches", "retriever", "index", "intent", "routing"),
-    *("retriever_blessed", "intent_blessed"),
+    *("retriever_blessed", "intent_blessed", "generative", "generative_blessed"),
     *("bento", "serving_summary", "retrieval_report", "intent_summary"),
     *("training_data", "reference_training_set"),
     *("ground_truth", "experiment_report", "champion_reference"),

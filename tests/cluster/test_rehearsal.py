@@ -197,6 +197,7 @@ def run(
             epochs=1,
             d_model=32,
             retriever_epochs=1,
+            generative_epochs=1,
             lightgbm_folds=2,
             lightgbm_num_leaves=[15],
             lightgbm_min_data_in_leaf=[20],

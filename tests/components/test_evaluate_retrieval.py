@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -22,7 +23,13 @@ from searchrank.core.ann import AnnIndex, AnnParams
 from searchrank.core.candidates import CandidateGenerator, DenseRetriever
 from searchrank.core.errors import InputError
 from searchrank.core.intent import IntentModel
-from searchrank.core.retrieval import TARGET_ITEM_ID, retrieval_metrics
+from searchrank.core.retrieval import (
+    POPULARITY_WEIGHTS,
+    TARGET_ITEM_ID,
+    FusionRouting,
+    item_streams,
+    retrieval_metrics,
+)
 from searchrank.core.retriever import Retriever
 from searchrank.features import tables as T
 
@@ -41,6 +48,7 @@ def generator(
 @pytest.fixture(scope="module")
 def tables(splits: dict[str, Path], dataset_dir: Path) -> dict[str, pd.DataFrame]:
     return {
+        "train": pd.read_parquet(splits["train"]),
         "valid": pd.read_parquet(splits["valid"]),
         "test": pd.read_parquet(splits["test"]),
         "searches": pd.read_parquet(dataset_dir / T.file_name(T.SEARCHES)),
@@ -56,10 +64,12 @@ def test_every_system_is_measured_and_the_routed_one_is_what_the_routing_fuses(
     assert set(evaluation.systems) == set(SYSTEMS) == set(evaluation.by_intent)
     test = wanted_searches(tables["test"], RetrievalConfig().min_relevant_label, tables["searches"])
     assert evaluation.systems["bm25"]["searches"] == len(test)
-    dense, lexical = ranked_lists(generator, test, 100)
+    lists = ranked_lists(generator, test, 100)
+    assert lists.dense is not None and lists.generative is None
     assert generator.intent is not None
     predicted = generator.intent.predict([generator.rewrite(q).query for q in test[S.QUERY]])
-    routed = [routing.fuse(d, x, 100, p) for d, x, p in zip(dense, lexical, predicted, strict=True)]
+    pairs = zip(lists.dense, lists.lexical, predicted, strict=True)
+    routed = [routing.fuse(d, x, 100, p) for d, x, p in pairs]
     assert retrieval_metrics(routed, test["relevant"].tolist()) == evaluation.systems["routed"]
     assert set(routing.dense_share) <= set(generator.intent.classes)
     assert set(evaluation.by_intent["bm25"]) == set(tables["searches"]["intent"])
@@ -77,6 +87,43 @@ def test_every_system_is_measured_and_the_routed_one_is_what_the_routing_fuses(
     assert rewrites["misspelled"]["corrected"] > 0.5 and rewrites["prefix"]["completed"] > 0.3
     assert rewrites["exact"]["changed"] == rewrites["descriptive"]["changed"] == 0.0
     assert "by intent × how the query was typed" in evaluation.html()
+
+
+def test_the_popularity_prior_is_fitted_on_streams_and_cold_start_is_measured(
+    generator: CandidateGenerator, tables: dict[str, pd.DataFrame], catalogue: pd.DataFrame
+) -> None:
+    streams = item_streams(tables["train"])
+    popular = replace(
+        generator,
+        log_streams=np.log1p(streams.reindex(generator.item_ids).fillna(0.0).to_numpy()),
+    )
+    evaluation, routing = evaluate_retrieval(
+        tables["valid"],
+        tables["test"],
+        tables["searches"],
+        popular,
+        train=tables["train"],
+        catalogue=catalogue,
+    )
+    assert routing.popularity_weight in POPULARITY_WEIGHTS
+    assert evaluation.metrics()["popularity_weight"] == routing.popularity_weight
+    # The prior moves popular items up BM25's lists, and only where the generator has streams.
+    valid = wanted_searches(tables["valid"], 2, tables["searches"]).head(50)
+    prior = FusionRouting(popularity_weight=0.5)
+    plain = ranked_lists(replace(generator, routing=prior), valid, 100).lexical
+    with_prior = ranked_lists(replace(popular, routing=prior), valid, 100).lexical
+    assert plain == ranked_lists(generator, valid, 100).lexical
+    assert with_prior != plain
+    log_streams = pd.Series(popular.log_streams, index=generator.item_ids)
+    top = [log_streams[found[:10]].mean() for found in with_prior if found]
+    assert np.mean(top) > np.mean([log_streams[found[:10]].mean() for found in plain if found])
+    cold = evaluation.cold_start["routed"]
+    assert {"listener: known", "item: catalogue"} <= set(cold)
+    assert set(cold) <= {"listener: known", "listener: new", "item: catalogue", "item: new"}
+    assert set(evaluation.cold_start) == set(SYSTEMS)
+    assert "by cold start" in evaluation.html()
+    without = evaluate_retrieval(tables["valid"], tables["test"], tables["searches"], generator)[0]
+    assert without.cold_start == {} and without.routing["popularity_weight"] == 0.0
 
 
 def test_the_blessing_rules_follow_their_margins(

@@ -126,6 +126,17 @@ def test_only_blessed_retrieval_parts_join_the_service(tmp_path: Path) -> None:
         two_tower, index, intent
     ), "an unblessed intent model still feeds the ranker but does not route"
     assert retriever_parts(None, None, None, None, True, True) == RetrieverParts()
+    generative, train = tmp_path / "generative", tmp_path / "train.parquet"
+    third = retriever_parts(two_tower, index, intent, routing, True, True, generative, True, train)
+    assert third == RetrieverParts(two_tower, index, intent, routing, generative, train)
+    assert retriever_parts(
+        two_tower, index, intent, routing, True, False, generative, True, train
+    ) == RetrieverParts(two_tower, index, intent, train=train), (
+        "without the routing, which holds its weights, the generative retriever stays out"
+    )
+    assert retriever_parts(two_tower, index, intent, routing, True, True, generative, False) == (
+        everything
+    ), "an unblessed generative retriever stays out"
 
 
 def test_a_ranker_that_reads_intent_is_not_packaged_without_the_intent_model(

@@ -10,13 +10,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from searchrank.components.train_retriever.config import TrainRetrieverConfig
-from searchrank.components.train_retriever.data import prepare, training_pairs
+from searchrank.components.train_retriever.data import prepare
 from searchrank.components.train_retriever.logic import RetrieverSummary, curves_html
 from searchrank.core import schema as S
 from searchrank.core.ann import exact_top_k
 from searchrank.core.errors import InputError
 from searchrank.core.retrieval import EMBEDDING, retrieval_metrics, wanted_items
 from searchrank.core.retriever import IdVocabulary, Retriever
+from searchrank.core.search_pairs import training_pairs
 
 
 def _rows(records: list[tuple[int, int, int, str, int]]) -> pd.DataFrame:

@@ -14,6 +14,9 @@ from searchrank.core.errors import InputError
 from searchrank.core.retrieval import (
     FusionRouting,
     fit_fusion_routing,
+    fit_popularity_weight,
+    item_streams,
+    popularity_reranked,
     reciprocal_rank_fusion,
     retrieval_metrics,
     wanted_items,
@@ -118,7 +121,7 @@ def test_routing_picks_each_intents_best_dense_share_on_hand_made_searches(
     assert routing.default == 0.25, "over all searches the uneven shares tie; the lower wins"
     assert routing.fuse(dense[0], lexical[0], 2, "genre_mood") == [1, 2]
     assert routing.fuse(dense[2], lexical[2], 2, "track") == [5, 11]
-    assert routing.weights(None) == routing.weights("podcast") == (0.25, 0.75)
+    assert routing.weights(None) == routing.weights("podcast") == (0.25, 0.75, 0.0)
     routing.save(tmp_path / "routing.json")
     assert FusionRouting.load(tmp_path / "routing.json") == routing
 
@@ -131,3 +134,54 @@ def test_bad_routings_are_refused(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text('{"dense_share": 3}')
     with pytest.raises(InputError, match="routing"):
         FusionRouting.load(tmp_path / "bad.json")
+
+
+def test_the_generative_list_gets_weight_only_for_the_intents_where_it_adds_recall(
+    tmp_path: Path,
+) -> None:
+    """Podcasts' wanted items are only in the generative lists; tracks' are in the lexical
+    ones, and the generative lists hold nothing useful there."""
+    dense = [[1, 2], [3, 4], [5, 6], [7, 8]]
+    lexical = [[9, 10], [11, 12], [13, 14], [15, 16]]
+    generative = [[21, 22], [23, 24], [25, 26], [27, 28]]
+    relevant = [[21], [23], [13], [15]]
+    intents = ["podcast", "podcast", "track", "track"]
+    routing = fit_fusion_routing(dense, lexical, relevant, intents, k=2, generative=generative)
+    assert routing.generative_share["track"] == 0.0, "a tie goes to the smaller weight"
+    assert routing.generative_share["podcast"] > 0.0
+    dense_weight, lexical_weight, weight = routing.weights("podcast")
+    assert dense_weight + lexical_weight + weight == pytest.approx(1.0)
+    assert routing.fuse(dense[0], lexical[0], 2, "podcast", generative[0])[0] == 21
+    assert 21 not in routing.fuse(dense[2], lexical[2], 2, "track", generative[2])
+    routing.save(tmp_path / "routing.json")
+    assert FusionRouting.load(tmp_path / "routing.json") == routing
+
+
+def test_a_routing_saved_before_the_generative_source_loads_without_it(tmp_path: Path) -> None:
+    (tmp_path / "old.json").write_text('{"dense_share": {"track": 0.25}, "default": 0.5}')
+    routing = FusionRouting.load(tmp_path / "old.json")
+    assert routing.weights("track") == (0.25, 0.75, 0.0)
+    assert routing.popularity_weight == 0.0
+    with pytest.raises(InputError, match="popularity_weight"):
+        FusionRouting(popularity_weight=-1.0)
+    with pytest.raises(InputError, match=r"generative_share\[podcast\]"):
+        FusionRouting(generative_share={"podcast": 2.0})
+
+
+def test_the_popularity_prior_reorders_near_ties_and_its_weight_is_fitted() -> None:
+    ids = np.array([10, 11, 12])
+    scores = np.array([5.0, 4.9, 1.0])
+    log_streams = np.log1p(np.array([0.0, 100.0, 1000.0]))
+    assert popularity_reranked(ids, scores, log_streams, 0.0, 2) == [10, 11]
+    assert popularity_reranked(ids, scores, log_streams, 0.1, 2) == [11, 10]
+    assert popularity_reranked(ids, scores, log_streams, 2.0, 1) == [12]
+    pools = [(ids, scores, log_streams)] * 2
+    assert fit_popularity_weight(pools, [[11], [11]], k=1) == 0.05, "the least weight that works"
+    assert fit_popularity_weight(pools, [[10], [10]], k=1) == 0.0
+
+
+def test_item_streams_count_rows_at_the_stream_grade() -> None:
+    rows = pd.DataFrame({"item_id": [1, 1, 2, 3, 3, 3], "label": [2, 3, 1, 2, 0, 2]})
+    assert item_streams(rows).to_dict() == {1: 2.0, 3: 2.0}
+    with pytest.raises(InputError, match="rows columns"):
+        item_streams(rows.drop(columns="label"))

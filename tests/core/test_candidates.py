@@ -1,0 +1,112 @@
+"""The candidate generator's sources: BM25 with its popularity prior, and the generative
+retriever as a third source (routed, timed, saved and loaded with the rest)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from searchrank.core import schema as S
+from searchrank.core.candidates import GENERATIVE_DEPTH, CandidateGenerator, RetrieverParts
+from searchrank.core.errors import InputError
+from searchrank.core.generative import GenerativeConfig, GenerativeRetriever, GenerativeSource
+from searchrank.core.query_rewrite import Rewrite
+from searchrank.core.retrieval import FusionRouting
+from searchrank.core.retriever import IdVocabulary
+from searchrank.core.semantic_ids import SemanticIdConfig, fit_semantic_ids
+
+ITEMS = 60
+
+
+def catalogue() -> pd.DataFrame:
+    """Sixty tracks; the ten "Midnight …" ones match the query "midnight" equally well."""
+    names = [f"Midnight {word}" for word in "abcdefghij"] + [f"Song {i}" for i in range(50)]
+    return pd.DataFrame(
+        {
+            S.ITEM_ID: np.arange(100, 100 + ITEMS),
+            "name": names,
+            "artist_name": ["Neon Owls"] * ITEMS,
+        }
+    )
+
+
+def generative_source() -> GenerativeSource:
+    """An untrained generative retriever over the catalogue's items (random semantic IDs)."""
+    rng = np.random.default_rng(0)
+    item_ids = np.arange(100, 100 + ITEMS)
+    ids = fit_semantic_ids(item_ids, rng.normal(size=(ITEMS, 8)), SemanticIdConfig(2, 4))
+    depth = ids.codes.shape[1]
+    config = GenerativeConfig(depth, int(ids.codes.max()) + 1, users=3, text_buckets=64, d_model=16)
+    torch.manual_seed(0)
+    return GenerativeSource(GenerativeRetriever(config), IdVocabulary(np.array([1, 2, 3])), ids, 8)
+
+
+def unchanged(query: str) -> Rewrite:
+    return Rewrite(query, query, "unchanged", 1.0)
+
+
+def test_the_popularity_prior_puts_the_streamed_item_first_among_equal_matches() -> None:
+    streams = pd.Series({105: 500.0, 101: 3.0})
+    generator = CandidateGenerator.from_catalogue(catalogue(), streams=streams)
+    plain = generator.retrieve(unchanged("midnight"), 1, 10)
+    assert plain[0] != 105, "BM25 alone has no reason to put it first"
+    generator.routing = FusionRouting(popularity_weight=0.5)
+    assert generator.popularity_weight == 0.5
+    assert generator.retrieve(unchanged("midnight"), 1, 10)[0] == 105
+    assert sorted(generator.retrieve(unchanged("midnight"), 1, 10)) == sorted(plain)
+    without_streams = CandidateGenerator.from_catalogue(catalogue())
+    without_streams.routing = FusionRouting(popularity_weight=0.5)
+    assert without_streams.popularity_weight == 0.0
+    assert without_streams.retrieve(unchanged("midnight"), 1, 10) == plain
+
+
+def test_streams_must_be_counts() -> None:
+    with pytest.raises(InputError, match="streams"):
+        CandidateGenerator.from_catalogue(catalogue(), streams=pd.Series({101: -1.0}))
+
+
+def test_the_generative_source_decodes_catalogue_items_inside_the_decode_stage() -> None:
+    generator = CandidateGenerator.from_catalogue(catalogue(), generative=generative_source())
+    timed: list[str] = []
+
+    @contextmanager
+    def timer(name: str) -> Iterator[None]:
+        timed.append(name)
+        yield
+
+    rewrites = [unchanged("midnight"), Rewrite("midnigt", "midnight", "corrected", 0.9)]
+    lists = generator.source_lists(rewrites, [1, 99], 100, timer)
+    assert timed == ["decode"] and lists.dense is None and lists.generative is not None
+    for found in lists.generative:
+        assert 0 < len(found) <= GENERATIVE_DEPTH
+        assert set(found) <= set(catalogue()[S.ITEM_ID])
+    routed = FusionRouting(generative_default=1.0)
+    generator.routing = routed
+    only_generative = generator.retrieve(unchanged("midnight"), 1, 10)
+    assert only_generative == lists.generative[0][:10], "all the weight on the third source"
+
+
+def test_the_generative_source_and_the_streams_are_saved_and_loaded(tmp_path: Path) -> None:
+    streams = pd.Series({105: 500.0})
+    source = generative_source()
+    source.save(tmp_path / "source")
+    generator = CandidateGenerator.from_catalogue(catalogue(), streams=streams, generative=source)
+    routing = FusionRouting(generative_default=0.3, popularity_weight=0.5)
+    routing.save(tmp_path / "routing.json")
+    parts = RetrieverParts(routing=tmp_path / "routing.json", generative=tmp_path / "source")
+    generator.save(tmp_path / "saved", parts)
+    loaded = CandidateGenerator.load(tmp_path / "saved")
+    assert loaded.generative is not None and loaded.routing == routing
+    assert loaded.log_streams is not None
+    np.testing.assert_allclose(loaded.log_streams, generator.log_streams)  # type: ignore[arg-type]
+    generator.routing = routing
+    for query in ("midnight", "song 7"):
+        assert loaded.retrieve(unchanged(query), 2, 20) == generator.retrieve(
+            unchanged(query), 2, 20
+        )

@@ -151,7 +151,7 @@ DENSE_SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
 """The dense list's weight choices in fusion (the lexical list weighs one minus it)."""
 GENERATIVE_SHARES = (0.0, 0.1, 0.2, 0.35, 0.5)
 """The generative list's weight choices, taken from the other two lists' in proportion."""
-POPULARITY_WEIGHTS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+POPULARITY_WEIGHTS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 """The lexical popularity prior's weight choices (:func:`popularity_reranked`)."""
 ROUTING_FILE = "routing.json"
 

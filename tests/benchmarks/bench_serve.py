@@ -13,8 +13,9 @@ SQLite online store, packages a Bento and serves it, then measures:
   concurrency 1, with its stages (``decode``: the generative retriever's beam search, a part of
   ``retrieval``);
 - ``/rank`` throughput at concurrency 16 (``--concurrency``), and the same load against today's
-  code side by side: the same Bento served with the code of :data:`BASELINE_COMMIT` (a
-  ``git worktree``, put first on ``PYTHONPATH``), as ``baseline_rps``;
+  code side by side: the same models served with the code of :data:`BASELINE_COMMIT` (a
+  ``git worktree``, put first on ``PYTHONPATH``; the ranker's description as that code reads
+  it), as ``baseline_rps``;
 - without ``--quick``, the same load against a bare Starlette app running the same engine under
   uvicorn (BentoML's own overhead).
 
@@ -276,6 +277,9 @@ class ServedSetup:
     retriever_tag: str
     bodies: list[dict[str, Any]]
     """``/rank`` bodies of ITEMS random catalogue items each."""
+    baseline_bento: str
+    """The same models for :data:`BASELINE_COMMIT`'s code, which reads an older checkpoint
+    description (:func:`baseline_checkpoint`)."""
 
 
 def prepare(requests: int, epochs: int = 2, parts: int = 2) -> ServedSetup:
@@ -320,6 +324,12 @@ def prepare(requests: int, epochs: int = 2, parts: int = 2) -> ServedSetup:
     ranker_tag = save_ranker(work / "model", {"feature_service": RANKER_FEATURE_SERVICE}, {})
     retriever_tag = save_retriever(catalogue, {}, parts)
     bento = build_bento(ranker_tag, retriever_tag, {})
+    older = save_ranker(
+        baseline_checkpoint(work / "model", work / "model-baseline"),
+        {"feature_service": RANKER_FEATURE_SERVICE},
+        {},
+    )
+    baseline_bento = build_bento(older, retriever_tag, {})
 
     rows = pd.read_parquet(valid, columns=[S.SEARCH_ID, S.USER_ID, S.QUERY])
     searches = rows.drop_duplicates(S.SEARCH_ID)
@@ -333,7 +343,23 @@ def prepare(requests: int, epochs: int = 2, parts: int = 2) -> ServedSetup:
         }
         for j in range(requests)
     ]
-    return ServedSetup(bento, folder / "repo", work, retriever_tag, bodies)
+    return ServedSetup(bento, folder / "repo", work, retriever_tag, bodies, baseline_bento)
+
+
+def baseline_checkpoint(model: Path, folder: Path) -> Path:
+    """A copy of the ranker checkpoint ``model`` that the baseline's code reads: the same
+    weights, its description without the fields added since (``bias_positions``, 0 here: the
+    same model)."""
+    import shutil
+
+    from searchrank.core.checkpoint import DESCRIPTION
+
+    shutil.copytree(model, folder)
+    description = json.loads((folder / DESCRIPTION).read_text())
+    if description["model"].pop("bias_positions", 0):
+        raise ValueError("the baseline's code cannot serve a position-bias ranker")
+    (folder / DESCRIPTION).write_text(json.dumps(description, indent=2))
+    return folder
 
 
 def baseline_code(commit: str) -> Path | None:
@@ -449,7 +475,7 @@ def baseline_load(
         return None
     say(f"serving the same Bento with the code of {commit}")
     try:
-        with serve(setup.bento, setup.repo, env={"PYTHONPATH": str(path)}) as running:
+        with serve(setup.baseline_bento, setup.repo, env={"PYTHONPATH": str(path)}) as running:
             return load(running.url, setup.bodies[:requests], concurrency, "/rank")
     finally:
         remove_baseline(path)

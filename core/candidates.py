@@ -43,7 +43,7 @@ from searchrank.core.bm25 import BM25Scorer
 from searchrank.core.errors import InputError
 from searchrank.core.generative import GenerativeSource
 from searchrank.core.intent import IntentModel
-from searchrank.core.query_rewrite import Lexicon, QueryRewriter, Rewrite
+from searchrank.core.query_rewrite import Lexicon, QueryRewriter, Rewrite, catalogue_rewriter
 from searchrank.core.retrieval import (
     ROUTING_FILE,
     FusionRouting,
@@ -155,8 +155,7 @@ class CandidateGenerator:
             if not np.isfinite(counts).all() or (counts < 0).any():
                 raise InputError("streams", float(counts.min()), "must be finite counts ≥ 0")
             log_streams = np.log1p(counts.to_numpy())
-        popularity = None if streams is None else 1.0 + streams  # an unstreamed item still counts
-        rewriter = QueryRewriter(Lexicon.from_catalogue(catalogue, popularity))
+        rewriter = catalogue_rewriter(catalogue, streams)
         return cls(lexical, dense, intent, None, rewriter, generative, log_streams)
 
     @property

@@ -31,6 +31,7 @@ from searchrank.core import schema as S
 from searchrank.core.contract import FeatureContract
 from searchrank.core.errors import InputError
 from searchrank.core.intent import is_intent_column
+from searchrank.core.query_rewrite import is_rewrite_column
 
 PRESENCE_SUFFIX = "__present"
 Values = Sequence[object] | np.ndarray | pd.Series
@@ -57,6 +58,12 @@ class ColumnRole:
         return self.column
 
 
+def is_query_column(column: str) -> bool:
+    """Whether a feature column is computed from the query at request time (the intent model's
+    probabilities, the rewriter's features), not read from Feast."""
+    return is_intent_column(column) or is_rewrite_column(column)
+
+
 def infer_roles(
     columns: Sequence[str], contract: FeatureContract | None = None
 ) -> list[ColumnRole]:
@@ -75,7 +82,7 @@ def infer_roles(
     for column in features:
         spec = by_column.get(column)
         if spec is None:
-            if is_intent_column(column):
+            if is_query_column(column):
                 roles.append(ColumnRole(column, "numeric"))
             continue
         domain = spec.domain

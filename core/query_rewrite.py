@@ -20,6 +20,11 @@ retrievers read the rewrite beside the original, so a wrong rewrite costs little
 
 The confidence of a rewrite is the probability its choice gets among the competing candidates
 under those scores (the product over corrected words); an unchanged query has confidence 1.
+
+The rewrite is also a ranker input (:func:`rewrite_features`, columns ``query_rewrite__…``): how
+sure the rewriter was and what it did tell the ranker how much the query's own words can be
+trusted. ``train_intent`` adds them to the splits with :func:`add_rewrite_features` and
+:func:`catalogue_rewriter`, the same rewriter the service builds.
 """
 
 from __future__ import annotations
@@ -57,6 +62,9 @@ WORD_COLUMNS = ("genre", "mood", "keywords")
 LEXICON_FILE = "lexicon.json"
 
 UNCHANGED, CORRECTED, COMPLETED = "unchanged", "corrected", "completed"
+REWRITE_VIEW = "query_rewrite"
+"""The feature-view part of the rewrite's ranker columns (``<view>__<feature>``, as Feast names
+its columns); the service computes them per request, Feast never serves them."""
 
 
 @dataclass(frozen=True)
@@ -245,3 +253,61 @@ def osa_distance(a: str, b: str) -> int:
                 current[j] = min(current[j], previous2[j - 2] + 1)
         previous2, previous = previous, current
     return previous[len(b)]
+
+
+def catalogue_rewriter(catalogue: pd.DataFrame, streams: pd.Series | None = None) -> QueryRewriter:
+    """The rewriter of a catalogue: its :class:`Lexicon`, each item weighing one plus its streams
+    (every item counts, a streamed one more), or one each without ``streams``.
+
+    Args:
+        catalogue: one row per item with ``item_id``, ``name`` and ``artist_name``.
+        streams: each item's streams in the training window, indexed by item id
+            (:func:`~searchrank.core.retrieval.item_streams`); items it lacks count 0.
+    """
+    popularity = None
+    if streams is not None:
+        items = catalogue[S.ITEM_ID].drop_duplicates()
+        popularity = 1.0 + pd.Series(streams, dtype=np.float64).reindex(items).fillna(0.0)
+    return QueryRewriter(Lexicon.from_catalogue(catalogue, popularity))
+
+
+def rewrite_column(feature: str) -> str:
+    return f"{REWRITE_VIEW}__{feature}"
+
+
+REWRITE_COLUMNS = tuple(rewrite_column(f) for f in ("confidence", CORRECTED, COMPLETED))
+"""The columns :func:`rewrite_features` fills."""
+
+
+def is_rewrite_column(column: str) -> bool:
+    return column.startswith(f"{REWRITE_VIEW}__")
+
+
+def rewrite_features(rewrite: Rewrite) -> dict[str, float]:
+    """The rewrite as ranker inputs: its confidence (1 when unchanged) and whether the query
+    was corrected or completed."""
+    return {
+        rewrite_column("confidence"): float(rewrite.confidence),
+        rewrite_column(CORRECTED): float(rewrite.kind == CORRECTED),
+        rewrite_column(COMPLETED): float(rewrite.kind == COMPLETED),
+    }
+
+
+def add_rewrite_features(rows: pd.DataFrame, rewriter: QueryRewriter) -> pd.DataFrame:
+    """``rows`` with :func:`rewrite_features` of each row's ``query`` appended (rewritten once
+    per distinct query); columns already there are replaced.
+
+    Raises:
+        InputError: ``rows`` has no ``query`` column.
+    """
+    if S.QUERY not in rows.columns:
+        raise InputError("rows columns", list(rows.columns), f"must include {S.QUERY}")
+    queries = rows[S.QUERY].astype(str)
+    distinct = queries.drop_duplicates()
+    table = pd.DataFrame(
+        [rewrite_features(rewriter.rewrite(q)) for q in distinct],
+        index=distinct.to_numpy(),
+        columns=list(REWRITE_COLUMNS),
+    ).astype(np.float32)
+    values = table.reindex(queries.to_numpy()).set_index(rows.index)
+    return pd.concat([rows.drop(columns=table.columns, errors="ignore"), values], axis=1)

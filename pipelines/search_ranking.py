@@ -209,6 +209,7 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
             valid=parts.outputs["valid"],
             test=parts.outputs["test"],
             searches=searches.output,
+            catalogue=catalogue.output,
         )
         train_split = intent.outputs["train_with_intent"]
         valid_split = intent.outputs["valid_with_intent"]

@@ -12,8 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from searchrank.core.contract import FeatureContract
-from searchrank.core.features import FeatureProcessor
-from searchrank.core.intent import is_intent_column
+from searchrank.core.features import FeatureProcessor, is_query_column
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -21,10 +20,10 @@ if TYPE_CHECKING:
 
 def model_inputs(processor: FeatureProcessor) -> list[str]:
     """The feature-store columns a model reads: its numeric and categorical columns, with each
-    view's presence flag read from the view's audit column. The query-intent columns are not the
-    store's: the service computes them with the intent model
-    (:class:`searchrank.serving.engine.SearchEngine` checks that it has one)."""
-    numeric = [r.source for r in processor.numeric if not is_intent_column(r.column)]
+    view's presence flag read from the view's audit column. The query's columns are not the
+    store's: the service computes them with the intent model and the rewriter
+    (:class:`searchrank.serving.engine.SearchEngine` checks that it has them)."""
+    numeric = [r.source for r in processor.numeric if not is_query_column(r.column)]
     return [*numeric, *processor.categorical]
 
 

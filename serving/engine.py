@@ -26,7 +26,7 @@ from searchrank.core.errors import InputError
 from searchrank.core.features import FeatureProcessor
 from searchrank.core.intent import is_intent_column
 from searchrank.core.model import ContextAwareRanker, Encoded, InferenceRanker
-from searchrank.core.query_rewrite import Rewrite
+from searchrank.core.query_rewrite import Rewrite, is_rewrite_column, rewrite_features
 from searchrank.core.text import normalize_text
 from searchrank.features import tables as T
 from searchrank.serving.api import (
@@ -109,6 +109,13 @@ class SearchEngine:
         self.score: Scorer = score or ranker.inference.score
         self.model_tag = model_tag
         self.uses_intent = any(is_intent_column(c) for c in ranker.processor.numeric_names)
+        self.uses_rewrite = any(is_rewrite_column(c) for c in ranker.processor.numeric_names)
+        if self.uses_rewrite and retriever.rewriter is None:
+            raise InputError(
+                "retriever model",
+                "without a query rewriter",
+                "must carry the rewriter whose features the ranker reads",
+            )
         if self.uses_intent and retriever.intent is None:
             raise InputError(
                 "retriever model",
@@ -154,21 +161,38 @@ class SearchEngine:
         """The feature rows of known candidates, as the service read them, and their scores
         (the skew tests compare both with training's)."""
         intent = self.understand(query) if self.uses_intent else None
-        fetched, scores = self._scored(query, user_id, item_ids, intent)
-        return fetched.frame(intent.probabilities if intent else None), scores
+        rewrite = self.retriever.rewrite(query) if self.uses_rewrite else None
+        fetched, scores = self._scored(query, user_id, item_ids, intent, rewrite)
+        return fetched.frame(self._query_features(intent, rewrite)), scores
+
+    def _query_features(self, intent: Intent | None, rewrite: Rewrite | None) -> dict[str, float]:
+        """The ranker's inputs computed from the query: the intent's class probabilities and
+        the rewrite's features, as far as the ranker reads them."""
+        features = dict(intent.probabilities) if intent and self.uses_intent else {}
+        if rewrite is not None and self.uses_rewrite:
+            features.update(rewrite_features(rewrite))
+        return features
 
     def _scored(
-        self, query: str, user_id: int, item_ids: Sequence[int], intent: Intent | None
+        self,
+        query: str,
+        user_id: int,
+        item_ids: Sequence[int],
+        intent: Intent | None,
+        rewrite: Rewrite | None = None,
     ) -> tuple[Fetched, np.ndarray]:
         """The known candidates' features and scores; a ranker that reads the query's intent
-        gets ``intent``, computed here when not given."""
+        or its rewrite gets ``intent`` and ``rewrite``, computed here when not given."""
         with stage("online_features"):
             fetched = self.features.fetch(query, user_id, item_ids)
         if self.uses_intent and intent is None:
             with stage("intent"):
                 intent = self.understand(query)
+        if self.uses_rewrite and rewrite is None:
+            with stage("rewrite"):
+                rewrite = self.retriever.rewrite(query)
         with stage("feature_processing"):
-            encoded = self.features.encode(fetched, intent.probabilities if intent else {})
+            encoded = self.features.encode(fetched, self._query_features(intent, rewrite))
         with stage("model"):
             return fetched, self.score([encoded])[0]
 
@@ -179,10 +203,12 @@ class SearchEngine:
         item_ids: Sequence[int],
         intent: Intent | None = None,
         explicit_filter: bool | None = None,
+        rewrite: Rewrite | None = None,
     ) -> RankResponse:
         """Order ``item_ids`` for the query and user; unknown ids are dropped and listed, and
         explicit items are withheld when the listener's filter applies (``explicit_filter`` is
-        the request's, see :func:`~searchrank.core.content.filter_applies`).
+        the request's, see :func:`~searchrank.core.content.filter_applies`). ``intent`` and
+        ``rewrite``, where the caller has them, spare computing them again.
 
         A repeated id is ranked once, at its best.
         """
@@ -202,7 +228,7 @@ class SearchEngine:
                 model=self.model_tag,
                 explicit_filter=filter_applies(explicit_filter, setting),
             )
-        fetched, scores = self._scored(text, user_id, kept, intent)
+        fetched, scores = self._scored(text, user_id, kept, intent, rewrite)
         with stage("response"):
             order = np.argsort(-scores, kind="stable")
             applies = filter_applies(explicit_filter, fetched.explicit_setting)
@@ -263,14 +289,14 @@ class SearchEngine:
         intent = understood.top if understood else None
         with stage("retrieval"):
             candidates = self.candidates(rewrite, user_id, k, intent)
-        ranked = self.rank(text, user_id, candidates, understood, explicit_filter)
+        ranked = self.rank(text, user_id, candidates, understood, explicit_filter, rewrite)
         missing = k - len(ranked.items)
         if ranked.explicit_filter and missing > 0:
             with stage("retrieval"):
                 clean = self.popular(missing, exclude=candidates, clean=True)
             if clean:
                 candidates = candidates + clean
-                ranked = self.rank(text, user_id, candidates, understood, explicit_filter)
+                ranked = self.rank(text, user_id, candidates, understood, explicit_filter, rewrite)
         with stage("response"):
             return self._response(rewrite, intent, candidates, ranked, k)
 

@@ -46,8 +46,7 @@ from feast.value_type import ValueType
 
 from searchrank.core import schema as S
 from searchrank.core.contract import FeatureContract, Role
-from searchrank.core.features import FeatureProcessor
-from searchrank.core.intent import is_intent_column
+from searchrank.core.features import FeatureProcessor, is_query_column
 from searchrank.core.model import Encoded
 from searchrank.core.text import text_match
 from searchrank.features import tables as T
@@ -253,13 +252,13 @@ class InputPlan:
 
         Raises:
             ValueError: an input the service cannot produce (neither a contract column nor
-                the query intent's).
+                one computed from the query).
         """
         items = set(layout.item_columns)
         served = {*layout.columns}
         sources = [role.source for role in processor.numeric]
         for source in [*sources, *processor.categorical]:
-            if source not in served and not is_intent_column(source):
+            if source not in served and not is_query_column(source):
                 raise ValueError(f"model input {source!r} is not served by the feature contract")
         dense = [j for j, source in enumerate(sources) if source in items]
         codes = [j for j, column in enumerate(processor.categorical) if column in items]
@@ -459,13 +458,14 @@ class Fetched:
     def __len__(self) -> int:
         return len(self.item_ids)
 
-    def column(self, name: str, intent: Mapping[str, float]) -> Sequence[Any] | np.ndarray:
-        """A request-side column's values: text match, request feature or query intent."""
+    def column(self, name: str, query: Mapping[str, float]) -> Sequence[Any] | np.ndarray:
+        """A request-side column's values: text match, request feature, or one of ``query``'s
+        features (the intent model's and the rewriter's)."""
         if name in self.matched:
             return self.matched[name]
         if name in self.request:
             return self.request[name]
-        return [intent.get(name)] * len(self)
+        return [query.get(name)] * len(self)
 
     def item_column(self, name: str) -> np.ndarray:
         """An item column's values as read, for the candidates."""
@@ -486,10 +486,10 @@ class Fetched:
         """Whether the user had any user features online (False means the cold-start path)."""
         return any(self.request[c][0] is not None for c in self.layout.user_columns)
 
-    def frame(self, intent: Mapping[str, float] | None = None) -> pd.DataFrame:
+    def frame(self, query: Mapping[str, float] | None = None) -> pd.DataFrame:
         """The rows shaped like a training set's: its entity columns (event time now, label
-        and position unknown), every feature column of the contract and the query intent's
-        columns (the online-equals-offline tests compare them with training's)."""
+        and position unknown), every feature column of the contract and the query's columns
+        (the online-equals-offline tests compare them with training's)."""
         n = len(self)
         columns: dict[str, Any] = {
             S.SEARCH_ID: np.zeros(n, dtype=np.int64),
@@ -504,7 +504,7 @@ class Fetched:
             columns[name] = (
                 self.item_column(name) if name in self.items.columns else self.column(name, {})
             )
-        for name, value in (intent or {}).items():
+        for name, value in (query or {}).items():
             columns[name] = np.full(n, value)
         return pd.DataFrame(columns)
 
@@ -571,18 +571,19 @@ class OnlineFeatures:
             layout=self.layout,
         )
 
-    def encode(self, fetched: Fetched, intent: Mapping[str, float]) -> Encoded:
+    def encode(self, fetched: Fetched, query: Mapping[str, float]) -> Encoded:
         """The model's inputs for ``fetched``: ``dense`` (n, F) float32 and ``codes`` (n, C)
-        int64, item inputs gathered from the cache's encoded matrix, the rest encoded here."""
+        int64, item inputs gathered from the cache's encoded matrix, the rest encoded here
+        (``query``: the features computed from the query, by column)."""
         processor, plan, n = self.processor, self.plan, len(fetched)
         dense = np.empty((n, len(processor.numeric)), dtype=np.float32)
         dense[:, plan.item_dense] = fetched.items.dense[fetched.positions]
-        sources = [fetched.column(processor.numeric[j].source, intent) for j in plan.request_dense]
+        sources = [fetched.column(processor.numeric[j].source, query) for j in plan.request_dense]
         dense[:, plan.request_dense] = processor.dense_columns(plan.request_dense, sources, n)
         codes = np.empty((n, len(processor.categorical)), dtype=np.int64)
         codes[:, plan.item_codes] = fetched.items.codes[fetched.positions]
         for j in plan.request_codes:
-            codes[:, j] = processor.code_column(j, fetched.column(processor.categorical[j], intent))
+            codes[:, j] = processor.code_column(j, fetched.column(processor.categorical[j], query))
         return {"dense": dense, "codes": codes}
 
     def known(self, item_ids: Sequence[int]) -> np.ndarray:

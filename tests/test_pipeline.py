@@ -133,6 +133,9 @@ def test_the_whole_pipeline_runs_locally_and_a_rerun_after_failed_packaging_reus
     assert stored["intent"] is True
     ranker = json.loads(next(run.glob("train-ranker-op*/model/ranker.json")).read_text())
     assert any(c.startswith("query_intent__") for c in ranker["numeric_features"])
+    assert any(c.startswith("query_rewrite__") for c in ranker["numeric_features"]), (
+        "train_intent gave the splits the rewriter's features, and the served scores matched"
+    )
     report = next(run.glob("run-report-op*/report"))
     page = tmp_path / "report.html"
     page.write_text(report.read_text())

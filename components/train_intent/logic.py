@@ -8,6 +8,10 @@ splits are then written again with one ``query_intent__<class>`` column per clas
 ranker, the LightGBM baseline and evaluation read like any other feature and the service
 computes per request with the same model. Its blessing for routing is ``evaluate_retrieval``'s,
 on the test split.
+
+Given the catalogue, the splits also get the query rewriter's features (``query_rewrite__…``:
+its confidence, and whether it corrected or completed the query), from the rewriter the service
+builds: the catalogue's lexicon weighted by the train split's streams.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from searchrank.core.intent import (
     labelled_searches,
 )
 from searchrank.core.io import write_parquet_atomically
+from searchrank.core.query_rewrite import add_rewrite_features, catalogue_rewriter
+from searchrank.core.retrieval import item_streams
 
 
 @dataclass(frozen=True)
@@ -75,9 +81,11 @@ def train_intent(
     model_dir: Path,
     outputs: dict[str, Path],
     params: IntentParams | None = None,
+    catalogue_path: Path | None = None,
 ) -> IntentSummary:
     """Fit on ``splits["train"]``, report on ``splits["valid"]``, save the model into
-    ``model_dir`` and write every split with the intent features to ``outputs[name]``."""
+    ``model_dir`` and write every split with the intent features (and, given
+    ``catalogue_path``, the rewriter's) to ``outputs[name]``."""
     missing = {"train", "valid"} - set(splits)
     if missing or set(outputs) != set(splits):
         raise InputError(
@@ -93,7 +101,14 @@ def train_intent(
         valid[INTENT_LABEL].tolist(), model.predict(valid[S.QUERY].tolist()).tolist(), majority
     )
     model.save(model_dir)
+    rewriter = None
+    if catalogue_path is not None:
+        streams = item_streams(frames["train"])
+        rewriter = catalogue_rewriter(pd.read_parquet(catalogue_path), streams)
     for name, frame in frames.items():
-        table = pa.Table.from_pandas(add_intent_features(frame, model), preserve_index=False)
+        featured = add_intent_features(frame, model)
+        if rewriter is not None:
+            featured = add_rewrite_features(featured, rewriter)
+        table = pa.Table.from_pandas(featured, preserve_index=False)
         write_parquet_atomically(table, outputs[name])
     return IntentSummary(model.classes, len(train), majority, report)

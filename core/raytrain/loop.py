@@ -69,12 +69,16 @@ def one_cycle(
     workers: int,
     batch_size: int,
 ) -> torch.optim.lr_scheduler.OneCycleLR:
-    """Warm up for 10 % of the steps, then decay along a cosine over every epoch's steps
-    (``examples`` split over ``workers``, ``batch_size`` per step)."""
+    """Warm up for 10 % of the steps (at least two), then decay along a cosine over every
+    epoch's steps (``examples`` split over ``workers``, ``batch_size`` per step).
+
+    A run of under 20 steps (a rehearsal's one small epoch) still gets two warm-up steps and at
+    least one of decay: PyTorch's schedule divides by each phase's length, which would be 0.
+    """
     per_worker = math.ceil(examples / workers)
-    steps = max(epochs * math.ceil(per_worker / batch_size), 2)
+    steps = max(epochs * math.ceil(per_worker / batch_size), 3)
     return torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=learning_rate, total_steps=steps, pct_start=0.1
+        optimizer, max_lr=learning_rate, total_steps=steps, pct_start=max(0.1, 2 / steps)
     )
 
 

@@ -82,7 +82,7 @@ WIRING = {
     "champion",
     "run_id",
     *("lightgbm", "train", "searches", "retriever", "index", "intent", "routing"),
-    *("retriever_blessed", "intent_blessed", "generative", "generative_blessed"),
+    *("retriever_blessed", "intent_blessed", "generative", "generative_blessed", "catalogue"),
     *("bento", "serving_summary", "retrieval_report", "intent_summary"),
     *("training_data", "reference_training_set"),
     *("ground_truth", "experiment_report", "champion_reference"),

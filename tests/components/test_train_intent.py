@@ -42,6 +42,32 @@ def test_the_splits_gain_the_intent_probabilities_and_keep_their_rows(
     assert set(columns) <= numeric, "the ranker reads the intent probabilities"
 
 
+def test_with_the_catalogue_the_splits_gain_the_rewriters_features_as_the_service_computes(
+    splits: dict[str, Path], dataset_dir: Path, tmp_path: Path
+) -> None:
+    from searchrank.core.candidates import CandidateGenerator
+    from searchrank.core.query_rewrite import REWRITE_COLUMNS, rewrite_features
+    from searchrank.core.retrieval import item_streams
+
+    parts = {name: splits[name] for name in ("train", "valid")}
+    outputs = {name: tmp_path / f"{name}.parquet" for name in parts}
+    catalogue = dataset_dir / T.file_name(T.CATALOGUE)
+    searches = dataset_dir / T.file_name(T.SEARCHES)
+    train_intent(parts, searches, tmp_path / "model", outputs, catalogue_path=catalogue)
+    train = pd.read_parquet(outputs["train"])
+    assert set(REWRITE_COLUMNS) <= set(train.columns)
+    # The service's generator, built as package_service builds it, gives the same features.
+    served = CandidateGenerator.from_catalogue(
+        pd.read_parquet(catalogue), streams=item_streams(pd.read_parquet(splits["train"]))
+    )
+    sample = train.drop_duplicates(S.QUERY).head(300)
+    expected = [list(rewrite_features(served.rewrite(q)).values()) for q in sample[S.QUERY]]
+    np.testing.assert_allclose(sample[list(REWRITE_COLUMNS)].to_numpy(), expected, rtol=1e-6)
+    assert sample[REWRITE_COLUMNS[0]].min() < 1.0, "some logged queries were rewritten"
+    roles = infer_roles(list(train.columns), FeatureContract.load(splits["contract"]))
+    assert set(REWRITE_COLUMNS) <= {r.column for r in roles if r.kind == "numeric"}
+
+
 def test_the_validation_report_beats_the_majority_class(
     splits: dict[str, Path], dataset_dir: Path, tmp_path: Path
 ) -> None:

@@ -13,10 +13,14 @@ from searchrank.core.errors import InputError
 from searchrank.core.query_rewrite import (
     COMPLETED,
     CORRECTED,
+    REWRITE_COLUMNS,
     UNCHANGED,
     Lexicon,
     QueryRewriter,
+    add_rewrite_features,
+    catalogue_rewriter,
     osa_distance,
+    rewrite_features,
 )
 from searchrank.core.text import normalize_text
 from searchrank.features import tables as T
@@ -101,3 +105,30 @@ def test_the_lexicon_round_trips_and_bad_input_is_named(tmp_path: Path) -> None:
         Lexicon.from_catalogue(small_catalogue().drop(columns="artist_name"))
     with pytest.raises(InputError, match="popularity"):
         Lexicon.from_catalogue(small_catalogue(), pd.Series({1: -1.0}))
+
+
+def test_the_rewrite_becomes_ranker_features_per_row() -> None:
+    rewriter = catalogue_rewriter(small_catalogue())
+    rows = pd.DataFrame({S.QUERY: ["midnigth city", "midnight city", "midnigth city", "quiet h"]})
+    featured = add_rewrite_features(rows.assign(**{REWRITE_COLUMNS[0]: 9.0}), rewriter)
+    assert list(featured.columns) == [S.QUERY, *REWRITE_COLUMNS], "an old column is replaced"
+    corrected = rewrite_features(rewriter.rewrite("midnigth city"))
+    assert featured.iloc[0][list(REWRITE_COLUMNS)].tolist() == pytest.approx(
+        list(corrected.values())
+    )
+    assert corrected[REWRITE_COLUMNS[1]] == 1.0 and corrected[REWRITE_COLUMNS[2]] == 0.0
+    assert 0.0 < corrected[REWRITE_COLUMNS[0]] <= 1.0
+    assert featured.iloc[1][list(REWRITE_COLUMNS)].tolist() == [1.0, 0.0, 0.0], "as typed"
+    assert featured.iloc[3][REWRITE_COLUMNS[2]] == 1.0, "a prefix is completed"
+    assert add_rewrite_features(rows.head(0), rewriter).columns.tolist()[-3:] == list(
+        REWRITE_COLUMNS
+    )
+    with pytest.raises(InputError, match="rows columns"):
+        add_rewrite_features(rows.rename(columns={S.QUERY: "q"}), rewriter)
+
+
+def test_the_catalogue_rewriter_weighs_every_item_one_plus_its_streams() -> None:
+    weighted = catalogue_rewriter(small_catalogue(), pd.Series({2: 9.0}))
+    assert weighted.lexicon.phrases["midnight train"] == 10.0
+    assert weighted.lexicon.phrases["midnight city"] == 1.0, "an unstreamed item still counts"
+    assert catalogue_rewriter(small_catalogue()).lexicon.phrases["midnight train"] == 1.0

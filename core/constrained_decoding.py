@@ -6,10 +6,11 @@ itself, the model can write a code tuple that belongs to no item; with 256 codes
 three levels plus the de-dup column, almost every tuple is such an *invalid ID*.
 
 :class:`CodeTrie` holds the IDs that exist as a prefix tree: after any prefix it knows which next
-tokens lead to an item. :func:`beam_search` asks the model for the next token's log-probabilities
-of every beam, sets those of the tokens the trie does not allow to −inf, and keeps the best
-partial codes. Every prefix it keeps leads to at least one item, so every finished code is an
-item's: the invalid-ID rate is 0 by construction, and no beam is spent on ids that do not exist.
+tokens lead to an item. :func:`beam_search` asks the model for the next token's log-probabilities of
+every beam, sets those of the tokens the trie does not allow to −inf, and keeps the best partial
+codes; :func:`beam_search_batch` does the same for many queries, one model call a depth. Every
+prefix it keeps leads to at least one item, so every finished code is an item's: the invalid-ID rate
+is 0 by construction, and no beam is spent on ids that do not exist.
 
 The trie can also be narrowed per listener: :meth:`CodeTrie.without` leaves some items out (the
 explicit tracks, for a listener whose explicit-content filter applies), and decoding with that
@@ -19,6 +20,7 @@ trie can return none of them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -27,6 +29,9 @@ from searchrank.core.errors import InputError, check_int
 
 Step = Callable[[np.ndarray], np.ndarray]
 """The model: (B, t) int64 prefixes → (B, V_t) log-probabilities of the token at depth t."""
+BatchStep = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""The model over many queries: the query of each beam (B,) and the beams' prefixes (B, t) →
+(B, V_t) log-probabilities of the token at depth t."""
 
 _NONE = np.zeros(0, dtype=np.int64)
 _NONE.setflags(write=False)
@@ -132,41 +137,76 @@ def _children(codes: np.ndarray) -> dict[tuple[int, ...], np.ndarray]:
 def beam_search(
     step: Step, trie: CodeTrie, beam_size: int, n_results: int | None = None
 ) -> list[tuple[int, float]]:
-    """Decode the items whose codes score best under ``step``, never leaving ``trie``.
-
-    At each depth t the beams' prefixes (B, t) go to ``step``; its log-probabilities of the
-    tokens the trie does not allow after a prefix count as −inf, so only allowed tokens extend
-    a beam. The ``beam_size`` extensions with the highest summed log-probability are kept (ties
-    go to the smaller code), and at full depth each beam is an item.
+    """Decode the items whose codes score best under ``step``, never leaving ``trie``: one
+    query's :func:`beam_search_batch`.
 
     Args:
         step: the model; receives int64 prefixes (B, t), shape (1, 0) at t = 0, and returns
             (B, V_t) log-probabilities of the next token, V_t at least ``trie.vocabulary[t]``.
-        trie: the codes that may be decoded.
-        beam_size: partial codes kept at each depth.
-        n_results: items returned, at most ``beam_size``; ``None`` returns ``beam_size``.
+        trie, beam_size, n_results: as in :func:`beam_search_batch`.
 
     Returns:
         (item id, summed log-probability) of up to ``n_results`` items, best first.
+    """
+    return beam_search_batch(lambda _, prefixes: step(prefixes), trie, 1, beam_size, n_results)[0]
+
+
+def beam_search_batch(
+    step: BatchStep, trie: CodeTrie, queries: int, beam_size: int, n_results: int | None = None
+) -> list[list[tuple[int, float]]]:
+    """Decode, for each of ``queries`` queries at once, the items whose codes score best under
+    ``step``, never leaving ``trie``.
+
+    At each depth t every query's beams go to ``step`` in one call; its log-probabilities of
+    the tokens the trie does not allow after a prefix count as −inf, so only allowed tokens
+    extend a beam. Each query keeps the ``beam_size`` extensions with the highest summed
+    log-probability (ties go to the smaller code), and at full depth each beam is an item. The
+    queries never compete: each one's results are those of decoding it alone.
+
+    Args:
+        step: the model; receives the query of each beam (B,) and the beams' int64 prefixes
+            (B, t) (at t = 0, one empty prefix per query) and returns (B, V_t)
+            log-probabilities of the next token, V_t at least ``trie.vocabulary[t]``.
+        trie: the codes that may be decoded.
+        queries: how many queries ``step`` answers for (numbered from 0).
+        beam_size: partial codes kept at each depth, per query.
+        n_results: items returned per query, at most ``beam_size``; ``None`` returns
+            ``beam_size``.
+
+    Returns:
+        Per query, (item id, summed log-probability) of up to ``n_results`` items, best first.
 
     Raises:
-        InputError: ``beam_size`` or ``n_results`` is out of range; ``step`` returned an array
-            of the wrong shape or with NaN.
+        InputError: ``queries``, ``beam_size`` or ``n_results`` is out of range; ``step``
+            returned an array of the wrong shape or with NaN.
     """
+    check_int("queries", queries, 0)
     check_int("beam_size", beam_size, 1, None)
     results = beam_size if n_results is None else n_results
     check_int("n_results", results, 1, beam_size)
-    if not len(trie):
-        return []
-    prefixes = np.zeros((1, 0), dtype=np.int64)
-    scores = np.zeros(1, dtype=np.float64)
+    if not len(trie) or not queries:
+        return [[] for _ in range(queries)]
+    owners = np.arange(queries)
+    prefixes = np.zeros((queries, 0), dtype=np.int64)
+    scores = np.zeros(queries, dtype=np.float64)
     for t in range(trie.depth):
-        log_probs = _checked(step(prefixes), prefixes.shape, trie.vocabulary[t])
-        prefixes, scores = _extend(prefixes, scores, log_probs, trie)
-        best = np.lexsort((*prefixes.T[::-1], -scores))[:beam_size]
-        prefixes, scores = prefixes[best], scores[best]
-    codes = map(tuple, prefixes[:results].tolist())  # full depth: each one an item's code
-    return [(trie._items[c], float(s)) for c, s in zip(codes, scores[:results], strict=True)]
+        log_probs = _checked(step(owners, prefixes), prefixes.shape, trie.vocabulary[t])
+        beams, prefixes, scores = _extend(prefixes, scores, log_probs, trie)
+        owners = owners[beams]
+        order = np.lexsort((*prefixes.T[::-1], -scores, owners))
+        best = order[_rank_in_group(owners[order]) < beam_size]
+        owners, prefixes, scores = owners[best], prefixes[best], scores[best]
+    top = _rank_in_group(owners) < results  # full depth: each beam an item's code
+    owners, scores = owners[top], scores[top]
+    items = [trie._items[code] for code in map(tuple, prefixes[top].tolist())]
+    bounds = np.searchsorted(owners, np.arange(queries + 1)).tolist()
+    found = list(zip(items, scores.tolist(), strict=True))
+    return [found[start:end] for start, end in pairwise(bounds)]
+
+
+def _rank_in_group(groups: np.ndarray) -> np.ndarray:
+    """Each element's position within its run of equal values of sorted ``groups``."""
+    return np.arange(len(groups)) - np.searchsorted(groups, groups)
 
 
 def _checked(output: Any, asked: tuple[int, ...], vocabulary: int) -> np.ndarray:
@@ -186,9 +226,9 @@ def _checked(output: Any, asked: tuple[int, ...], vocabulary: int) -> np.ndarray
 
 def _extend(
     prefixes: np.ndarray, scores: np.ndarray, log_probs: np.ndarray, trie: CodeTrie
-) -> tuple[np.ndarray, np.ndarray]:
-    """Every beam extended by every token the trie allows after it: (prefixes (C, t + 1),
-    summed log-probabilities (C,))."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every beam extended by every token the trie allows after it: (the beam each extension
+    came from (C,), prefixes (C, t + 1), summed log-probabilities (C,))."""
     allowed = [trie.allowed(tuple(prefix)) for prefix in prefixes.tolist()]
     beams = np.repeat(np.arange(len(prefixes)), [len(tokens) for tokens in allowed])
     tokens = np.concatenate(allowed)
@@ -196,4 +236,4 @@ def _extend(
     if np.isnan(chosen).any():
         raise InputError("step", "NaN", "must return log-probabilities, not NaN")
     extended = np.concatenate([prefixes[beams], tokens[:, None]], axis=1)
-    return extended, scores[beams] + chosen
+    return beams, extended, scores[beams] + chosen

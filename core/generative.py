@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from searchrank.core.checkpoint import WEIGHTS
-from searchrank.core.constrained_decoding import CodeTrie, Step, beam_search
+from searchrank.core.constrained_decoding import BatchStep, CodeTrie, Step, beam_search_batch
 from searchrank.core.errors import InputError, check_int
 from searchrank.core.retriever import IdVocabulary, hash_tokens
 from searchrank.core.semantic_ids import SemanticIds
@@ -44,6 +44,9 @@ GENERATIVE_USERS = "users.npy"
 SEMANTIC_IDS_FOLDER = "semantic_ids"
 """The folder of a saved source's :class:`~searchrank.core.semantic_ids.SemanticIds`."""
 FORMAT_VERSION = 1
+DECODE_BATCH = 32
+"""Queries one beam search decodes together: at a beam of 100, some 3,200 beams a decoder call,
+which keeps the memory each call gathers for its beams to tens of megabytes."""
 
 
 @dataclass(frozen=True)
@@ -173,18 +176,19 @@ def decoding_step(model: GenerativeRetriever, tokens: Tensor, user: Tensor) -> S
         tokens: (1, T) the query's hashed tokens; user: (1,) the listener's index.
     """
     model.eval()
-    return _memory_step(model, *model.encode(tokens, user))
+    step = _memory_step(model, *model.encode(tokens, user))
+    return lambda prefixes: step(np.zeros(len(prefixes), dtype=np.int64), prefixes)
 
 
-def _memory_step(model: GenerativeRetriever, memory: Tensor, padding: Tensor) -> Step:
-    """:func:`decoding_step` over one query's encoder output: memory (1, S, d), padding (1, S)."""
+def _memory_step(model: GenerativeRetriever, memory: Tensor, padding: Tensor) -> BatchStep:
+    """:func:`beam_search_batch`'s model over the encoder output of a batch of queries: memory
+    (Q, S, d), padding (Q, S); each beam reads the memory of its query."""
 
     @torch.no_grad()
-    def step(prefixes: np.ndarray) -> np.ndarray:
+    def step(queries: np.ndarray, prefixes: np.ndarray) -> np.ndarray:
+        rows = torch.as_tensor(queries, dtype=torch.int64, device=memory.device)
         beams = torch.as_tensor(prefixes, dtype=torch.int64, device=memory.device)
-        width = beams.shape[0]
-        logits = model.decode(memory.expand(width, -1, -1), padding.expand(width, -1), beams)
-        logits = logits[:, -1]
+        logits = model.decode(memory[rows], padding[rows], beams)[:, -1]
         return torch.log_softmax(logits.float(), dim=-1).cpu().numpy().astype(np.float64)
 
     return step
@@ -193,8 +197,9 @@ def _memory_step(model: GenerativeRetriever, memory: Tensor, padding: Tensor) ->
 class GenerativeSource:
     """A trained generative retriever as a candidate source: queries in, catalogue items out.
 
-    It decodes each (query, listener) with :func:`beam_search` over the trie of the catalogue's
-    semantic IDs, so every item it returns exists. The query's tokens are hashed as in training
+    It decodes each (query, listener) by beam search over the trie of the catalogue's semantic IDs
+    (:func:`~searchrank.core.constrained_decoding.beam_search_batch`), so every item it returns
+    exists. The query's tokens are hashed as in training
     (:func:`~searchrank.core.retriever.hash_tokens` with the saved ``max_tokens``); a listener
     outside the training vocabulary is index 0, the unknown listener, which training taught by
     dropping listeners at random.
@@ -255,7 +260,9 @@ class GenerativeSource:
     ) -> list[list[int]]:
         """:meth:`retrieve` for queries already hashed: tokens (B, T) and listener indices (B,).
 
-        The encoder runs once for the whole batch; each query is then its own beam search.
+        The queries are decoded :data:`DECODE_BATCH` at a time: the encoder reads them in one
+        pass, and each depth of their beam searches is one decoder call
+        (:func:`~searchrank.core.constrained_decoding.beam_search_batch`).
         """
         check_int("n", n, 1)
         beam = n if beam_size is None else beam_size
@@ -264,18 +271,19 @@ class GenerativeSource:
             raise InputError(
                 "user_ids", len(users), f"must hold one listener per query ({len(tokens)})"
             )
-        if not len(tokens):
-            return []
         self.model.eval()
         device = next(self.model.parameters()).device
-        memory, padding = self.model.encode(
-            torch.as_tensor(tokens, device=device), torch.as_tensor(users, device=device)
-        )
-        steps = (
-            _memory_step(self.model, memory[i : i + 1], padding[i : i + 1])
-            for i in range(len(tokens))
-        )
-        return [[item for item, _ in beam_search(step, self.trie, beam, n)] for step in steps]
+        found: list[list[int]] = []
+        for start in range(0, len(tokens), DECODE_BATCH):
+            batch = slice(start, start + DECODE_BATCH)
+            memory, padding = self.model.encode(
+                torch.as_tensor(tokens[batch], device=device),
+                torch.as_tensor(users[batch], device=device),
+            )
+            step = _memory_step(self.model, memory, padding)
+            decoded = beam_search_batch(step, self.trie, len(memory), beam, n)
+            found += [[item for item, _ in items] for items in decoded]
+        return found
 
     def save(self, folder: Path) -> None:
         """Write what :meth:`load` needs, and nothing else, into ``folder`` (created)."""

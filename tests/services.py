@@ -279,10 +279,17 @@ class RayHead(NamedTuple):
         dashboard: the dashboard URL (its Jobs API), which ``train_ranker``'s ``ray_address``
             takes.
         client: the Ray Client address (``ray://…``), which Feast's ``ray_address`` takes.
+        temp: the head's temporary folder (its logs lie under ``session_latest/logs``).
     """
 
     dashboard: str
     client: str
+    temp: Path
+
+    def client_server_errors(self) -> str:
+        """The end of each Ray Client server's error log: why a client could not connect."""
+        logs = sorted((self.temp / "session_latest" / "logs").glob("ray_client_server*.err"))
+        return "\n".join(f"{log.name}:\n{log.read_text()[-2000:]}" for log in logs)
 
 
 @contextmanager
@@ -335,7 +342,7 @@ def ray_head(num_cpus: int = 4) -> Iterator[RayHead]:
     )
     client = dict(zip(agents, ports, strict=True))["ray-client-server-port"]
     try:
-        yield RayHead(f"http://127.0.0.1:{dashboard}", f"ray://127.0.0.1:{client}")
+        yield RayHead(f"http://127.0.0.1:{dashboard}", f"ray://127.0.0.1:{client}", temp)
     finally:
         stop_processes_under(temp)
         shutil.rmtree(temp, ignore_errors=True)

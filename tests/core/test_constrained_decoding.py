@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from searchrank.core.constrained_decoding import CodeTrie, beam_search
+from searchrank.core.constrained_decoding import CodeTrie, beam_search, beam_search_batch
 from searchrank.core.errors import InputError
 from searchrank.core.semantic_ids import SemanticIdConfig, fit_semantic_ids
 
@@ -99,6 +99,20 @@ def test_results_come_best_first_and_n_results_cuts_the_list() -> None:
     assert len(wide) == 10
     assert [s for _, s in wide] == sorted((s for _, s in wide), reverse=True)
     assert beam_search(step, trie, beam_size=10, n_results=3) == wide[:3]
+
+
+@pytest.mark.parametrize("beam_size", [1, 3, 12])
+def test_a_batch_of_queries_decodes_as_each_query_alone(beam_size: int) -> None:
+    trie = _trie(40, seed=4)
+    steps = [_table_step(seed) for seed in range(5)]
+
+    def batch(queries: np.ndarray, prefixes: np.ndarray) -> np.ndarray:
+        rows = [steps[q](prefix[None]) for q, prefix in zip(queries, prefixes, strict=True)]
+        return np.concatenate(rows)
+
+    alone = [beam_search(step, trie, beam_size, n_results=min(beam_size, 5)) for step in steps]
+    assert beam_search_batch(batch, trie, len(steps), beam_size, min(beam_size, 5)) == alone
+    assert beam_search_batch(batch, trie, 0, beam_size) == []
 
 
 def test_ties_are_broken_by_the_smaller_code() -> None:

@@ -9,12 +9,14 @@ import torch
 from searchrank.core.constrained_decoding import CodeTrie, beam_search
 from searchrank.core.errors import InputError
 from searchrank.core.generative import (
+    DECODE_BATCH,
     GenerativeConfig,
     GenerativeRetriever,
+    GenerativeSource,
     decoding_step,
     generation_loss,
 )
-from searchrank.core.retriever import hash_tokens
+from searchrank.core.retriever import IdVocabulary, hash_tokens
 from searchrank.core.semantic_ids import SemanticIdConfig, fit_semantic_ids
 
 TINY = {"d_model": 32, "n_heads": 4, "ff_dim": 64, "encoder_layers": 1, "decoder_layers": 1}
@@ -78,6 +80,25 @@ def test_it_learns_to_write_the_ids_of_the_items_a_query_names() -> None:
     assert all(item in set(ids.tolist()) for results in found for item, _ in results)
     top1 = np.mean([results[0][0] == item for results, item in zip(found, ids, strict=True)])
     assert top1 >= 0.9, f"top-1 {top1:.2f}"
+
+
+def test_the_source_decodes_a_batch_of_queries_as_each_query_alone() -> None:
+    torch.manual_seed(0)
+    rng = np.random.default_rng(3)
+    ids = np.arange(100, 130, dtype=np.int64)
+    vectors = rng.normal(size=(len(ids), 8)).astype(np.float32)
+    semantic = fit_semantic_ids(ids, vectors, SemanticIdConfig(levels=2, codes=8, seed=3))
+    config = GenerativeConfig(depth=3, codes=int(semantic.codes.max()) + 1, users=4, **TINY)
+    source = GenerativeSource(GenerativeRetriever(config), IdVocabulary(np.arange(4)), semantic, 16)
+    queries = [f"{WORDS[i % 10]} {WORDS[i * 7 % 10]}" for i in range(DECODE_BATCH + 5)]
+    users = [i % 6 for i in range(len(queries))]  # 4 and 5 are unknown listeners
+    found = source.retrieve(queries, users, n=4, beam_size=6)
+
+    tokens = torch.as_tensor(hash_tokens(queries, config.text_buckets, 16))
+    indices = torch.as_tensor(source.users.index(users))
+    for i, items in enumerate(found):
+        step = decoding_step(source.model, tokens[i : i + 1], indices[i : i + 1])
+        assert items == [item for item, _ in beam_search(step, source.trie, 6, 4)]
 
 
 @pytest.mark.parametrize(

@@ -40,7 +40,8 @@ SLACK_S = 1.0
 the budget and the healthy p99 there). Each fault below lasts longer than budget plus slack, so a
 request that waited for the fault instead of its budget still fails the bound."""
 STORE_DELAY_S = 3.0
-"""How slow the slow online store answers."""
+"""How slow the slow online store answers at least (twice the budget plus the healthy p99 and
+the slack, where that is more)."""
 
 
 @dataclass(frozen=True)
@@ -195,8 +196,12 @@ def test_a_slow_online_store_costs_a_bounded_503_within_the_budget(
     with Load(running.url, requests) as load:
         time.sleep(3)
         healthy = load.between(0)
+        # What a request may take when the service bounds its wait for the store: a store
+        # twice as slow tells a bounded wait from waiting for the store, however loaded the
+        # machine (a healthy p99 of 1.7 s once made a fixed 3 s delay too short to tell).
+        budget = TIMEOUT_MS / 1000 + p99(healthy) + SLACK_S
         slow_from = time.monotonic()
-        proxy.delay_s = STORE_DELAY_S
+        proxy.delay_s = max(STORE_DELAY_S, 2 * budget)
         time.sleep(4)
         slow_until = time.monotonic()
         proxy.delay_s = 0.0
@@ -209,8 +214,6 @@ def test_a_slow_online_store_costs_a_bounded_503_within_the_budget(
     slow = load.between(slow_from + 0.1, slow_until)
     refused = assert_unavailable_answers(slow, "online store")
     assert len(refused) >= len(slow) // 2, "a store slower than the budget must cost 503s"
-    budget = TIMEOUT_MS / 1000 + p99(healthy) + SLACK_S
-    assert budget < STORE_DELAY_S, "the bound must tell a bounded wait from waiting for the store"
     worst = sorted(slow, key=lambda o: -o.seconds)[:6]
     assert p99(slow) <= budget, (
         p99(slow),

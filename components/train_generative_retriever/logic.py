@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -32,10 +31,17 @@ from searchrank.components.train_generative_retriever.loop import SCORE, TRAININ
 from searchrank.core.html import render_page
 from searchrank.core.io import read_parquet_input
 from searchrank.core.plots import training_curves
-from searchrank.core.raytrain.runner import threads_per_worker, train_anywhere
+from searchrank.core.raytrain.runner import RunRecipe, train_run
 
 CURVES = {"val_recall@100": "Recall@100", "val_recall@10": "Recall@10", "val_mrr": "MRR"}
 """The decoded validation metrics drawn by epoch (the log-likelihood has its own scale)."""
+GENERATIVE_RUN = RunRecipe(
+    loop="searchrank.components.train_generative_retriever.loop:train_loop_per_worker",
+    train_file=TRAIN_PAIRS,
+    score=SCORE,
+    description=TRAINING,
+)
+"""The generative retriever's Ray runs (see :mod:`searchrank.core.raytrain.runner`)."""
 
 
 @dataclass(frozen=True)
@@ -112,17 +118,6 @@ def train_generative_retriever(
     embeddings = read_parquet_input(embeddings_path, "embeddings")
     work = work_dir or Path(tempfile.mkdtemp(prefix="searchrank-generative-"))
     shapes = prepare(train, valid, catalogue, embeddings, config, work / "data").as_dict()
-    spec = {
-        "config": config.as_dict(),
-        "shapes": shapes,
-        "data_dir": str((work / "data").resolve()),
-        "threads": threads_per_worker(config),
-        "run_name": run_name(config, shapes),
-        "loop": "searchrank.components.train_generative_retriever.loop:train_loop_per_worker",
-        "train_file": TRAIN_PAIRS,
-        "score": SCORE,
-        "description": TRAINING,
-    }
     report = shapes["semantic_ids"]
     log(
         f"semantic IDs of {shapes['items']:,} items: {report['collisions']:.1%} collisions, "
@@ -131,19 +126,25 @@ def train_generative_retriever(
         f"{shapes['valid_searches']:,} searches ({shapes['decode_searches']:,} decoded); "
         f"{config.num_workers} Ray workers"
     )
-    best, history = train_anywhere(
-        spec, work / "ray", config, ray_address, model_dir, job_python, log
+    run = train_run(
+        GENERATIVE_RUN,
+        config,
+        shapes,
+        work,
+        run_name(config, shapes),
+        model_dir,
+        keep_work=work_dir is not None,
+        ray_address=ray_address,
+        job_python=job_python,
+        log=log,
     )
-    if work_dir is None:  # the best checkpoint is in model_dir now
-        shutil.rmtree(work, ignore_errors=True)
-    record = max(history, key=lambda h: h[SCORE])
     return GenerativeSummary(
-        best_epoch=int(record["epoch"]),
-        best=record,
-        epochs_run=len(history),
-        history=history,
+        best_epoch=run.best_epoch,
+        best=run.best,
+        epochs_run=len(run.history),
+        history=run.history,
         shapes=shapes,
-        checkpoint=best if work_dir is not None else str(model_dir),
+        checkpoint=run.checkpoint,
         model_dir=str(model_dir),
     )
 

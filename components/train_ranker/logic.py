@@ -8,7 +8,6 @@ the best checkpoint by validation NDCG@10, a self-describing folder that serving
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from searchrank.core.contract import FeatureContract
 from searchrank.core.html import render_page
 from searchrank.core.io import read_parquet_input
 from searchrank.core.plots import training_curves
-from searchrank.core.raytrain.runner import threads_per_worker, train_anywhere
+from searchrank.core.raytrain.runner import RunRecipe, train_run
 
 
 @dataclass(frozen=True)
@@ -56,24 +55,13 @@ class TrainSummary:
         return asdict(self)
 
 
-def run_spec(
-    config: TrainRankerConfig,
-    shapes: dict[str, int],
-    data_dir: Path,
-    name: str,
-) -> dict[str, Any]:
-    """The spec the runner hands every worker (see ``train_ranker.runner``)."""
-    return {
-        "config": config.as_dict(),
-        "shapes": shapes,
-        "data_dir": str(data_dir.resolve()),
-        "threads": threads_per_worker(config),
-        "run_name": name,
-        "loop": "searchrank.components.train_ranker.loop:train_loop_per_worker",
-        "train_file": TRAIN_SLATES,
-        "score": SCORE,
-        "description": DESCRIPTION,
-    }
+RANKER_RUN = RunRecipe(
+    loop="searchrank.components.train_ranker.loop:train_loop_per_worker",
+    train_file=TRAIN_SLATES,
+    score=SCORE,
+    description=DESCRIPTION,
+)
+"""The ranker's Ray runs (see :mod:`searchrank.core.raytrain.runner`)."""
 
 
 def train_ranker(
@@ -110,27 +98,31 @@ def train_ranker(
     _, shapes = prepare(
         train, valid, contract, config.max_list_length, work / "data", config.position_bias
     )
-    name = f"ranker-{uuid.uuid4().hex[:8]}"
-    spec = run_spec(config, shapes.as_dict(), work / "data", name)
     log(
         f"training on {shapes.train_slates:,} slates ({shapes.train_candidates:,} candidates), "
         f"validating on {shapes.valid_slates:,}; {config.num_workers} Ray workers"
     )
-    best, history = train_anywhere(
-        spec, work / "ray", config, ray_address, model_dir, job_python, log
+    run = train_run(
+        RANKER_RUN,
+        config,
+        shapes.as_dict(),
+        work,
+        f"ranker-{uuid.uuid4().hex[:8]}",
+        model_dir,
+        keep_work=work_dir is not None,
+        ray_address=ray_address,
+        job_python=job_python,
+        log=log,
     )
-    if work_dir is None:  # the best checkpoint is in model_dir now
-        shutil.rmtree(work, ignore_errors=True)
     if contract is not None:
         contract.save(model_dir)
-    best_record = max(history, key=lambda h: h[SCORE])
     return TrainSummary(
-        best_epoch=int(best_record["epoch"]),
-        best_val_ndcg10=float(best_record[SCORE]),
-        epochs_run=len(history),
-        history=history,
+        best_epoch=run.best_epoch,
+        best_val_ndcg10=float(run.best[SCORE]),
+        epochs_run=len(run.history),
+        history=run.history,
         shapes=shapes.as_dict(),
-        checkpoint=best if work_dir is not None else str(model_dir),
+        checkpoint=run.checkpoint,
         model_dir=str(model_dir),
     )
 

@@ -8,7 +8,6 @@ embeddings of every catalogue item from it (what ``build_index`` indexes), and t
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -26,12 +25,19 @@ from searchrank.core import schema as S
 from searchrank.core.html import render_page
 from searchrank.core.io import read_parquet_input
 from searchrank.core.plots import training_curves
-from searchrank.core.raytrain.runner import threads_per_worker, train_anywhere
+from searchrank.core.raytrain.runner import RunRecipe, train_run
 from searchrank.core.raytrain.shards import fixed_size_list
 from searchrank.core.retrieval import EMBEDDING
 from searchrank.core.retriever import DESCRIPTION, Retriever
 
 CURVES = {SCORE: "Recall@100", "val_recall@10": "Recall@10", "val_mrr": "MRR"}
+RETRIEVER_RUN = RunRecipe(
+    loop="searchrank.components.train_retriever.loop:train_loop_per_worker",
+    train_file=TRAIN_PAIRS,
+    score=SCORE,
+    description=DESCRIPTION,
+)
+"""The retriever's Ray runs (see :mod:`searchrank.core.raytrain.runner`)."""
 
 
 @dataclass(frozen=True)
@@ -110,38 +116,32 @@ def train_retriever(
     catalogue = read_parquet_input(catalogue_path, "catalogue")
     work = work_dir or Path(tempfile.mkdtemp(prefix="searchrank-retriever-"))
     shapes = prepare(train, valid, catalogue, config, work / "data").as_dict()
-    name = f"retriever-{uuid.uuid4().hex[:8]}"
-    spec = {
-        "config": config.as_dict(),
-        "shapes": shapes,
-        "data_dir": str((work / "data").resolve()),
-        "threads": threads_per_worker(config),
-        "run_name": name,
-        "loop": "searchrank.components.train_retriever.loop:train_loop_per_worker",
-        "train_file": TRAIN_PAIRS,
-        "score": SCORE,
-        "description": DESCRIPTION,
-    }
     log(
         f"training on {shapes['train_pairs']:,} (search, item) pairs "
         f"({shapes['hard_negative_share']:.0%} with a hard negative), {shapes['items']:,} items, "
         f"validating on {shapes['valid_searches']:,} searches; {config.num_workers} Ray workers"
     )
-    best, history = train_anywhere(
-        spec, work / "ray", config, ray_address, model_dir, job_python, log
+    run = train_run(
+        RETRIEVER_RUN,
+        config,
+        shapes,
+        work,
+        f"retriever-{uuid.uuid4().hex[:8]}",
+        model_dir,
+        keep_work=work_dir is not None,
+        ray_address=ray_address,
+        job_python=job_python,
+        log=log,
     )
-    if work_dir is None:  # the best checkpoint is in model_dir now
-        shutil.rmtree(work, ignore_errors=True)
     written = write_item_embeddings(Retriever.load(model_dir), embeddings_path)
     log(f"embedded {written:,} items into {embeddings_path}")
-    record = max(history, key=lambda h: h[SCORE])
     return RetrieverSummary(
-        best_epoch=int(record["epoch"]),
-        best=record,
-        epochs_run=len(history),
-        history=history,
+        best_epoch=run.best_epoch,
+        best=run.best,
+        epochs_run=len(run.history),
+        history=run.history,
         shapes=shapes,
-        checkpoint=best if work_dir is not None else str(model_dir),
+        checkpoint=run.checkpoint,
         model_dir=str(model_dir),
     )
 

@@ -1,12 +1,14 @@
 """Running a Ray Train job: in a local Ray started for the step, or inside a Ray job on a
 cluster. Both build the same ``TorchTrainer`` (see :func:`fit`).
 
-The ranker and the retriever train through this one runner. What differs travels in the run's
-spec (a JSON-able dict, so that a Ray job on a cluster can read it from shared storage):
-``loop`` names the per-worker train function as ``module:function``, ``train_file`` the
-parquet file in ``data_dir`` that Ray Data shards across workers, ``score`` the reported metric
-that selects the best checkpoint, and ``description`` the JSON file of a checkpoint that holds
-the run's history. ``config`` carries the scaling fields both trainers' configs share.
+The ranker, the retriever and the generative retriever train through this one runner
+(:func:`train_run`). What differs is a :class:`RunRecipe` and travels in the run's spec
+(:func:`run_spec`, a JSON-able dict, so that a Ray job on a cluster can read it from shared
+storage): ``loop`` names the per-worker train function as ``module:function``, ``train_file``
+the parquet file in ``data_dir`` that Ray Data shards across workers, ``score`` the reported
+metric that selects the best checkpoint, and ``description`` the JSON file of a checkpoint that
+holds the run's history. ``config`` carries the trainer's whole configuration, whose scaling
+fields all trainers share.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,6 +45,50 @@ class Scaling(Protocol):
     def gpus_per_worker(self) -> float: ...
 
 
+class RunConfig(Scaling, Protocol):
+    """A trainer's configuration: its scaling fields, and all of it as a JSON-able dict."""
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class RunRecipe:
+    """What one trainer's Ray runs share (see the module docstring).
+
+    Attributes:
+        loop: the per-worker train function, ``module:function``.
+        train_file: the parquet file in the data folder that Ray Data shards across workers.
+        score: the reported metric whose highest value selects the best checkpoint.
+        description: the JSON file in a checkpoint folder that holds the run's history.
+    """
+
+    loop: str
+    train_file: str
+    score: str
+    description: str
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """What :func:`train_run` leaves.
+
+    Attributes:
+        checkpoint: where the best checkpoint lasts: Ray's own in the work folder when the
+            caller keeps it (shared storage that a rerun resumes from), else the model folder,
+            because the work folder, a temporary one, is gone (lineage must never name it).
+        history: one record per epoch run, as the loop reported it.
+        best: the record of the epoch whose score was highest.
+    """
+
+    checkpoint: str
+    history: list[dict[str, float]]
+    best: dict[str, float]
+
+    @property
+    def best_epoch(self) -> int:
+        return int(self.best["epoch"])
+
+
 def rayjob_spec(config: Scaling) -> RayJobSpec:
     """The RayJob's image and sizes from the scaling parameters (name and entrypoint are set
     when the job is created)."""
@@ -53,6 +100,53 @@ def rayjob_spec(config: Scaling) -> RayJobSpec:
         num_workers=config.num_workers,
         cpus_per_worker=config.cpus_per_worker,
         gpus_per_worker=math.ceil(config.gpus_per_worker) if config.use_gpu else 0,
+    )
+
+
+def run_spec(
+    recipe: RunRecipe, config: RunConfig, shapes: dict[str, Any], data_dir: Path, name: str
+) -> dict[str, Any]:
+    """The spec every worker of the run named ``name`` reads: the recipe, ``config``, the
+    prepared data's ``shapes`` and folder, and the threads each worker may use."""
+    return {
+        "config": config.as_dict(),
+        "shapes": shapes,
+        "data_dir": str(data_dir.resolve()),
+        "threads": threads_per_worker(config),
+        "run_name": name,
+        "loop": recipe.loop,
+        "train_file": recipe.train_file,
+        "score": recipe.score,
+        "description": recipe.description,
+    }
+
+
+def train_run(
+    recipe: RunRecipe,
+    config: RunConfig,
+    shapes: dict[str, Any],
+    work: Path,
+    name: str,
+    model_dir: Path,
+    *,
+    keep_work: bool,
+    ray_address: str = "",
+    job_python: str = "python",
+    log: Callable[[str], None] = print,
+) -> TrainedRun:
+    """Train the run ``name`` on the data prepared in ``work / "data"`` where ``ray_address``
+    says (:func:`train_anywhere`, Ray's checkpoints in ``work / "ray"``), copy its best
+    checkpoint to ``model_dir``, and remove ``work`` unless ``keep_work``."""
+    spec = run_spec(recipe, config, shapes, work / "data", name)
+    best, history = train_anywhere(
+        spec, work / "ray", config, ray_address, model_dir, job_python, log
+    )
+    if not keep_work:  # the best checkpoint is in model_dir now
+        shutil.rmtree(work, ignore_errors=True)
+    return TrainedRun(
+        checkpoint=best if keep_work else str(model_dir),
+        history=history,
+        best=max(history, key=lambda h: h[recipe.score]),
     )
 
 

@@ -30,6 +30,21 @@ from shared_data import SHARED_DATASETS
 SYNTHETIC_TARGET, LETOR_TARGET, LETOR_GOAL = 1.02, 0.97, 1.0
 
 
+def time_split_files(data: Path, folder: Path) -> dict[str, Path]:
+    """``data`` split by time into 70 % train, 10 % validation and 20 % test, each written to
+    ``folder`` (created) as ``<split>.parquet``: {split: path}."""
+    import pandas as pd
+
+    from searchrank.core.split import split_by_time
+
+    folder.mkdir(parents=True, exist_ok=True)
+    frames = split_by_time(pd.read_parquet(data), 0.1, 0.2)
+    paths = {name: folder / f"{name}.parquet" for name in ("train", "valid", "test")}
+    for path, frame in zip(paths.values(), frames, strict=True):
+        frame.to_parquet(path, index=False)
+    return paths
+
+
 def synthetic(searches: int, quick: bool) -> dict[str, Any]:
     import pandas as pd
 
@@ -40,17 +55,12 @@ def synthetic(searches: int, quick: bool) -> dict[str, Any]:
     from searchrank.components.train_ranker.logic import train_ranker
     from searchrank.core.contract import FeatureContract, contract_beside
     from searchrank.core.lambdamart import LambdaMartConfig
-    from searchrank.core.split import split_by_time
 
     data = training_set(int(searches / SEARCHES_PER_ROW), seed=21)
     contract = FeatureContract.load(contract_beside(data))
     work = Path(tempfile.mkdtemp(prefix="bench-quality-"))
-    parts = dict(
-        zip(("train", "valid", "test"), split_by_time(pd.read_parquet(data), 0.1, 0.2), strict=True)
-    )
-    paths = {name: work / f"{name}.parquet" for name in parts}
-    for name, frame in parts.items():
-        frame.to_parquet(paths[name], index=False)
+    paths = time_split_files(data, work)
+    parts = {name: pd.read_parquet(path) for name, path in paths.items()}
     grid = LambdaMartConfig(
         num_leaves=(31, 63, 127), min_data_in_leaf=(50, 200), feature_fraction=(0.8,), folds=2
     )

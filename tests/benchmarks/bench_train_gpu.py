@@ -131,8 +131,8 @@ def main() -> None:
 
     if not torch.cuda.is_available():
         raise SystemExit("bench_train_gpu needs a CUDA device: run it on the accelerator machine")
-    from searchrank.components.train_ranker.logic import run_spec
-    from searchrank.core.raytrain.runner import fit, quiet_ray_environment
+    from searchrank.components.train_ranker.logic import RANKER_RUN
+    from searchrank.core.raytrain.runner import fit, quiet_ray_environment, run_spec
 
     quiet_ray_environment()
     import ray
@@ -142,7 +142,7 @@ def main() -> None:
     config = reference_config(epochs)
     ray.init(num_cpus=8, num_gpus=1, include_dashboard=False, log_to_driver=False)
     try:
-        spec = run_spec(config, shapes, folder / "data", "gpu-bench") | {"threads": 4}
+        spec = run_spec(RANKER_RUN, config, shapes, folder / "data", "gpu-bench") | {"threads": 4}
         _, history = fit(spec, folder / "ray", "gpu-bench")
     finally:
         ray.shutdown()

@@ -18,11 +18,11 @@ from searchrank.components.package_service import logic as package_logic
 from searchrank.components.package_service.component import package_service_op
 from searchrank.components.run_report.component import run_report_op
 from searchrank.components.run_report.logic import SECTIONS, RunInputs, build_report
-from searchrank.components.train_ranker import logic as ranker_logic
 from searchrank.components.train_ranker.component import train_ranker_op
 from searchrank.components.train_retriever import logic as retriever_logic
 from searchrank.components.train_retriever.component import train_retriever_op
 from searchrank.core.plots import training_curves
+from searchrank.core.raytrain import runner
 from searchrank.features import tables as T
 
 
@@ -151,7 +151,7 @@ def test_a_run_without_work_dir_records_no_temporary_folder_in_its_lineage(
             "candidates_per_s": 1e4,
         }
     ]
-    monkeypatch.setattr(ranker_logic, "train_anywhere", _ray_without_ray(history, storages))
+    monkeypatch.setattr(runner, "train_anywhere", _ray_without_ray(history, storages))
     model = _artifact(Model, root, "train-ranker/model")
     curves = _artifact(HTML, root, "train-ranker/curves")
     train_ranker_op.python_func(
@@ -237,7 +237,7 @@ def test_a_retriever_trained_without_work_dir_records_its_model_not_rays_storage
             "pairs_per_s": 1e4,
         }
     ]
-    monkeypatch.setattr(retriever_logic, "train_anywhere", _ray_without_ray(history, storages))
+    monkeypatch.setattr(runner, "train_anywhere", _ray_without_ray(history, storages))
     # No weights in the faked checkpoint: nothing to load or embed.
     monkeypatch.setattr(retriever_logic.Retriever, "load", staticmethod(lambda _folder: None))
     monkeypatch.setattr(retriever_logic, "write_item_embeddings", lambda _model, _path: 0)

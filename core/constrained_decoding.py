@@ -29,9 +29,10 @@ from searchrank.core.errors import InputError, check_int
 
 Step = Callable[[np.ndarray], np.ndarray]
 """The model: (B, t) int64 prefixes → (B, V_t) log-probabilities of the token at depth t."""
-BatchStep = Callable[[np.ndarray, np.ndarray], np.ndarray]
-"""The model over many queries: the query of each beam (B,) and the beams' prefixes (B, t) →
-(B, V_t) log-probabilities of the token at depth t."""
+BatchStep = Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray]
+"""The model over many queries: the query of each beam (B,), the beams' prefixes (B, t) and the
+row of the previous call's prefixes that each beam extends (B,; ``None`` at t = 0, so that a
+model may keep state per beam) → (B, V_t) log-probabilities of the token at depth t."""
 
 _NONE = np.zeros(0, dtype=np.int64)
 _NONE.setflags(write=False)
@@ -148,7 +149,8 @@ def beam_search(
     Returns:
         (item id, summed log-probability) of up to ``n_results`` items, best first.
     """
-    return beam_search_batch(lambda _, prefixes: step(prefixes), trie, 1, beam_size, n_results)[0]
+    batch: BatchStep = lambda _queries, prefixes, _parents: step(prefixes)  # noqa: E731
+    return beam_search_batch(batch, trie, 1, beam_size, n_results)[0]
 
 
 def beam_search_batch(
@@ -164,8 +166,9 @@ def beam_search_batch(
     queries never compete: each one's results are those of decoding it alone.
 
     Args:
-        step: the model; receives the query of each beam (B,) and the beams' int64 prefixes
-            (B, t) (at t = 0, one empty prefix per query) and returns (B, V_t)
+        step: the model; receives the query of each beam (B,), the beams' int64 prefixes
+            (B, t) (at t = 0, one empty prefix per query) and the row of its previous call's
+            prefixes that each beam extends (``None`` at t = 0), and returns (B, V_t)
             log-probabilities of the next token, V_t at least ``trie.vocabulary[t]``.
         trie: the codes that may be decoded.
         queries: how many queries ``step`` answers for (numbered from 0).
@@ -189,13 +192,14 @@ def beam_search_batch(
     owners = np.arange(queries)
     prefixes = np.zeros((queries, 0), dtype=np.int64)
     scores = np.zeros(queries, dtype=np.float64)
+    parents = None
     for t in range(trie.depth):
-        log_probs = _checked(step(owners, prefixes), prefixes.shape, trie.vocabulary[t])
+        log_probs = _checked(step(owners, prefixes, parents), prefixes.shape, trie.vocabulary[t])
         beams, prefixes, scores = _extend(prefixes, scores, log_probs, trie)
         owners = owners[beams]
         order = np.lexsort((*prefixes.T[::-1], -scores, owners))
         best = order[_rank_in_group(owners[order]) < beam_size]
-        owners, prefixes, scores = owners[best], prefixes[best], scores[best]
+        owners, prefixes, scores, parents = owners[best], prefixes[best], scores[best], beams[best]
     top = _rank_in_group(owners) < results  # full depth: each beam an item's code
     owners, scores = owners[top], scores[top]
     items = [trie._items[code] for code in map(tuple, prefixes[top].tolist())]

@@ -25,7 +25,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -177,21 +177,123 @@ def decoding_step(model: GenerativeRetriever, tokens: Tensor, user: Tensor) -> S
     """
     model.eval()
     step = _memory_step(model, *model.encode(tokens, user))
-    return lambda prefixes: step(np.zeros(len(prefixes), dtype=np.int64), prefixes)
+    return lambda prefixes: step(np.zeros(len(prefixes), dtype=np.int64), prefixes, None)
 
 
 def _memory_step(model: GenerativeRetriever, memory: Tensor, padding: Tensor) -> BatchStep:
     """:func:`beam_search_batch`'s model over the encoder output of a batch of queries: memory
-    (Q, S, d), padding (Q, S); each beam reads the memory of its query."""
+    (Q, S, d), padding (Q, S); each beam reads the memory of its query. Every call runs the
+    whole decoder over the whole prefix: the reference :class:`IncrementalDecoder` must match.
+    """
 
     @torch.no_grad()
-    def step(queries: np.ndarray, prefixes: np.ndarray) -> np.ndarray:
+    def step(queries: np.ndarray, prefixes: np.ndarray, _parents: np.ndarray | None) -> np.ndarray:
         rows = torch.as_tensor(queries, dtype=torch.int64, device=memory.device)
         beams = torch.as_tensor(prefixes, dtype=torch.int64, device=memory.device)
-        logits = model.decode(memory[rows], padding[rows], beams)[:, -1]
-        return torch.log_softmax(logits.float(), dim=-1).cpu().numpy().astype(np.float64)
+        return _log_probs(model.decode(memory[rows], padding[rows], beams)[:, -1])
 
     return step
+
+
+def _log_probs(logits: Tensor) -> np.ndarray:
+    return torch.log_softmax(logits.float(), dim=-1).cpu().numpy().astype(np.float64)
+
+
+def _heads(x: Tensor, heads: int) -> Tensor:
+    """(B, L, d) → (B, heads, L, d / heads)."""
+    return x.unflatten(-1, (heads, -1)).transpose(1, 2)
+
+
+def _merged(x: Tensor) -> Tensor:
+    """(B, heads, L, d / heads) → (B, L, d)."""
+    return x.transpose(1, 2).flatten(-2)
+
+
+class IncrementalDecoder:
+    """:meth:`GenerativeRetriever.decode`'s last position, one position a call, for the beam
+    search (a :data:`~searchrank.core.constrained_decoding.BatchStep`).
+
+    The full decoder recomputes, at every depth and for every beam, the attention keys and
+    values of all earlier positions and of the query's whole encoder memory. This one projects
+    the memory's keys and values once per query, keeps each beam's self-attention keys and
+    values (following the beams as the search reorders them, by the ``parents`` it is given)
+    and, per call, runs only the newest position through the layers: the same arithmetic as the
+    pre-norm ``nn.TransformerDecoderLayer`` in eval mode (a test compares the two).
+
+    Args:
+        model: the trained model (its decoder layers pre-norm, as :class:`GenerativeRetriever`
+            builds them).
+        memory, padding: :meth:`GenerativeRetriever.encode`'s output for Q queries.
+    """
+
+    def __init__(self, model: GenerativeRetriever, memory: Tensor, padding: Tensor) -> None:
+        self.model = model
+        self.layers = [cast(nn.TransformerDecoderLayer, layer) for layer in model.decoder.layers]
+        self.heads = model.config.n_heads
+        d = model.config.d_model
+        self.memory_keys_values = []
+        for layer in self.layers:
+            attention = layer.multihead_attn
+            keys, values = nn.functional.linear(
+                memory, attention.in_proj_weight[d:], attention.in_proj_bias[d:]
+            ).chunk(2, dim=-1)
+            self.memory_keys_values.append((_heads(keys, self.heads), _heads(values, self.heads)))
+        self.attends = ~padding[:, None, None, :]  # (Q, 1, 1, S): True where a beam may look
+        self.cache: list[tuple[Tensor, Tensor]] = []
+
+    @torch.no_grad()
+    def __call__(
+        self, queries: np.ndarray, prefixes: np.ndarray, parents: np.ndarray | None
+    ) -> np.ndarray:
+        model, t = self.model, prefixes.shape[1]
+        device = self.attends.device
+        rows = torch.as_tensor(queries, dtype=torch.int64, device=device)
+        if t == 0:
+            token = torch.zeros(len(queries), dtype=torch.int64, device=device)  # start token
+            self.cache = []
+        else:
+            last = torch.as_tensor(prefixes[:, -1], dtype=torch.int64, device=device)
+            token = last + 1 + (t - 1) * model.config.codes
+            moved = torch.as_tensor(parents, dtype=torch.int64, device=device)
+            self.cache = [(keys[moved], values[moved]) for keys, values in self.cache]
+        x = (model.code(token) + model.position.weight[t])[:, None]  # (B, 1, d)
+        cache: list[tuple[Tensor, Tensor]] = []
+        for i, layer in enumerate(self.layers):
+            x = x + self._self_attention(layer, layer.norm1(x), i, cache)
+            x = x + self._memory_attention(layer, layer.norm2(x), i, rows)
+            x = x + layer.linear2(layer.activation(layer.linear1(layer.norm3(x))))
+        self.cache = cache
+        final = cast(nn.LayerNorm, model.decoder.norm)  # GenerativeRetriever always gives one
+        return _log_probs(model.heads[t](final(x[:, 0])))
+
+    def _self_attention(
+        self,
+        layer: nn.TransformerDecoderLayer,
+        x: Tensor,
+        i: int,
+        cache: list[tuple[Tensor, Tensor]],
+    ) -> Tensor:
+        attention = layer.self_attn
+        projected = nn.functional.linear(x, attention.in_proj_weight, attention.in_proj_bias)
+        query, keys, values = (_heads(part, self.heads) for part in projected.chunk(3, dim=-1))
+        if self.cache:
+            keys = torch.cat([self.cache[i][0], keys], dim=2)
+            values = torch.cat([self.cache[i][1], values], dim=2)
+        cache.append((keys, values))
+        # The newest position attends to itself and every earlier one: no causal mask needed.
+        seen = nn.functional.scaled_dot_product_attention(query, keys, values)
+        return attention.out_proj(_merged(seen))
+
+    def _memory_attention(
+        self, layer: nn.TransformerDecoderLayer, x: Tensor, i: int, rows: Tensor
+    ) -> Tensor:
+        attention, d = layer.multihead_attn, self.model.config.d_model
+        query = nn.functional.linear(x, attention.in_proj_weight[:d], attention.in_proj_bias[:d])
+        keys, values = self.memory_keys_values[i]
+        seen = nn.functional.scaled_dot_product_attention(
+            _heads(query, self.heads), keys[rows], values[rows], attn_mask=self.attends[rows]
+        )
+        return attention.out_proj(_merged(seen))
 
 
 class GenerativeSource:
@@ -280,7 +382,7 @@ class GenerativeSource:
                 torch.as_tensor(tokens[batch], device=device),
                 torch.as_tensor(users[batch], device=device),
             )
-            step = _memory_step(self.model, memory, padding)
+            step = IncrementalDecoder(self.model, memory, padding)
             decoded = beam_search_batch(step, self.trie, len(memory), beam, n)
             found += [[item for item, _ in items] for items in decoded]
         return found

@@ -106,7 +106,15 @@ def test_a_batch_of_queries_decodes_as_each_query_alone(beam_size: int) -> None:
     trie = _trie(40, seed=4)
     steps = [_table_step(seed) for seed in range(5)]
 
-    def batch(queries: np.ndarray, prefixes: np.ndarray) -> np.ndarray:
+    previous: list[np.ndarray] = []
+
+    def batch(queries: np.ndarray, prefixes: np.ndarray, parents: np.ndarray | None) -> np.ndarray:
+        # Each beam extends the row of the previous call that ``parents`` names.
+        if parents is None:
+            assert not prefixes.shape[1]
+        else:
+            assert (prefixes[:, :-1] == previous[-1][parents]).all()
+        previous.append(prefixes)
         rows = [steps[q](prefix[None]) for q, prefix in zip(queries, prefixes, strict=True)]
         return np.concatenate(rows)
 

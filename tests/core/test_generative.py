@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from searchrank.core.constrained_decoding import CodeTrie, beam_search
+from searchrank.core.constrained_decoding import CodeTrie, beam_search, beam_search_batch
 from searchrank.core.errors import InputError
 from searchrank.core.generative import (
     DECODE_BATCH,
     GenerativeConfig,
     GenerativeRetriever,
     GenerativeSource,
+    IncrementalDecoder,
     decoding_step,
     generation_loss,
 )
@@ -80,6 +81,31 @@ def test_it_learns_to_write_the_ids_of_the_items_a_query_names() -> None:
     assert all(item in set(ids.tolist()) for results in found for item, _ in results)
     top1 = np.mean([results[0][0] == item for results, item in zip(found, ids, strict=True)])
     assert top1 >= 0.9, f"top-1 {top1:.2f}"
+
+
+def test_the_incremental_decoder_gives_the_full_decoders_log_probabilities() -> None:
+    torch.manual_seed(1)
+    ids, names, codes = catalogue(40, seed=4)
+    config = GenerativeConfig(depth=codes.shape[1], codes=int(codes.max()) + 1, users=3, **TINY)
+    model = GenerativeRetriever(config).eval()
+    tokens = torch.as_tensor(hash_tokens(names[:5], config.text_buckets, 16))
+    users = torch.tensor([0, 1, 2, 3, 1])
+    memory, padding = model.encode(tokens, users)
+    incremental = IncrementalDecoder(model, memory, padding)
+    calls = []
+
+    def both(queries: np.ndarray, prefixes: np.ndarray, parents: np.ndarray | None) -> np.ndarray:
+        fast = incremental(queries, prefixes, parents)
+        full = [
+            decoding_step(model, tokens[q : q + 1], users[q : q + 1])(prefix[None])
+            for q, prefix in zip(queries, prefixes, strict=True)
+        ]
+        np.testing.assert_allclose(fast, np.concatenate(full), atol=1e-4)
+        calls.append(len(prefixes))
+        return fast
+
+    beam_search_batch(both, CodeTrie.from_codes(codes, ids), len(tokens), beam_size=4)
+    assert calls[0] == len(tokens) and len(calls) == config.depth and max(calls) > len(tokens)
 
 
 def test_the_source_decodes_a_batch_of_queries_as_each_query_alone() -> None:

@@ -5,7 +5,9 @@ The model has the shape ``GenerativeConfig`` defaults give (d_model 128, 2 + 2 l
 trie holds the semantic IDs of a 20,000-item catalogue (3 levels × 256 codes plus a
 de-duplication code). Weights and IDs are random: decode time depends on the shapes, the beam
 width and the trie's fan-out, not on what the model learnt. Each query is one beam search of
-``--beam`` beams: four decoder calls, each followed by the trie's masking on the host.
+``--beam`` beams as ``/search`` runs it (the encoder, then four calls of the
+:class:`~searchrank.core.generative.IncrementalDecoder`, each followed by the trie's masking on
+the host).
 
 The question it answers: does a card cut the decoder's latency enough to serve it in /search,
 where the CPU figure (``bench_serve``'s decode stage) is too slow? The last line is the JSON.
@@ -39,8 +41,8 @@ def decode_ms(device: str, queries: int, beam: int) -> list[float]:
     """Milliseconds of each of ``queries`` beam searches on ``device``, after WARM_UP more."""
     import torch
 
-    from searchrank.core.constrained_decoding import beam_search
-    from searchrank.core.generative import GenerativeConfig, GenerativeRetriever, decoding_step
+    from searchrank.core.constrained_decoding import beam_search_batch
+    from searchrank.core.generative import GenerativeConfig, GenerativeRetriever, IncrementalDecoder
 
     rng = np.random.default_rng(0)
     trie = random_trie(rng)
@@ -52,7 +54,9 @@ def decode_ms(device: str, queries: int, beam: int) -> list[float]:
     times = []
     for _ in range(WARM_UP + queries):
         started = time.perf_counter()
-        beam_search(decoding_step(model, tokens, user), trie, beam)
+        with torch.inference_mode():
+            step = IncrementalDecoder(model, *model.encode(tokens, user))
+            beam_search_batch(step, trie, 1, beam)
         times.append((time.perf_counter() - started) * 1000)
     return times[WARM_UP:]
 

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from searchrank.core.checkpoint import WEIGHTS
-from searchrank.core.constrained_decoding import BatchStep, CodeTrie, Step, beam_search_batch
+from searchrank.core.constrained_decoding import CodeTrie, Step, beam_search_batch
 from searchrank.core.errors import InputError, check_int
 from searchrank.core.retriever import IdVocabulary, hash_tokens
 from searchrank.core.semantic_ids import SemanticIds
@@ -169,28 +169,23 @@ def generation_loss(logits: Tensor, codes: Tensor) -> Tensor:
 
 @torch.no_grad()
 def decoding_step(model: GenerativeRetriever, tokens: Tensor, user: Tensor) -> Step:
-    """The beam search's model for one query: its memory is computed once, then each call maps
-    the beams' prefixes (B, t) to the log-probabilities (B, codes) of the code at position t.
+    """The beam search's model for one query, and the reference that :class:`IncrementalDecoder`
+    must match: its memory is computed once, then each call runs the whole decoder over the
+    beams' whole prefixes (B, t) and returns the log-probabilities (B, codes) of the code at
+    position t.
 
     Args:
         tokens: (1, T) the query's hashed tokens; user: (1,) the listener's index.
     """
     model.eval()
-    step = _memory_step(model, *model.encode(tokens, user))
-    return lambda prefixes: step(np.zeros(len(prefixes), dtype=np.int64), prefixes, None)
-
-
-def _memory_step(model: GenerativeRetriever, memory: Tensor, padding: Tensor) -> BatchStep:
-    """:func:`beam_search_batch`'s model over the encoder output of a batch of queries: memory
-    (Q, S, d), padding (Q, S); each beam reads the memory of its query. Every call runs the
-    whole decoder over the whole prefix: the reference :class:`IncrementalDecoder` must match.
-    """
+    memory, padding = model.encode(tokens, user)
 
     @torch.no_grad()
-    def step(queries: np.ndarray, prefixes: np.ndarray, _parents: np.ndarray | None) -> np.ndarray:
-        rows = torch.as_tensor(queries, dtype=torch.int64, device=memory.device)
+    def step(prefixes: np.ndarray) -> np.ndarray:
         beams = torch.as_tensor(prefixes, dtype=torch.int64, device=memory.device)
-        return _log_probs(model.decode(memory[rows], padding[rows], beams)[:, -1])
+        width = beams.shape[0]
+        logits = model.decode(memory.expand(width, -1, -1), padding.expand(width, -1), beams)
+        return _log_probs(logits[:, -1])
 
     return step
 

@@ -68,7 +68,7 @@ def main() -> None:
     import pandas as pd
 
     from searchrank.components.evaluate.config import EvaluateConfig
-    from searchrank.components.evaluate.logic import CHAMPION, evaluate
+    from searchrank.components.evaluate.logic import CANDIDATE, CHAMPION, evaluate
     from searchrank.components.train_intent.logic import train_intent
     from searchrank.components.train_ranker.config import TrainRankerConfig
     from searchrank.components.train_ranker.logic import train_ranker
@@ -116,7 +116,7 @@ def main() -> None:
                 "bench": "rewrite_features",
                 "searches": searches_n,
                 "test_queries": report.queries,
-                f"ndcg10_{READS}": round(report.systems["candidate"]["ndcg@10"], 5),
+                f"ndcg10_{READS}": round(report.systems[CANDIDATE]["ndcg@10"], 5),
                 f"ndcg10_{IGNORES}": round(report.systems[CHAMPION]["ndcg@10"], 5),
                 "difference": round(difference["difference"], 5),
                 "difference_ci": [

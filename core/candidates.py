@@ -8,6 +8,10 @@ completes the query against the catalogue's vocabulary: BM25 reads the rewrite b
 original and the query tower reads both (each source's two lists fused, the rewrite's weighted
 by its confidence), and the intent model reads the rewrite.
 
+A query typed partway ("midni", "the we") also gets the items whose name or artist begins with
+it, the most streamed first (:class:`~searchrank.core.completion.PrefixIndex`), fused into the
+lexical list, and the routing's own weights for queries typed partway.
+
 A third, generative source (:class:`~searchrank.core.generative.GenerativeSource`) writes the
 semantic IDs of the items a query wants, where the service carries one.
 
@@ -23,7 +27,8 @@ On disk (the BentoML retriever model's folder) the lexical index sits at the top
 :meth:`BM25Scorer.save` writes it, with the log of the items' streams in ``log_streams.npy``
 where known; a dense retriever adds the two-tower checkpoint in ``two_tower/`` and its index in
 ``ann/``; the generative retriever lives in ``generative/``, the intent model in ``intent/``
-and the routing in ``routing.json``; the rewriter's lexicon in ``lexicon/``.
+and the routing in ``routing.json``; the rewriter's lexicon in ``lexicon/`` and the prefix
+index in ``prefix_index.npz``.
 """
 
 from __future__ import annotations
@@ -40,10 +45,17 @@ import pandas as pd
 from searchrank.core import schema as S
 from searchrank.core.ann import AnnIndex
 from searchrank.core.bm25 import BM25Scorer
+from searchrank.core.completion import PREFIX_FILE, PrefixIndex
 from searchrank.core.errors import InputError
 from searchrank.core.generative import GenerativeSource
 from searchrank.core.intent import IntentModel
-from searchrank.core.query_rewrite import Lexicon, QueryRewriter, Rewrite, catalogue_rewriter
+from searchrank.core.query_rewrite import (
+    UNCHANGED,
+    Lexicon,
+    QueryRewriter,
+    Rewrite,
+    catalogue_rewriter,
+)
 from searchrank.core.retrieval import (
     ROUTING_FILE,
     FusionRouting,
@@ -111,6 +123,8 @@ class SourceLists:
     lexical: list[list[int]]
     dense: list[list[int]] | None = None
     generative: list[list[int]] | None = None
+    partial: list[bool] | None = None
+    """Whether each query was typed partway (``None``: the service has no prefix index)."""
 
 
 @dataclass
@@ -121,6 +135,7 @@ class CandidateGenerator:
     Attributes:
         log_streams: ``log1p`` of each lexical item's streams (aligned with
             ``lexical.item_ids``) for the popularity prior; ``None``: no prior.
+        prefix: the catalogue's names and artists for queries typed partway; ``None``: none.
     """
 
     lexical: BM25Scorer
@@ -130,6 +145,7 @@ class CandidateGenerator:
     rewriter: QueryRewriter | None = None
     generative: GenerativeSource | None = None
     log_streams: np.ndarray | None = None
+    prefix: PrefixIndex | None = None
 
     @classmethod
     def from_catalogue(
@@ -140,13 +156,15 @@ class CandidateGenerator:
         streams: pd.Series | None = None,
         generative: GenerativeSource | None = None,
     ) -> CandidateGenerator:
-        """The service's generator for a catalogue: :func:`lexical_retriever` and the rewriter
-        over the catalogue's :class:`~searchrank.core.query_rewrite.Lexicon`.
+        """The service's generator for a catalogue: :func:`lexical_retriever`, the rewriter
+        over the catalogue's :class:`~searchrank.core.query_rewrite.Lexicon` and the
+        :class:`~searchrank.core.completion.PrefixIndex` of its names and artists.
 
         Args:
             streams: each item's streams in the training window
                 (:func:`~searchrank.core.retrieval.item_streams`), for the lexicon's
-                popularity and BM25's prior; items it lacks count 0.
+                popularity, BM25's prior and the order of prefix completions; items it lacks
+                count 0.
         """
         lexical = lexical_retriever(catalogue)
         log_streams = None
@@ -156,7 +174,8 @@ class CandidateGenerator:
                 raise InputError("streams", float(counts.min()), "must be finite counts ≥ 0")
             log_streams = np.log1p(counts.to_numpy())
         rewriter = catalogue_rewriter(catalogue, streams)
-        return cls(lexical, dense, intent, None, rewriter, generative, log_streams)
+        prefix = PrefixIndex.from_catalogue(catalogue, streams)
+        return cls(lexical, dense, intent, None, rewriter, generative, log_streams, prefix)
 
     @property
     def item_ids(self) -> np.ndarray:
@@ -166,7 +185,7 @@ class CandidateGenerator:
     def rewrite(self, query: str) -> Rewrite:
         """What the rewriter makes of the normalized ``query`` (unchanged without one)."""
         if self.rewriter is None:
-            return Rewrite(query, query, "unchanged", 1.0)
+            return Rewrite(query, query, UNCHANGED, 1.0)
         return self.rewriter.rewrite(query)
 
     def understand(self, query: str) -> pd.DataFrame | None:
@@ -188,6 +207,10 @@ class CandidateGenerator:
         if self.log_streams is None:
             return ids, scores, np.zeros(len(ids))
         return ids, scores, self.log_streams[self.lexical.positions(ids)]
+
+    def is_partial(self, rewrite: Rewrite) -> bool:
+        """Whether the query (as typed) was typed partway; never without a prefix index."""
+        return self.prefix is not None and self.prefix.is_partial(rewrite.original)
 
     def _lexical(self, query: str, n: int) -> list[int]:
         """BM25's ``n`` best items for ``query``, after the popularity prior."""
@@ -214,21 +237,32 @@ class CandidateGenerator:
         only the weight the rewrite lacks. The model sources read all queries in one batch; the
         generative retriever decodes :data:`GENERATIVE_DEPTH` items at most, inside
         ``timed("decode")``.
+
+        A query typed partway (:meth:`is_partial`) is read as typed, and its lexical fusion
+        adds, at full weight, the items whose name or artist it begins, most streamed first.
+        Its completion picks one of those phrases and would only narrow the list (reading it
+        cost the prefix slices 0.7–0.8 points of Recall@100 on 30k synthetic searches); it is
+        still what :meth:`rewrite` returns, for the listener and the ranker's features.
         """
+        partial = [self.is_partial(rewrite) for rewrite in rewrites]
+        reads = [_as_typed(r) if p else r for r, p in zip(rewrites, partial, strict=True)]
         lexical = []
-        for rewrite in rewrites:
-            found = self._lexical(rewrite.original, n)
+        for rewrite, typed_partway in zip(reads, partial, strict=True):
+            lists, weights = [self._lexical(rewrite.original, n)], [1.0]
             if rewrite.changed:
-                rewritten = self._lexical(rewrite.query, n)
-                found = reciprocal_rank_fusion([found, rewritten], n, [1.0, rewrite.confidence])
-            lexical.append(found)
-        dense = None if self.dense is None else _both(self.dense.retrieve, rewrites, user_ids, n)
+                lists.append(self._lexical(rewrite.query, n))
+                weights.append(rewrite.confidence)
+            if typed_partway and self.prefix is not None:
+                lists.append(self.prefix.complete(rewrite.original, n))
+                weights.append(1.0)
+            lexical.append(reciprocal_rank_fusion(lists, n, weights))
+        dense = None if self.dense is None else _both(self.dense.retrieve, reads, user_ids, n)
         generative = None
         if self.generative is not None:
             depth = min(n, GENERATIVE_DEPTH)
             with timed("decode"):
-                generative = _both(self.generative.retrieve, rewrites, user_ids, depth)
-        return SourceLists(lexical, dense, generative)
+                generative = _both(self.generative.retrieve, reads, user_ids, depth)
+        return SourceLists(lexical, dense, generative, partial if self.prefix is not None else None)
 
     def retrieve(
         self,
@@ -247,7 +281,8 @@ class CandidateGenerator:
         routing = self.routing or FusionRouting()
         dense = lists.dense[0] if lists.dense is not None else []
         generative = lists.generative[0] if lists.generative is not None else []
-        return routing.fuse(dense, lists.lexical[0], n, intent, generative)
+        partial = bool(lists.partial and lists.partial[0])
+        return routing.fuse(dense, lists.lexical[0], n, intent, generative, partial)
 
     def save(self, folder: Path, parts: RetrieverParts | None = None) -> None:
         """Write the lexical index into ``folder`` and copy ``parts`` beside it."""
@@ -267,6 +302,8 @@ class CandidateGenerator:
             np.save(folder / LOG_STREAMS_FILE, self.log_streams)
         if self.rewriter is not None:
             self.rewriter.lexicon.save(folder / LEXICON)
+        if self.prefix is not None:
+            self.prefix.save(folder)
 
     @classmethod
     def load(cls, folder: Path) -> CandidateGenerator:
@@ -283,8 +320,13 @@ class CandidateGenerator:
             generative = GenerativeSource.load(folder / GENERATIVE)
         streams = folder / LOG_STREAMS_FILE
         log_streams = np.load(streams) if streams.is_file() else None
+        prefix = PrefixIndex.load(folder) if (folder / PREFIX_FILE).is_file() else None
         lexical = BM25Scorer.load(folder)
-        return cls(lexical, dense, intent, routing, rewriter, generative, log_streams)
+        return cls(lexical, dense, intent, routing, rewriter, generative, log_streams, prefix)
+
+
+def _as_typed(rewrite: Rewrite) -> Rewrite:
+    return Rewrite(rewrite.original, rewrite.original, UNCHANGED, 1.0)
 
 
 def _both(

@@ -147,6 +147,17 @@ def reciprocal_rank_fusion(
     return order[:k]
 
 
+PARTIAL_ROUTE = "typed partway"
+"""What :func:`route_key` adds to the intent of a query typed partway."""
+
+
+def route_key(intent: str, partial: bool) -> str:
+    """The routing's key of a query: its predicted intent, marked when the query was typed
+    partway (:meth:`~searchrank.core.completion.PrefixIndex.is_partial`), since the query tower
+    reads a prefix far worse than a whole name and such queries want their own weights."""
+    return f"{intent} ({PARTIAL_ROUTE})" if partial else intent
+
+
 DENSE_SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
 """The dense list's weight choices in fusion (the lexical list weighs one minus it)."""
 GENERATIVE_SHARES = (0.0, 0.1, 0.2, 0.35, 0.5)
@@ -161,7 +172,8 @@ class FusionRouting:
     """How ``/search`` merges its sources' lists, per predicted intent and for any other query.
 
     Attributes:
-        dense_share: per intent, the dense list's weight against the lexical one.
+        dense_share: per intent (or :func:`route_key`), the dense list's weight against the
+            lexical one.
         default: that weight for a query of any other intent (or none predicted).
         generative_share: per intent, the generative retriever's weight; the dense and lexical
             weights shrink in proportion, so the three sum to one.
@@ -189,13 +201,15 @@ class FusionRouting:
         if not (np.isfinite(self.popularity_weight) and self.popularity_weight >= 0):
             raise InputError("popularity_weight", self.popularity_weight, "must be finite, ≥ 0")
 
-    def weights(self, intent: str | None) -> tuple[float, float, float]:
+    def weights(self, intent: str | None, partial: bool = False) -> tuple[float, float, float]:
         """(dense, lexical, generative) weights for a query of ``intent`` (``None``: not
-        predicted)."""
-        share = self.dense_share.get(intent, self.default) if intent else self.default
-        generative = self.generative_default
-        if intent:
-            generative = self.generative_share.get(intent, generative)
+        predicted); a ``partial`` query (typed partway) takes its own route's weights where the
+        routing has them (:func:`route_key`), else the intent's."""
+        share, generative = self.default, self.generative_default
+        keys = dict.fromkeys((intent, route_key(intent, partial))) if intent else {}
+        for key in keys:  # the intent's weights, then the route's where it has its own
+            share = self.dense_share.get(key, share)
+            generative = self.generative_share.get(key, generative)
         rest = 1.0 - generative
         return share * rest, (1.0 - share) * rest, generative
 
@@ -206,9 +220,12 @@ class FusionRouting:
         k: int,
         intent: str | None = None,
         generative: Sequence[int] = (),
+        partial: bool = False,
     ) -> list[int]:
-        """The ``k`` ids of the lists' fusion with ``intent``'s weights."""
-        return reciprocal_rank_fusion([dense, lexical, generative], k, self.weights(intent))
+        """The ``k`` ids of the lists' fusion with the weights of ``intent`` (and ``partial``,
+        as in :meth:`weights`)."""
+        weights = self.weights(intent, partial)
+        return reciprocal_rank_fusion([dense, lexical, generative], k, weights)
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
@@ -291,7 +308,8 @@ def fit_fusion_routing(
     Args:
         dense, lexical: per search, the two retrievers' ids, best first.
         relevant: per search, the wanted ids.
-        intents: per search, the intent the model predicted.
+        intents: per search, its route: the intent the model predicted, as :func:`route_key`
+            marks it for a query typed partway.
         generative: per search, the generative retriever's ids, or ``None`` without one.
         popularity_weight: the lexical prior the lists were retrieved with, kept in the routing.
     """

@@ -48,6 +48,7 @@ from searchrank.core.retrieval import (
     fit_popularity_weight,
     reciprocal_rank_fusion,
     retrieval_metrics,
+    route_key,
     wanted_items,
 )
 
@@ -243,15 +244,14 @@ def system_lists(
         "fused": [reciprocal_rank_fusion([d, x], k) for d, x in pairs],
     }
     generative = lists.generative or [[] for _ in pairs]
-    out["routed"] = [
-        routing.fuse(d, x, k, p, g)
-        for (d, x), p, g in zip(pairs, predicted, generative, strict=True)
-    ]
+    partial = lists.partial or [False for _ in pairs]
+    routed = list(zip(pairs, predicted, generative, partial, strict=True))
+    out["routed"] = [routing.fuse(d, x, k, p, g, q) for (d, x), p, g, q in routed]
     if lists.generative is not None:
         without = replace(routing, generative_share={}, generative_default=0.0)
         out["generative"] = lists.generative
         out["routed_without_generative"] = [
-            without.fuse(d, x, k, p) for (d, x), p in zip(pairs, predicted, strict=True)
+            without.fuse(d, x, k, p, partial=q) for (d, x), p, _, q in routed
         ]
     return out
 
@@ -324,8 +324,9 @@ def fit_routing(
     generator: CandidateGenerator, tuning: pd.DataFrame, k: int
 ) -> tuple[CandidateGenerator, FusionRouting]:
     """On the validation searches (:func:`wanted_searches`), BM25's popularity prior (where the
-    generator has streams), then the fusion weights by predicted intent over the lists
-    retrieved with that prior: (the generator with the prior, the routing)."""
+    generator has streams), then the fusion weights by predicted intent (and, for queries
+    typed partway, by :func:`~searchrank.core.retrieval.route_key`) over the lists retrieved
+    with that prior: (the generator with the prior, the routing)."""
     wanted = tuning["relevant"].tolist()
     prior = 0.0
     if generator.log_streams is not None:
@@ -335,8 +336,10 @@ def fit_routing(
     found = ranked_lists(generator, tuning, k)
     predicted = predicted_intents(generator, tuning)
     assert found.dense is not None  # ranked_lists refuses a generator without it
+    partial = found.partial or [False for _ in predicted]
+    routes = [route_key(p, q) for p, q in zip(predicted, partial, strict=True)]
     routing = fit_fusion_routing(
-        found.dense, found.lexical, wanted, predicted, k, found.generative, prior
+        found.dense, found.lexical, wanted, routes, k, found.generative, prior
     )
     return generator, routing
 

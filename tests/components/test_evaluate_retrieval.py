@@ -29,6 +29,7 @@ from searchrank.core.retrieval import (
     FusionRouting,
     item_streams,
     retrieval_metrics,
+    route_key,
 )
 from searchrank.core.retriever import Retriever
 from searchrank.features import tables as T
@@ -68,10 +69,13 @@ def test_every_system_is_measured_and_the_routed_one_is_what_the_routing_fuses(
     assert lists.dense is not None and lists.generative is None
     assert generator.intent is not None
     predicted = generator.intent.predict([generator.rewrite(q).query for q in test[S.QUERY]])
-    pairs = zip(lists.dense, lists.lexical, predicted, strict=True)
-    routed = [routing.fuse(d, x, 100, p) for d, x, p in pairs]
+    assert lists.partial is not None and any(lists.partial)
+    pairs = zip(lists.dense, lists.lexical, predicted, lists.partial, strict=True)
+    routed = [routing.fuse(d, x, 100, p, partial=q) for d, x, p, q in pairs]
     assert retrieval_metrics(routed, test["relevant"].tolist()) == evaluation.systems["routed"]
-    assert set(routing.dense_share) <= set(generator.intent.classes)
+    classes = set(generator.intent.classes)
+    routes = classes | {route_key(c, partial=True) for c in classes}
+    assert set(routing.dense_share) <= routes and set(routing.dense_share) & (routes - classes)
     assert set(evaluation.by_intent["bm25"]) == set(tables["searches"]["intent"])
     intent = evaluation.intent
     assert intent["accuracy"] > intent["majority_accuracy"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,12 @@ import pytest
 import torch
 
 from searchrank.core import schema as S
-from searchrank.core.candidates import GENERATIVE_DEPTH, CandidateGenerator, RetrieverParts
+from searchrank.core.candidates import (
+    GENERATIVE_DEPTH,
+    CandidateGenerator,
+    RetrieverParts,
+    SourceLists,
+)
 from searchrank.core.errors import InputError
 from searchrank.core.generative import GenerativeConfig, GenerativeRetriever, GenerativeSource
 from searchrank.core.query_rewrite import Rewrite
@@ -53,14 +59,18 @@ def unchanged(query: str) -> Rewrite:
 
 def test_the_popularity_prior_puts_the_streamed_item_first_among_equal_matches() -> None:
     streams = pd.Series({105: 500.0, 101: 3.0})
-    generator = CandidateGenerator.from_catalogue(catalogue(), streams=streams)
+    # BM25 alone: "midnight" begins every "Midnight …" name, and the prefix index's own
+    # popularity order is tested below.
+    generator = replace(
+        CandidateGenerator.from_catalogue(catalogue(), streams=streams), prefix=None
+    )
     plain = generator.retrieve(unchanged("midnight"), 1, 10)
     assert plain[0] != 105, "BM25 alone has no reason to put it first"
     generator.routing = FusionRouting(popularity_weight=0.5)
     assert generator.popularity_weight == 0.5
     assert generator.retrieve(unchanged("midnight"), 1, 10)[0] == 105
     assert sorted(generator.retrieve(unchanged("midnight"), 1, 10)) == sorted(plain)
-    without_streams = CandidateGenerator.from_catalogue(catalogue())
+    without_streams = replace(CandidateGenerator.from_catalogue(catalogue()), prefix=None)
     without_streams.routing = FusionRouting(popularity_weight=0.5)
     assert without_streams.popularity_weight == 0.0
     assert without_streams.retrieve(unchanged("midnight"), 1, 10) == plain
@@ -110,3 +120,48 @@ def test_the_generative_source_and_the_streams_are_saved_and_loaded(tmp_path: Pa
         assert loaded.retrieve(unchanged(query), 2, 20) == generator.retrieve(
             unchanged(query), 2, 20
         )
+
+
+def lists_of(generator: CandidateGenerator, rewrite: Rewrite) -> SourceLists:
+    return generator.source_lists([rewrite], [1], 4)
+
+
+def test_a_query_typed_partway_gets_the_items_it_begins_and_its_own_route() -> None:
+    """ "song" begins fifty names, whose trigrams tie in BM25, so BM25's first two are neither
+    of the streamed "Song 47" and "Song 48"; the prefix index lists the most streamed first."""
+    streams = pd.Series({147: 900.0, 148: 400.0})
+    source = generative_source()
+    generator = CandidateGenerator.from_catalogue(catalogue(), streams=streams, generative=source)
+    typed = unchanged("song")
+    assert generator.is_partial(typed) and not generator.is_partial(unchanged("song 47"))
+    bm25_only = replace(generator, prefix=None).source_lists([typed], [1], 2).lexical[0]
+    assert {147, 148}.isdisjoint(bm25_only)
+    lists = generator.source_lists([typed, unchanged("song 47")], [1, 1], 4)
+    assert lists.partial == [True, False]
+    assert {147, 148} <= set(lists.lexical[0]), "the prefix list's first two fused in"
+    # Retrieval reads a query typed partway as typed, not as its completion (one of the names
+    # the prefix begins), while a correction of a query typed whole is read beside it.
+    completed = Rewrite("song", "song 7", "completed", 0.6)
+    assert generator.source_lists([completed], [1], 4) == lists_of(generator, typed)
+    corrected = Rewrite("midnigt", "midnight", "corrected", 0.9)
+    assert generator.source_lists([corrected], [1], 4) != lists_of(generator, unchanged("midnigt"))
+    # The route of queries typed partway has its own weights: a track's are all on the
+    # generative list, a track typed partway's all on the lexical one.
+    partway = "track (typed partway)"
+    shares = {"track": 1.0, partway: 0.0}
+    generator.routing = FusionRouting({partway: 0.0}, generative_share=shares)
+    assert generator.retrieve(typed, 1, 4, "track") == lists.lexical[0]
+    whole = generator.retrieve(unchanged("song 47"), 1, 4, "track")
+    assert lists.generative is not None and whole == lists.generative[1][:4]
+
+
+def test_the_prefix_index_is_saved_and_loaded_and_an_older_folder_has_none(
+    tmp_path: Path,
+) -> None:
+    generator = CandidateGenerator.from_catalogue(catalogue(), streams=pd.Series({147: 9.0}))
+    generator.save(tmp_path / "saved")
+    loaded = CandidateGenerator.load(tmp_path / "saved")
+    assert loaded.prefix is not None
+    assert loaded.retrieve(unchanged("so"), 1, 5) == generator.retrieve(unchanged("so"), 1, 5)
+    (tmp_path / "saved" / "prefix_index.npz").unlink()
+    assert CandidateGenerator.load(tmp_path / "saved").prefix is None

@@ -19,6 +19,7 @@ from searchrank.core.retrieval import (
     popularity_reranked,
     reciprocal_rank_fusion,
     retrieval_metrics,
+    route_key,
     wanted_items,
 )
 from searchrank.core.retriever import two_tower_item_text
@@ -185,3 +186,16 @@ def test_item_streams_count_rows_at_the_stream_grade() -> None:
     assert item_streams(rows).to_dict() == {1: 2.0, 3: 2.0}
     with pytest.raises(InputError, match="rows columns"):
         item_streams(rows.drop(columns="label"))
+
+
+def test_a_query_typed_partway_takes_its_routes_weights_else_its_intents() -> None:
+    routing = FusionRouting({"track": 0.5, route_key("track", True): 0.0, "album": 0.25})
+    assert route_key("track", False) == "track"
+    assert routing.weights("track") == (0.5, 0.5, 0.0)
+    assert routing.weights("track", partial=True) == (0.0, 1.0, 0.0)
+    assert routing.weights("album", partial=True) == routing.weights("album"), "no own route"
+    assert routing.weights(None, partial=True) == routing.weights(None)
+    found = fit_fusion_routing(
+        [[1], [2]], [[3], [4]], [[1], [4]], ["track", route_key("track", True)], k=1
+    )
+    assert found.weights("track", partial=True)[0] < found.weights("track")[0]

@@ -59,8 +59,10 @@ format: install
 	ruff check --fix .
 	ruff format .
 
-# The benchmarks this machine can run; the GPU ones are bench-gpu's.
+# The benchmarks this machine can run; the GPU ones are bench-gpu's. bench_text_encoder needs
+# the text-encoder extra (torch pinned again so the resolve keeps the CPU build).
 bench: install
+	$(BIN)/python -m pip install --quiet torch==2.13.0 -e ".[dev,text-encoder]"
 	@for bench in tests/benchmarks/bench_*.py; do \
 		case $$bench in *_gpu.py) continue;; esac; \
 		echo "== $$bench"; python $$bench $(BENCH_ARGS) || exit 1; done

@@ -95,6 +95,25 @@ def _require_columns(frame: pd.DataFrame, name: str, columns: Sequence[str]) -> 
         raise InputError(f"{name} columns", list(frame.columns), f"must include {missing}")
 
 
+def recall_per_search(
+    retrieved: Sequence[Sequence[int]] | np.ndarray,
+    relevant: Sequence[Sequence[int]] | Sequence[np.ndarray],
+    k: int,
+) -> np.ndarray:
+    """Recall@k of each search with at least one relevant item (the searches
+    :func:`retrieval_metrics` averages), in order: the values a paired bootstrap resamples."""
+    if len(retrieved) != len(relevant):
+        raise InputError(
+            "retrieved", len(retrieved), f"must have one list per search ({len(relevant)})"
+        )
+    recalls = []
+    for found, wanted in zip(retrieved, relevant, strict=True):
+        targets = {int(i) for i in wanted}
+        if targets:
+            recalls.append(len(targets.intersection(int(i) for i in found[:k])) / len(targets))
+    return np.asarray(recalls, dtype=np.float64)
+
+
 def retrieval_metrics(
     retrieved: Sequence[Sequence[int]] | np.ndarray,
     relevant: Sequence[Sequence[int]] | Sequence[np.ndarray],
@@ -107,22 +126,15 @@ def retrieval_metrics(
         relevant: per search, the wanted item ids.
         ks: cut-offs of the recall.
     """
-    if len(retrieved) != len(relevant):
-        raise InputError(
-            "retrieved", len(retrieved), f"must have one list per search ({len(relevant)})"
-        )
-    recalls = {k: [] for k in ks}  # type: dict[int, list[float]]
+    recalls = {k: recall_per_search(retrieved, relevant, k) for k in ks}
     reciprocal: list[float] = []
     for found, wanted in zip(retrieved, relevant, strict=True):
         targets = set(int(i) for i in wanted)
         if not targets:
             continue
-        hits = np.fromiter((int(i) in targets for i in found), dtype=bool, count=len(found))
-        for k in ks:
-            recalls[k].append(hits[:k].sum() / len(targets))
-        first = np.flatnonzero(hits)
-        reciprocal.append(1.0 / (first[0] + 1) if len(first) else 0.0)
-    out = {f"recall@{k}": float(np.mean(v)) if v else 0.0 for k, v in recalls.items()}
+        first = next((rank for rank, i in enumerate(found) if int(i) in targets), None)
+        reciprocal.append(0.0 if first is None else 1.0 / (first + 1))
+    out = {f"recall@{k}": float(v.mean()) if len(v) else 0.0 for k, v in recalls.items()}
     out["mrr"] = float(np.mean(reciprocal)) if reciprocal else 0.0
     out["searches"] = float(len(reciprocal))
     return out

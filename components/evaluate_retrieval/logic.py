@@ -15,7 +15,8 @@ the query-intent model, and the intent model itself.
    against the majority class (the validation split's most common intent), per class.
 3. **Bless** the retriever (with its index) when the routed fusion's Recall@k is at least
    ``1 + min_retrieval_gain`` times BM25's, the generative retriever when the routed fusion
-   with it recalls more than without it, and the intent model for routing when its accuracy
+   with it recalls more than without it (the paired bootstrap's 95 % interval of the gain above
+   0, :func:`recall_gain`), and the intent model for routing when its accuracy
    beats the majority class's by more than ``min_intent_gain``. ``package_service`` ships the
    dense side, the generative side and the routing only when blessed.
 
@@ -37,6 +38,7 @@ import pandas as pd
 
 from searchrank.components.evaluate_retrieval.config import RetrievalConfig
 from searchrank.core import schema as S
+from searchrank.core.bootstrap import BootstrapResult, paired_bootstrap
 from searchrank.core.candidates import CandidateGenerator, SourceLists
 from searchrank.core.errors import InputError
 from searchrank.core.html import markdown_html, render_page
@@ -46,6 +48,7 @@ from searchrank.core.retrieval import (
     FusionRouting,
     fit_fusion_routing,
     fit_popularity_weight,
+    recall_per_search,
     reciprocal_rank_fusion,
     retrieval_metrics,
     route_key,
@@ -84,6 +87,9 @@ class RetrievalEvaluation:
     """Per system, Recall@k of new and known listeners and of searches for new items (where
     the training split is given)."""
     generative_blessed: bool = False
+    generative_gain: dict[str, float] = field(default_factory=dict)
+    """With a generative source, what it adds to the routed fusion's Recall@k on the test
+    searches (:func:`recall_gain`): ``difference`` and its 95 % interval ``low``–``high``."""
 
     @property
     def recall_ratio(self) -> float:
@@ -254,6 +260,21 @@ def system_lists(
             without.fuse(d, x, k, p, partial=q) for (d, x), p, _, q in routed
         ]
     return out
+
+
+def recall_gain(
+    with_source: list[list[int]],
+    without_source: list[list[int]],
+    relevant: list[list[int]],
+    k: int,
+) -> BootstrapResult:
+    """How much a source adds to the fusion's Recall@k: the paired bootstrap over the searches
+    (:func:`~searchrank.core.bootstrap.paired_bootstrap`) of their Recall@k with and without
+    it. A source is blessed only when the whole 95 % interval lies above 0: a gain of a search
+    or two in ten thousand is noise, and the source costs a decoder on every request."""
+    return paired_bootstrap(
+        recall_per_search(with_source, relevant, k), recall_per_search(without_source, relevant, k)
+    )
 
 
 def cold_start_groups(
@@ -430,14 +451,21 @@ def evaluate_retrieval(
             f"routed Recall@{k} {systems['routed'][key]:.4f} is below {needed:.4f} "
             f"((1 + {config.min_retrieval_gain}) × BM25): the service keeps BM25 alone"
         )
-    generative_blessed = False
+    generative_blessed, generative_gain = False, {}
     if "generative" in lists:
-        without = systems["routed_without_generative"][key]
-        generative_blessed = systems["routed"][key] > without
+        added = recall_gain(lists["routed"], lists["routed_without_generative"], relevant, k)
+        generative_gain = {
+            "difference": added.difference,
+            "low": added.difference_low,
+            "high": added.difference_high,
+        }
+        generative_blessed = added.difference_low > 0.0
         if not generative_blessed:
             reasons.append(
-                f"the routed fusion recalls {systems['routed'][key]:.4f} with the generative "
-                f"retriever and {without:.4f} without it: the service leaves it out"
+                f"the routed fusion recalls {added.mean_a:.4f} with the generative retriever and "
+                f"{added.mean_b:.4f} without it (95 % interval of the gain "
+                f"{added.difference_low:+.4f} to {added.difference_high:+.4f}): the service "
+                "leaves it out"
             )
     gain = intent["accuracy"] - intent["majority_accuracy"]
     intent_blessed = gain > config.min_intent_gain
@@ -454,6 +482,7 @@ def evaluate_retrieval(
         rewrites=rewrites,
         cold_start=cold_start,
         generative_blessed=generative_blessed,
+        generative_gain=generative_gain,
         routing=asdict(routing),
         intent=intent,
         retriever_blessed=retriever_blessed,

@@ -43,7 +43,8 @@ queries as typed), the baseline of the issue's "today 1.20×".
 Generative retrieval (synthetic): ``train_generative_retriever`` fits semantic IDs on the
 two-tower's item vectors and trains the encoder–decoder on the train split; ``evaluate_retrieval``
 routes it as a third source. ``generative`` reports its own Recall@{10,100} and MRR, the routed
-fusion with and without it, its weight by intent, whether it was blessed, Recall@100 by cold
+fusion with and without it and the paired-bootstrap interval of that gain, its weight by intent,
+whether it was blessed (the interval above 0), Recall@100 by cold
 start (new listeners, searches for items released inside the window) against the two-tower's,
 and its decode milliseconds per query (constrained beam search, one query at a time as
 ``/search`` runs it). Routed target: ≥ 1.35 × BM25 (synthetic), and the two-tower ≥ 2.6 × BM25
@@ -322,6 +323,7 @@ def generative_result(
             systems["routed_without_generative"]["recall@100"], 4
         ),
         "blessed": evaluation.generative_blessed,
+        "routed_gain@100": {k: round(v, 5) for k, v in evaluation.generative_gain.items()},
         "weight_by_intent": routing.generative_share,
         "weight_default": routing.generative_default,
         "cold_start_recall@100": {

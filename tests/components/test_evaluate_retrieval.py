@@ -15,6 +15,7 @@ from searchrank.components.evaluate_retrieval.logic import (
     RetrievalConfig,
     evaluate_retrieval,
     ranked_lists,
+    recall_gain,
     wanted_searches,
 )
 from searchrank.components.train_retriever.logic import RetrieverSummary
@@ -162,3 +163,15 @@ def test_missing_parts_and_bad_margins_are_refused(
         RetrievalConfig(min_retrieval_gain=-1.0)
     with pytest.raises(InputError, match="k"):
         RetrievalConfig(k=5)
+
+
+def test_a_source_is_blessed_only_when_its_gain_is_more_than_noise() -> None:
+    """Over 400 searches, one found only with the source is noise; forty are not."""
+    relevant = [[i] for i in range(400)]
+    without = [[1000 + i] for i in range(400)]
+    one = [[0], *without[1:]]
+    forty = [[i] for i in range(40)] + without[40:]
+    noise = recall_gain(one, without, relevant, 10)
+    assert noise.difference > 0 and noise.difference_low <= 0.0
+    real = recall_gain(forty, without, relevant, 10)
+    assert real.difference == pytest.approx(0.1) and real.difference_low > 0.0

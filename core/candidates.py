@@ -36,7 +36,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -46,21 +46,16 @@ from searchrank.core import schema as S
 from searchrank.core.ann import AnnIndex
 from searchrank.core.bm25 import BM25Scorer
 from searchrank.core.completion import PREFIX_FILE, PrefixIndex
-from searchrank.core.errors import InputError
 from searchrank.core.generative import GenerativeSource
 from searchrank.core.intent import IntentModel
-from searchrank.core.query_rewrite import (
-    UNCHANGED,
-    Lexicon,
-    QueryRewriter,
-    Rewrite,
-    catalogue_rewriter,
-)
+from searchrank.core.query_rewrite import Lexicon, QueryRewriter, Rewrite, catalogue_rewriter
 from searchrank.core.retrieval import (
     ROUTING_FILE,
     FusionRouting,
+    log_stream_counts,
     popularity_reranked,
     reciprocal_rank_fusion,
+    require_columns,
 )
 from searchrank.core.retriever import Retriever
 
@@ -123,8 +118,8 @@ class SourceLists:
     lexical: list[list[int]]
     dense: list[list[int]] | None = None
     generative: list[list[int]] | None = None
-    partial: list[bool] | None = None
-    """Whether each query was typed partway (``None``: the service has no prefix index)."""
+    partial: list[bool] = field(default_factory=list)
+    """Whether each query was typed partway (never, without a prefix index)."""
 
 
 @dataclass
@@ -169,10 +164,7 @@ class CandidateGenerator:
         lexical = lexical_retriever(catalogue)
         log_streams = None
         if streams is not None:
-            counts = pd.Series(streams, dtype=np.float64).reindex(lexical.item_ids).fillna(0.0)
-            if not np.isfinite(counts).all() or (counts < 0).any():
-                raise InputError("streams", float(counts.min()), "must be finite counts ≥ 0")
-            log_streams = np.log1p(counts.to_numpy())
+            log_streams = log_stream_counts(streams, lexical.item_ids)
         rewriter = catalogue_rewriter(catalogue, streams)
         prefix = PrefixIndex.from_catalogue(catalogue, streams)
         return cls(lexical, dense, intent, None, rewriter, generative, log_streams, prefix)
@@ -185,7 +177,7 @@ class CandidateGenerator:
     def rewrite(self, query: str) -> Rewrite:
         """What the rewriter makes of the normalized ``query`` (unchanged without one)."""
         if self.rewriter is None:
-            return Rewrite(query, query, UNCHANGED, 1.0)
+            return Rewrite.unchanged(query)
         return self.rewriter.rewrite(query)
 
     def understand(self, query: str) -> pd.DataFrame | None:
@@ -245,7 +237,10 @@ class CandidateGenerator:
         still what :meth:`rewrite` returns, for the listener and the ranker's features.
         """
         partial = [self.is_partial(rewrite) for rewrite in rewrites]
-        reads = [_as_typed(r) if p else r for r, p in zip(rewrites, partial, strict=True)]
+        reads = [
+            Rewrite.unchanged(r.original) if p else r
+            for r, p in zip(rewrites, partial, strict=True)
+        ]
         lexical = []
         for rewrite, typed_partway in zip(reads, partial, strict=True):
             lists, weights = [self._lexical(rewrite.original, n)], [1.0]
@@ -262,7 +257,7 @@ class CandidateGenerator:
             depth = min(n, GENERATIVE_DEPTH)
             with timed("decode"):
                 generative = _both(self.generative.retrieve, reads, user_ids, depth)
-        return SourceLists(lexical, dense, generative, partial if self.prefix is not None else None)
+        return SourceLists(lexical, dense, generative, partial)
 
     def retrieve(
         self,
@@ -281,8 +276,7 @@ class CandidateGenerator:
         routing = self.routing or FusionRouting()
         dense = lists.dense[0] if lists.dense is not None else []
         generative = lists.generative[0] if lists.generative is not None else []
-        partial = bool(lists.partial and lists.partial[0])
-        return routing.fuse(dense, lists.lexical[0], n, intent, generative, partial)
+        return routing.fuse(dense, lists.lexical[0], n, intent, generative, lists.partial[0])
 
     def save(self, folder: Path, parts: RetrieverParts | None = None) -> None:
         """Write the lexical index into ``folder`` and copy ``parts`` beside it."""
@@ -325,10 +319,6 @@ class CandidateGenerator:
         return cls(lexical, dense, intent, routing, rewriter, generative, log_streams, prefix)
 
 
-def _as_typed(rewrite: Rewrite) -> Rewrite:
-    return Rewrite(rewrite.original, rewrite.original, UNCHANGED, 1.0)
-
-
 def _both(
     retrieve: Callable[[list[str], list[int], int], list[list[int]]],
     rewrites: Sequence[Rewrite],
@@ -365,9 +355,7 @@ def lexical_text(catalogue: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     Raises:
         InputError: a column named above is missing.
     """
-    missing = [c for c in (S.ITEM_ID, *LEXICAL_TEXT) if c not in catalogue.columns]
-    if missing:
-        raise InputError("catalogue columns", list(catalogue.columns), f"must include {missing}")
+    require_columns(catalogue, "catalogue", (S.ITEM_ID, *LEXICAL_TEXT))
     items = catalogue.drop_duplicates(S.ITEM_ID)
     texts = (items["name"].fillna("") + " " + items["artist_name"].fillna("")).tolist()
     return items[S.ITEM_ID].to_numpy(), texts

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from searchrank.core import schema as S
-from searchrank.core.errors import InputError
+from searchrank.core.retrieval import log_stream_counts, require_columns
 from searchrank.core.text import normalize_text
 
 PREFIX_FIELDS = ("name", "artist_name")
@@ -63,16 +63,8 @@ class PrefixIndex:
             InputError: a column named above is missing, or a stream count is negative or
                 not finite.
         """
-        missing = [c for c in (S.ITEM_ID, *PREFIX_FIELDS) if c not in catalogue.columns]
-        if missing:
-            columns = list(catalogue.columns)
-            raise InputError("catalogue columns", columns, f"must include {missing}")
+        require_columns(catalogue, "catalogue", (S.ITEM_ID, *PREFIX_FIELDS))
         items = catalogue.drop_duplicates(S.ITEM_ID)
-        counts = pd.Series(0.0, index=items[S.ITEM_ID])
-        if streams is not None:
-            counts = pd.Series(streams, dtype=np.float64).reindex(counts.index).fillna(0.0)
-            if not np.isfinite(counts).all() or (counts < 0).any():
-                raise InputError("streams", float(counts.min()), "must be finite counts ≥ 0")
         rows = pd.concat(
             [
                 pd.DataFrame(
@@ -85,12 +77,9 @@ class PrefixIndex:
             ]
         )
         rows = rows[rows["phrase"] != ""].drop_duplicates().sort_values("phrase", kind="stable")
-        log_streams = np.log1p(counts.reindex(rows[S.ITEM_ID]).to_numpy(dtype=np.float64))
-        return cls(
-            rows["phrase"].to_numpy(dtype=str),
-            rows[S.ITEM_ID].to_numpy(dtype=np.int64),
-            log_streams,
-        )
+        ids = rows[S.ITEM_ID].to_numpy(dtype=np.int64)
+        log_streams = np.zeros(len(ids)) if streams is None else log_stream_counts(streams, ids)
+        return cls(rows["phrase"].to_numpy(dtype=str), ids, log_streams)
 
     def _rows(self, prefix: str) -> slice:
         """The rows whose phrase begins with ``prefix`` (normalized)."""

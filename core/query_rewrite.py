@@ -83,6 +83,11 @@ class Rewrite:
     kind: str
     confidence: float
 
+    @classmethod
+    def unchanged(cls, query: str) -> Rewrite:
+        """``query`` (normalized) read as typed."""
+        return cls(query, query, UNCHANGED, 1.0)
+
     @property
     def changed(self) -> bool:
         return self.kind != UNCHANGED
@@ -172,7 +177,7 @@ class QueryRewriter:
         words = original.split()
         unknown = [i for i, w in enumerate(words) if w not in self.lexicon.words]
         if not unknown:
-            return Rewrite(original, original, UNCHANGED, 1.0)
+            return Rewrite.unchanged(original)
         if unknown == [len(words) - 1]:
             completed = self._complete(original)
             if completed is not None:
@@ -185,7 +190,7 @@ class QueryRewriter:
                 confidence *= chance
         text = " ".join(corrected)
         if text == original:
-            return Rewrite(original, original, UNCHANGED, 1.0)
+            return Rewrite.unchanged(original)
         return Rewrite(original, text, CORRECTED, confidence)
 
     def _complete(self, prefix: str) -> tuple[str, float] | None:

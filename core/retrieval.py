@@ -59,11 +59,11 @@ def wanted_items(
     Raises:
         InputError: ``rows`` or ``searches`` lacks a column named above.
     """
-    _require_columns(rows, "rows", (S.SEARCH_ID, S.ITEM_ID, S.LABEL))
+    require_columns(rows, "rows", (S.SEARCH_ID, S.ITEM_ID, S.LABEL))
     engaged = rows.loc[rows[S.LABEL] >= min_label, [S.SEARCH_ID, S.ITEM_ID]]
     parts = [engaged.astype({S.ITEM_ID: np.int64})]
     if searches is not None and TARGET_ITEM_ID in searches.columns:
-        _require_columns(searches, "searches", (S.SEARCH_ID,))
+        require_columns(searches, "searches", (S.SEARCH_ID,))
         asked = searches[searches[S.SEARCH_ID].isin(rows[S.SEARCH_ID])]
         named = asked[[S.SEARCH_ID, TARGET_ITEM_ID]].dropna(subset=[TARGET_ITEM_ID])
         parts.append(
@@ -83,16 +83,29 @@ def item_streams(rows: pd.DataFrame, min_label: int = S.Grade.STREAM) -> pd.Seri
     Raises:
         InputError: ``rows`` lacks ``item_id`` or ``label``.
     """
-    _require_columns(rows, "rows", (S.ITEM_ID, S.LABEL))
+    require_columns(rows, "rows", (S.ITEM_ID, S.LABEL))
     streamed = rows.loc[rows[S.LABEL] >= min_label, S.ITEM_ID].astype(np.int64)
     return streamed.value_counts().sort_index().astype(np.float64).rename("streams")
 
 
-def _require_columns(frame: pd.DataFrame, name: str, columns: Sequence[str]) -> None:
+def require_columns(frame: pd.DataFrame, name: str, columns: Sequence[str]) -> None:
     """Raise :class:`InputError` naming the columns of ``columns`` that ``frame`` lacks."""
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise InputError(f"{name} columns", list(frame.columns), f"must include {missing}")
+
+
+def log_stream_counts(streams: pd.Series, item_ids: np.ndarray) -> np.ndarray:
+    """``log1p`` of each of ``item_ids``' streams (:func:`item_streams`; an item it lacks
+    counts 0), in ``item_ids``' order: the popularity BM25's prior and the prefix index read.
+
+    Raises:
+        InputError: a count is negative or not finite.
+    """
+    counts = pd.Series(streams, dtype=np.float64).reindex(item_ids).fillna(0.0)
+    if not np.isfinite(counts).all() or (counts < 0).any():
+        raise InputError("streams", float(counts.min()), "must be finite counts ≥ 0")
+    return np.log1p(counts.to_numpy())
 
 
 def recall_per_search(

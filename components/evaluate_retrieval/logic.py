@@ -250,8 +250,7 @@ def system_lists(
         "fused": [reciprocal_rank_fusion([d, x], k) for d, x in pairs],
     }
     generative = lists.generative or [[] for _ in pairs]
-    partial = lists.partial or [False for _ in pairs]
-    routed = list(zip(pairs, predicted, generative, partial, strict=True))
+    routed = list(zip(pairs, predicted, generative, lists.partial, strict=True))
     out["routed"] = [routing.fuse(d, x, k, p, g, q) for (d, x), p, g, q in routed]
     if lists.generative is not None:
         without = replace(routing, generative_share={}, generative_default=0.0)
@@ -357,8 +356,7 @@ def fit_routing(
     found = ranked_lists(generator, tuning, k)
     predicted = predicted_intents(generator, tuning)
     assert found.dense is not None  # ranked_lists refuses a generator without it
-    partial = found.partial or [False for _ in predicted]
-    routes = [route_key(p, q) for p, q in zip(predicted, partial, strict=True)]
+    routes = [route_key(p, q) for p, q in zip(predicted, found.partial, strict=True)]
     routing = fit_fusion_routing(
         found.dense, found.lexical, wanted, routes, k, found.generative, prior
     )

@@ -70,7 +70,7 @@ def test_every_system_is_measured_and_the_routed_one_is_what_the_routing_fuses(
     assert lists.dense is not None and lists.generative is None
     assert generator.intent is not None
     predicted = generator.intent.predict([generator.rewrite(q).query for q in test[S.QUERY]])
-    assert lists.partial is not None and any(lists.partial)
+    assert any(lists.partial)
     pairs = zip(lists.dense, lists.lexical, predicted, lists.partial, strict=True)
     routed = [routing.fuse(d, x, 100, p, partial=q) for d, x, p, q in pairs]
     assert retrieval_metrics(routed, test["relevant"].tolist()) == evaluation.systems["routed"]

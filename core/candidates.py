@@ -8,9 +8,10 @@ completes the query against the catalogue's vocabulary: BM25 reads the rewrite b
 original and the query tower reads both (each source's two lists fused, the rewrite's weighted
 by its confidence), and the intent model reads the rewrite.
 
-A query typed partway ("midni", "the we") also gets the items whose name or artist begins with
-it, the most streamed first (:class:`~searchrank.core.completion.PrefixIndex`), fused into the
-lexical list, and the routing's own weights for queries typed partway.
+A query typed partway ("midni", "the we") also gets the items whose name begins with it, the
+most streamed first and those of the listener's market ahead
+(:class:`~searchrank.core.completion.PrefixIndex`), fused into the lexical list, and the
+routing's own weights for queries typed partway.
 
 A third, generative source (:class:`~searchrank.core.generative.GenerativeSource`) writes the
 semantic IDs of the items a query wants, where the service carries one.
@@ -130,7 +131,7 @@ class CandidateGenerator:
     Attributes:
         log_streams: ``log1p`` of each lexical item's streams (aligned with
             ``lexical.item_ids``) for the popularity prior; ``None``: no prior.
-        prefix: the catalogue's names and artists for queries typed partway; ``None``: none.
+        prefix: the catalogue's names for queries typed partway; ``None``: none.
     """
 
     lexical: BM25Scorer
@@ -153,7 +154,7 @@ class CandidateGenerator:
     ) -> CandidateGenerator:
         """The service's generator for a catalogue: :func:`lexical_retriever`, the rewriter
         over the catalogue's :class:`~searchrank.core.query_rewrite.Lexicon` and the
-        :class:`~searchrank.core.completion.PrefixIndex` of its names and artists.
+        :class:`~searchrank.core.completion.PrefixIndex` of its names.
 
         Args:
             streams: each item's streams in the training window
@@ -192,6 +193,21 @@ class CandidateGenerator:
             return 0.0
         return self.routing.popularity_weight
 
+    @property
+    def market_weight(self) -> float:
+        """The bonus of the listener's market among prefix completions: the routing's."""
+        return 0.0 if self.routing is None else self.routing.market_weight
+
+    @property
+    def prefix_weight(self) -> float:
+        """The weight of prefix completions against BM25's list: the routing's (1 without)."""
+        return 1.0 if self.routing is None else self.routing.prefix_weight
+
+    def needs_market(self, rewrite: Rewrite) -> bool:
+        """Whether retrieving for this query reads the listener's market: it was typed
+        partway and the routing gives the listener's market a bonus."""
+        return self.market_weight > 0 and self.is_partial(rewrite)
+
     def lexical_pool(self, query: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """BM25's :data:`LEXICAL_POOL` best items for ``query``: (ids, scores, log streams),
         the streams 0 without any (what the prior re-orders; also what fitting it reads)."""
@@ -217,6 +233,7 @@ class CandidateGenerator:
         user_ids: Sequence[int],
         n: int,
         timed: Timer = lambda _: nullcontext(),
+        markets: Sequence[str | None] | None = None,
     ) -> SourceLists:
         """Each source's ``n`` ids for each query (as :meth:`rewrite` read it), best first.
 
@@ -231,7 +248,10 @@ class CandidateGenerator:
         ``timed("decode")``.
 
         A query typed partway (:meth:`is_partial`) is read as typed, and its lexical fusion
-        adds, at full weight, the items whose name or artist it begins, most streamed first.
+        adds, at the routing's ``prefix_weight`` (BM25's list weighs 1), the items whose name
+        it begins, most streamed first, those of the
+        listener's market (``markets``, one per query, ``None`` where unknown) ahead by the
+        routing's ``market_weight``.
         Its completion picks one of those phrases and would only narrow the list (reading it
         cost the prefix slices 0.7–0.8 points of Recall@100 on 30k synthetic searches); it is
         still what :meth:`rewrite` returns, for the listener and the ranker's features.
@@ -241,15 +261,16 @@ class CandidateGenerator:
             Rewrite.unchanged(r.original) if p else r
             for r, p in zip(rewrites, partial, strict=True)
         ]
+        markets = markets if markets is not None else [None] * len(rewrites)
         lexical = []
-        for rewrite, typed_partway in zip(reads, partial, strict=True):
+        for rewrite, typed_partway, market in zip(reads, partial, markets, strict=True):
             lists, weights = [self._lexical(rewrite.original, n)], [1.0]
             if rewrite.changed:
                 lists.append(self._lexical(rewrite.query, n))
                 weights.append(rewrite.confidence)
             if typed_partway and self.prefix is not None:
-                lists.append(self.prefix.complete(rewrite.original, n))
-                weights.append(1.0)
+                lists.append(self.prefix.complete(rewrite.original, n, market, self.market_weight))
+                weights.append(self.prefix_weight)
             lexical.append(reciprocal_rank_fusion(lists, n, weights))
         dense = None if self.dense is None else _both(self.dense.retrieve, reads, user_ids, n)
         generative = None
@@ -266,11 +287,12 @@ class CandidateGenerator:
         n: int,
         intent: str | None = None,
         timed: Timer = lambda _: nullcontext(),
+        market: str | None = None,
     ) -> list[int]:
         """At most ``n`` item ids for a query (as :meth:`rewrite` read it) and the listener,
         best first; ``intent`` picks the fusion weights when the generator has a routing;
-        ``timed`` as in :meth:`source_lists`."""
-        lists = self.source_lists([rewrite], [user_id], n, timed)
+        ``timed`` and the listener's ``market`` as in :meth:`source_lists`."""
+        lists = self.source_lists([rewrite], [user_id], n, timed, [market])
         if lists.dense is None and lists.generative is None:
             return lists.lexical[0]
         routing = self.routing or FusionRouting()

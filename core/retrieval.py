@@ -205,6 +205,10 @@ class FusionRouting:
         generative_default: that weight for any other intent.
         popularity_weight: the lexical prior: BM25's candidates are re-ordered by their score
             plus this times the log of their streams (:func:`popularity_reranked`).
+        market_weight: the bonus, in log streams, of the items of the listener's market among
+            a query's prefix completions (:meth:`~searchrank.core.completion.PrefixIndex.complete`).
+        prefix_weight: the weight of those completions in the lexical fusion of a query typed
+            partway, against BM25's list, which weighs 1.
     """
 
     dense_share: dict[str, float] = field(default_factory=dict)
@@ -212,6 +216,8 @@ class FusionRouting:
     generative_share: dict[str, float] = field(default_factory=dict)
     generative_default: float = 0.0
     popularity_weight: float = 0.0
+    market_weight: float = 0.0
+    prefix_weight: float = 1.0
 
     def __post_init__(self) -> None:
         shares = {
@@ -223,8 +229,10 @@ class FusionRouting:
         for name, share in shares.items():
             if not 0.0 <= share <= 1.0:
                 raise InputError(name, share, "must lie in [0, 1]")
-        if not (np.isfinite(self.popularity_weight) and self.popularity_weight >= 0):
-            raise InputError("popularity_weight", self.popularity_weight, "must be finite, ≥ 0")
+        for name in ("popularity_weight", "market_weight", "prefix_weight"):
+            weight = getattr(self, name)
+            if not (np.isfinite(weight) and weight >= 0):
+                raise InputError(name, weight, "must be finite, ≥ 0")
 
     def weights(self, intent: str | None, partial: bool = False) -> tuple[float, float, float]:
         """(dense, lexical, generative) weights for a query of ``intent`` (``None``: not
@@ -257,8 +265,8 @@ class FusionRouting:
 
     @classmethod
     def load(cls, path: Path) -> FusionRouting:
-        """A saved routing; one saved before the generative source and the popularity prior
-        existed loads with neither."""
+        """A saved routing; one saved before the generative source, the popularity prior, the
+        market bonus and the prefix weight existed loads with the defaults of each."""
         try:
             saved = json.loads(path.read_text())
             return cls(
@@ -267,6 +275,8 @@ class FusionRouting:
                 dict(saved.get("generative_share", {})),
                 float(saved.get("generative_default", 0.0)),
                 float(saved.get("popularity_weight", 0.0)),
+                float(saved.get("market_weight", 0.0)),
+                float(saved.get("prefix_weight", 1.0)),
             )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
             raise InputError(

@@ -87,6 +87,9 @@ class ServiceLayout:
     """The item columns holding :data:`TEXT_INPUTS`, in that order."""
     explicit_setting: str
     """The ``view:feature`` reference of the listener's explicit-content setting."""
+    listener_market: str | None = None
+    """The ``view:feature`` reference of the listener's market, where the contract serves it:
+    retrieval puts that market's items ahead among a prefix's completions."""
 
     @classmethod
     def of(cls, contract: FeatureContract) -> ServiceLayout:
@@ -134,6 +137,10 @@ class ServiceLayout:
                 f"{c.view}:{c.feature}"
                 for c in contract.columns
                 if c.column == T.EXPLICIT_FILTER_COLUMN
+            ),
+            listener_market=next(
+                (f"{c.view}:{c.feature}" for c in contract.columns if c.column == T.MARKET_COLUMN),
+                None,
             ),
         )
 
@@ -536,7 +543,8 @@ class OnlineFeatures:
         self.plan = InputPlan.of(processor, self.layout)
         self.deadline = Deadline(STORE_DEPENDENCY, timeout_s)
         self.reader = RequestReader(store, self.layout.request_features)
-        self.settings = RequestReader(store, [self.layout.explicit_setting])
+        listener = [self.layout.explicit_setting, self.layout.listener_market]
+        self.settings = RequestReader(store, [r for r in listener if r is not None])
         self.items = ItemCache(store, self.layout, processor, item_ids, self.deadline)
 
     def fetch(self, query: str, user_id: int, item_ids: Sequence[int]) -> Fetched:
@@ -596,6 +604,15 @@ class OnlineFeatures:
         a request without a known candidate, whose features would have carried it)."""
         values = self.deadline.call(self.settings.read, {S.USER_ID: [user_id]}, 1)
         return values[T.EXPLICIT_FILTER_COLUMN][0]
+
+    def listener_market(self, user_id: int) -> str | None:
+        """The listener's market from the online store; ``None`` when the contract does not
+        serve it or the store has none for the listener."""
+        if self.layout.listener_market is None:
+            return None
+        values = self.deadline.call(self.settings.read, {S.USER_ID: [user_id]}, 1)
+        market = values[T.MARKET_COLUMN][0]
+        return market if isinstance(market, str) and market else None
 
     def ping(self) -> bool:
         """Whether the online store answers a one-row lookup within the deadline (readiness)."""

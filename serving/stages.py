@@ -13,6 +13,9 @@ A request is timed in these stages:
 ``decode``
     the generative retriever's constrained beam search: a part of ``retrieval``, not added to
     it (``/search``, where the service has that retriever);
+``listener``
+    the listener's market from the online store, for a query typed partway whose completions
+    favour it: a part of ``retrieval`` too (``/search``);
 ``online_features``
     the Feast online store and the item cache: the candidates' feature rows;
 ``feature_processing``
@@ -40,6 +43,7 @@ STAGES = (
     "intent",
     "retrieval",
     "decode",
+    "listener",
     "online_features",
     "feature_processing",
     "model",

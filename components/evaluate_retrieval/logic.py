@@ -3,9 +3,11 @@ Voyager index, fused with BM25 (and the generative retriever, where one is given
 the query-intent model, and the intent model itself.
 
 1. **Route**: on the validation searches, fit the weight of BM25's popularity prior
-   (:func:`fit_popularity_weight`, where the training split's streams are given), then the
-   fusion weights of the dense and generative lists for each predicted intent
-   (:func:`fit_fusion_routing`): the routing the service will use.
+   (:func:`fit_popularity_weight`, where the training split's streams are given), the bonus of
+   the listener's market among prefix completions (:func:`fit_market_bonus`, where the splits
+   carry the listener's market) and those completions' weight against BM25's list
+   (:func:`fit_prefix_weight`), then the fusion weights of the dense and generative lists for
+   each predicted intent (:func:`fit_fusion_routing`): the routing the service will use.
 2. **Measure** on the test searches (never seen in training or routing) Recall@{10, k} and MRR
    of BM25 alone (the service's lexical retriever), the index alone, the generative retriever
    alone, the even dense–lexical fusion and the routed fusion (and, with a generative source,
@@ -40,6 +42,7 @@ from searchrank.components.evaluate_retrieval.config import RetrievalConfig
 from searchrank.core import schema as S
 from searchrank.core.bootstrap import BootstrapResult, paired_bootstrap
 from searchrank.core.candidates import CandidateGenerator, SourceLists
+from searchrank.core.completion import fit_market_weight
 from searchrank.core.errors import InputError
 from searchrank.core.html import markdown_html, render_page
 from searchrank.core.intent import INTENT_LABEL, intent_report, labelled_searches
@@ -54,7 +57,12 @@ from searchrank.core.retrieval import (
     route_key,
     wanted_items,
 )
+from searchrank.features import tables as T
 
+PREFIX_WEIGHTS = (1.0, 2.0, 4.0)
+"""The weights of prefix completions against BM25's list that :func:`fit_prefix_weight`
+chooses among (on 30k synthetic searches 1 and 2 left the track-prefix slice 0.095 and 0.074
+short of exact tracks)."""
 QUERY_FORM = "query_form"
 """The searches table's column of how the query was typed, where the log knows it."""
 SYSTEMS = ("bm25", "two_tower", "fused", "routed")
@@ -114,6 +122,8 @@ class RetrievalEvaluation:
                 "intent_blessed": float(self.intent_blessed),
                 "generative_blessed": float(self.generative_blessed),
                 "popularity_weight": self.routing["popularity_weight"],
+                "market_weight": self.routing.get("market_weight", 0.0),
+                "prefix_weight": self.routing.get("prefix_weight", 1.0),
             }
         )
         return out
@@ -141,7 +151,9 @@ class RetrievalEvaluation:
             "",
             f"- dense share of the fusion by predicted intent: {shares} "
             f"(otherwise {self.routing['default']:.2f}); BM25's popularity prior weighs "
-            f"{self.routing['popularity_weight']:g}",
+            f"{self.routing['popularity_weight']:g}; the listener's market among prefix "
+            f"completions {self.routing.get('market_weight', 0.0):g}, and those completions "
+            f"against BM25 {self.routing.get('prefix_weight', 1.0):g}",
             f"- intent accuracy {self.intent['accuracy']:.3f} against the majority class's "
             f"{self.intent['majority_accuracy']:.3f}",
         ]
@@ -209,20 +221,32 @@ def wanted_searches(
     rows: pd.DataFrame, min_label: int, searches: pd.DataFrame | None = None
 ) -> pd.DataFrame:
     """One row per search with at least one wanted item (:func:`wanted_items`), indexed by
-    ``search_id``: its query, its user and the wanted ids (``relevant``)."""
+    ``search_id``: its query, its user, the listener's market where the rows carry it
+    (``user_stats__market``, as the feature store joined it at the search's time) and the wanted
+    ids (``relevant``)."""
     missing = [c for c in (S.SEARCH_ID, S.USER_ID, S.ITEM_ID, S.QUERY, S.LABEL) if c not in rows]
     if missing:
         raise InputError("split columns", list(rows.columns), f"must include {missing}")
     wanted = wanted_items(rows, min_label, searches)
-    first = rows.groupby(S.SEARCH_ID, sort=False)[[S.QUERY, S.USER_ID]].first()
+    carried = [S.QUERY, S.USER_ID, *([T.MARKET_COLUMN] if T.MARKET_COLUMN in rows else [])]
+    first = rows.groupby(S.SEARCH_ID, sort=False)[carried].first()
     return first.loc[wanted.index].assign(relevant=wanted)
 
 
+def listener_markets(searches: pd.DataFrame) -> list[str | None]:
+    """Each search's listener's market, ``None`` where unknown (or all, without the column)."""
+    if T.MARKET_COLUMN not in searches:
+        return [None] * len(searches)
+    return [m if isinstance(m, str) and m else None for m in searches[T.MARKET_COLUMN]]
+
+
 def ranked_lists(generator: CandidateGenerator, searches: pd.DataFrame, k: int) -> SourceLists:
-    """Each source's ids of each search, best first, as ``/search`` retrieves them (rewrites
-    and the popularity prior included); the model sources read the queries in one batch."""
+    """Each source's ids of each search, best first, as ``/search`` retrieves them (rewrites,
+    the popularity prior and the listener's market included); the model sources read the
+    queries in one batch."""
     rewrites = [generator.rewrite(q) for q in searches[S.QUERY].astype(str)]
-    lists = generator.source_lists(rewrites, searches[S.USER_ID].tolist(), k)
+    users = searches[S.USER_ID].tolist()
+    lists = generator.source_lists(rewrites, users, k, markets=listener_markets(searches))
     if lists.dense is None:
         raise InputError("retriever", "without a two-tower model", "needs the dense retriever")
     return lists
@@ -344,15 +368,20 @@ def fit_routing(
     generator: CandidateGenerator, tuning: pd.DataFrame, k: int
 ) -> tuple[CandidateGenerator, FusionRouting]:
     """On the validation searches (:func:`wanted_searches`), BM25's popularity prior (where the
-    generator has streams), then the fusion weights by predicted intent (and, for queries
-    typed partway, by :func:`~searchrank.core.retrieval.route_key`) over the lists retrieved
-    with that prior: (the generator with the prior, the routing)."""
+    generator has streams) and the market bonus (:func:`fit_market_bonus`), then the fusion
+    weights by predicted intent (and, for queries typed partway, by
+    :func:`~searchrank.core.retrieval.route_key`) over the lists retrieved with those: (the
+    generator with the prior and the bonus, the routing)."""
     wanted = tuning["relevant"].tolist()
     prior = 0.0
     if generator.log_streams is not None:
         pools = [generator.lexical_pool(q) for q in tuning[S.QUERY].astype(str)]
         prior = fit_popularity_weight(pools, wanted, k)
-    generator = replace(generator, routing=FusionRouting(popularity_weight=prior))
+    bonus = fit_market_bonus(generator, tuning, k)
+    fitted = fit_prefix_weight(
+        generator, tuning, FusionRouting(popularity_weight=prior, market_weight=bonus), k
+    )
+    generator = replace(generator, routing=fitted)
     found = ranked_lists(generator, tuning, k)
     predicted = predicted_intents(generator, tuning)
     assert found.dense is not None  # ranked_lists refuses a generator without it
@@ -360,7 +389,56 @@ def fit_routing(
     routing = fit_fusion_routing(
         found.dense, found.lexical, wanted, routes, k, found.generative, prior
     )
-    return generator, routing
+    return generator, replace(routing, market_weight=bonus, prefix_weight=fitted.prefix_weight)
+
+
+def fit_prefix_weight(
+    generator: CandidateGenerator,
+    tuning: pd.DataFrame,
+    routing: FusionRouting,
+    k: int,
+    weights: tuple[float, ...] = PREFIX_WEIGHTS,
+) -> FusionRouting:
+    """``routing`` with the prefix completions' weight in the lexical fusion (against BM25's
+    1) that recalls the most of the searches of ``tuning`` typed partway in their first ``k``
+    lexical items (ties: the smaller weight); unchanged without a prefix index or such
+    searches."""
+    if generator.prefix is None:
+        return routing
+    lexical_only = replace(generator, dense=None, generative=None)
+    rewrites = [generator.rewrite(q) for q in tuning[S.QUERY].astype(str)]
+    chosen = [i for i, r in enumerate(rewrites) if generator.is_partial(r)]
+    if not chosen:
+        return routing
+    users = tuning[S.USER_ID].to_numpy()[chosen].tolist()
+    markets = [listener_markets(tuning)[i] for i in chosen]
+    wanted = tuning["relevant"].to_numpy()[chosen].tolist()
+    recall = []
+    for weight in weights:
+        trial = replace(lexical_only, routing=replace(routing, prefix_weight=weight))
+        lists = trial.source_lists([rewrites[i] for i in chosen], users, k, markets=markets)
+        recall.append(retrieval_metrics(lists.lexical, wanted, (k,))[f"recall@{k}"])
+    return replace(routing, prefix_weight=weights[int(np.argmax(recall))])
+
+
+def fit_market_bonus(generator: CandidateGenerator, tuning: pd.DataFrame, k: int) -> float:
+    """The bonus of the listener's market among prefix completions
+    (:func:`~searchrank.core.completion.fit_market_weight`) on the searches of ``tuning`` typed
+    partway whose listener's market is known; 0 without a prefix index or such searches."""
+    if generator.prefix is None:
+        return 0.0
+    typed = [generator.rewrite(q).original for q in tuning[S.QUERY].astype(str)]
+    chosen = [
+        (query, market, wanted)
+        for query, market, wanted in zip(
+            typed, listener_markets(tuning), tuning["relevant"], strict=True
+        )
+        if market is not None and generator.prefix.is_partial(query)
+    ]
+    if not chosen:
+        return 0.0
+    queries, markets, wanted = zip(*chosen, strict=True)
+    return fit_market_weight(generator.prefix, queries, markets, wanted, k)
 
 
 def recall_by_groups(

@@ -32,7 +32,10 @@ the same without query understanding (no rewriter and no prefix completions); ``
 how far each misspelled or prefix slice falls behind the same intent typed exactly (target
 ≤ 0.03). BM25 in ``/search`` re-orders its candidates by popularity (streams in the train
 split, the weight fitted on validation), and a query typed partway adds the items whose name
-or artist it begins (:class:`~searchrank.core.completion.PrefixIndex`) and takes its own route.
+it begins (:class:`~searchrank.core.completion.PrefixIndex`), the listener's market ahead by
+the bonus fitted on validation (``market_weight``; the generator's users table gives each
+search its listener's market, as the feature store does in the pipeline), and takes its own
+route.
 
 That lexical side is the baseline the ratios divide by (when it beats BM25 over the tags), so
 it gains with every improvement of its own: ``routed_ceiling`` is the ratio a perfect
@@ -293,6 +296,7 @@ def synthetic(
         "typo_gap_target": TYPO_GAP_TARGET,
         "typo_gap_met": all(gap <= TYPO_GAP_TARGET for gap in gaps.values()),
         "popularity_weight": routing.popularity_weight,
+        "market_weight": routing.market_weight,
         "rewrite": rewrite_quality(generator, logged, catalogue),
         "generative": generative_result(evaluation, routing, source, held_out, generative_s),
     }
@@ -402,11 +406,15 @@ def synthetic_searches(searches: int) -> pd.DataFrame:
 
 
 def synthetic_splits(searches: int) -> Splits:
-    """The generator's impressions for ``searches`` searches, cut by time."""
+    """The generator's impressions for ``searches`` searches, cut by time, each row with its
+    listener's market as the pipeline's splits carry it (``user_stats__market``)."""
     from searchrank.features import tables as T
 
     folder = logs(searches, seed=3)
     impressions = pd.read_parquet(folder / T.file_name(T.IMPRESSIONS))
+    users = pd.read_parquet(folder / T.file_name(T.USERS), columns=[S.USER_ID, "market"])
+    market = users.set_index(S.USER_ID)["market"]
+    impressions[T.MARKET_COLUMN] = impressions[S.USER_ID].map(market)
     catalogue = pd.read_parquet(folder / T.file_name(T.CATALOGUE))
     return Splits(*time_cut(impressions, S.SEARCH_ID), catalogue)
 

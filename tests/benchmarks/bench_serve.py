@@ -10,8 +10,8 @@ SQLite online store, packages a Bento and serves it, then measures:
   of a request to it;
 - ``/search`` (query rewrite → query intent → BM25 with its popularity prior fused with the
   two-tower index and the generative retriever → online features → ranker → top 20) at
-  concurrency 1, with its stages (``decode``: the generative retriever's beam search, a part of
-  ``retrieval``);
+  concurrency 1, with its stages (``decode``: the generative retriever's beam search, and
+  ``listener``: the listener's market for a query typed partway, both parts of ``retrieval``);
 - ``/rank`` throughput at concurrency 16 (``--concurrency``), and the same load against today's
   code side by side: the same models served with the code of :data:`BASELINE_COMMIT` (a
   ``git worktree``, put first on ``PYTHONPATH``; the ranker's description as that code reads
@@ -248,7 +248,9 @@ def retrieval_parts(train: Path, valid: Path, data: Path, work: Path, epochs: in
         work_dir=work / "generative-work",
         log=lambda _: None,
     )
-    FusionRouting(generative_default=0.2, popularity_weight=0.05).save(work / "routing.json")
+    FusionRouting(generative_default=0.2, popularity_weight=0.05, market_weight=1.0).save(
+        work / "routing.json"
+    )
     train_intent(
         {"train": train, "valid": valid},
         data / T.file_name(T.SEARCHES),

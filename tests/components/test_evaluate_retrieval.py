@@ -11,9 +11,12 @@ import pandas as pd
 import pytest
 
 from searchrank.components.evaluate_retrieval.logic import (
+    PREFIX_WEIGHTS,
     SYSTEMS,
     RetrievalConfig,
     evaluate_retrieval,
+    fit_market_bonus,
+    fit_prefix_weight,
     ranked_lists,
     recall_gain,
     wanted_searches,
@@ -22,6 +25,7 @@ from searchrank.components.train_retriever.logic import RetrieverSummary
 from searchrank.core import schema as S
 from searchrank.core.ann import AnnIndex, AnnParams
 from searchrank.core.candidates import CandidateGenerator, DenseRetriever
+from searchrank.core.completion import MARKET_WEIGHTS
 from searchrank.core.errors import InputError
 from searchrank.core.intent import IntentModel
 from searchrank.core.retrieval import (
@@ -66,7 +70,7 @@ def test_every_system_is_measured_and_the_routed_one_is_what_the_routing_fuses(
     assert set(evaluation.systems) == set(SYSTEMS) == set(evaluation.by_intent)
     test = wanted_searches(tables["test"], RetrievalConfig().min_relevant_label, tables["searches"])
     assert evaluation.systems["bm25"]["searches"] == len(test)
-    lists = ranked_lists(generator, test, 100)
+    lists = ranked_lists(replace(generator, routing=routing), test, 100)  # as it was fitted
     assert lists.dense is not None and lists.generative is None
     assert generator.intent is not None
     predicted = generator.intent.predict([generator.rewrite(q).query for q in test[S.QUERY]])
@@ -129,6 +133,55 @@ def test_the_popularity_prior_is_fitted_on_streams_and_cold_start_is_measured(
     assert "by cold start" in evaluation.html()
     without = evaluate_retrieval(tables["valid"], tables["test"], tables["searches"], generator)[0]
     assert without.cold_start == {} and without.routing["popularity_weight"] == 0.0
+
+
+def test_the_market_bonus_is_fitted_where_the_splits_carry_the_listeners_market(
+    generator: CandidateGenerator, tables: dict[str, pd.DataFrame]
+) -> None:
+    valid = wanted_searches(tables["valid"], 2, tables["searches"])
+    # The feature store joined each listener's market as of the search (none yet for a listener
+    # newer than the day's snapshot).
+    assert valid[T.MARKET_COLUMN].notna().mean() > 0.5
+    bonus = fit_market_bonus(generator, valid, 100)
+    print(f"fitted market bonus {bonus}")
+    assert bonus in MARKET_WEIGHTS
+    evaluation, routing = evaluate_retrieval(
+        tables["valid"], tables["test"], tables["searches"], generator
+    )
+    assert routing.market_weight == bonus == evaluation.metrics()["market_weight"]
+    assert routing.prefix_weight in PREFIX_WEIGHTS
+    assert routing.prefix_weight == evaluation.metrics()["prefix_weight"]
+    # Without the column no listener's market is known: no bonus, and the lists read none.
+    unknown = valid.drop(columns=T.MARKET_COLUMN)
+    assert fit_market_bonus(generator, unknown, 100) == 0.0
+    favoured = replace(generator, routing=FusionRouting(market_weight=4.0))
+    partial = ranked_lists(favoured, valid, 100).partial
+    assert any(partial)
+    with_markets = ranked_lists(favoured, valid, 100).lexical
+    without = ranked_lists(favoured, unknown, 100).lexical
+    assert with_markets != without
+    assert [a for a, p in zip(with_markets, partial, strict=True) if not p] == [
+        b for b, p in zip(without, partial, strict=True) if not p
+    ], "only queries typed partway read the market"
+
+
+def test_the_prefix_weight_is_the_least_that_puts_what_was_wanted_first() -> None:
+    """ "song" begins fifty names whose trigrams tie in BM25 (which lists "Song 0" first); the
+    prefix index lists the most streamed, "Song 37", first."""
+    names = [f"Song {i}" for i in range(50)]
+    catalogue = pd.DataFrame({S.ITEM_ID: np.arange(50), "name": names, "artist_name": "Owls"})
+    generator = CandidateGenerator.from_catalogue(catalogue, streams=pd.Series({37: 900.0}))
+    assert generator.lexical.retrieve("song", 1)[0].tolist() == [0]
+
+    def fitted(wanted: int) -> float:
+        tuning = pd.DataFrame({S.QUERY: ["song"], S.USER_ID: [1], "relevant": [[wanted]]})
+        return fit_prefix_weight(generator, tuning, FusionRouting(), 1).prefix_weight
+
+    assert fitted(37) == 2.0, "the completions must outweigh BM25 to put theirs first"
+    assert fitted(0) == 1.0, "a tie goes to the smaller weight"
+    whole = pd.DataFrame({S.QUERY: ["song 37"], S.USER_ID: [1], "relevant": [[37]]})
+    routing = FusionRouting(market_weight=2.0)
+    assert fit_prefix_weight(generator, whole, routing, 1) == routing, "no query typed partway"
 
 
 def test_the_blessing_rules_follow_their_margins(

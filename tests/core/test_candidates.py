@@ -23,7 +23,7 @@ from searchrank.core.candidates import (
 from searchrank.core.errors import InputError
 from searchrank.core.generative import GenerativeConfig, GenerativeRetriever, GenerativeSource
 from searchrank.core.query_rewrite import Rewrite
-from searchrank.core.retrieval import FusionRouting
+from searchrank.core.retrieval import FusionRouting, reciprocal_rank_fusion
 from searchrank.core.retriever import IdVocabulary
 from searchrank.core.semantic_ids import SemanticIdConfig, fit_semantic_ids
 
@@ -165,3 +165,39 @@ def test_the_prefix_index_is_saved_and_loaded_and_an_older_folder_has_none(
     assert loaded.retrieve(unchanged("so"), 1, 5) == generator.retrieve(unchanged("so"), 1, 5)
     (tmp_path / "saved" / "prefix_index.npz").unlink()
     assert CandidateGenerator.load(tmp_path / "saved").prefix is None
+
+
+def test_a_prefix_favours_the_listeners_market_only_as_far_as_the_routing_says() -> None:
+    """ "song" begins fifty names; "Song 37" streams most, "Song 3" is the only Swedish one."""
+    markets = ["SE" if i == 113 else "US" for i in range(100, 100 + ITEMS)]
+    generator = CandidateGenerator.from_catalogue(
+        catalogue().assign(market=markets), streams=pd.Series({147: 900.0, 113: 50.0})
+    )
+    assert generator.prefix is not None
+    typed = unchanged("song")
+
+    def lexical(market: str | None) -> list[int]:
+        return generator.source_lists([typed], [1], 10, markets=[market]).lexical[0]
+
+    def fused(market: str | None, bonus: float) -> list[int]:
+        """BM25's list fused with the prefix's completions as ``complete`` orders them."""
+        completions = generator.prefix.complete("song", 10, market, bonus)  # type: ignore[union-attr]
+        return reciprocal_rank_fusion([generator._lexical("song", 10), completions], 10)
+
+    assert not generator.needs_market(typed), "no routing: no bonus, no market to read"
+    assert lexical("SE") == fused(None, 0.0)
+    generator.routing = FusionRouting(market_weight=4.0)  # log1p 900 = 6.8 against 3.9 + 4
+    assert generator.needs_market(typed) and not generator.needs_market(unchanged("song 47"))
+    assert generator.prefix.complete("song", 2, "SE", 4.0) == [113, 147]
+    assert lexical("SE") == fused("SE", 4.0) != fused(None, 0.0)
+    assert lexical("US") == fused("US", 4.0) and lexical(None) == fused(None, 0.0)
+    assert generator.retrieve(typed, 1, 10, market="SE") == lexical("SE"), "retrieve passes it on"
+
+
+def test_the_routings_prefix_weight_weighs_the_completions_against_bm25() -> None:
+    generator = CandidateGenerator.from_catalogue(catalogue(), streams=pd.Series({147: 900.0}))
+    typed = unchanged("song")
+    assert generator.prefix_weight == 1.0
+    even = generator.source_lists([typed], [1], 1).lexical[0]
+    generator.routing = FusionRouting(prefix_weight=2.0)
+    assert generator.source_lists([typed], [1], 1).lexical[0] == [147] != even

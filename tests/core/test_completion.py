@@ -1,5 +1,5 @@
 """The prefix index: which queries are typed partway, and the items a prefix begins, the most
-streamed first."""
+streamed first, the listener's market ahead."""
 
 from __future__ import annotations
 
@@ -10,24 +10,26 @@ import pandas as pd
 import pytest
 
 from searchrank.core import schema as S
-from searchrank.core.completion import PrefixIndex
+from searchrank.core.completion import PREFIX_FILE, PrefixIndex, fit_market_weight
 from searchrank.core.errors import InputError
 
 
 def catalogue() -> pd.DataFrame:
     return pd.DataFrame(
         {
-            S.ITEM_ID: [1, 2, 3, 4, 5],
-            "name": ["Midnight City", "Midnight", "Mid-Air", "Halo", "Midnight City"],
-            "artist_name": ["M83", "Neon Owls", "Midas Touch", "Beyoncé", None],
+            S.ITEM_ID: [1, 2, 3, 4, 5, 6],
+            "item_type": ["track", "album", "track", "track", "track", "artist"],
+            "name": ["Midnight City", "Midnight", "Mid-Air", "Halo", "Midnight City", "Beyoncé"],
+            "artist_name": ["M83", "Neon Owls", "Midas Touch", "Beyoncé", None, "Beyoncé"],
+            "market": ["FR", "SE", "SE", "US", None, "US"],
         }
     )
 
 
-def test_a_query_is_partial_when_it_begins_a_name_or_artist_and_is_none() -> None:
+def test_a_query_is_partial_when_it_begins_a_name_and_is_none() -> None:
     index = PrefixIndex.from_catalogue(catalogue())
     assert index.is_partial("midn") and index.is_partial("midnight c")
-    assert index.is_partial("bey"), "artists count: 'beyonce' once normalized"
+    assert index.is_partial("bey"), "an artist is found by its own item's name, normalized"
     assert not index.is_partial("midnight"), "a whole name is typed whole"
     assert not index.is_partial("midnight city")
     assert not index.is_partial("zz") and not index.is_partial("")
@@ -36,8 +38,7 @@ def test_a_query_is_partial_when_it_begins_a_name_or_artist_and_is_none() -> Non
 def test_completions_list_each_item_once_most_streamed_first() -> None:
     streams = pd.Series({3: 50.0, 5: 10.0, 1: 2.0})
     index = PrefixIndex.from_catalogue(catalogue(), streams)
-    # "mid" begins names 1, 2, 3, 5 and the artist of 3 ("midas touch"); item 2 is unstreamed.
-    assert index.complete("mid", 10) == [3, 5, 1, 2]
+    assert index.complete("mid", 10) == [3, 5, 1, 2], "item 2 is unstreamed"
     assert index.complete("mid", 2) == [3, 5]
     assert index.complete("midnight c", 10) == [5, 1]
     assert index.complete("", 10) == [] and index.complete("xyz", 10) == []
@@ -45,17 +46,65 @@ def test_completions_list_each_item_once_most_streamed_first() -> None:
     assert unweighted.complete("mid", 10) == [3, 2, 1, 5], "ties keep the phrases' order"
 
 
+def test_an_artists_songs_are_not_listed_under_the_artists_name() -> None:
+    """Indexing names only: "bey" lists the artist, not every track whose artist it begins."""
+    index = PrefixIndex.from_catalogue(catalogue(), pd.Series({4: 100.0, 6: 1.0}))
+    assert index.complete("bey", 10) == [6]
+    assert index.complete("mid", 10).count(3) == 1, "'Midas Touch' is an artist, not a name here"
+
+
+def test_the_listeners_market_puts_its_items_ahead_by_the_bonus() -> None:
+    # log1p streams: item 3 (SE) 3.93, item 1 (FR) 3.04, item 2 (SE) 0.69.
+    index = PrefixIndex.from_catalogue(catalogue(), pd.Series({3: 50.0, 1: 20.0, 2: 1.0}))
+    assert index.complete("mid", 2) == [3, 1]
+    assert index.complete("mid", 2, "FR", 1.0) == [1, 3], "3.04 + 1 beats 3.93"
+    assert index.complete("mid", 2, "FR", 0.5) == [3, 1], "3.54 does not"
+    assert index.complete("mid", 2, "SE", 4.0) == [3, 2]
+    assert index.complete("mid", 2, None, 4.0) == [3, 1], "an unknown market gives no bonus"
+    assert index.complete("mid", 2, "FR", 0.0) == [3, 1]
+
+
+def test_the_market_bonus_is_fitted_to_what_listeners_wanted() -> None:
+    index = PrefixIndex.from_catalogue(catalogue(), pd.Series({3: 50.0, 1: 20.0, 2: 1.0}))
+    # French listeners typing "mid" wanted the French item 1, which streams lose at k=1.
+    weight = fit_market_weight(index, ["mid", "mid"], ["FR", "FR"], [[1], [1]], k=1)
+    assert weight == 1.0, "the least bonus that puts item 1 first"
+    assert fit_market_weight(index, ["mid"], ["FR"], [[3]], k=1) == 0.0, "no evidence, no bonus"
+    assert fit_market_weight(index, [], [], [], k=1) == 0.0
+    with pytest.raises(InputError, match="prefixes/markets/relevant"):
+        fit_market_weight(index, ["mid"], [], [[1]])
+
+
 def test_the_index_is_saved_and_loaded(tmp_path: Path) -> None:
     index = PrefixIndex.from_catalogue(catalogue(), pd.Series({4: 3.0}))
     index.save(tmp_path)
     loaded = PrefixIndex.load(tmp_path)
-    for field in ("phrases", "item_ids", "log_streams"):
+    for field in ("phrases", "item_ids", "log_streams", "markets"):
         np.testing.assert_array_equal(getattr(loaded, field), getattr(index, field))
     assert loaded.complete("h", 3) == [4]
+    assert loaded.complete("mid", 1, "FR", 10.0) == [1]
+
+
+def test_an_index_saved_without_markets_loads_with_none_known(tmp_path: Path) -> None:
+    index = PrefixIndex.from_catalogue(catalogue())
+    np.savez(
+        tmp_path / PREFIX_FILE,
+        phrases=index.phrases,
+        item_ids=index.item_ids,
+        log_streams=index.log_streams,
+    )
+    loaded = PrefixIndex.load(tmp_path)
+    assert set(loaded.markets) == {""}
+    assert loaded.complete("mid", 1, "FR", 10.0) == index.complete("mid", 1)
+
+
+def test_a_catalogue_without_markets_gives_no_bonus() -> None:
+    index = PrefixIndex.from_catalogue(catalogue().drop(columns="market"))
+    assert index.complete("mid", 1, "FR", 10.0) == index.complete("mid", 1)
 
 
 def test_bad_catalogues_and_streams_are_refused() -> None:
     with pytest.raises(InputError, match="catalogue columns"):
-        PrefixIndex.from_catalogue(catalogue().drop(columns="artist_name"))
+        PrefixIndex.from_catalogue(catalogue().drop(columns="name"))
     with pytest.raises(InputError, match="streams"):
         PrefixIndex.from_catalogue(catalogue(), pd.Series({1: -2.0}))

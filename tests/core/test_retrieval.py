@@ -162,9 +162,17 @@ def test_a_routing_saved_before_the_generative_source_loads_without_it(tmp_path:
     (tmp_path / "old.json").write_text('{"dense_share": {"track": 0.25}, "default": 0.5}')
     routing = FusionRouting.load(tmp_path / "old.json")
     assert routing.weights("track") == (0.25, 0.75, 0.0)
-    assert routing.popularity_weight == 0.0
+    assert routing.popularity_weight == 0.0 and routing.market_weight == 0.0
     with pytest.raises(InputError, match="popularity_weight"):
         FusionRouting(popularity_weight=-1.0)
+    with pytest.raises(InputError, match="market_weight"):
+        FusionRouting(market_weight=float("nan"))
+    with pytest.raises(InputError, match="prefix_weight"):
+        FusionRouting(prefix_weight=-1.0)
+    assert routing.prefix_weight == 1.0
+    FusionRouting(market_weight=2.0, prefix_weight=4.0).save(tmp_path / "new.json")
+    loaded = FusionRouting.load(tmp_path / "new.json")
+    assert (loaded.market_weight, loaded.prefix_weight) == (2.0, 4.0)
     with pytest.raises(InputError, match=r"generative_share\[podcast\]"):
         FusionRouting(generative_share={"podcast": 2.0})
 

@@ -18,9 +18,11 @@ from searchrank.core.contract import ContractMismatchError, FeatureContract
 from searchrank.core.errors import InputError
 from searchrank.core.features import ColumnRole
 from searchrank.core.intent import IntentModel
+from searchrank.core.query_rewrite import Rewrite
 from searchrank.core.scoring import score_model
 from searchrank.core.text import normalize_text
 from searchrank.features import tables as T
+from searchrank.serving.api import SEARCH_CANDIDATES
 from searchrank.serving.checks import check_feature_service
 from searchrank.serving.engine import SearchEngine
 
@@ -106,6 +108,40 @@ def test_search_says_which_correction_or_completion_it_showed_results_for(
     assert half.rewrite is not None and half.rewrite.kind == "completed"
     assert half.rewrite.query.startswith(name[: len(name) - 3])
     assert engine.search(name, 1, 10).rewrite is None, "a name typed right is read as typed"
+
+
+def test_a_prefix_reads_the_listeners_market_where_the_routing_favours_it(
+    engine: SearchEngine, logged_day: LoggedDay, catalogue: pd.DataFrame
+) -> None:
+    """The market comes from the online store (what the ranker's features carry), only for a
+    query typed partway and only when the routing gives it a bonus; it orders the completions."""
+    from searchrank.core.retrieval import FusionRouting
+    from searchrank.serving.stages import timed_request
+
+    markets = logged_day.rows.groupby(S.USER_ID)[T.MARKET_COLUMN].first().dropna()
+    user, market = int(markets.index[0]), str(markets.iloc[0])
+    assert engine.features.listener_market(user) == market
+    assert engine.features.listener_market(10**12) is None, "an unknown listener has none"
+    names = catalogue["name"].map(normalize_text)
+    prefix = next(n[:2] for n in names if engine.retriever.is_partial(Rewrite.unchanged(n[:2])))
+    favoured = SearchEngine(
+        engine.features,
+        engine.ranker,
+        replace(engine.retriever, routing=FusionRouting(market_weight=4.0)),
+    )
+    for searcher, query, reads in (
+        (favoured, prefix, True),
+        (favoured, names.iloc[0], False),  # typed whole
+        (engine, prefix, False),  # no bonus in the routing
+    ):
+        with timed_request() as seconds:
+            searcher.search(query, user, 10)
+        assert (seconds["listener"] > 0) is reads, (query, reads)
+    rewrite = favoured.retriever.rewrite(prefix)
+    found = favoured.candidates(rewrite, user, 10)
+    retrieve = favoured.retriever.retrieve
+    assert found == retrieve(rewrite, user, SEARCH_CANDIDATES, market=market)
+    assert found != retrieve(rewrite, user, SEARCH_CANDIDATES), "the market reorders them"
 
 
 def _explicit(catalogue: pd.DataFrame) -> pd.Series:

@@ -109,6 +109,7 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
         epochs: int = RANKER.epochs,
         d_model: int = RANKER.d_model,
         retriever_epochs: int = RETRIEVER.epochs,
+        retriever_refit: bool = RETRIEVER.refit,
         generative_epochs: int = GENERATIVE.epochs,
         lightgbm_folds: int = LIGHTGBM.folds,
         lightgbm_num_leaves: list = list(LIGHTGBM.num_leaves),  # noqa: B006 (KFP reads it)
@@ -163,6 +164,8 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
         train_memory: the memory of a train step's pod on a cluster (a Kubernetes quantity).
         epochs, d_model: the ranker's most epochs and width.
         retriever_epochs: the retriever's most epochs.
+        retriever_refit: serve a retriever refitted on train and valid together for the epochs
+            validation chose (``train_retriever``'s ``refit``; twice its training time).
         generative_epochs: the generative retriever's most epochs.
         lightgbm_folds: the LambdaMART baseline's cross-validation folds.
         lightgbm_num_leaves, lightgbm_min_data_in_leaf, lightgbm_feature_fraction: its tuning
@@ -251,6 +254,7 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
             valid=parts.outputs["valid"],
             catalogue=catalogue.output,
             epochs=retriever_epochs,
+            refit=retriever_refit,
             ray_address=ray_address,
             work_dir=work_dir,
             **scaling,

@@ -28,6 +28,7 @@ def train_retriever_op(
     temperature: float = 0.05,
     hard_negatives: bool = True,
     seed: int = 0,
+    refit: bool = False,
 ) -> None:
     """Train the two-tower retriever with Ray Train and embed the catalogue with it.
 
@@ -55,6 +56,8 @@ def train_retriever_op(
         temperature: softmax temperature over cosine similarities.
         hard_negatives: add one shown-and-skipped item of the same search per positive.
         seed: seed of initialisation, data order and id dropout.
+        refit: serve a second run trained from scratch on train and valid together for the
+            epochs validation chose (its last epoch), rather than the first run's best.
     """
     from pathlib import Path
 
@@ -77,6 +80,7 @@ def train_retriever_op(
         temperature=temperature,
         hard_negatives=hard_negatives,
         seed=seed,
+        refit=refit,
     )
     summary = train_retriever(
         Path(train.path),

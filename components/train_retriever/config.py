@@ -23,6 +23,10 @@ class TrainRetrieverConfig:
     ``batch_size`` pairs per worker and step (each other row's positive is a negative), at most
     ``epochs`` epochs, early stopping after ``patience`` epochs without a better validation
     Recall@100, ``seed``.
+    Refit: with ``refit``, once validation has chosen the number of epochs (the best epoch),
+    the model is trained again from scratch on the training and validation rows together for
+    that many epochs and its last epoch is kept, so the served model has seen the most recent
+    searches (twice the training time).
     Scaling: as ``train_ranker``: ``num_workers`` Ray Train workers with ``cpus_per_worker``
     CPUs and, when ``use_gpu``, ``gpus_per_worker`` GPUs; ``max_failures`` restarts.
     """
@@ -45,6 +49,7 @@ class TrainRetrieverConfig:
     epochs: int = 10
     patience: int = 3
     seed: int = 0
+    refit: bool = False
     num_workers: int = 2
     cpus_per_worker: float = 1.0
     use_gpu: bool = False

@@ -4,17 +4,24 @@ Ray runs where ``ray_address`` says (a local Ray inside the step, a Ray job on a
 KubeRay RayJob), through the ranker's runner. The outputs are the best checkpoint by validation
 Recall@100 (a folder :class:`~searchrank.core.retriever.Retriever` loads), the
 embeddings of every catalogue item from it (what ``build_index`` indexes), and the curves.
+
+With ``refit`` the served checkpoint is instead a second run's: trained from scratch on the
+training and validation rows together for as many epochs as validation chose, its last epoch
+kept (:data:`REFIT_RUN`). Its validation figures would be no evidence (it trained on those
+searches), so the summary's metrics stay the first run's; the test split judges the refit.
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -38,6 +45,8 @@ RETRIEVER_RUN = RunRecipe(
     description=DESCRIPTION,
 )
 """The retriever's Ray runs (see :mod:`searchrank.core.raytrain.runner`)."""
+REFIT_RUN = replace(RETRIEVER_RUN, score="epoch")
+"""A refit's run: its checkpoint is its last epoch's (each epoch reports its index)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,8 @@ class RetrieverSummary:
     storage that a rerun resumes from), else ``model_dir``: Ray then wrote to a temporary
     folder, which lineage must never name."""
     model_dir: str
+    refit_epochs: int = 0
+    """Epochs of the refit on training and validation rows whose last is served; 0: none."""
 
     def metrics(self) -> dict[str, float]:
         return {
@@ -64,6 +75,7 @@ class RetrieverSummary:
             "epochs_run": float(self.epochs_run),
             "train_pairs": float(self.shapes["train_pairs"]),
             "pairs_per_s": float(self.history[-1]["pairs_per_s"]),
+            "refit_epochs": float(self.refit_epochs),
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -133,6 +145,30 @@ def train_retriever(
         job_python=job_python,
         log=log,
     )
+    checkpoint, refit_epochs = run.checkpoint, 0
+    if config.refit:
+        refit_epochs = run.best_epoch + 1
+        log(
+            f"refitting on the training and validation rows for {refit_epochs} epochs (the "
+            "best count on validation); its last epoch is served"
+        )
+        refit = replace(config, epochs=refit_epochs, patience=refit_epochs, refit=False)
+        both = pd.concat([train, valid], ignore_index=True)
+        refit_shapes = prepare(both, valid, catalogue, refit, work / "refit" / "data").as_dict()
+        checkpoint = train_run(
+            REFIT_RUN,
+            refit,
+            refit_shapes,
+            work / "refit",
+            f"retriever-refit-{uuid.uuid4().hex[:8]}",
+            model_dir,
+            keep_work=work_dir is not None,
+            ray_address=ray_address,
+            job_python=job_python,
+            log=log,
+        ).checkpoint
+        if work_dir is None:  # the temporary folder both runs worked in
+            shutil.rmtree(work, ignore_errors=True)
     written = write_item_embeddings(Retriever.load(model_dir), embeddings_path)
     log(f"embedded {written:,} items into {embeddings_path}")
     return RetrieverSummary(
@@ -141,8 +177,9 @@ def train_retriever(
         epochs_run=len(run.history),
         history=run.history,
         shapes=shapes,
-        checkpoint=run.checkpoint,
+        checkpoint=checkpoint,
         model_dir=str(model_dir),
+        refit_epochs=refit_epochs,
     )
 
 

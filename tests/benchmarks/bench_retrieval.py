@@ -34,8 +34,8 @@ how far each misspelled or prefix slice falls behind the same intent typed exact
 split, the weight fitted on validation), and a query typed partway adds the items whose name
 it begins (:class:`~searchrank.core.completion.PrefixIndex`), the listener's market ahead by
 the bonus fitted on validation (``market_weight``; the generator's users table gives each
-search its listener's market, as the feature store does in the pipeline), and takes its own
-route.
+search its listener's market, as the feature store does in the pipeline), weighted against
+BM25's list by ``prefix_weight`` (fitted on validation too), and takes its own route.
 
 That lexical side is the baseline the ratios divide by (when it beats BM25 over the tags), so
 it gains with every improvement of its own: ``routed_ceiling`` is the ratio a perfect
@@ -53,7 +53,11 @@ and its decode milliseconds per query (constrained beam search, one query at a t
 ``/search`` runs it). Routed target: ≥ 1.35 × BM25 (synthetic), and the two-tower ≥ 2.6 × BM25
 on Last.fm. The last line is the JSON result.
 
-Usage: python tests/benchmarks/bench_retrieval.py [--quick] [--searches N]
+With ``--refit`` both two-towers are ``train_retriever``'s refit: once validation has chosen
+the epochs, retrained from scratch on the training and validation rows together (the test
+period follows validation, so the served model has seen the most recent searches).
+
+Usage: python tests/benchmarks/bench_retrieval.py [--quick] [--searches N] [--refit]
 """
 
 from __future__ import annotations
@@ -297,6 +301,7 @@ def synthetic(
         "typo_gap_met": all(gap <= TYPO_GAP_TARGET for gap in gaps.values()),
         "popularity_weight": routing.popularity_weight,
         "market_weight": routing.market_weight,
+        "prefix_weight": routing.prefix_weight,
         "rewrite": rewrite_quality(generator, logged, catalogue),
         "generative": generative_result(evaluation, routing, source, held_out, generative_s),
     }
@@ -476,8 +481,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10,000 searches, 3 epochs")
     parser.add_argument("--searches", type=int, default=60_000)
+    parser.add_argument(
+        "--refit",
+        action="store_true",
+        help="train_retriever's refit: serve two-towers retrained on train + valid",
+    )
     args = parser.parse_args()
-    config, generative = TrainRetrieverConfig(), TrainGenerativeConfig()
+    config, generative = TrainRetrieverConfig(refit=args.refit), TrainGenerativeConfig()
     searches = args.searches
     if args.quick:
         config, searches = replace(config, epochs=3), 10_000
@@ -486,6 +496,7 @@ def main() -> None:
     result = {
         "bench": "retrieval",
         "target": TARGET,
+        "refit": args.refit,
         "synthetic": music,
         "lastfm": tags,
         "met": music["met"] and tags["met"],

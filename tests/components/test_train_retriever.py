@@ -81,3 +81,38 @@ def test_trained_retriever_finds_wanted_items_and_embeds_the_catalogue(
     assert metrics["recall@100"] > 5 * chance, metrics
     assert summary.best["val_recall@100"] == max(h["val_recall@100"] for h in summary.history)
     assert "Recall@100" in curves_html(summary)
+
+
+def test_a_refit_serves_a_model_trained_on_train_and_valid_for_the_chosen_epochs(
+    tmp_path: Path, splits: dict[str, Path], dataset_dir: Path
+) -> None:
+    from dataclasses import replace
+
+    from conftest import TINY_RETRIEVER
+
+    from searchrank.components.train_retriever.logic import train_retriever
+    from searchrank.features import tables as T
+
+    config = replace(TrainRetrieverConfig(), **{**TINY_RETRIEVER, "epochs": 2}, refit=True)
+    lines: list[str] = []
+    summary = train_retriever(
+        splits["train"],
+        splits["valid"],
+        dataset_dir / T.file_name(T.CATALOGUE),
+        tmp_path / "model",
+        tmp_path / "embeddings.parquet",
+        config,
+        log=lines.append,
+    )
+    assert summary.refit_epochs == summary.best_epoch + 1
+    assert summary.metrics()["refit_epochs"] == summary.refit_epochs
+    assert len(summary.history) == summary.epochs_run, "the history is the selecting run's"
+    served = Retriever.load(tmp_path / "model")
+    assert served.description["epoch"] == summary.refit_epochs - 1, "its last epoch is served"
+    assert served.description["train_config"]["epochs"] == summary.refit_epochs
+    train, valid = pd.read_parquet(splits["train"]), pd.read_parquet(splits["valid"])
+    only_valid = np.setdiff1d(valid[S.USER_ID].unique(), train[S.USER_ID].unique())
+    assert len(only_valid) > 0
+    assert (served.users.index(only_valid) > 0).all(), "listeners first seen in valid are known"
+    assert summary.checkpoint == str(tmp_path / "model"), "no temporary folder is named"
+    assert any("refitting" in line for line in lines)

@@ -47,6 +47,7 @@ from searchrank.core import schema as S
 from searchrank.core.ann import AnnIndex
 from searchrank.core.bm25 import BM25Scorer
 from searchrank.core.completion import PREFIX_FILE, PrefixIndex
+from searchrank.core.errors import require_columns
 from searchrank.core.generative import GenerativeSource
 from searchrank.core.intent import IntentModel
 from searchrank.core.query_rewrite import Lexicon, QueryRewriter, Rewrite, catalogue_rewriter
@@ -56,7 +57,6 @@ from searchrank.core.retrieval import (
     log_stream_counts,
     popularity_reranked,
     reciprocal_rank_fusion,
-    require_columns,
 )
 from searchrank.core.retriever import Retriever
 
@@ -377,7 +377,7 @@ def lexical_text(catalogue: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     Raises:
         InputError: a column named above is missing.
     """
-    require_columns(catalogue, "catalogue", (S.ITEM_ID, *LEXICAL_TEXT))
+    require_columns(catalogue.columns, "catalogue", (S.ITEM_ID, *LEXICAL_TEXT))
     items = catalogue.drop_duplicates(S.ITEM_ID)
     texts = (items["name"].fillna("") + " " + items["artist_name"].fillna("")).tolist()
     return items[S.ITEM_ID].to_numpy(), texts

@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 
 from searchrank.core import schema as S
-from searchrank.core.errors import InputError
-from searchrank.core.retrieval import log_stream_counts, require_columns, retrieval_metrics
+from searchrank.core.errors import InputError, require_columns
+from searchrank.core.retrieval import log_stream_counts, retrieval_metrics
 from searchrank.core.text import normalize_text
 
 PREFIX_FIELD = "name"
@@ -79,7 +79,7 @@ class PrefixIndex:
             InputError: a column named above is missing, or a stream count is negative or
                 not finite.
         """
-        require_columns(catalogue, "catalogue", (S.ITEM_ID, PREFIX_FIELD))
+        require_columns(catalogue.columns, "catalogue", (S.ITEM_ID, PREFIX_FIELD))
         items = catalogue.drop_duplicates(S.ITEM_ID)
         markets = items[MARKET_FIELD] if MARKET_FIELD in items.columns else ""
         rows = pd.DataFrame(

@@ -7,6 +7,7 @@ broke, which the command-line tool turns into exit code 2 and the service into a
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 
@@ -36,3 +37,12 @@ def check_int(field: str, value: Any, low: int, high: int | None = None) -> None
     if not in_range or (high is not None and value > high):
         rule = f"must be an integer >= {low}" + (f" and <= {high}" if high is not None else "")
         raise InputError(field, value, rule)
+
+
+def require_columns(present: Iterable[str], name: str, needed: Sequence[str]) -> None:
+    """Raise :class:`InputError` naming the columns of ``needed`` missing from ``present`` (a
+    DataFrame's ``columns`` or an Arrow table's ``column_names``; ``name`` says whose)."""
+    have = list(present)
+    missing = [c for c in needed if c not in have]
+    if missing:
+        raise InputError(f"{name} columns", have, f"must include {missing}")

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from searchrank.core import schema as S
-from searchrank.core.errors import InputError
+from searchrank.core.errors import InputError, require_columns
 from searchrank.core.text import normalize_text
 
 MODEL_FILE = "intent.pkl"
@@ -266,13 +266,8 @@ def labelled_searches(rows: pd.DataFrame, searches: pd.DataFrame, field: str) ->
     Raises:
         InputError: a column is missing, or a search of ``rows`` is not in ``searches``.
     """
-    for name, frame, needed in (
-        (field, rows, (S.SEARCH_ID, S.QUERY)),
-        ("searches", searches, (S.SEARCH_ID, INTENT_LABEL)),
-    ):
-        missing = [c for c in needed if c not in frame.columns]
-        if missing:
-            raise InputError(f"{name} columns", list(frame.columns), f"must include {missing}")
+    require_columns(rows.columns, field, (S.SEARCH_ID, S.QUERY))
+    require_columns(searches.columns, "searches", (S.SEARCH_ID, INTENT_LABEL))
     first = rows[[S.SEARCH_ID, S.QUERY]].drop_duplicates(S.SEARCH_ID)
     labels = searches.drop_duplicates(S.SEARCH_ID).set_index(S.SEARCH_ID)[INTENT_LABEL]
     out = first.assign(**{INTENT_LABEL: first[S.SEARCH_ID].map(labels).to_numpy()})

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from searchrank.core import schema as S
-from searchrank.core.errors import InputError
+from searchrank.core.errors import InputError, require_columns
 from searchrank.core.text import FILLER_WORDS, normalize_text
 
 MAX_EDITS = 2
@@ -120,10 +120,7 @@ class Lexicon:
         Raises:
             InputError: a required column is missing, or a weight is negative or not finite.
         """
-        missing = [c for c in (S.ITEM_ID, *PHRASE_COLUMNS) if c not in catalogue.columns]
-        if missing:
-            columns = list(catalogue.columns)
-            raise InputError("catalogue columns", columns, f"must include {missing}")
+        require_columns(catalogue.columns, "catalogue", (S.ITEM_ID, *PHRASE_COLUMNS))
         items = catalogue.drop_duplicates(S.ITEM_ID)
         weight = np.ones(len(items))
         if popularity is not None:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from searchrank.core import schema as S
-from searchrank.core.errors import InputError
+from searchrank.core.errors import InputError, require_columns
 from searchrank.core.retrieval import wanted_items
 from searchrank.core.retriever import IdVocabulary, hash_tokens
 
@@ -48,9 +48,7 @@ class Queries:
 def check_rows(rows: pd.DataFrame, field: str) -> None:
     """Raise :class:`InputError` naming ``field`` unless ``rows`` has searches and
     :data:`REQUIRED` columns."""
-    missing = [c for c in REQUIRED if c not in rows.columns]
-    if missing:
-        raise InputError(f"{field} columns", list(rows.columns), f"must include {missing}")
+    require_columns(rows.columns, field, REQUIRED)
     if rows.empty:
         raise InputError(field, 0, "must hold at least one search")
 

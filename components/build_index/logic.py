@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from searchrank.core import schema as S
 from searchrank.core.ann import AnnIndex, AnnParams, exact_top_k, recall_at_k
-from searchrank.core.errors import InputError
+from searchrank.core.errors import require_columns
 from searchrank.core.retrieval import EMBEDDING
 
 
@@ -48,9 +48,7 @@ class IndexSummary:
 def read_embeddings(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(item ids (n,), vectors (n, d)) from a parquet file."""
     table = pq.read_table(path)
-    missing = [c for c in (S.ITEM_ID, EMBEDDING) if c not in table.column_names]
-    if missing:
-        raise InputError("embeddings columns", table.column_names, f"must include {missing}")
+    require_columns(table.column_names, "embeddings", (S.ITEM_ID, EMBEDDING))
     vectors = np.stack(table.column(EMBEDDING).to_numpy(zero_copy_only=False)).astype(np.float32)
     return table.column(S.ITEM_ID).to_numpy(), vectors
 

@@ -43,7 +43,7 @@ from searchrank.core import schema as S
 from searchrank.core.bootstrap import BootstrapResult, paired_bootstrap
 from searchrank.core.candidates import CandidateGenerator, SourceLists
 from searchrank.core.completion import fit_market_weight
-from searchrank.core.errors import InputError
+from searchrank.core.errors import InputError, require_columns
 from searchrank.core.html import markdown_html, render_page
 from searchrank.core.intent import INTENT_LABEL, intent_report, labelled_searches
 from searchrank.core.query_rewrite import COMPLETED, CORRECTED, UNCHANGED
@@ -224,9 +224,7 @@ def wanted_searches(
     ``search_id``: its query, its user, the listener's market where the rows carry it
     (``user_stats__market``, as the feature store joined it at the search's time) and the wanted
     ids (``relevant``)."""
-    missing = [c for c in (S.SEARCH_ID, S.USER_ID, S.ITEM_ID, S.QUERY, S.LABEL) if c not in rows]
-    if missing:
-        raise InputError("split columns", list(rows.columns), f"must include {missing}")
+    require_columns(rows.columns, "split", (S.SEARCH_ID, S.USER_ID, S.ITEM_ID, S.QUERY, S.LABEL))
     wanted = wanted_items(rows, min_label, searches)
     carried = [S.QUERY, S.USER_ID, *([T.MARKET_COLUMN] if T.MARKET_COLUMN in rows else [])]
     first = rows.groupby(S.SEARCH_ID, sort=False)[carried].first()

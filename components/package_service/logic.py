@@ -42,7 +42,7 @@ from searchrank.core.candidates import RetrieverParts
 from searchrank.core.checkpoint import read_description, read_processor
 from searchrank.core.content import LeakAudit, is_withheld
 from searchrank.core.contract import FeatureContract
-from searchrank.core.errors import InputError
+from searchrank.core.errors import InputError, require_columns
 from searchrank.core.intent import is_intent_column
 from searchrank.features import tables as T
 
@@ -134,9 +134,7 @@ def last_snapshot_day(rows: pd.DataFrame) -> pd.DataFrame:
 def golden_searches(scores: pd.DataFrame, count: int) -> pd.DataFrame:
     """The last ``count`` searches of the evaluation set that lie after its last snapshot time."""
     needed = [S.SEARCH_ID, S.USER_ID, S.ITEM_ID, S.QUERY, S.EVENT_TIMESTAMP, CANDIDATE_SCORE]
-    missing = [c for c in needed if c not in scores.columns]
-    if missing:
-        raise InputError("golden columns", list(scores.columns), f"must include {missing}")
+    require_columns(scores.columns, "golden", needed)
     last_day = last_snapshot_day(scores)
     chosen = last_day[S.SEARCH_ID].drop_duplicates().tail(count)
     return last_day[last_day[S.SEARCH_ID].isin(chosen)].reset_index(drop=True)

@@ -207,3 +207,16 @@ def test_a_query_typed_partway_takes_its_routes_weights_else_its_intents() -> No
         [[1], [2]], [[3], [4]], [[1], [4]], ["track", route_key("track", True)], k=1
     )
     assert found.weights("track", partial=True)[0] < found.weights("track")[0]
+
+
+def test_shares_that_tie_on_recall_at_k_are_told_apart_by_the_head_of_the_list() -> None:
+    """The wanted item is the lexical list's 8th of 20. Dense shares 0, 0.25 and 0.5 all keep it
+    in the first 20; only 0 and 0.25 keep it in the first 10, so 0.25 wins, not the even 0.5."""
+    dense = [list(range(100, 120))]
+    lexical = [list(range(200, 220))]
+    relevant = [[207]]
+    routing = fit_fusion_routing(dense, lexical, relevant, ["artist"], k=20)
+    assert routing.dense_share == {"artist": 0.25}
+    assert routing.fuse(dense[0], lexical[0], 20, "artist").index(207) < 10
+    even = FusionRouting(default=0.5).fuse(dense[0], lexical[0], 20)
+    assert 10 <= even.index(207) < 20, "the even fusion keeps it only past the head"

@@ -11,6 +11,7 @@ requirements.txt``) installs searchrank from the Bento and the rest from an inde
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -22,7 +23,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterator, Mapping
-from contextlib import chdir, contextmanager, suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -43,7 +44,7 @@ from searchrank.core.errors import InputError
 from searchrank.core.names import BENTO_NAME, RANKER_MODEL_NAME, RETRIEVER_MODEL_NAME
 from searchrank.core.net import free_port
 from searchrank.core.retrieval import item_streams
-from searchrank.serving.service import FEATURE_REPO_ENV
+from searchrank.serving.settings import FEATURE_REPO_ENV, RANKER_MODEL_ENV, RETRIEVER_MODEL_ENV
 
 ENTRY_MODULE = "searchrank_bento.py"
 DISTRIBUTION = "searchrank"
@@ -300,7 +301,6 @@ def build_bento(ranker_tag: str, retriever_tag: str, labels: Mapping[str, object
     Raises:
         InputError: see :func:`bundle_wheel` and :func:`runtime_requirements`.
     """
-    import bentoml
 
     options: dict[str, Any] = {"lock_packages": False}
     torch_index = os.environ.get(TORCH_INDEX_ENV)
@@ -308,14 +308,14 @@ def build_bento(ranker_tag: str, retriever_tag: str, labels: Mapping[str, object
         if any(c.isspace() for c in torch_index):
             raise InputError(TORCH_INDEX_ENV, torch_index, "must be one index URL, no spaces")
         options["extra_index_url"] = [torch_index]
+    pins = {RANKER_MODEL_ENV: ranker_tag, RETRIEVER_MODEL_ENV: retriever_tag}
     with tempfile.TemporaryDirectory(prefix="searchrank-bento-") as context:
         entry = Path(context) / ENTRY_MODULE
         entry.write_text(
             '"""The Bento entry point: the searchrank service with its models pinned."""\n'
             "import os\n\n"
-            f'os.environ["SEARCHRANK_RANKER_MODEL"] = "{ranker_tag}"\n'
-            f'os.environ["SEARCHRANK_RETRIEVER_MODEL"] = "{retriever_tag}"\n\n'
-            "from searchrank.serving.service import RankerModel, Search  # noqa: E402,F401\n"
+            + "".join(f'os.environ["{name}"] = "{tag}"\n' for name, tag in pins.items())
+            + "\nfrom searchrank.serving.service import RankerModel, Search  # noqa: E402,F401\n"
         )
         # The wheel stays out of src/: BentoML copies it to env/python/wheels beside
         # requirements.txt, whose link ./wheels/<file> the image's install.sh resolves from
@@ -324,17 +324,56 @@ def build_bento(ranker_tag: str, retriever_tag: str, labels: Mapping[str, object
         wheel = bundle_wheel(Path(context) / "dist")
         options["wheels"] = [str(wheel.relative_to(context))]
         options["packages"] = [*runtime_requirements(), f"./wheels/{wheel.name}"]
-        # BentoML accepts a wheel only below the working directory, whatever the build context.
-        with chdir(context), known_build_notices_silenced():
-            bento = bentoml.bentos.build(
-                service=f"{entry.stem}:Search",
-                name=BENTO_NAME,
-                labels={k: _label(v) for k, v in labels.items()},
-                include=[f"/{ENTRY_MODULE}"],
-                python=options,
-                build_ctx=context,
-            )
-    return str(bento.tag)
+        build = {
+            "service": f"{entry.stem}:Search",
+            "name": BENTO_NAME,
+            "labels": {k: _label(v) for k, v in labels.items()},
+            "include": [f"/{ENTRY_MODULE}"],
+            "python": options,
+            "build_ctx": context,
+        }
+        return _build_in_a_fresh_process(build, pins)
+
+
+def _build_in_a_fresh_process(build: dict[str, Any], pins: Mapping[str, str]) -> str:
+    """``bentoml.bentos.build(**build)`` in a new Python process whose environment holds
+    ``pins``; returns the Bento's tag.
+
+    BentoML imports the entry module to find the service and the models it declares, and
+    :mod:`searchrank.serving.service` reads the model tags when it is first imported. A process
+    that imported it before (a notebook, a test session, a pipeline step) keeps the tags that
+    import read, and its Bento would carry those models instead of the pinned ones.
+
+    Raises:
+        RuntimeError: the build failed; the message ends with the build's own error output.
+    """
+    result = Path(build["build_ctx"]) / "bento-tag.txt"
+    done = subprocess.run(
+        [sys.executable, "-c", f"from {__name__} import _build_here; _build_here()"],
+        input=json.dumps({"build": build, "result": str(result)}),
+        env={**os.environ, **pins},
+        cwd=build["build_ctx"],
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    sys.stderr.write(done.stderr)
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-20:])
+        raise RuntimeError(f"building the Bento failed (exit {done.returncode}):\n{tail}")
+    return result.read_text()
+
+
+def _build_here() -> None:
+    """The build process of :func:`_build_in_a_fresh_process`: the build's arguments come on
+    standard input, and the Bento's tag goes into the result file."""
+    import bentoml
+
+    request = json.load(sys.stdin)
+    # BentoML accepts a wheel only below the working directory, whatever the build context.
+    with known_build_notices_silenced():
+        bento = bentoml.bentos.build(**request["build"])
+    Path(request["result"]).write_text(str(bento.tag))
 
 
 EXPORT_XZ_PRESET = 0

@@ -11,29 +11,9 @@ holds the same model behind BentoML's adaptive batcher in a worker of its own;
 ``SEARCHRANK_MODEL_SERVICE=1`` sends scoring there, where
 batching pays (a GPU node) or where the model must be isolated from the request path.
 
-Configuration comes from the environment (a Bento's entry module pins the model tags):
-
-``SEARCHRANK_FEATURE_REPO``
-    the Feast repository folder (its ``feature_store.yaml`` names the online store: SQLite on
-    the embedded default, Redis on a cluster). Required.
-``SEARCHRANK_RANKER_MODEL`` / ``SEARCHRANK_RETRIEVER_MODEL``
-    BentoML model tags, ``searchrank-ranker:latest`` and ``searchrank-retriever:latest`` by default.
-``SEARCHRANK_API_KEY``
-    when set, every endpoint but health, readiness and metrics requires it (``x-api-key``).
-``SEARCHRANK_ITEM_REFRESH_SECONDS``
-    how often the item feature cache reloads from the online store (300 by default).
-``SEARCHRANK_ONLINE_TIMEOUT_MS``
-    the longest one request waits on the online store, all its lookups together (1000 by
-    default).
-``SEARCHRANK_MODEL_SERVICE``
-    ``1`` scores through the ``RankerModel`` service and its adaptive batcher; unset or ``0``
-    (the default) scores in the ``Search`` process.
-``SEARCHRANK_MODEL_TIMEOUT_MS``
-    the longest one request waits for the ``RankerModel`` service's scores (5000 by default).
-``SEARCHRANK_RECONNECT_EVERY``
-    a worker asks a client to reconnect after this many responses (32 by default), so that
-    kept-alive connections spread over the workers
-    (:class:`~searchrank.serving.middleware.SpreadConnections`).
+Configuration comes from environment variables (:mod:`searchrank.serving.settings` lists
+them). A Bento's entry module pins the model tags, which this module reads when it is imported:
+BentoML declares a service's models in its class body.
 
 When the online store or the ranker model's worker is down or slower than that, a request gets
 503 with ``Retry-After`` and a body naming the dependency (:mod:`searchrank.serving.dependencies`),
@@ -81,21 +61,29 @@ from searchrank.serving.dependencies import (
 )
 from searchrank.serving.engine import RankerBundle
 from searchrank.serving.middleware import ApiKey, BodyLimit, JsonOnly, RetryAfter, SpreadConnections
+from searchrank.serving.settings import (
+    API_KEY_ENV,
+    FEATURE_REPO_ENV,
+    MODEL_SERVICE_ENV,
+    MODEL_TIMEOUT_ENV,
+    RANKER_MODEL_ENV,
+    RECONNECT_ENV,
+    REFRESH_ENV,
+    RETRIEVER_MODEL_ENV,
+    TIMEOUT_ENV,
+    count,
+    flag,
+    positive_number,
+    seconds_from_ms,
+)
 from searchrank.serving.stages import timed_request
 
 log = logging.getLogger(__name__)
 MODEL_ERRORS = (httpx.HTTPError, aiohttp.ClientError, BentoMLException, OSError)
 """What calling the model's service raises when its worker is gone or restarting."""
 
-RANKER_MODEL = os.environ.get("SEARCHRANK_RANKER_MODEL", f"{RANKER_MODEL_NAME}:latest")
-RETRIEVER_MODEL = os.environ.get("SEARCHRANK_RETRIEVER_MODEL", f"{RETRIEVER_MODEL_NAME}:latest")
-FEATURE_REPO_ENV = "SEARCHRANK_FEATURE_REPO"
-API_KEY_ENV = "SEARCHRANK_API_KEY"
-REFRESH_ENV = "SEARCHRANK_ITEM_REFRESH_SECONDS"
-TIMEOUT_ENV = "SEARCHRANK_ONLINE_TIMEOUT_MS"
-MODEL_TIMEOUT_ENV = "SEARCHRANK_MODEL_TIMEOUT_MS"
-MODEL_SERVICE_ENV = "SEARCHRANK_MODEL_SERVICE"
-RECONNECT_ENV = "SEARCHRANK_RECONNECT_EVERY"
+RANKER_MODEL = os.environ.get(RANKER_MODEL_ENV, f"{RANKER_MODEL_NAME}:latest")
+RETRIEVER_MODEL = os.environ.get(RETRIEVER_MODEL_ENV, f"{RETRIEVER_MODEL_NAME}:latest")
 SEARCH_THREADS = 8
 """Requests one ``Search`` worker handles at once."""
 STAGE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
@@ -117,34 +105,6 @@ def observed(endpoint: str) -> Iterator[None]:
     for name, value in seconds.items():
         if value > 0:
             STAGE_SECONDS.labels(endpoint=endpoint, stage=name).observe(value)
-
-
-def _flag(variable: str) -> bool:
-    """An on/off setting given by an environment variable (``1`` or ``0``, off when unset)."""
-    value = os.environ.get(variable, "0")
-    if value not in ("0", "1"):
-        raise InputError(variable, value, "must be 0 or 1")
-    return value == "1"
-
-
-def _count(variable: str, default: int) -> int:
-    """A positive whole number given by an environment variable."""
-    value = os.environ.get(variable, str(default))
-    if not (value.isdigit() and int(value) > 0):
-        raise InputError(variable, value, "must be a positive whole number")
-    return int(value)
-
-
-def _seconds(variable: str, default_ms: int) -> float:
-    """A time limit given in milliseconds by an environment variable, in seconds."""
-    value = os.environ.get(variable, str(default_ms))
-    try:
-        milliseconds = float(value)
-    except ValueError:
-        milliseconds = -1.0
-    if not milliseconds > 0:
-        raise InputError(variable, value, "must be a positive number of milliseconds")
-    return milliseconds / 1000
 
 
 @contextmanager
@@ -211,14 +171,14 @@ class Search:
         if not repo:
             raise RuntimeError(f"{FEATURE_REPO_ENV} must name the Feast repository folder")
         bundle = RankerBundle.load(Path(self.ranker.path))
-        remote = _flag(MODEL_SERVICE_ENV)
+        remote = flag(MODEL_SERVICE_ENV)
         if not remote:
             import torch
 
             # There is one worker per CPU already: a forward pass spread over every CPU as
             # well would have the workers' threads take turns on the same cores under load.
             torch.set_num_threads(1)
-        self.model_timeout_s = _seconds(MODEL_TIMEOUT_ENV, 5000)
+        self.model_timeout_s = seconds_from_ms(MODEL_TIMEOUT_ENV, 5000)
         store = open_store(repo)
         # A serving pod holds no object-store credentials: it reads the online store only.
         check_connections(store, offline=False)
@@ -230,10 +190,10 @@ class Search:
             retriever,
             score=self._score if remote else None,
             model_tag=str(self.ranker.tag),
-            online_timeout_s=_seconds(TIMEOUT_ENV, 1000),
+            online_timeout_s=seconds_from_ms(TIMEOUT_ENV, 1000),
         )
         items = self.engine.features.items
-        items.start_refreshing(float(os.environ.get(REFRESH_ENV, "300")))
+        items.start_refreshing(positive_number(REFRESH_ENV, 300, "seconds"))
         log.info("item feature cache: %d items", len(items))
 
     def _score(self, requests: list[Encoded]) -> list[np.ndarray]:
@@ -305,4 +265,4 @@ _service.add_asgi_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 _service.add_asgi_middleware(ApiKey, env_var=API_KEY_ENV)
 _service.add_asgi_middleware(JsonOnly)
 _service.add_asgi_middleware(RetryAfter, seconds=RETRY_AFTER_SECONDS)
-_service.add_asgi_middleware(SpreadConnections, every=_count(RECONNECT_ENV, 32))
+_service.add_asgi_middleware(SpreadConnections, every=count(RECONNECT_ENV, 32))

@@ -15,7 +15,6 @@ from typing import Any, ClassVar
 
 import pytest
 from browser import render
-from model_pins import clear_model_pins
 from rich.console import Console
 
 from searchrank.components.run_report.logic import SECTIONS
@@ -94,7 +93,6 @@ def test_the_whole_pipeline_runs_locally_and_a_rerun_after_failed_packaging_reus
     dataset_dir: Path, fresh_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = tmp_path / "root"
-    clear_model_pins(monkeypatch)
     # The first run's packaging cannot write the model store (a path under a file cannot exist).
     with monkeypatch.context() as first_run:
         first_run.setenv("BENTOML_HOME", "/dev/null/bentoml")

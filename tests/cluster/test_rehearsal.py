@@ -36,7 +36,6 @@ from cluster.kfp_ir import CompiledPipeline
 from cluster.pod_shim import PLAN_ENV
 from infra.test_infra import build as build_manifests
 from infra.test_infra import jobs
-from model_pins import clear_model_pins
 from services import S3_TEST_KEY, postgres_server, ray_head, redis_server, s3_server, use_s3
 
 from searchrank.core import names, storage
@@ -181,7 +180,6 @@ def run(
     repo = cluster.host_path(names.FEAST_REPO_MOUNT)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(folder / "root"))
     with pytest.MonkeyPatch.context() as patch:
-        clear_model_pins(patch)
         patch.setenv(PLAN_ENV, str(shim.parent / "plan.json"))
         patch.setattr(sys, "executable", str(shim))
         search_ranking_pipeline(
@@ -246,7 +244,7 @@ def test_the_bento_serves_from_redis_and_the_postgres_registry_as_deployed(
         replay,
     )
     from searchrank.serving.bento import serve
-    from searchrank.serving.service import FEATURE_REPO_ENV
+    from searchrank.serving.settings import FEATURE_REPO_ENV
 
     assert "infra validation PASSED" in run.artifact("package-service-op", "summary").read_text()
     bento = run.output("package-service-op", "Output")

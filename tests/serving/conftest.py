@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 from searchrank.core import schema as S
 from searchrank.core.names import RANKER_FEATURE_SERVICE
+from searchrank.serving.settings import RANKER_MODEL_ENV, RETRIEVER_MODEL_ENV
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,9 @@ def stored_models(ranker_checkpoint: Path, catalogue: pd.DataFrame) -> StoredMod
         save_ranker(ranker_checkpoint, {"feature_service": RANKER_FEATURE_SERVICE}, {}),
         save_retriever(catalogue, {}),
     )
-    os.environ["SEARCHRANK_RANKER_MODEL"] = models.ranker
-    os.environ["SEARCHRANK_RETRIEVER_MODEL"] = models.retriever
+    # For the service class imported in this process (test_service); a Bento pins its own.
+    os.environ[RANKER_MODEL_ENV] = models.ranker
+    os.environ[RETRIEVER_MODEL_ENV] = models.retriever
     return models
 
 

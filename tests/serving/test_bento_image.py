@@ -26,6 +26,7 @@ from packaging.utils import canonicalize_name
 from serving.conftest import LoggedDay, StoredModels
 
 from searchrank.core.errors import InputError
+from searchrank.core.names import RANKER_FEATURE_SERVICE, RANKER_MODEL_NAME
 from searchrank.serving.bento import (
     TORCH_INDEX_ENV,
     WHEEL_ENV,
@@ -33,8 +34,10 @@ from searchrank.serving.bento import (
     bundle_wheel,
     known_build_notices_silenced,
     runtime_requirements,
+    save_ranker,
     serve,
 )
+from searchrank.serving.settings import RANKER_MODEL_ENV, RETRIEVER_MODEL_ENV
 
 PIPELINE_ONLY = {"kfp", "kfp-kubernetes", "ray", "great-expectations", "lightgbm"}
 PIPELINE_MODULES = ("kfp", "ray", "great_expectations", "lightgbm")
@@ -223,6 +226,27 @@ def test_the_torch_index_becomes_the_bentos_extra_index(
     monkeypatch.setenv(TORCH_INDEX_ENV, index)
     bento = built(build_bento(stored_models.ranker, stored_models.retriever, {}))
     assert f"--extra-index-url {index}" in (bento.python_env / "install.sh").read_text()
+
+
+@pytest.mark.slow
+def test_a_bento_pins_the_models_it_is_given_whatever_this_process_imported_before(
+    stored_models: StoredModels, ranker_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bentoml
+
+    from searchrank.serving import service
+
+    # The service module reads the model tags once, when first imported (here or earlier in
+    # this process): the stored models, or "latest". A ranker saved after the wanted one makes
+    # "latest" another model too, so only the tags given to the build can pin the wanted one.
+    monkeypatch.setenv(RANKER_MODEL_ENV, stored_models.ranker)
+    monkeypatch.setenv(RETRIEVER_MODEL_ENV, stored_models.retriever)
+    assert service.RANKER_MODEL in (stored_models.ranker, f"{RANKER_MODEL_NAME}:latest")
+    labels = {"feature_service": RANKER_FEATURE_SERVICE}
+    wanted = save_ranker(ranker_checkpoint, labels, {})
+    assert save_ranker(ranker_checkpoint, labels, {}) != wanted
+    bento = bentoml.bentos.get(build_bento(wanted, stored_models.retriever, {}))
+    assert {str(m.tag) for m in bento.info.all_models} == {wanted, stored_models.retriever}
 
 
 @pytest.mark.slow

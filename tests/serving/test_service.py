@@ -12,13 +12,14 @@ from starlette.testclient import TestClient
 
 from searchrank.core import schema as S
 from searchrank.serving.api import MAX_BODY_BYTES, MAX_ITEMS
+from searchrank.serving.settings import FEATURE_REPO_ENV
 
 
 @pytest.fixture(scope="module")
 def service_env(logged_day: LoggedDay, stored_models: StoredModels) -> Iterator[None]:
-    os.environ["SEARCHRANK_FEATURE_REPO"] = str(logged_day.repo)
+    os.environ[FEATURE_REPO_ENV] = str(logged_day.repo)
     yield
-    os.environ.pop("SEARCHRANK_FEATURE_REPO", None)
+    os.environ.pop(FEATURE_REPO_ENV, None)
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,24 @@ def test_a_query_is_partial_when_it_begins_a_name_and_is_none() -> None:
     assert not index.is_partial("zz") and not index.is_partial("")
 
 
+def test_a_genre_mood_or_topic_is_typed_whole_though_it_begins_a_name() -> None:
+    shows = pd.DataFrame(
+        {
+            S.ITEM_ID: [1, 2],
+            "name": ["History of Rome", "Chill Evenings"],
+            "genre": ["History", None],
+            "mood": [None, "chill"],
+            "keywords": ["history ancient", "chill"],
+        }
+    )
+    index = PrefixIndex.from_catalogue(shows)
+    assert not index.is_partial("history") and not index.is_partial("chill")
+    assert index.is_partial("histo") and index.is_partial("history of")
+    assert index.complete("history", 5) == [1], "its completions are still there to fuse"
+    untagged = PrefixIndex.from_catalogue(shows.drop(columns=["genre", "mood", "keywords"]))
+    assert untagged.is_partial("history"), "without those columns only names decide"
+
+
 def test_completions_list_each_item_once_most_streamed_first() -> None:
     streams = pd.Series({3: 50.0, 5: 10.0, 1: 2.0})
     index = PrefixIndex.from_catalogue(catalogue(), streams)
@@ -76,16 +94,18 @@ def test_the_market_bonus_is_fitted_to_what_listeners_wanted() -> None:
 
 
 def test_the_index_is_saved_and_loaded(tmp_path: Path) -> None:
-    index = PrefixIndex.from_catalogue(catalogue(), pd.Series({4: 3.0}))
+    tagged = catalogue().assign(genre="electronic", mood=["night", None, None, None, None, None])
+    index = PrefixIndex.from_catalogue(tagged, pd.Series({4: 3.0}))
     index.save(tmp_path)
     loaded = PrefixIndex.load(tmp_path)
-    for field in ("phrases", "item_ids", "log_streams", "markets"):
+    for field in ("phrases", "item_ids", "log_streams", "markets", "descriptive"):
         np.testing.assert_array_equal(getattr(loaded, field), getattr(index, field))
+    assert list(loaded.descriptive) == ["electronic", "night"]
     assert loaded.complete("h", 3) == [4]
     assert loaded.complete("mid", 1, "FR", 10.0) == [1]
 
 
-def test_an_index_saved_without_markets_loads_with_none_known(tmp_path: Path) -> None:
+def test_an_index_saved_before_markets_and_topics_loads_with_none_known(tmp_path: Path) -> None:
     index = PrefixIndex.from_catalogue(catalogue())
     np.savez(
         tmp_path / PREFIX_FILE,
@@ -94,8 +114,9 @@ def test_an_index_saved_without_markets_loads_with_none_known(tmp_path: Path) ->
         log_streams=index.log_streams,
     )
     loaded = PrefixIndex.load(tmp_path)
-    assert set(loaded.markets) == {""}
+    assert set(loaded.markets) == {""} and len(loaded.descriptive) == 0
     assert loaded.complete("mid", 1, "FR", 10.0) == index.complete("mid", 1)
+    assert loaded.is_partial("midn") and not loaded.is_partial("midnight")
 
 
 def test_a_catalogue_without_markets_gives_no_bonus() -> None:

@@ -229,6 +229,16 @@ def test_the_torch_index_becomes_the_bentos_extra_index(
 
 
 @pytest.mark.slow
+def test_a_build_around_a_model_the_store_lacks_fails_naming_it(
+    stored_models: StoredModels,
+) -> None:
+    with pytest.raises(
+        RuntimeError, match=r"(?s)building the Bento failed.*searchrank-ranker:absent"
+    ):
+        build_bento("searchrank-ranker:absent", stored_models.retriever, {})
+
+
+@pytest.mark.slow
 def test_a_bento_pins_the_models_it_is_given_whatever_this_process_imported_before(
     stored_models: StoredModels, ranker_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -354,6 +354,7 @@ def _build_in_a_fresh_process(build: dict[str, Any], pins: Mapping[str, str]) ->
         [sys.executable, "-c", f"from {__name__} import _build_here; _build_here()"],
         input=json.dumps({"build": build, "result": str(result)}),
         env={**os.environ, **pins},
+        # BentoML accepts a wheel only below the working directory, whatever the build context.
         cwd=build["build_ctx"],
         stderr=subprocess.PIPE,
         text=True,
@@ -372,7 +373,6 @@ def _build_here() -> None:
     import bentoml
 
     request = json.load(sys.stdin)
-    # BentoML accepts a wheel only below the working directory, whatever the build context.
     with known_build_notices_silenced():
         bento = bentoml.bentos.build(**request["build"])
     Path(request["result"]).write_text(str(bento.tag))

@@ -274,6 +274,11 @@ def known_build_notices_silenced() -> Iterator[None]:
     nothing of anyone: BentoML's fallback to its v1 layout for the bundled wheel (chosen on
     purpose, see :func:`build_bento`) and pathspec's deprecation of the pattern style BentoML
     uses. Any other warning still shows."""
+    # Feast, when first imported (a build imports it through the service module), turns every
+    # DeprecationWarning on ("once") ahead of the filters set before it: imported first, it
+    # leaves the filter below the last word.
+    import feast  # noqa: F401
+
     notice = _DropMessages("python.wheels is not supported by bento v2")
     # A logger's filters see only the records created on it, not its children's: this is the
     # logger BentoML's image settings log on (``_bentoml_sdk.images``).
@@ -371,12 +376,8 @@ def _build_here() -> None:
     """The build process of :func:`_build_in_a_fresh_process`: the build's arguments come on
     standard input, and the Bento's tag goes into the result file."""
     import bentoml
-    import feast  # noqa: F401
 
     request = json.load(sys.stdin)
-    # Feast, when first imported (here by the service module that the build imports), turns
-    # every DeprecationWarning on ("once"), ahead of any filter set before: imported first, it
-    # leaves the known notices' filter the last word.
     with known_build_notices_silenced():
         bento = bentoml.bentos.build(**request["build"])
     Path(request["result"]).write_text(str(bento.tag))

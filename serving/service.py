@@ -30,8 +30,9 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
 import anyio
@@ -78,6 +79,9 @@ from searchrank.serving.settings import (
 )
 from searchrank.serving.stages import timed_request
 
+if TYPE_CHECKING:
+    from prometheus_client import Histogram
+
 log = logging.getLogger(__name__)
 MODEL_ERRORS = (httpx.HTTPError, aiohttp.ClientError, BentoMLException, OSError)
 """What calling the model's service raises when its worker is gone or restarting."""
@@ -87,12 +91,25 @@ RETRIEVER_MODEL = os.environ.get(RETRIEVER_MODEL_ENV, f"{RETRIEVER_MODEL_NAME}:l
 SEARCH_THREADS = 8
 """Requests one ``Search`` worker handles at once."""
 STAGE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
-STAGE_SECONDS = bentoml.metrics.Histogram(
-    name="searchrank_stage_seconds",
-    documentation="Seconds a request spent in each stage (searchrank.serving.stages)",
-    labelnames=["endpoint", "stage"],
-    buckets=STAGE_BUCKETS,
-)
+
+
+@cache
+def stage_seconds() -> Histogram:
+    """The ``searchrank_stage_seconds`` histogram, made on a worker's first request.
+
+    ``prometheus_client`` decides when it is first imported whether values go to the files in
+    ``PROMETHEUS_MULTIPROC_DIR``, which ``/metrics`` sums over all workers. Importing it on
+    first use, as BentoML's deprecated ``bentoml.metrics`` did, keeps that decision inside a
+    serving worker, whose environment BentoML has set, whatever imported this module before.
+    """
+    from prometheus_client import Histogram
+
+    return Histogram(
+        name="searchrank_stage_seconds",
+        documentation="Seconds a request spent in each stage (searchrank.serving.stages)",
+        labelnames=["endpoint", "stage"],
+        buckets=STAGE_BUCKETS,
+    )
 
 
 @contextmanager
@@ -104,7 +121,7 @@ def observed(endpoint: str) -> Iterator[None]:
         yield
     for name, value in seconds.items():
         if value > 0:
-            STAGE_SECONDS.labels(endpoint=endpoint, stage=name).observe(value)
+            stage_seconds().labels(endpoint=endpoint, stage=name).observe(value)
 
 
 @contextmanager

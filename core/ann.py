@@ -116,6 +116,14 @@ class AnnIndex:
         )
         return np.asarray(ids, dtype=np.int64), np.asarray(distances)
 
+    def similarities(self, distances: np.ndarray) -> np.ndarray:
+        """The inner products of unit vectors that :meth:`query`'s ``distances`` stand for:
+        Voyager's cosine and inner-product distances are ``1 − dot``, its Euclidean one the
+        squared distance, ``2 − 2·dot``."""
+        if self.params.metric == "euclidean":
+            return 1.0 - np.asarray(distances) / 2.0
+        return 1.0 - np.asarray(distances)
+
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self._index.save(str(folder / INDEX_FILE))  # type: ignore[attr-defined]
@@ -154,6 +162,19 @@ def exact_top_k(
     Returns:
         (q, min(k, n)) item ids, best first.
     """
+    return exact_search(item_ids, vectors, queries, k, metric, batch_size)[0]
+
+
+def exact_search(
+    item_ids: np.ndarray,
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    metric: Metric,
+    batch_size: int = 256,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`exact_top_k` with each result's score: (ids (q, k), scores (q, k)), the scores
+    inner products (cosine: of the normalized vectors; euclidean: minus the squared distance)."""
     items = np.asarray(vectors, dtype=np.float32)
     asked = np.asarray(queries, dtype=np.float32)
     ids = np.asarray(item_ids)
@@ -161,15 +182,21 @@ def exact_top_k(
         items = items / np.maximum(np.linalg.norm(items, axis=1, keepdims=True), 1e-12)
         asked = asked / np.maximum(np.linalg.norm(asked, axis=1, keepdims=True), 1e-12)
     k = min(k, len(items))
-    parts = [
-        ids[_top_rows(asked[start : start + batch_size], items, k, metric)]
-        for start in range(0, len(asked), batch_size)
-    ]
-    return np.concatenate(parts) if parts else np.zeros((0, k), dtype=ids.dtype)
+    rows, scores = [], []
+    for start in range(0, len(asked), batch_size):
+        top, score = _top_rows(asked[start : start + batch_size], items, k, metric)
+        rows.append(ids[top])
+        scores.append(score)
+    if not rows:
+        return np.zeros((0, k), dtype=ids.dtype), np.zeros((0, k), dtype=np.float32)
+    return np.concatenate(rows), np.concatenate(scores)
 
 
-def _top_rows(asked: np.ndarray, items: np.ndarray, k: int, metric: Metric) -> np.ndarray:
-    """Row indices into ``items`` (n, d) of each query's (q, d) k best, best first: (q, k)."""
+def _top_rows(
+    asked: np.ndarray, items: np.ndarray, k: int, metric: Metric
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices into ``items`` (n, d) of each query's (q, d) k best, best first, and their
+    scores: (q, k) each."""
     if metric == "euclidean":
         scores = -(
             (asked**2).sum(axis=1, keepdims=True) - 2 * asked @ items.T + (items**2).sum(axis=1)
@@ -178,7 +205,8 @@ def _top_rows(asked: np.ndarray, items: np.ndarray, k: int, metric: Metric) -> n
         scores = asked @ items.T
     top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     order = np.take_along_axis(scores, top, axis=1).argsort(axis=1)[:, ::-1]
-    return np.take_along_axis(top, order, axis=1)
+    best = np.take_along_axis(top, order, axis=1)
+    return best, np.take_along_axis(scores, best, axis=1)
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:

@@ -47,6 +47,7 @@ from searchrank.core import schema as S
 from searchrank.core.ann import AnnIndex
 from searchrank.core.bm25 import BM25Scorer
 from searchrank.core.completion import PREFIX_FILE, PrefixIndex
+from searchrank.core.dense_prior import DENSE_POOL
 from searchrank.core.errors import require_columns
 from searchrank.core.generative import GenerativeSource
 from searchrank.core.intent import IntentModel
@@ -85,10 +86,16 @@ class DenseRetriever:
     index: AnnIndex
 
     def retrieve(self, queries: list[str], user_ids: list[int], n: int) -> list[list[int]]:
-        """The ``n`` nearest items of each (query, listener), best first, in one batch."""
+        """The ``n`` best items of each (query, listener), in one batch: the nearest, or with
+        the model's popularity prior, the best of the :data:`DENSE_POOL` nearest after it."""
         vectors = self.model.embed_queries(queries, user_ids)
-        ids, _ = self.index.query(vectors, n)
-        return [row.tolist() for row in ids]
+        prior = self.model.prior
+        if prior is None or prior.weight == 0:
+            ids, _ = self.index.query(vectors, n)
+            return [row.tolist() for row in ids]
+        ids, distances = self.index.query(vectors, max(n, DENSE_POOL))
+        similarities = self.index.similarities(distances)
+        return prior.reorder(self.model.items.index(ids), ids, similarities, n)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from searchrank.core import schema as S
 from searchrank.core.checkpoint import WEIGHTS
+from searchrank.core.dense_prior import DensePrior
 from searchrank.core.errors import InputError
 from searchrank.core.text import analyze
 
@@ -308,6 +309,8 @@ class Retriever:
         item_ids: the catalogue items known at training time, in ``item_tokens`` order.
         item_tokens: (m, T) hashed tokens of each item's text and metadata.
         description: what training recorded (config, metrics, data).
+        prior: the items' recent popularity that retrieval adds to the scores
+            (:mod:`searchrank.core.dense_prior`); ``None``: none (a model saved before it).
     """
 
     model: TwoTower
@@ -316,6 +319,7 @@ class Retriever:
     item_ids: np.ndarray
     item_tokens: np.ndarray
     description: dict[str, Any]
+    prior: DensePrior | None = None
 
     def embed_queries(
         self, queries: Sequence[str], user_ids: Sequence[int], batch_size: int = 4096
@@ -344,6 +348,8 @@ class Retriever:
             "model": self.model.config.as_dict(),
         }
         (folder / DESCRIPTION).write_text(json.dumps(description, indent=2, default=str))
+        if self.prior is not None:
+            self.prior.save(folder)
 
     @classmethod
     def load(cls, folder: Path) -> Retriever:
@@ -363,4 +369,5 @@ class Retriever:
         ids = np.load(folder / VOCABULARIES)
         vocab_users, vocab_items = IdVocabulary(ids["users"]), IdVocabulary(ids["items"])
         tokens = np.load(folder / ITEM_TOKENS)
-        return cls(model, vocab_users, vocab_items, ids["order"], tokens, description)
+        prior = DensePrior.load(folder)
+        return cls(model, vocab_users, vocab_items, ids["order"], tokens, description, prior)

@@ -9,6 +9,10 @@ With ``refit`` the served checkpoint is instead a second run's: trained from scr
 training and validation rows together for as many epochs as validation chose, its last epoch
 kept (:data:`REFIT_RUN`). Its validation figures would be no evidence (it trained on those
 searches), so the summary's metrics stay the first run's; the test split judges the refit.
+
+Last, the served model gets its popularity prior (:mod:`searchrank.core.dense_prior`): the
+weight fitted on the validation searches with the chosen checkpoint (before any refit), the
+streams counted over the validation period, the most recent one.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +33,22 @@ from searchrank.components.train_retriever.config import TrainRetrieverConfig
 from searchrank.components.train_retriever.data import TRAIN_PAIRS, prepare
 from searchrank.components.train_retriever.loop import SCORE
 from searchrank.core import schema as S
+from searchrank.core.ann import exact_search
+from searchrank.core.dense_prior import (
+    DENSE_POOL,
+    DensePrior,
+    fit_dense_prior,
+    period_before,
+    recent_log_streams,
+)
 from searchrank.core.html import render_page
 from searchrank.core.io import read_parquet_input
 from searchrank.core.plots import training_curves
 from searchrank.core.raytrain.runner import RunRecipe, train_run
 from searchrank.core.raytrain.shards import fixed_size_list
 from searchrank.core.retrieval import EMBEDDING
-from searchrank.core.retriever import DESCRIPTION, Retriever
+from searchrank.core.retriever import DESCRIPTION, Retriever, encode_in_batches
+from searchrank.core.search_pairs import validation_queries
 
 CURVES = {SCORE: "Recall@100", "val_recall@10": "Recall@10", "val_mrr": "MRR"}
 RETRIEVER_RUN = RunRecipe(
@@ -65,6 +78,10 @@ class RetrieverSummary:
     model_dir: str
     refit_epochs: int = 0
     """Epochs of the refit on training and validation rows whose last is served; 0: none."""
+    prior_weight: float = 0.0
+    """The served popularity prior's weight, fitted on validation."""
+    prior_recall: dict[float, float] = field(default_factory=dict)
+    """Validation Recall@100 of the chosen checkpoint at each prior weight tried."""
 
     def metrics(self) -> dict[str, float]:
         return {
@@ -76,6 +93,10 @@ class RetrieverSummary:
             "train_pairs": float(self.shapes["train_pairs"]),
             "pairs_per_s": float(self.history[-1]["pairs_per_s"]),
             "refit_epochs": float(self.refit_epochs),
+            "dense_prior_weight": self.prior_weight,
+            "best_val_recall@100_with_prior": self.prior_recall.get(
+                self.prior_weight, self.best[SCORE]
+            ),
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -94,6 +115,29 @@ def write_item_embeddings(retriever: Retriever, path: Path) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path)
     return len(vectors)
+
+
+def fit_prior_weight(
+    retriever: Retriever, train: pd.DataFrame, valid: pd.DataFrame, min_relevant_label: int
+) -> tuple[float, dict[float, float]]:
+    """The popularity prior's weight for ``retriever``, fitted on the validation searches (their
+    nearest items by exact search) with the streams of the training rows in the period just
+    before validation, as long as it; and the validation Recall@100 of each weight tried."""
+    model = retriever.model
+    queries = validation_queries(
+        valid,
+        retriever.users,
+        retriever.items,
+        min_relevant_label,
+        model.config.text_buckets,
+        model.config.max_tokens,
+    )
+    asked = encode_in_batches(model.encode_queries, queries.tokens, queries.users)
+    indices = retriever.items.index(retriever.item_ids)
+    pools = exact_search(indices, retriever.embed_items(), asked, DENSE_POOL, "inner_product")
+    start, end = valid[S.EVENT_TIMESTAMP].min(), valid[S.EVENT_TIMESTAMP].max()
+    before = recent_log_streams(period_before(train, start, end - start), retriever.items.ids)
+    return fit_dense_prior(pools, queries.relevant, before, model.config.temperature)
 
 
 def train_retriever(
@@ -146,6 +190,13 @@ def train_retriever(
         log=log,
     )
     checkpoint, refit_epochs = run.checkpoint, 0
+    prior_weight, prior_recall = fit_prior_weight(
+        Retriever.load(model_dir), train, valid, config.min_relevant_label
+    )
+    log(
+        f"popularity prior: weight {prior_weight:g} (validation Recall@100 "
+        f"{prior_recall[prior_weight]:.4f}, {prior_recall[0.0]:.4f} without)"
+    )
     if config.refit:
         refit_epochs = run.best_epoch + 1
         log(
@@ -169,7 +220,10 @@ def train_retriever(
         ).checkpoint
         if work_dir is None:  # the temporary folder both runs worked in
             shutil.rmtree(work, ignore_errors=True)
-    written = write_item_embeddings(Retriever.load(model_dir), embeddings_path)
+    served = Retriever.load(model_dir)
+    recent = recent_log_streams(valid, served.items.ids)
+    DensePrior(prior_weight, recent, served.model.config.temperature).save(model_dir)
+    written = write_item_embeddings(served, embeddings_path)
     log(f"embedded {written:,} items into {embeddings_path}")
     return RetrieverSummary(
         best_epoch=run.best_epoch,
@@ -180,6 +234,8 @@ def train_retriever(
         checkpoint=checkpoint,
         model_dir=str(model_dir),
         refit_epochs=refit_epochs,
+        prior_weight=prior_weight,
+        prior_recall=prior_recall,
     )
 
 
@@ -192,11 +248,20 @@ def curves_html(summary: RetrieverSummary) -> str:
         for h in summary.history
     )
     image = training_curves(summary.history, summary.best_epoch, CURVES)
+    prior_rows = "".join(
+        f"<tr><td>{weight:g}</td><td>{recall:.4f}</td></tr>"
+        for weight, recall in summary.prior_recall.items()
+    )
     body = f"""
 <p>Best validation Recall@100 <b>{summary.best[SCORE]:.4f}</b> at epoch {summary.best_epoch}
 ({summary.epochs_run} epochs run; {summary.shapes["train_pairs"]:,} training pairs,
 {summary.shapes["items"]:,} items). Checkpoint: <code>{summary.checkpoint}</code>.</p>
 <img alt="training curves" src="{image}">
 <table><tr><th>epoch</th><th>train loss</th><th>val Recall@100</th><th>val Recall@10</th>
-<th>val MRR</th><th>pairs/s</th></tr>{rows}</table>"""
+<th>val MRR</th><th>pairs/s</th></tr>{rows}</table>
+<h2>Popularity prior</h2>
+<p>Served weight <b>{summary.prior_weight:g}</b> (logits per log streams of the validation
+period); validation Recall@100 of the best checkpoint at each weight, streams counted over the
+period before validation:</p>
+<table><tr><th>weight</th><th>val Recall@100</th></tr>{prior_rows}</table>"""
     return render_page("Retriever training", body)

@@ -14,6 +14,7 @@ from searchrank.components.train_retriever.data import prepare
 from searchrank.components.train_retriever.logic import RetrieverSummary, curves_html
 from searchrank.core import schema as S
 from searchrank.core.ann import exact_top_k
+from searchrank.core.dense_prior import DENSE_PRIOR_WEIGHTS, recent_log_streams
 from searchrank.core.errors import InputError
 from searchrank.core.retrieval import EMBEDDING, retrieval_metrics, wanted_items
 from searchrank.core.retriever import IdVocabulary, Retriever
@@ -81,6 +82,16 @@ def test_trained_retriever_finds_wanted_items_and_embeds_the_catalogue(
     assert metrics["recall@100"] > 5 * chance, metrics
     assert summary.best["val_recall@100"] == max(h["val_recall@100"] for h in summary.history)
     assert "Recall@100" in curves_html(summary)
+
+    # The popularity prior: fitted on validation, serving the validation period's streams.
+    assert retriever.prior is not None and retriever.prior.weight == summary.prior_weight
+    valid = pd.read_parquet(splits["valid"])
+    recent = recent_log_streams(valid, retriever.items.ids)
+    np.testing.assert_allclose(retriever.prior.log_streams, recent)
+    assert set(summary.prior_recall) == set(DENSE_PRIOR_WEIGHTS)
+    assert summary.prior_recall[summary.prior_weight] == max(summary.prior_recall.values())
+    assert summary.metrics()["dense_prior_weight"] == summary.prior_weight
+    assert "Popularity prior" in curves_html(summary)
 
 
 def test_a_refit_serves_a_model_trained_on_train_and_valid_for_the_chosen_epochs(

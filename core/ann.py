@@ -147,7 +147,7 @@ def exact_top_k(
     k: int,
     metric: Metric,
     batch_size: int = 256,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Brute-force top-k of each query over every item, best first: the exact answer that an
     index is measured against and that the retriever's validation searches with.
 
@@ -160,21 +160,9 @@ def exact_top_k(
         batch_size: queries scored at once; memory grows with ``batch_size × n``.
 
     Returns:
-        (q, min(k, n)) item ids, best first.
+        (q, min(k, n)) item ids, best first, and their scores: inner products (cosine: of the
+        normalized vectors; euclidean: minus the squared distance).
     """
-    return exact_search(item_ids, vectors, queries, k, metric, batch_size)[0]
-
-
-def exact_search(
-    item_ids: np.ndarray,
-    vectors: np.ndarray,
-    queries: np.ndarray,
-    k: int,
-    metric: Metric,
-    batch_size: int = 256,
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`exact_top_k` with each result's score: (ids (q, k), scores (q, k)), the scores
-    inner products (cosine: of the normalized vectors; euclidean: minus the squared distance)."""
     items = np.asarray(vectors, dtype=np.float32)
     asked = np.asarray(queries, dtype=np.float32)
     ids = np.asarray(item_ids)

@@ -68,7 +68,7 @@ def build_index(
     chosen = rng.choice(len(ids), size=min(sample, len(ids)), replace=False)
     queries = vectors[chosen]
     found, _ = index.query(queries, k)
-    truth = exact_top_k(ids, vectors, queries, k, params.metric)
+    truth, _ = exact_top_k(ids, vectors, queries, k, params.metric)
     index.save(output)
     return IndexSummary(
         items=len(ids),

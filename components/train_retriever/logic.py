@@ -33,7 +33,7 @@ from searchrank.components.train_retriever.config import TrainRetrieverConfig
 from searchrank.components.train_retriever.data import TRAIN_PAIRS, prepare
 from searchrank.components.train_retriever.loop import SCORE
 from searchrank.core import schema as S
-from searchrank.core.ann import exact_search
+from searchrank.core.ann import exact_top_k
 from searchrank.core.dense_prior import (
     DENSE_POOL,
     DensePrior,
@@ -134,7 +134,7 @@ def fit_prior_weight(
     )
     asked = encode_in_batches(model.encode_queries, queries.tokens, queries.users)
     indices = retriever.items.index(retriever.item_ids)
-    pools = exact_search(indices, retriever.embed_items(), asked, DENSE_POOL, "inner_product")
+    pools = exact_top_k(indices, retriever.embed_items(), asked, DENSE_POOL, "inner_product")
     start, end = valid[S.EVENT_TIMESTAMP].min(), valid[S.EVENT_TIMESTAMP].max()
     before = recent_log_streams(period_before(train, start, end - start), retriever.items.ids)
     return fit_dense_prior(pools, queries.relevant, before, model.config.temperature)

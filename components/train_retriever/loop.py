@@ -90,7 +90,7 @@ def validation_metrics(
     indices = np.arange(1, len(item_tokens) + 1, dtype=np.int64)
     items = encode_in_batches(model.encode_items, item_tokens, indices, device=device)
     asked = encode_in_batches(model.encode_queries, queries.tokens, queries.users, device=device)
-    found = exact_top_k(indices, items, asked, 100, "inner_product")
+    found, _ = exact_top_k(indices, items, asked, 100, "inner_product")
     return retrieval_metrics(found, queries.relevant)
 
 

@@ -64,7 +64,7 @@ def main() -> None:
     truth = np.zeros((queries_n, K), dtype=np.int64)
     started = time.perf_counter()
     for q in range(queries_n):
-        truth[q] = exact_top_k(ids, vectors, queries[q : q + 1], K, "cosine")[0]
+        truth[q] = exact_top_k(ids, vectors, queries[q : q + 1], K, "cosine")[0][0]
     exact_qps = queries_n / (time.perf_counter() - started)
 
     recall = recall_at_k(found, truth)

@@ -69,7 +69,7 @@ def encode(encoder: Any, texts: list[str]) -> np.ndarray:
 
 def nearest(item_ids: np.ndarray, items: np.ndarray, queries: np.ndarray) -> list[list[int]]:
     """Each query vector's :data:`K` nearest items by cosine, best first."""
-    return exact_top_k(item_ids, items, queries, K, "cosine").tolist()
+    return exact_top_k(item_ids, items, queries, K, "cosine")[0].tolist()
 
 
 def minilm_lists(

@@ -76,7 +76,7 @@ def test_trained_retriever_finds_wanted_items_and_embeds_the_catalogue(
     wanted = wanted_items(test, 2)
     first = test.groupby(S.SEARCH_ID)[[S.QUERY, S.USER_ID]].first().loc[wanted.index]
     asked = retriever.embed_queries(first[S.QUERY].tolist(), first[S.USER_ID])
-    found = exact_top_k(retriever.item_ids, vectors, asked, 100, "inner_product")
+    found, _ = exact_top_k(retriever.item_ids, vectors, asked, 100, "inner_product")
     metrics = retrieval_metrics(found, wanted.tolist())
     chance = 100 / len(vectors)
     assert metrics["recall@100"] > 5 * chance, metrics
@@ -121,6 +121,7 @@ def test_a_refit_serves_a_model_trained_on_train_and_valid_for_the_chosen_epochs
     served = Retriever.load(tmp_path / "model")
     assert served.description["epoch"] == summary.refit_epochs - 1, "its last epoch is served"
     assert served.description["train_config"]["epochs"] == summary.refit_epochs
+    assert served.prior is not None and served.prior.weight == summary.prior_weight
     train, valid = pd.read_parquet(splits["train"]), pd.read_parquet(splits["valid"])
     only_valid = np.setdiff1d(valid[S.USER_ID].unique(), train[S.USER_ID].unique())
     assert len(only_valid) > 0

@@ -24,7 +24,7 @@ def test_the_index_finds_what_exact_search_finds(metric: str, tmp_path: Path) ->
     queries = _clusters(50, 16, seed=1)
     index = AnnIndex.build(ids, vectors, AnnParams(metric=metric))  # type: ignore[arg-type]
     found, _ = index.query(queries, 20)
-    truth = exact_top_k(ids, vectors, queries, 20, metric)  # type: ignore[arg-type]
+    truth, _ = exact_top_k(ids, vectors, queries, 20, metric)  # type: ignore[arg-type]
     assert recall_at_k(found, truth) >= 0.95
     index.save(tmp_path)
     again = AnnIndex.load(tmp_path)
@@ -34,7 +34,7 @@ def test_the_index_finds_what_exact_search_finds(metric: str, tmp_path: Path) ->
 
 def test_exact_top_k_orders_best_first() -> None:
     vectors = np.array([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7]], dtype=np.float32)
-    top = exact_top_k(np.array([5, 6, 7]), vectors, np.array([[1.0, 0.1]]), 2, "inner_product")
+    top, _ = exact_top_k(np.array([5, 6, 7]), vectors, np.array([[1.0, 0.1]]), 2, "inner_product")
     assert top.tolist() == [[5, 7]]
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from searchrank.core import schema as S
-from searchrank.core.ann import AnnIndex, AnnParams, exact_search
+from searchrank.core.ann import AnnIndex, AnnParams, exact_top_k
 from searchrank.core.candidates import DenseRetriever
 from searchrank.core.dense_prior import (
     DensePrior,
@@ -88,7 +88,7 @@ def test_the_index_turns_its_distances_back_into_inner_products(metric: str) -> 
     ids, distances = index.query(queries, 10)
     expected = np.take_along_axis(queries @ vectors.T, ids, axis=1)
     np.testing.assert_allclose(index.similarities(distances), expected, atol=1e-5)
-    exact_ids, scores = exact_search(np.arange(200), vectors, queries, 10, "inner_product")
+    exact_ids, scores = exact_top_k(np.arange(200), vectors, queries, 10, "inner_product")
     np.testing.assert_allclose(scores, np.take_along_axis(queries @ vectors.T, exact_ids, 1))
 
 

@@ -53,7 +53,7 @@ def test_exact_top_k_equals_a_full_sort() -> None:
     rng = np.random.default_rng(0)
     items, queries = rng.normal(size=(300, 8)), rng.normal(size=(20, 8))
     ids = np.arange(100, 400)
-    top = exact_top_k(ids, items, queries, 10, "inner_product", batch_size=7)
+    top, _ = exact_top_k(ids, items, queries, 10, "inner_product", batch_size=7)
     expected = ids[np.argsort(-(queries @ items.T), axis=1)[:, :10]]
     assert (top == expected).all()
 

@@ -212,8 +212,9 @@ def model_only_ms(checkpoint: Path, width: int, cardinalities: list[int]) -> flo
 def retrieval_parts(train: Path, valid: Path, data: Path, work: Path, epochs: int = 2) -> Any:
     """A two-tower retriever (``epochs`` epochs), its Voyager index, the generative retriever
     over its item vectors and the intent model, trained on the benchmark's splits, with a
-    routing that gives each source weight (the routing's own fit is ``evaluate_retrieval``'s
-    business; its cost at serving time is the same) and the training split's streams."""
+    routing that gives each source weight and a two-tower popularity prior of weight 1 (the
+    fits are ``train_retriever``'s and ``evaluate_retrieval``'s business; their cost at serving
+    time is the same) and the training split's streams."""
     from searchrank.components.build_index.logic import build_index
     from searchrank.components.train_generative_retriever.config import TrainGenerativeConfig
     from searchrank.components.train_generative_retriever.logic import (
@@ -224,6 +225,7 @@ def retrieval_parts(train: Path, valid: Path, data: Path, work: Path, epochs: in
     from searchrank.components.train_retriever.logic import train_retriever
     from searchrank.core.ann import AnnParams
     from searchrank.core.candidates import RetrieverParts
+    from searchrank.core.dense_prior import DensePrior
     from searchrank.core.retrieval import FusionRouting
     from searchrank.features import tables as T
 
@@ -237,6 +239,9 @@ def retrieval_parts(train: Path, valid: Path, data: Path, work: Path, epochs: in
         work_dir=work / "retriever",
         log=lambda _: None,
     )
+    prior = DensePrior.load(work / "two_tower")
+    assert prior is not None, "train_retriever saves the prior with the model"
+    replace(prior, weight=1.0).save(work / "two_tower")
     build_index(work / "embeddings.parquet", work / "ann", AnnParams())
     train_generative_retriever(
         train,

@@ -13,9 +13,11 @@ Fitting (:func:`fit_dense_prior`, run by ``train_retriever`` on the chosen check
 recent period is as long as the validation period. The weight is the one whose re-ordered lists
 recall the most of what the validation searches wanted, the streams counted in the period just
 before validation (the training rows'). The served prior counts the validation period's own
-streams, the period just before the model is used. On Last.fm tag search (held out by time) the
-prior lifted the two-tower's test Recall@100 from 0.410 to 0.431 at weight 0.6; counting the
-whole history instead of the recent period gave 0.425.
+streams, the period just before the model is used. Measured on test searches held out by time
+(``bench_retrieval``): on Last.fm tag search the fitted weight, 0.2, lifted the two-tower's
+Recall@100 from 0.410 to 0.422 (weight 0.6, which validation did not choose, gave 0.431; the
+whole history's streams instead of the recent period's, at most 0.425); on 60k synthetic
+searches the fitted 1.5 lifted it from 0.872 to 0.889.
 """
 
 from __future__ import annotations

@@ -140,6 +140,13 @@ def fit_prior_weight(
     return fit_dense_prior(pools, queries.relevant, before, model.config.temperature)
 
 
+def save_prior(served: Retriever, weight: float, valid: pd.DataFrame, model_dir: Path) -> None:
+    """Save the popularity prior of the model in ``model_dir``: ``weight`` over the streams of
+    the validation period, the most recent one."""
+    recent = recent_log_streams(valid, served.items.ids)
+    DensePrior(weight, recent, served.model.config.temperature).save(model_dir)
+
+
 def train_retriever(
     train_path: Path,
     valid_path: Path,
@@ -221,8 +228,7 @@ def train_retriever(
         if work_dir is None:  # the temporary folder both runs worked in
             shutil.rmtree(work, ignore_errors=True)
     served = Retriever.load(model_dir)
-    recent = recent_log_streams(valid, served.items.ids)
-    DensePrior(prior_weight, recent, served.model.config.temperature).save(model_dir)
+    save_prior(served, prior_weight, valid, model_dir)
     written = write_item_embeddings(served, embeddings_path)
     log(f"embedded {written:,} items into {embeddings_path}")
     return RetrieverSummary(

@@ -238,8 +238,10 @@ def test_a_retriever_trained_without_work_dir_records_its_model_not_rays_storage
         }
     ]
     monkeypatch.setattr(runner, "train_anywhere", _ray_without_ray(history, storages))
-    # No weights in the faked checkpoint: nothing to load or embed.
+    # No weights in the faked checkpoint: nothing to load, fit a prior for, or embed.
     monkeypatch.setattr(retriever_logic.Retriever, "load", staticmethod(lambda _folder: None))
+    monkeypatch.setattr(retriever_logic, "fit_prior_weight", lambda *_: (0.0, {0.0: 0.5}))
+    monkeypatch.setattr(retriever_logic, "save_prior", lambda *_: None)
     monkeypatch.setattr(retriever_logic, "write_item_embeddings", lambda _model, _path: 0)
     model = _artifact(Model, root, "train-retriever/model")
     curves = _artifact(HTML, root, "train-retriever/curves")

@@ -128,6 +128,9 @@ class SourceLists:
     generative: list[list[int]] | None = None
     partial: list[bool] = field(default_factory=list)
     """Whether each query was typed partway (never, without a prefix index)."""
+    described: list[bool] = field(default_factory=list)
+    """Whether each query, typed whole, names no item as rewritten (never, without a prefix
+    index): :func:`~searchrank.core.retrieval.route_key`."""
 
 
 @dataclass
@@ -227,6 +230,13 @@ class CandidateGenerator:
         """Whether the query (as typed) was typed partway; never without a prefix index."""
         return self.prefix is not None and self.prefix.is_partial(rewrite.original)
 
+    def is_described(self, rewrite: Rewrite) -> bool:
+        """Whether the query, as rewritten, names no item of the catalogue and was not typed
+        partway; never without a prefix index."""
+        if self.prefix is None or self.is_partial(rewrite):
+            return False
+        return not self.prefix.is_name(rewrite.query)  # normalized, as the rewriter writes
+
     def _lexical(self, query: str, n: int) -> list[int]:
         """BM25's ``n`` best items for ``query``, after the popularity prior."""
         weight = self.popularity_weight
@@ -285,7 +295,8 @@ class CandidateGenerator:
             depth = min(n, GENERATIVE_DEPTH)
             with timed("decode"):
                 generative = _both(self.generative.retrieve, reads, user_ids, depth)
-        return SourceLists(lexical, dense, generative, partial)
+        described = [self.is_described(rewrite) for rewrite in rewrites]
+        return SourceLists(lexical, dense, generative, partial, described)
 
     def retrieve(
         self,
@@ -305,7 +316,9 @@ class CandidateGenerator:
         routing = self.routing or FusionRouting()
         dense = lists.dense[0] if lists.dense is not None else []
         generative = lists.generative[0] if lists.generative is not None else []
-        return routing.fuse(dense, lists.lexical[0], n, intent, generative, lists.partial[0])
+        return routing.fuse(
+            dense, lists.lexical[0], n, intent, generative, lists.partial[0], lists.described[0]
+        )
 
     def save(self, folder: Path, parts: RetrieverParts | None = None) -> None:
         """Write the lexical index into ``folder`` and copy ``parts`` beside it."""

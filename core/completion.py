@@ -130,7 +130,12 @@ class PrefixIndex:
         rows = self._rows(query)
         at = int(np.searchsorted(self.descriptive, query))
         described = at < len(self.descriptive) and self.descriptive[at] == query
-        return rows.stop > rows.start and self.phrases[rows.start] != query and not described
+        return rows.stop > rows.start and not self.is_name(query) and not described
+
+    def is_name(self, query: str) -> bool:
+        """Whether the normalized ``query`` is some item's name."""
+        rows = self._rows(query)
+        return bool(query) and rows.stop > rows.start and self.phrases[rows.start] == query
 
     def complete(
         self, prefix: str, n: int, market: str | None = None, market_weight: float = 0.0

@@ -272,13 +272,13 @@ def system_lists(
         "fused": [reciprocal_rank_fusion([d, x], k) for d, x in pairs],
     }
     generative = lists.generative or [[] for _ in pairs]
-    routed = list(zip(pairs, predicted, generative, lists.partial, strict=True))
-    out["routed"] = [routing.fuse(d, x, k, p, g, q) for (d, x), p, g, q in routed]
+    routed = list(zip(pairs, predicted, generative, lists.partial, lists.described, strict=True))
+    out["routed"] = [routing.fuse(d, x, k, p, g, q, w) for (d, x), p, g, q, w in routed]
     if lists.generative is not None:
         without = replace(routing, generative_share={}, generative_default=0.0)
         out["generative"] = lists.generative
         out["routed_without_generative"] = [
-            without.fuse(d, x, k, p, partial=q) for (d, x), p, _, q in routed
+            without.fuse(d, x, k, p, partial=q, described=w) for (d, x), p, _, q, w in routed
         ]
     return out
 
@@ -383,7 +383,10 @@ def fit_routing(
     found = ranked_lists(generator, tuning, k)
     predicted = predicted_intents(generator, tuning)
     assert found.dense is not None  # ranked_lists refuses a generator without it
-    routes = [route_key(p, q) for p, q in zip(predicted, found.partial, strict=True)]
+    routes = [
+        route_key(p, q, w)
+        for p, q, w in zip(predicted, found.partial, found.described, strict=True)
+    ]
     routing = fit_fusion_routing(
         found.dense, found.lexical, wanted, routes, k, found.generative, prior
     )

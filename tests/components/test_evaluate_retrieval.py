@@ -75,11 +75,16 @@ def test_every_system_is_measured_and_the_routed_one_is_what_the_routing_fuses(
     assert generator.intent is not None
     predicted = generator.intent.predict([generator.rewrite(q).query for q in test[S.QUERY]])
     assert any(lists.partial)
-    pairs = zip(lists.dense, lists.lexical, predicted, lists.partial, strict=True)
-    routed = [routing.fuse(d, x, 100, p, partial=q) for d, x, p, q in pairs]
+    assert any(lists.described)
+    pairs = zip(lists.dense, lists.lexical, predicted, lists.partial, lists.described, strict=True)
+    routed = [routing.fuse(d, x, 100, p, partial=q, described=w) for d, x, p, q, w in pairs]
     assert retrieval_metrics(routed, test["relevant"].tolist()) == evaluation.systems["routed"]
     classes = set(generator.intent.classes)
-    routes = classes | {route_key(c, partial=True) for c in classes}
+    routes = (
+        classes
+        | {route_key(c, True) for c in classes}
+        | {route_key(c, False, True) for c in classes}
+    )
     assert set(routing.dense_share) <= routes and set(routing.dense_share) & (routes - classes)
     assert set(evaluation.by_intent["bm25"]) == set(tables["searches"]["intent"])
     intent = evaluation.intent

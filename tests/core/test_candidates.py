@@ -138,6 +138,7 @@ def test_a_query_typed_partway_gets_the_items_it_begins_and_its_own_route() -> N
     assert {147, 148}.isdisjoint(bm25_only)
     lists = generator.source_lists([typed, unchanged("song 47")], [1, 1], 4)
     assert lists.partial == [True, False]
+    assert lists.described == [False, False], "a prefix is partway; a name names an item"
     assert {147, 148} <= set(lists.lexical[0]), "the prefix list's first two fused in"
     # Retrieval reads a query typed partway as typed, not as its completion (one of the names
     # the prefix begins), while a correction of a query typed whole is read beside it.
@@ -153,6 +154,24 @@ def test_a_query_typed_partway_gets_the_items_it_begins_and_its_own_route() -> N
     assert generator.retrieve(typed, 1, 4, "track") == lists.lexical[0]
     whole = generator.retrieve(unchanged("song 47"), 1, 4, "track")
     assert lists.generative is not None and whole == lists.generative[1][:4]
+
+
+def test_a_query_that_names_no_item_takes_the_described_route() -> None:
+    """The artist "Neon Owls" is no item's name here (only names are indexed); a corrected
+    query names the item it was corrected to; a prefix takes the route of queries typed
+    partway instead."""
+    generator = CandidateGenerator.from_catalogue(catalogue(), generative=generative_source())
+    named = Rewrite("midnigt a", "midnight a", "corrected", 0.9)
+    queries = [unchanged("neon owls"), named, unchanged("song")]
+    lists = generator.source_lists(queries, [1, 1, 1], 4)
+    assert lists.described == [True, False, False]
+    # The described route's weights are all on the generative list, the intent's on the others.
+    generator.routing = FusionRouting({}, generative_share={"track (described)": 1.0})
+    assert lists.generative is not None
+    assert generator.retrieve(queries[0], 1, 4, "track") == lists.generative[0][:4]
+    assert generator.retrieve(named, 1, 4, "track") != lists.generative[1][:4]
+    without_names = replace(generator, prefix=None)
+    assert without_names.source_lists(queries[:1], [1], 4).described == [False]
 
 
 def test_the_prefix_index_is_saved_and_loaded_and_an_older_folder_has_none(

@@ -33,6 +33,8 @@ def test_a_query_is_partial_when_it_begins_a_name_and_is_none() -> None:
     assert not index.is_partial("midnight"), "a whole name is typed whole"
     assert not index.is_partial("midnight city")
     assert not index.is_partial("zz") and not index.is_partial("")
+    assert index.is_name("midnight") and index.is_name("midnight city")
+    assert not index.is_name("midn") and not index.is_name("zz") and not index.is_name("")
 
 
 def test_a_genre_mood_or_topic_is_typed_whole_though_it_begins_a_name() -> None:

@@ -209,6 +209,18 @@ def test_a_query_typed_partway_takes_its_routes_weights_else_its_intents() -> No
     assert found.weights("track", partial=True)[0] < found.weights("track")[0]
 
 
+def test_a_described_query_takes_its_routes_weights_else_its_intents() -> None:
+    described = route_key("podcast", False, described=True)
+    assert described == "podcast (described)"
+    assert route_key("podcast", True, described=True) == route_key("podcast", True), "partway first"
+    routing = FusionRouting({"podcast": 0.25, described: 1.0})
+    assert routing.weights("podcast", described=True) == (1.0, 0.0, 0.0)
+    assert routing.weights("podcast") == (0.25, 0.75, 0.0)
+    assert routing.weights("track", described=True) == routing.weights("track"), "no own route"
+    assert routing.fuse([1], [2], 1, "podcast", described=True) == [1]
+    assert routing.fuse([1], [2], 1, "podcast") == [2]
+
+
 def test_shares_that_tie_on_recall_at_k_are_told_apart_by_the_head_of_the_list() -> None:
     """The wanted item is the lexical list's 8th of 20. Dense shares 0, 0.25 and 0.5 all keep it
     in the first 20; only 0 and 0.25 keep it in the first 10, so 0.25 wins, not the even 0.5."""

@@ -270,10 +270,12 @@ class _DropMessages(logging.Filter):
 
 @contextmanager
 def known_build_notices_silenced() -> Iterator[None]:
-    """Silence, during a build, the two notices every searchrank Bento build gets and that ask
-    nothing of anyone: BentoML's fallback to its v1 layout for the bundled wheel (chosen on
-    purpose, see :func:`build_bento`) and pathspec's deprecation of the pattern style BentoML
-    uses. Any other warning still shows."""
+    """Silence, during a build or a read of a Bento from the store, the two notices every
+    searchrank Bento build gets and that ask nothing of anyone: BentoML's fallback to its v1
+    layout for the bundled wheel (chosen on purpose, see :func:`build_bento`) and pathspec's
+    deprecation of the pattern style BentoML uses (it parses a stored Bento's include patterns
+    whenever it reads one, so exporting or listing shows it too). Any other warning still
+    shows."""
     # Feast, when first imported (a build imports it through the service module), turns every
     # DeprecationWarning on ("once") ahead of the filters set before it: imported first, it
     # leaves the filter below the last word.
@@ -398,7 +400,8 @@ def export_bento(tag: str, path: Path) -> Path:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
-        tar = bentoml.bentos.export_bento(tag, str(Path(folder) / "service.tar"), "tar")
+        with known_build_notices_silenced():
+            tar = bentoml.bentos.export_bento(tag, str(Path(folder) / "service.tar"), "tar")
         with (
             Path(tar).open("rb") as plain,
             lzma.open(path, "wb", preset=EXPORT_XZ_PRESET) as packed,
@@ -415,7 +418,8 @@ def latest_bento() -> str:
     """
     import bentoml
 
-    bentos = [b for b in bentoml.bentos.list() if b.tag.name == BENTO_NAME]
+    with known_build_notices_silenced():
+        bentos = [b for b in bentoml.bentos.list() if b.tag.name == BENTO_NAME]
     if not bentos:
         raise InputError("bento", BENTO_NAME, "no searchrank Bento is packaged in the store yet")
     return str(max(bentos, key=lambda b: b.info.creation_time).tag)

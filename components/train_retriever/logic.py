@@ -197,9 +197,8 @@ def train_retriever(
         log=log,
     )
     checkpoint, refit_epochs = run.checkpoint, 0
-    prior_weight, prior_recall = fit_prior_weight(
-        Retriever.load(model_dir), train, valid, config.min_relevant_label
-    )
+    chosen = Retriever.load(model_dir)
+    prior_weight, prior_recall = fit_prior_weight(chosen, train, valid, config.min_relevant_label)
     log(
         f"popularity prior: weight {prior_weight:g} (validation Recall@100 "
         f"{prior_recall[prior_weight]:.4f}, {prior_recall[0.0]:.4f} without)"
@@ -227,7 +226,7 @@ def train_retriever(
         ).checkpoint
         if work_dir is None:  # the temporary folder both runs worked in
             shutil.rmtree(work, ignore_errors=True)
-    served = Retriever.load(model_dir)
+    served = Retriever.load(model_dir) if config.refit else chosen
     save_prior(served, prior_weight, valid, model_dir)
     written = write_item_embeddings(served, embeddings_path)
     log(f"embedded {written:,} items into {embeddings_path}")

@@ -117,12 +117,13 @@ def test_routing_picks_each_intents_best_dense_share_on_hand_made_searches(
     relevant = [[2], [4], [11], [12]]
     intents = ["genre_mood", "genre_mood", "track", "track"]
     routing = fit_fusion_routing(dense, lexical, relevant, intents, k=2)
-    # 0.75 and 1.0 both find every mood's item; the share nearer an even fusion wins the tie.
-    assert routing.dense_share == {"genre_mood": 0.75, "track": 0.25}
-    assert routing.default == 0.25, "over all searches the uneven shares tie; the lower wins"
+    # Every share above 0.5 finds each mood's item, every share below it each track's; among
+    # those ties the share nearest an even fusion wins.
+    assert routing.dense_share == {"genre_mood": 0.55, "track": 0.45}
+    assert routing.default == 0.45, "over all searches the uneven shares tie; the lower wins"
     assert routing.fuse(dense[0], lexical[0], 2, "genre_mood") == [1, 2]
     assert routing.fuse(dense[2], lexical[2], 2, "track") == [5, 11]
-    assert routing.weights(None) == routing.weights("podcast") == (0.25, 0.75, 0.0)
+    assert routing.weights(None) == routing.weights("podcast") == (0.45, 0.55, 0.0)
     routing.save(tmp_path / "routing.json")
     assert FusionRouting.load(tmp_path / "routing.json") == routing
 
@@ -222,13 +223,14 @@ def test_a_described_query_takes_its_routes_weights_else_its_intents() -> None:
 
 
 def test_shares_that_tie_on_recall_at_k_are_told_apart_by_the_head_of_the_list() -> None:
-    """The wanted item is the lexical list's 8th of 20. Dense shares 0, 0.25 and 0.5 all keep it
-    in the first 20; only 0 and 0.25 keep it in the first 10, so 0.25 wins, not the even 0.5."""
+    """The wanted item is the lexical list's 8th of 20. Dense shares from 0 to 0.5 all keep it
+    in the first 20; only those below 0.5 keep it in the first 10, so 0.45 wins, not the even
+    0.5."""
     dense = [list(range(100, 120))]
     lexical = [list(range(200, 220))]
     relevant = [[207]]
     routing = fit_fusion_routing(dense, lexical, relevant, ["artist"], k=20)
-    assert routing.dense_share == {"artist": 0.25}
+    assert routing.dense_share == {"artist": 0.45}
     assert routing.fuse(dense[0], lexical[0], 20, "artist").index(207) < 10
     even = FusionRouting(default=0.5).fuse(dense[0], lexical[0], 20)
     assert 10 <= even.index(207) < 20, "the even fusion keeps it only past the head"

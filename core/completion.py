@@ -122,26 +122,35 @@ class PrefixIndex:
         high = int(np.searchsorted(self.phrases, prefix + _LAST_CHARACTER, side="left"))
         return slice(low, max(low, high))
 
+    def _names_end(self, query: str) -> int:
+        """The end of the rows whose phrase is ``query`` itself (they open its rows)."""
+        return int(np.searchsorted(self.phrases, query, side="right"))
+
+    def continues(self, query: str) -> bool:
+        """Whether the normalized ``query`` begins a longer name and is no genre, mood or topic
+        of the catalogue: the listener may still be typing it, even where it is a whole name
+        too ("velvet" names a track and begins "velvet morning")."""
+        if not query:
+            return False
+        at = int(np.searchsorted(self.descriptive, query))
+        described = at < len(self.descriptive) and self.descriptive[at] == query
+        return self._rows(query).stop > self._names_end(query) and not described
+
     def is_partial(self, query: str) -> bool:
         """Whether the normalized ``query`` begins some name, is none itself, and is no genre,
         mood or topic of the catalogue."""
-        if not query:
-            return False
-        rows = self._rows(query)
-        at = int(np.searchsorted(self.descriptive, query))
-        described = at < len(self.descriptive) and self.descriptive[at] == query
-        return rows.stop > rows.start and not self.is_name(query) and not described
+        return self.continues(query) and not self.is_name(query)
 
     def is_name(self, query: str) -> bool:
         """Whether the normalized ``query`` is some item's name."""
-        rows = self._rows(query)
-        return bool(query) and rows.stop > rows.start and self.phrases[rows.start] == query
+        return bool(query) and self._names_end(query) > self._rows(query).start
 
     def complete(
         self, prefix: str, n: int, market: str | None = None, market_weight: float = 0.0
     ) -> list[int]:
         """At most ``n`` ids of the items whose name begins with the normalized ``prefix``,
-        best first (ties in phrase order); none for an empty one.
+        best first (ties in phrase order); none for an empty one. The items whose name is the
+        prefix itself come first, as a whole name typed is most likely the one meant.
 
         Args:
             market: the listener's market (``None`` or "": unknown, no item gets the bonus).
@@ -153,7 +162,8 @@ class PrefixIndex:
         score = self.log_streams[rows]
         if market and market_weight:
             score = score + market_weight * (self.markets[rows] == market)
-        order = np.argsort(-score, kind="stable")
+        named = np.arange(rows.start, rows.stop) < self._names_end(prefix)
+        order = np.lexsort((-score, ~named))  # the whole names, then the score; stable
         found = pd.unique(self.item_ids[rows][order])
         return [int(i) for i in found[:n]]
 

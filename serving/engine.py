@@ -249,9 +249,10 @@ class SearchEngine:
         artists, fused with the two-tower index and the generative retriever where the service
         has them, weighted for the query's ``intent``), topped up with the most popular items
         when fewer than ``k`` are found. The generative retriever's beam search is timed as the
-        ``decode`` stage (a part of ``retrieval``). For a query typed partway the listener's
-        market is read from the online store (the ``listener`` stage), where the routing
-        gives it a bonus among the prefix's completions."""
+        ``decode`` stage (a part of ``retrieval``). For a query that gets prefix completions
+        (typed partway, or a whole name that begins longer ones) the listener's market is read
+        from the online store (the ``listener`` stage), where the routing gives it a bonus
+        among the prefix's completions."""
         market = None
         if self.retriever.needs_market(rewrite):
             with stage("listener"):

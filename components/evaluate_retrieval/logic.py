@@ -401,14 +401,15 @@ def fit_prefix_weight(
     weights: tuple[float, ...] = PREFIX_WEIGHTS,
 ) -> FusionRouting:
     """``routing`` with the prefix completions' weight in the lexical fusion (against BM25's
-    1) that recalls the most of the searches of ``tuning`` typed partway in their first ``k``
-    lexical items (ties: the smaller weight); unchanged without a prefix index or such
+    1) that recalls the most of the searches of ``tuning`` that get completions (typed partway,
+    or a whole name that begins longer ones: ``CandidateGenerator.completes``) in their first
+    ``k`` lexical items (ties: the smaller weight); unchanged without a prefix index or such
     searches."""
     if generator.prefix is None:
         return routing
     lexical_only = replace(generator, dense=None, generative=None)
     rewrites = [generator.rewrite(q) for q in tuning[S.QUERY].astype(str)]
-    chosen = [i for i, r in enumerate(rewrites) if generator.is_partial(r)]
+    chosen = [i for i, r in enumerate(rewrites) if generator.completes(r)]
     if not chosen:
         return routing
     users = tuning[S.USER_ID].to_numpy()[chosen].tolist()
@@ -424,8 +425,9 @@ def fit_prefix_weight(
 
 def fit_market_bonus(generator: CandidateGenerator, tuning: pd.DataFrame, k: int) -> float:
     """The bonus of the listener's market among prefix completions
-    (:func:`~searchrank.core.completion.fit_market_weight`) on the searches of ``tuning`` typed
-    partway whose listener's market is known; 0 without a prefix index or such searches."""
+    (:func:`~searchrank.core.completion.fit_market_weight`) on the searches of ``tuning`` that
+    get completions and whose listener's market is known; 0 without a prefix index or such
+    searches."""
     if generator.prefix is None:
         return 0.0
     typed = [generator.rewrite(q).original for q in tuning[S.QUERY].astype(str)]
@@ -434,7 +436,7 @@ def fit_market_bonus(generator: CandidateGenerator, tuning: pd.DataFrame, k: int
         for query, market, wanted in zip(
             typed, listener_markets(tuning), tuning["relevant"], strict=True
         )
-        if market is not None and generator.prefix.is_partial(query)
+        if market is not None and generator.prefix.continues(query)
     ]
     if not chosen:
         return 0.0

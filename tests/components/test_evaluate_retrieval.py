@@ -160,14 +160,14 @@ def test_the_market_bonus_is_fitted_where_the_splits_carry_the_listeners_market(
     unknown = valid.drop(columns=T.MARKET_COLUMN)
     assert fit_market_bonus(generator, unknown, 100) == 0.0
     favoured = replace(generator, routing=FusionRouting(market_weight=4.0))
-    partial = ranked_lists(favoured, valid, 100).partial
-    assert any(partial)
+    completing = [favoured.completes(favoured.rewrite(q)) for q in valid[S.QUERY].astype(str)]
+    assert any(completing) and not all(completing)
     with_markets = ranked_lists(favoured, valid, 100).lexical
     without = ranked_lists(favoured, unknown, 100).lexical
     assert with_markets != without
-    assert [a for a, p in zip(with_markets, partial, strict=True) if not p] == [
-        b for b, p in zip(without, partial, strict=True) if not p
-    ], "only queries typed partway read the market"
+    assert [a for a, c in zip(with_markets, completing, strict=True) if not c] == [
+        b for b, c in zip(without, completing, strict=True) if not c
+    ], "only queries that get prefix completions read the market"
 
 
 def test_the_prefix_weight_is_the_least_that_puts_what_was_wanted_first() -> None:

@@ -156,6 +156,27 @@ def test_a_query_typed_partway_gets_the_items_it_begins_and_its_own_route() -> N
     assert lists.generative is not None and whole == lists.generative[1][:4]
 
 
+def test_a_whole_name_that_begins_longer_ones_gets_their_items_but_not_the_partway_route() -> None:
+    """ "Song 4" names item 114 and begins "Song 40" to "Song 49": its lexical list fuses in
+    the completions (the name itself first, then the most streamed, "Song 45"), while it keeps
+    the route of a query typed whole."""
+    generator = CandidateGenerator.from_catalogue(catalogue(), streams=pd.Series({155: 900.0}))
+    assert generator.prefix is not None
+    typed = unchanged("song 4")
+    assert generator.completes(typed) and not generator.is_partial(typed)
+    assert not generator.completes(unchanged("song 45")), "no longer name begins with it"
+    assert generator.prefix.complete("song 4", 3) == [114, 155, 150]
+    lists = lists_of(generator, typed)
+    assert lists.partial == [False]
+    assert 155 in lists.lexical[0] and 155 not in generator._lexical("song 4", 4)
+    completions = generator.prefix.complete("song 4", 4)
+    assert lists.lexical[0] == reciprocal_rank_fusion(
+        [generator._lexical("song 4", 4), completions], 4
+    )
+    generator.routing = FusionRouting(market_weight=1.0)
+    assert generator.needs_market(typed), "its completions favour the listener's market"
+
+
 def test_a_query_that_names_no_item_takes_the_described_route() -> None:
     """The artist "Neon Owls" is no item's name here (only names are indexed); a corrected
     query names the item it was corrected to; a prefix takes the route of queries typed

@@ -66,6 +66,20 @@ def test_completions_list_each_item_once_most_streamed_first() -> None:
     assert unweighted.complete("mid", 10) == [3, 2, 1, 5], "ties keep the phrases' order"
 
 
+def test_a_whole_name_that_begins_longer_ones_may_still_be_typed_and_comes_first() -> None:
+    """ "Midnight" names the album 2 and begins "Midnight City": the listener may be typing
+    either, so completions list the album first, however little it streams, then the rest."""
+    index = PrefixIndex.from_catalogue(catalogue(), pd.Series({3: 50.0, 5: 10.0, 1: 2.0}))
+    assert index.continues("midnight") and not index.is_partial("midnight")
+    assert index.continues("mid") and index.is_partial("mid")
+    assert not index.continues("midnight city"), "no longer name begins with it"
+    assert not index.continues("zz") and not index.continues("")
+    assert index.complete("midnight", 10) == [2, 5, 1]
+    assert index.complete("midnight", 1, "FR", 8.0) == [2], "the bonus ranks only the rest"
+    tagged = catalogue().assign(genre=["midnight", None, None, None, None, None])
+    assert not PrefixIndex.from_catalogue(tagged).continues("midnight"), "a genre is typed whole"
+
+
 def test_an_artists_songs_are_not_listed_under_the_artists_name() -> None:
     """Indexing names only: "bey" lists the artist, not every track whose artist it begins."""
     index = PrefixIndex.from_catalogue(catalogue(), pd.Series({4: 100.0, 6: 1.0}))

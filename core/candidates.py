@@ -227,11 +227,23 @@ class CandidateGenerator:
             return ids, scores, np.zeros(len(ids))
         return ids, scores, self.log_streams[self.lexical.positions(ids)]
 
+    def completions_of(self, rewrite: Rewrite) -> list[tuple[str, float]]:
+        """The phrases whose prefix completions join the query's lexical list, each with its
+        weight against the routing's ``prefix_weight``: the query as typed where the listener
+        may still be typing it (:meth:`~searchrank.core.completion.PrefixIndex.continues`), and
+        the correction of a query typed whole where that continues, at the correction's
+        confidence (a misspelled "velvte" is read as "velvet", a name that begins longer
+        ones); none without a prefix index."""
+        if self.prefix is None:
+            return []
+        phrases = [(rewrite.original, 1.0)]
+        if rewrite.changed and not self.prefix.is_partial(rewrite.original):
+            phrases.append((rewrite.query, rewrite.confidence))
+        return [(phrase, weight) for phrase, weight in phrases if self.prefix.continues(phrase)]
+
     def completes(self, rewrite: Rewrite) -> bool:
-        """Whether the query (as typed) gets prefix completions: the listener may still be
-        typing it (:meth:`~searchrank.core.completion.PrefixIndex.continues`); never without a
-        prefix index."""
-        return self.prefix is not None and self.prefix.continues(rewrite.original)
+        """Whether the query gets prefix completions (:meth:`completions_of`)."""
+        return bool(self.completions_of(rewrite))
 
     def is_partial(self, rewrite: Rewrite) -> bool:
         """Whether the query (as typed) was typed partway; never without a prefix index."""
@@ -279,8 +291,10 @@ class CandidateGenerator:
         that begins longer ones) adds, at the routing's ``prefix_weight`` (BM25's list weighs
         1), the items whose name it begins: whole names first, then the most streamed, those of
         the listener's market (``markets``, one per query, ``None`` where unknown) ahead by the
-        routing's ``market_weight``. (On 60k synthetic searches, 4 % of the track prefixes
-        typed were whole names too, "velvet" or "dream", and recalled 0.35 without them.)
+        routing's ``market_weight``; so does a correction that may still be typed, at the
+        weight times its confidence (:meth:`completions_of`). (On 60k synthetic searches, 4 %
+        of the track prefixes typed were whole names too, "velvet" or "dream", and recalled
+        0.35 without them.)
         """
         partial = [self.is_partial(rewrite) for rewrite in rewrites]
         reads = [
@@ -294,9 +308,10 @@ class CandidateGenerator:
             if rewrite.changed:
                 lists.append(self._lexical(rewrite.query, n))
                 weights.append(rewrite.confidence)
-            if self.prefix is not None and self.completes(rewrite):
-                lists.append(self.prefix.complete(rewrite.original, n, market, self.market_weight))
-                weights.append(self.prefix_weight)
+            for phrase, weight in self.completions_of(rewrite):
+                assert self.prefix is not None  # completions_of lists none without it
+                lists.append(self.prefix.complete(phrase, n, market, self.market_weight))
+                weights.append(self.prefix_weight * weight)
             lexical.append(reciprocal_rank_fusion(lists, n, weights))
         dense = None if self.dense is None else _both(self.dense.retrieve, reads, user_ids, n)
         generative = None

@@ -177,6 +177,24 @@ def test_a_whole_name_that_begins_longer_ones_gets_their_items_but_not_the_partw
     assert generator.needs_market(typed), "its completions favour the listener's market"
 
 
+def test_a_correction_that_begins_longer_names_gets_their_items_at_its_confidence() -> None:
+    """ "sogn 4" is corrected to "Song 4", a name that begins "Song 40" to "Song 49": the
+    correction's completions join at the prefix weight times its confidence."""
+    generator = CandidateGenerator.from_catalogue(catalogue(), streams=pd.Series({155: 900.0}))
+    corrected = Rewrite("sogn 4", "song 4", "corrected", 0.9)
+    assert generator.completions_of(corrected) == [("song 4", 0.9)]
+    generator.routing = FusionRouting(prefix_weight=4.0)
+    lists = lists_of(generator, corrected)
+    bm25 = [generator._lexical("sogn 4", 4), generator._lexical("song 4", 4)]
+    completions = generator.prefix.complete("song 4", 4)  # type: ignore[union-attr]
+    assert lists.lexical[0] == reciprocal_rank_fusion([*bm25, completions], 4, [1.0, 0.9, 3.6])
+    assert 155 in lists.lexical[0]
+    # A query typed partway is read as typed: its completion's phrase adds nothing.
+    completed = Rewrite("son", "song 4", "completed", 0.6)
+    assert generator.completions_of(completed) == [("son", 1.0)]
+    assert generator.completions_of(unchanged("zzz")) == []
+
+
 def test_a_query_that_names_no_item_takes_the_described_route() -> None:
     """The artist "Neon Owls" is no item's name here (only names are indexed); a corrected
     query names the item it was corrected to; a prefix takes the route of queries typed

@@ -110,6 +110,7 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
         d_model: int = RANKER.d_model,
         retriever_epochs: int = RETRIEVER.epochs,
         retriever_refit: bool = RETRIEVER.refit,
+        retriever_catch_up_epochs: int = RETRIEVER.catch_up_epochs,
         generative_epochs: int = GENERATIVE.epochs,
         lightgbm_folds: int = LIGHTGBM.folds,
         lightgbm_num_leaves: list = list(LIGHTGBM.num_leaves),  # noqa: B006 (KFP reads it)
@@ -166,6 +167,8 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
         retriever_epochs: the retriever's most epochs.
         retriever_refit: serve a retriever refitted on train and valid together for the epochs
             validation chose (``train_retriever``'s ``refit``; twice its training time).
+        retriever_catch_up_epochs: unless refitted, the epochs the retriever's best checkpoint
+            trains on train and valid together before it is served (0: served as chosen).
         generative_epochs: the generative retriever's most epochs.
         lightgbm_folds: the LambdaMART baseline's cross-validation folds.
         lightgbm_num_leaves, lightgbm_min_data_in_leaf, lightgbm_feature_fraction: its tuning
@@ -255,6 +258,7 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
             catalogue=catalogue.output,
             epochs=retriever_epochs,
             refit=retriever_refit,
+            catch_up_epochs=retriever_catch_up_epochs,
             ray_address=ray_address,
             work_dir=work_dir,
             **scaling,

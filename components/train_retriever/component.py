@@ -29,6 +29,8 @@ def train_retriever_op(
     hard_negatives: bool = True,
     seed: int = 0,
     refit: bool = False,
+    catch_up_epochs: int = 1,
+    catch_up_learning_rate: float = 0.0006,
 ) -> None:
     """Train the two-tower retriever with Ray Train and embed the catalogue with it.
 
@@ -58,6 +60,9 @@ def train_retriever_op(
         seed: seed of initialisation, data order and id dropout.
         refit: serve a second run trained from scratch on train and valid together for the
             epochs validation chose (its last epoch), rather than the first run's best.
+        catch_up_epochs: unless refit, the first run's best trains this many more epochs on
+            train and valid together and the last is served (0: the best as it is).
+        catch_up_learning_rate: the catch-up's peak learning rate.
     """
     from pathlib import Path
 
@@ -81,6 +86,8 @@ def train_retriever_op(
         hard_negatives=hard_negatives,
         seed=seed,
         refit=refit,
+        catch_up_epochs=catch_up_epochs,
+        catch_up_learning_rate=catch_up_learning_rate,
     )
     summary = train_retriever(
         Path(train.path),

@@ -23,10 +23,14 @@ class TrainRetrieverConfig:
     ``batch_size`` pairs per worker and step (each other row's positive is a negative), at most
     ``epochs`` epochs, early stopping after ``patience`` epochs without a better validation
     Recall@100, ``seed``.
-    Refit: with ``refit``, once validation has chosen the number of epochs (the best epoch),
-    the model is trained again from scratch on the training and validation rows together for
-    that many epochs and its last epoch is kept, so the served model has seen the most recent
-    searches (twice the training time).
+    Serving what is most recent: the validation rows are the most recent searches, and the
+    chosen checkpoint never trained on them. Unless ``refit``, it then trains
+    ``catch_up_epochs`` more epochs on the training and validation rows together (its
+    vocabularies kept, a one-cycle schedule peaking at ``catch_up_learning_rate``) and the last
+    is served: a catch-up, at the cost of about one epoch (0: the chosen checkpoint is served as
+    it is). With ``refit``, once validation has chosen the number of epochs (the best epoch),
+    the model is instead trained again from scratch on the training and validation rows
+    together for that many epochs and its last epoch is kept (twice the training time).
     Scaling: as ``train_ranker``: ``num_workers`` Ray Train workers with ``cpus_per_worker``
     CPUs and, when ``use_gpu``, ``gpus_per_worker`` GPUs; ``max_failures`` restarts.
     """
@@ -50,6 +54,8 @@ class TrainRetrieverConfig:
     patience: int = 3
     seed: int = 0
     refit: bool = False
+    catch_up_epochs: int = 1
+    catch_up_learning_rate: float = 6e-4
     num_workers: int = 2
     cpus_per_worker: float = 1.0
     use_gpu: bool = False
@@ -60,7 +66,9 @@ class TrainRetrieverConfig:
         for name in ("batch_size", "epochs", "patience", "num_workers"):
             if getattr(self, name) < 1:
                 raise InputError(name, getattr(self, name), "must be at least 1")
-        for name in ("learning_rate", "cpus_per_worker"):
+        if self.catch_up_epochs < 0:
+            raise InputError("catch_up_epochs", self.catch_up_epochs, "must not be negative")
+        for name in ("learning_rate", "catch_up_learning_rate", "cpus_per_worker"):
             if getattr(self, name) <= 0:
                 raise InputError(name, getattr(self, name), "must be positive")
         if self.weight_decay < 0 or self.max_failures < 0:

@@ -38,6 +38,8 @@ from searchrank.core.search_pairs import (
 TRAIN_PAIRS = "train_pairs.parquet"
 VALIDATION = "validation.npz"
 ITEMS = "items.npz"
+START_WEIGHTS = "start_weights.pt"
+"""Where a run that continues a model (a catch-up) finds the weights it starts from."""
 
 
 @dataclass(frozen=True)
@@ -90,13 +92,20 @@ def prepare(
     catalogue: pd.DataFrame,
     config: TrainRetrieverConfig,
     folder: Path,
+    listeners: np.ndarray | None = None,
 ) -> PairShapes:
-    """Build the vocabularies and write the pairs, the validation searches and the items."""
+    """Build the vocabularies and write the pairs, the validation searches and the items.
+
+    Args:
+        listeners: the listeners the user tower knows, for a run that continues a model (its
+            vocabulary; anyone else is unknown); ``None``: the training split's.
+    """
     check_rows(train, "train")
     check_rows(valid, "valid")
     folder.mkdir(parents=True, exist_ok=True)
     item_ids, item_tokens = catalogue_tokens(catalogue, config.text_buckets, config.max_tokens)
-    items, users = IdVocabulary(item_ids), IdVocabulary(train[S.USER_ID].to_numpy())
+    known = train[S.USER_ID].to_numpy() if listeners is None else listeners
+    items, users = IdVocabulary(item_ids), IdVocabulary(known)
     pairs = training_pairs(train, items, config.min_label, config.seed)
     if not config.hard_negatives:
         pairs["hard"] = 0

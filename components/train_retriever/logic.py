@@ -5,14 +5,16 @@ KubeRay RayJob), through the ranker's runner. The outputs are the best checkpoin
 Recall@100 (a folder :class:`~searchrank.core.retriever.Retriever` loads), the
 embeddings of every catalogue item from it (what ``build_index`` indexes), and the curves.
 
-With ``refit`` the served checkpoint is instead a second run's: trained from scratch on the
-training and validation rows together for as many epochs as validation chose, its last epoch
-kept (:data:`REFIT_RUN`). Its validation figures would be no evidence (it trained on those
-searches), so the summary's metrics stay the first run's; the test split judges the refit.
+The served checkpoint is then a second run's (:data:`RETRAIN_RUN`, its last epoch kept) that
+has seen the validation rows, the most recent searches: by default a catch-up, the chosen
+checkpoint trained ``catch_up_epochs`` more on the training and validation rows together (its
+vocabularies kept, a low learning rate); with ``refit`` a run from scratch on those rows for
+as many epochs as validation chose. Its validation figures would be no evidence (it trained on
+those searches), so the summary's metrics stay the first run's; the test split judges it.
 
 Last, the served model gets its popularity prior (:mod:`searchrank.core.dense_prior`): the
-weight fitted on the validation searches with the chosen checkpoint (before any refit), the
-streams counted over the validation period, the most recent one.
+weight fitted on the validation searches with the chosen checkpoint (before any catch-up or
+refit), the streams counted over the validation period, the most recent one.
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from searchrank.components.train_retriever.config import TrainRetrieverConfig
-from searchrank.components.train_retriever.data import TRAIN_PAIRS, prepare
+from searchrank.components.train_retriever.data import START_WEIGHTS, TRAIN_PAIRS, prepare
 from searchrank.components.train_retriever.loop import SCORE
 from searchrank.core import schema as S
 from searchrank.core.ann import exact_top_k
+from searchrank.core.checkpoint import WEIGHTS
 from searchrank.core.dense_prior import (
     DENSE_POOL,
     DensePrior,
@@ -58,8 +61,9 @@ RETRIEVER_RUN = RunRecipe(
     description=DESCRIPTION,
 )
 """The retriever's Ray runs (see :mod:`searchrank.core.raytrain.runner`)."""
-REFIT_RUN = replace(RETRIEVER_RUN, score="epoch")
-"""A refit's run: its checkpoint is its last epoch's (each epoch reports its index)."""
+RETRAIN_RUN = replace(RETRIEVER_RUN, score="epoch")
+"""A catch-up's or a refit's run: its checkpoint is its last epoch's (each epoch reports its
+index)."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,8 @@ class RetrieverSummary:
     model_dir: str
     refit_epochs: int = 0
     """Epochs of the refit on training and validation rows whose last is served; 0: none."""
+    catch_up_epochs: int = 0
+    """Epochs the chosen checkpoint caught up on training and validation rows; 0: none."""
     prior_weight: float = 0.0
     """The served popularity prior's weight, fitted on validation."""
     prior_recall: dict[float, float] = field(default_factory=dict)
@@ -93,6 +99,7 @@ class RetrieverSummary:
             "train_pairs": float(self.shapes["train_pairs"]),
             "pairs_per_s": float(self.history[-1]["pairs_per_s"]),
             "refit_epochs": float(self.refit_epochs),
+            "catch_up_epochs": float(self.catch_up_epochs),
             "dense_prior_weight": self.prior_weight,
             "best_val_recall@100_with_prior": self.prior_recall.get(
                 self.prior_weight, self.best[SCORE]
@@ -147,6 +154,35 @@ def save_prior(served: Retriever, weight: float, valid: pd.DataFrame, model_dir:
     DensePrior(weight, recent, served.model.config.temperature).save(model_dir)
 
 
+def retraining(config: TrainRetrieverConfig, best_epoch: int) -> TrainRetrieverConfig | None:
+    """The configuration of the run that serves the most recent searches after the chosen
+    checkpoint (epoch ``best_epoch``, from 0), or ``None`` when that checkpoint is served: a
+    refit's (from scratch, as many epochs as validation chose) or else a catch-up's."""
+    if config.refit:
+        epochs, rate = best_epoch + 1, config.learning_rate
+    elif config.catch_up_epochs:
+        epochs, rate = config.catch_up_epochs, config.catch_up_learning_rate
+    else:
+        return None
+    return replace(
+        config, epochs=epochs, patience=epochs, learning_rate=rate, refit=False, catch_up_epochs=0
+    )
+
+
+def retrain_line(config: TrainRetrieverConfig, retrain: TrainRetrieverConfig) -> str:
+    """The log line that announces the run of :func:`retraining`."""
+    if config.refit:
+        return (
+            f"refitting on the training and validation rows for {retrain.epochs} epochs (the "
+            "best count on validation); its last epoch is served"
+        )
+    return (
+        f"catching up: the chosen checkpoint trains {retrain.epochs} more epoch(s) on the "
+        f"training and validation rows (peak learning rate {retrain.learning_rate:g}); its "
+        "last is served"
+    )
+
+
 def train_retriever(
     train_path: Path,
     valid_path: Path,
@@ -196,28 +232,27 @@ def train_retriever(
         job_python=job_python,
         log=log,
     )
-    checkpoint, refit_epochs = run.checkpoint, 0
     chosen = Retriever.load(model_dir)
     prior_weight, prior_recall = fit_prior_weight(chosen, train, valid, config.min_relevant_label)
     log(
         f"popularity prior: weight {prior_weight:g} (validation Recall@100 "
         f"{prior_recall[prior_weight]:.4f}, {prior_recall[0.0]:.4f} without)"
     )
-    if config.refit:
-        refit_epochs = run.best_epoch + 1
-        log(
-            f"refitting on the training and validation rows for {refit_epochs} epochs (the "
-            "best count on validation); its last epoch is served"
-        )
-        refit = replace(config, epochs=refit_epochs, patience=refit_epochs, refit=False)
+    checkpoint, retrain = run.checkpoint, retraining(config, run.best_epoch)
+    if retrain is not None:
+        log(retrain_line(config, retrain))
         both = pd.concat([train, valid], ignore_index=True)
-        refit_shapes = prepare(both, valid, catalogue, refit, work / "refit" / "data").as_dict()
+        listeners = None if config.refit else chosen.users.ids
+        data = work / "retrain" / "data"
+        retrain_shapes = prepare(both, valid, catalogue, retrain, data, listeners).as_dict()
+        if not config.refit:
+            shutil.copy(model_dir / WEIGHTS, data / START_WEIGHTS)
         checkpoint = train_run(
-            REFIT_RUN,
-            refit,
-            refit_shapes,
-            work / "refit",
-            f"retriever-refit-{uuid.uuid4().hex[:8]}",
+            RETRAIN_RUN,
+            retrain,
+            retrain_shapes,
+            work / "retrain",
+            f"retriever-retrain-{uuid.uuid4().hex[:8]}",
             model_dir,
             keep_work=work_dir is not None,
             ray_address=ray_address,
@@ -226,7 +261,7 @@ def train_retriever(
         ).checkpoint
         if work_dir is None:  # the temporary folder both runs worked in
             shutil.rmtree(work, ignore_errors=True)
-    served = Retriever.load(model_dir) if config.refit else chosen
+    served = chosen if retrain is None else Retriever.load(model_dir)
     save_prior(served, prior_weight, valid, model_dir)
     written = write_item_embeddings(served, embeddings_path)
     log(f"embedded {written:,} items into {embeddings_path}")
@@ -238,10 +273,26 @@ def train_retriever(
         shapes=shapes,
         checkpoint=checkpoint,
         model_dir=str(model_dir),
-        refit_epochs=refit_epochs,
+        refit_epochs=retrain.epochs if retrain is not None and config.refit else 0,
+        catch_up_epochs=retrain.epochs if retrain is not None and not config.refit else 0,
         prior_weight=prior_weight,
         prior_recall=prior_recall,
     )
+
+
+def served_from(summary: RetrieverSummary) -> str:
+    """One sentence on which run the served model comes from."""
+    if summary.refit_epochs:
+        return (
+            f"Served: a refit, {summary.refit_epochs} epochs from scratch on the training and "
+            "validation rows."
+        )
+    if summary.catch_up_epochs:
+        return (
+            f"Served: the best checkpoint after {summary.catch_up_epochs} more epoch(s) on the "
+            "training and validation rows (a catch-up)."
+        )
+    return "Served: the best checkpoint."
 
 
 def curves_html(summary: RetrieverSummary) -> str:
@@ -260,7 +311,8 @@ def curves_html(summary: RetrieverSummary) -> str:
     body = f"""
 <p>Best validation Recall@100 <b>{summary.best[SCORE]:.4f}</b> at epoch {summary.best_epoch}
 ({summary.epochs_run} epochs run; {summary.shapes["train_pairs"]:,} training pairs,
-{summary.shapes["items"]:,} items). Checkpoint: <code>{summary.checkpoint}</code>.</p>
+{summary.shapes["items"]:,} items). {served_from(summary)} Checkpoint:
+<code>{summary.checkpoint}</code>.</p>
 <img alt="training curves" src="{image}">
 <table><tr><th>epoch</th><th>train loss</th><th>val Recall@100</th><th>val Recall@10</th>
 <th>val MRR</th><th>pairs/s</th></tr>{rows}</table>

@@ -1,7 +1,8 @@
 """The Ray Train function of the retriever: the same pattern as the ranker's loop.
 
 Each worker reads its shard of the training pairs once and keeps it in memory; every epoch it
-trains on the shard in an order seeded by (seed, epoch, rank), then embeds the whole catalogue
+trains on the shard in an order seeded by (seed, epoch, rank) (starting from the weights in the
+data folder's ``start_weights.pt`` where a catch-up put them), then embeds the whole catalogue
 and the validation searches and measures Recall@{10,100} and MRR by exact search, so every
 worker reaches the same early-stopping decision; rank 0 attaches a checkpoint that serving can
 load (:class:`~searchrank.core.retriever.Retriever`) plus what resuming needs.
@@ -18,7 +19,12 @@ import numpy as np
 import torch
 
 from searchrank.components.train_retriever.config import TrainRetrieverConfig
-from searchrank.components.train_retriever.data import ITEMS, VALIDATION, pairs_from_columns
+from searchrank.components.train_retriever.data import (
+    ITEMS,
+    START_WEIGHTS,
+    VALIDATION,
+    pairs_from_columns,
+)
 from searchrank.core.ann import exact_top_k
 from searchrank.core.raytrain.loop import (
     read_shard,
@@ -107,6 +113,8 @@ def train_loop_per_worker(spec: dict[str, Any]) -> None:
         item_ids, item_tokens, user_ids = arrays["ids"], arrays["tokens"], arrays["users"]
     seed_everything(config.seed)  # the same initial weights on every worker
     model = TwoTower(config.towers(len(user_ids), len(item_ids)))
+    if (data / START_WEIGHTS).is_file():  # a catch-up; a resumed run's checkpoint wins below
+        model.load_state_dict(torch.load(data / START_WEIGHTS, map_location="cpu"))
     optimizer, scheduler, state = resumable_optimizer(
         model, config, spec["shapes"]["train_pairs"], ray.train.get_checkpoint()
     )

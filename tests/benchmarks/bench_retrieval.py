@@ -58,9 +58,11 @@ streams over the most recent period, weighted by what ``train_retriever`` fitted
 validation), so ``two_tower`` and every fusion include it; ``dense_prior`` reports the weight,
 the validation recall at each weight tried, and the two-tower's test metrics without it.
 
-With ``--refit`` both two-towers are ``train_retriever``'s refit: once validation has chosen
-the epochs, retrained from scratch on the training and validation rows together (the test
-period follows validation, so the served model has seen the most recent searches).
+Both two-towers are what ``train_retriever`` serves by default: the chosen checkpoint after
+its catch-up, one more epoch on the training and validation rows together (the test period
+follows validation, so the served model has seen the most recent searches). With ``--refit``
+they are its refit instead: once validation has chosen the epochs, retrained from scratch on
+those rows.
 
 Usage: python tests/benchmarks/bench_retrieval.py [--quick] [--searches N] [--refit]
 """

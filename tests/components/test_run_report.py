@@ -253,6 +253,7 @@ def test_a_retriever_trained_without_work_dir_records_its_model_not_rays_storage
         embeddings=_artifact(Dataset, root, "train-retriever/embeddings"),
         metrics=_artifact(Metrics, root, "train-retriever/metrics"),
         curves=curves,
+        catch_up_epochs=0,  # nor weights to catch up from
     )
     assert storages and _temporary(str(storages[0])), "Ray's storage was a temporary folder"
     assert model.metadata["checkpoint"] == model.path

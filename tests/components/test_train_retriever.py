@@ -93,10 +93,18 @@ def test_trained_retriever_finds_wanted_items_and_embeds_the_catalogue(
     assert summary.metrics()["dense_prior_weight"] == summary.prior_weight
     assert "Popularity prior" in curves_html(summary)
 
+    # By default the best checkpoint catches up one epoch on train and valid before serving.
+    assert summary.catch_up_epochs == 1 == summary.metrics()["catch_up_epochs"]
+    assert summary.refit_epochs == 0
+    assert retriever.description["train_config"]["epochs"] == 1
+    assert "a catch-up" in curves_html(summary)
 
-def test_a_refit_serves_a_model_trained_on_train_and_valid_for_the_chosen_epochs(
-    tmp_path: Path, splits: dict[str, Path], dataset_dir: Path
-) -> None:
+
+def train_tiny(
+    tmp_path: Path, splits: dict[str, Path], dataset_dir: Path, **changes: object
+) -> tuple[RetrieverSummary, list[str]]:
+    """``train_retriever`` on the fixture's splits with the tests' tiny model, two epochs and
+    ``changes``; its summary and log lines."""
     from dataclasses import replace
 
     from conftest import TINY_RETRIEVER
@@ -104,7 +112,7 @@ def test_a_refit_serves_a_model_trained_on_train_and_valid_for_the_chosen_epochs
     from searchrank.components.train_retriever.logic import train_retriever
     from searchrank.features import tables as T
 
-    config = replace(TrainRetrieverConfig(), **{**TINY_RETRIEVER, "epochs": 2}, refit=True)
+    config = replace(TrainRetrieverConfig(), **{**TINY_RETRIEVER, "epochs": 2, **changes})
     lines: list[str] = []
     summary = train_retriever(
         splits["train"],
@@ -115,8 +123,38 @@ def test_a_refit_serves_a_model_trained_on_train_and_valid_for_the_chosen_epochs
         config,
         log=lines.append,
     )
+    return summary, lines
+
+
+def test_a_catch_up_continues_the_chosen_checkpoint_on_train_and_valid(
+    tmp_path: Path, splits: dict[str, Path], dataset_dir: Path
+) -> None:
+    """At a learning rate too small to move the weights, the caught-up model validates as the
+    chosen checkpoint did: it started from that checkpoint's weights, not from scratch, and
+    kept its vocabularies."""
+    summary, lines = train_tiny(tmp_path, splits, dataset_dir, catch_up_learning_rate=1e-12)
+    served = Retriever.load(tmp_path / "model")
+    assert summary.catch_up_epochs == 1 and summary.refit_epochs == 0
+    assert served.description["epoch"] == 0, "the catch-up's one epoch is served"
+    assert served.description["train_config"]["learning_rate"] == 1e-12
+    caught_up = served.description["metrics"]["val_recall@100"]
+    assert caught_up == pytest.approx(summary.best["val_recall@100"], abs=1e-6)
+    train, valid = pd.read_parquet(splits["train"]), pd.read_parquet(splits["valid"])
+    only_valid = np.setdiff1d(valid[S.USER_ID].unique(), train[S.USER_ID].unique())
+    assert len(only_valid) > 0
+    assert (served.users.index(only_valid) == 0).all(), "the chosen model's listeners are kept"
+    assert served.prior is not None and served.prior.weight == summary.prior_weight
+    assert any("catching up" in line for line in lines)
+    assert summary.checkpoint == str(tmp_path / "model"), "no temporary folder is named"
+
+
+def test_a_refit_serves_a_model_trained_on_train_and_valid_for_the_chosen_epochs(
+    tmp_path: Path, splits: dict[str, Path], dataset_dir: Path
+) -> None:
+    summary, lines = train_tiny(tmp_path, splits, dataset_dir, refit=True)
     assert summary.refit_epochs == summary.best_epoch + 1
     assert summary.metrics()["refit_epochs"] == summary.refit_epochs
+    assert summary.catch_up_epochs == 0, "a refit needs no catch-up"
     assert len(summary.history) == summary.epochs_run, "the history is the selecting run's"
     served = Retriever.load(tmp_path / "model")
     assert served.description["epoch"] == summary.refit_epochs - 1, "its last epoch is served"

@@ -308,10 +308,11 @@ class CandidateGenerator:
             if rewrite.changed:
                 lists.append(self._lexical(rewrite.query, n))
                 weights.append(rewrite.confidence)
-            for phrase, weight in self.completions_of(rewrite):
-                assert self.prefix is not None  # completions_of lists none without it
-                lists.append(self.prefix.complete(phrase, n, market, self.market_weight))
-                weights.append(self.prefix_weight * weight)
+            prefix = self.prefix
+            if prefix is not None:
+                for phrase, weight in self.completions_of(rewrite):
+                    lists.append(prefix.complete(phrase, n, market, self.market_weight))
+                    weights.append(self.prefix_weight * weight)
             lexical.append(reciprocal_rank_fusion(lists, n, weights))
         dense = None if self.dense is None else _both(self.dense.retrieve, reads, user_ids, n)
         generative = None

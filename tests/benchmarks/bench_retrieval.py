@@ -64,6 +64,10 @@ follows validation, so the served model has seen the most recent searches). With
 they are its refit instead: once validation has chosen the epochs, retrained from scratch on
 those rows.
 
+Each dataset's splits and trained models stay in ``$TMPDIR/bench-retrieval-<dataset>-*``
+(about 300 MB each) for experiments with the same models; Ray's checkpoints do not (they
+took 3 GB a dataset, and a few runs filled the disk).
+
 Usage: python tests/benchmarks/bench_retrieval.py [--quick] [--searches N] [--refit]
 """
 
@@ -145,7 +149,8 @@ class Trained:
     dense: DenseRetriever
     train_s: float
     folder: Path
-    """Where the splits, the checkpoint and the item embeddings were written."""
+    """Where the splits, the checkpoint and the item embeddings were written (kept after the
+    run, for experiments with the same models; about 300 MB a dataset)."""
 
 
 def train_and_index(
@@ -167,7 +172,7 @@ def train_and_index(
         folder / "model",
         folder / "embeddings.parquet",
         config,
-        work_dir=folder / "work",
+        work_dir=None,  # Ray's checkpoints in a temporary folder the step removes
         log=lambda line: print(f"[{name}] {line}", flush=True),
     )
     train_s = time.perf_counter() - started
@@ -190,7 +195,7 @@ def train_generative(
         folder / "embeddings.parquet",
         folder / "generative",
         config,
-        work_dir=folder / "generative-work",
+        work_dir=None,
         log=lambda line: print(f"[generative] {line}", flush=True),
     )
     return GenerativeSource.load(folder / "generative"), time.perf_counter() - started

@@ -356,11 +356,16 @@ def _build_in_a_fresh_process(build: dict[str, Any], pins: Mapping[str, str]) ->
     Raises:
         RuntimeError: the build failed; the message ends with the build's own error output.
     """
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
     result = Path(build["build_ctx"]) / "bento-tag.txt"
+    # The store this process saved the models in, which BentoML fixed when it first read
+    # BENTOML_HOME: the variable may have changed since (a test's or a notebook's setting).
+    store = str(BentoMLContainer.bentoml_home.get())
     done = subprocess.run(
         [sys.executable, "-c", f"from {__name__} import _build_here; _build_here()"],
         input=json.dumps({"build": build, "result": str(result)}),
-        env={**os.environ, **pins},
+        env={**os.environ, "BENTOML_HOME": store, **pins},
         # BentoML accepts a wheel only below the working directory, whatever the build context.
         cwd=build["build_ctx"],
         stderr=subprocess.PIPE,

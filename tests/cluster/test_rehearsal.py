@@ -214,14 +214,15 @@ def run(
 def test_every_trainer_submitted_a_ray_job_and_asked_for_no_gpu(
     run: Run, rehearsal: Rehearsal
 ) -> None:
-    """The ranker, the two-tower and the generative retriever each trained as a Ray job."""
+    """The ranker, the two-tower (its first run and its catch-up) and the generative retriever
+    each trained as a Ray job."""
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     assert run.output("plan-training-op", "target") == "ray-jobs"
     assert run.output("plan-training-op", "gpus") == "0"
     jobs = JobSubmissionClient(rehearsal.ray_address).list_jobs()
     trained = [j for j in jobs if "raytrain.job" in j.entrypoint]
-    assert len(trained) == 3 and all(j.status == JobStatus.SUCCEEDED for j in trained)
+    assert len(trained) == 4 and all(j.status == JobStatus.SUCCEEDED for j in trained)
 
 
 def test_the_data_was_checked_for_drift_and_the_candidate_faced_the_champion(run: Run) -> None:

@@ -344,6 +344,19 @@ def build_bento(ranker_tag: str, retriever_tag: str, labels: Mapping[str, object
         return _build_in_a_fresh_process(build, pins)
 
 
+def this_process_store() -> dict[str, str]:
+    """``BENTOML_HOME`` for the processes this one starts: the store it saves models and Bentos
+    in (empty where it has not loaded BentoML, and the environment's setting holds).
+
+    BentoML fixes its home when it first reads ``BENTOML_HOME``; the variable may have changed
+    since (a notebook's or a test's setting), and a child that read it would look in another
+    store than the one its parent saved in."""
+    containers = sys.modules.get("bentoml._internal.configuration.containers")
+    if containers is None:
+        return {}
+    return {"BENTOML_HOME": str(containers.BentoMLContainer.bentoml_home.get())}
+
+
 def _build_in_a_fresh_process(build: dict[str, Any], pins: Mapping[str, str]) -> str:
     """``bentoml.bentos.build(**build)`` in a new Python process whose environment holds
     ``pins``; returns the Bento's tag.
@@ -356,16 +369,11 @@ def _build_in_a_fresh_process(build: dict[str, Any], pins: Mapping[str, str]) ->
     Raises:
         RuntimeError: the build failed; the message ends with the build's own error output.
     """
-    from bentoml._internal.configuration.containers import BentoMLContainer
-
     result = Path(build["build_ctx"]) / "bento-tag.txt"
-    # The store this process saved the models in, which BentoML fixed when it first read
-    # BENTOML_HOME: the variable may have changed since (a test's or a notebook's setting).
-    store = str(BentoMLContainer.bentoml_home.get())
     done = subprocess.run(
         [sys.executable, "-c", f"from {__name__} import _build_here; _build_here()"],
         input=json.dumps({"build": build, "result": str(result)}),
-        env={**os.environ, "BENTOML_HOME": store, **pins},
+        env={**os.environ, **this_process_store(), **pins},
         # BentoML accepts a wheel only below the working directory, whatever the build context.
         cwd=build["build_ctx"],
         stderr=subprocess.PIPE,
@@ -487,7 +495,12 @@ def serve(
     """
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
-    environment = {**os.environ, FEATURE_REPO_ENV: str(feature_repo.resolve()), **(env or {})}
+    environment = {
+        **os.environ,
+        **this_process_store(),
+        FEATURE_REPO_ENV: str(feature_repo.resolve()),
+        **(env or {}),
+    }
     environment["BENTOML_DO_NOT_TRACK"] = "true"
     environment[SERVE_ID_ENV] = serve_id = uuid.uuid4().hex
     log_path = Path(tempfile.mkstemp(prefix="bentoml-serve-", suffix=".log")[1])

@@ -18,6 +18,7 @@ import pytest
 if TYPE_CHECKING:
     import pandas as pd
 
+    from searchrank.components.train_retriever.config import TrainRetrieverConfig
     from searchrank.components.train_retriever.logic import RetrieverSummary
 
 from searchrank.features.generator.config import GeneratorConfig
@@ -157,25 +158,25 @@ def catalogue(dataset_dir: Path) -> pd.DataFrame:
     return pd.read_parquet(dataset_dir / T.file_name(T.CATALOGUE))
 
 
-TINY_RETRIEVER = {
-    "epochs": 3,
-    "num_workers": 1,
-    "batch_size": 256,
-    "text_dim": 64,
-    "hidden": 32,
-    "out_dim": 64,
-}
+@pytest.fixture(scope="session")
+def tiny_retriever_config() -> TrainRetrieverConfig:
+    """The tests' small two-tower: three epochs on one worker, narrow towers."""
+    from searchrank.components.train_retriever.config import TrainRetrieverConfig
+
+    return TrainRetrieverConfig(
+        epochs=3, num_workers=1, batch_size=256, text_dim=64, hidden=32, out_dim=64
+    )
 
 
 @pytest.fixture(scope="session")
 def retriever_model(
-    tmp_path_factory: pytest.TempPathFactory, splits: dict[str, Path], dataset_dir: Path
+    tmp_path_factory: pytest.TempPathFactory,
+    splits: dict[str, Path],
+    dataset_dir: Path,
+    tiny_retriever_config: TrainRetrieverConfig,
 ) -> RetrieverSummary:
     """A small retriever trained by ``train_retriever`` on the session's train split: its
     summary (``model_dir`` is the checkpoint) and the item embeddings beside it."""
-    from dataclasses import replace
-
-    from searchrank.components.train_retriever.config import TrainRetrieverConfig
     from searchrank.components.train_retriever.logic import train_retriever
     from searchrank.features import tables as T
 
@@ -186,7 +187,7 @@ def retriever_model(
         dataset_dir / T.file_name(T.CATALOGUE),
         folder / "model",
         folder / "embeddings.parquet",
-        replace(TrainRetrieverConfig(), **TINY_RETRIEVER),
+        tiny_retriever_config,
         work_dir=folder / "work",
         log=lambda _: None,
     )

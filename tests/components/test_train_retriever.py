@@ -101,18 +101,20 @@ def test_trained_retriever_finds_wanted_items_and_embeds_the_catalogue(
 
 
 def train_tiny(
-    tmp_path: Path, splits: dict[str, Path], dataset_dir: Path, **changes: object
+    tmp_path: Path,
+    splits: dict[str, Path],
+    dataset_dir: Path,
+    tiny: TrainRetrieverConfig,
+    **changes: object,
 ) -> tuple[RetrieverSummary, list[str]]:
-    """``train_retriever`` on the fixture's splits with the tests' tiny model, two epochs and
-    ``changes``; its summary and log lines."""
+    """``train_retriever`` on the fixture's splits with the tests' ``tiny`` model, two epochs
+    and ``changes``; its summary and log lines."""
     from dataclasses import replace
-
-    from conftest import TINY_RETRIEVER
 
     from searchrank.components.train_retriever.logic import train_retriever
     from searchrank.features import tables as T
 
-    config = replace(TrainRetrieverConfig(), **{**TINY_RETRIEVER, "epochs": 2, **changes})
+    config = replace(tiny, **{"epochs": 2, **changes})
     lines: list[str] = []
     summary = train_retriever(
         splits["train"],
@@ -127,12 +129,17 @@ def train_tiny(
 
 
 def test_a_catch_up_continues_the_chosen_checkpoint_on_train_and_valid(
-    tmp_path: Path, splits: dict[str, Path], dataset_dir: Path
+    tmp_path: Path,
+    splits: dict[str, Path],
+    dataset_dir: Path,
+    tiny_retriever_config: TrainRetrieverConfig,
 ) -> None:
     """At a learning rate too small to move the weights, the caught-up model validates as the
     chosen checkpoint did: it started from that checkpoint's weights, not from scratch, and
     kept its vocabularies."""
-    summary, lines = train_tiny(tmp_path, splits, dataset_dir, catch_up_learning_rate=1e-12)
+    summary, lines = train_tiny(
+        tmp_path, splits, dataset_dir, tiny_retriever_config, catch_up_learning_rate=1e-12
+    )
     served = Retriever.load(tmp_path / "model")
     assert summary.catch_up_epochs == 1 and summary.refit_epochs == 0
     assert served.description["epoch"] == 0, "the catch-up's one epoch is served"
@@ -149,9 +156,12 @@ def test_a_catch_up_continues_the_chosen_checkpoint_on_train_and_valid(
 
 
 def test_a_refit_serves_a_model_trained_on_train_and_valid_for_the_chosen_epochs(
-    tmp_path: Path, splits: dict[str, Path], dataset_dir: Path
+    tmp_path: Path,
+    splits: dict[str, Path],
+    dataset_dir: Path,
+    tiny_retriever_config: TrainRetrieverConfig,
 ) -> None:
-    summary, lines = train_tiny(tmp_path, splits, dataset_dir, refit=True)
+    summary, lines = train_tiny(tmp_path, splits, dataset_dir, tiny_retriever_config, refit=True)
     assert summary.refit_epochs == summary.best_epoch + 1
     assert summary.metrics()["refit_epochs"] == summary.refit_epochs
     assert summary.catch_up_epochs == 0, "a refit needs no catch-up"

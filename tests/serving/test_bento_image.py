@@ -36,6 +36,7 @@ from searchrank.serving.bento import (
     runtime_requirements,
     save_ranker,
     serve,
+    this_process_store,
 )
 from searchrank.serving.settings import RANKER_MODEL_ENV, RETRIEVER_MODEL_ENV
 
@@ -244,6 +245,7 @@ def test_a_bento_pins_the_models_it_is_given_whatever_this_process_imported_befo
     ranker_checkpoint: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
     import bentoml
 
@@ -258,6 +260,11 @@ def test_a_bento_pins_the_models_it_is_given_whatever_this_process_imported_befo
     labels = {"feature_service": RANKER_FEATURE_SERVICE}
     wanted = save_ranker(ranker_checkpoint, labels, {})
     assert save_ranker(ranker_checkpoint, labels, {}) != wanted
+    # BENTOML_HOME changed after this process saved the models: the build still reads (and
+    # writes to) the store they are in, and so does a server started for the Bento.
+    store = this_process_store()
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "another-store"))
+    assert this_process_store() == store and store["BENTOML_HOME"] != os.environ["BENTOML_HOME"]
     bento = bentoml.bentos.get(build_bento(wanted, stored_models.retriever, {}))
     assert {str(m.tag) for m in bento.info.all_models} == {wanted, stored_models.retriever}
     # The build process's output comes through without the notice every build gets.

@@ -166,7 +166,8 @@ def build_pipeline(cluster: bool, pipeline_root: str = DEFAULT_PIPELINE_ROOT) ->
         epochs, d_model: the ranker's most epochs and width.
         retriever_epochs: the retriever's most epochs.
         retriever_refit: serve a retriever refitted on train and valid together for the epochs
-            validation chose (``train_retriever``'s ``refit``; twice its training time).
+            validation chose (``train_retriever``'s ``refit``, the default; twice its training
+            time).
         retriever_catch_up_epochs: unless refitted, the epochs the retriever's best checkpoint
             trains on train and valid together before it is served (0: served as chosen).
         generative_epochs: the generative retriever's most epochs.

@@ -28,9 +28,9 @@ def train_retriever_op(
     temperature: float = 0.05,
     hard_negatives: bool = True,
     seed: int = 0,
-    refit: bool = False,
-    catch_up_epochs: int = 1,
-    catch_up_learning_rate: float = 0.0006,
+    refit: bool = True,
+    catch_up_epochs: int = 2,
+    catch_up_learning_rate: float = 0.0012,
 ) -> None:
     """Train the two-tower retriever with Ray Train and embed the catalogue with it.
 
@@ -59,7 +59,8 @@ def train_retriever_op(
         hard_negatives: add one shown-and-skipped item of the same search per positive.
         seed: seed of initialisation, data order and id dropout.
         refit: serve a second run trained from scratch on train and valid together for the
-            epochs validation chose (its last epoch), rather than the first run's best.
+            epochs validation chose (its last epoch), rather than the first run's best (about
+            twice the training time; off: the catch-up below).
         catch_up_epochs: unless refit, the first run's best trains this many more epochs on
             train and valid together and the last is served (0: the best as it is).
         catch_up_learning_rate: the catch-up's peak learning rate.

@@ -6,11 +6,12 @@ Recall@100 (a folder :class:`~searchrank.core.retriever.Retriever` loads), the
 embeddings of every catalogue item from it (what ``build_index`` indexes), and the curves.
 
 The served checkpoint is then a second run's (:data:`RETRAIN_RUN`, its last epoch kept) that
-has seen the validation rows, the most recent searches: by default a catch-up, the chosen
-checkpoint trained ``catch_up_epochs`` more on the training and validation rows together (its
-vocabularies kept, a low learning rate); with ``refit`` a run from scratch on those rows for
-as many epochs as validation chose. Its validation figures would be no evidence (it trained on
-those searches), so the summary's metrics stay the first run's; the test split judges it.
+has seen the validation rows, the most recent searches: by default (``refit``) a run from
+scratch on the training and validation rows together for as many epochs as validation chose;
+otherwise a catch-up, the chosen checkpoint trained ``catch_up_epochs`` more on those rows (its
+vocabularies kept, a lower learning rate). Its validation figures would be no evidence (it
+trained on those searches), so the summary's metrics stay the first run's; the test split
+judges it.
 
 Last, the served model gets its popularity prior (:mod:`searchrank.core.dense_prior`): the
 weight fitted on the validation searches with the chosen checkpoint (before any catch-up or
@@ -154,33 +155,53 @@ def save_prior(served: Retriever, weight: float, valid: pd.DataFrame, model_dir:
     DensePrior(weight, recent, served.model.config.temperature).save(model_dir)
 
 
-def retraining(config: TrainRetrieverConfig, best_epoch: int) -> TrainRetrieverConfig | None:
-    """The configuration of the run that serves the most recent searches after the chosen
-    checkpoint (epoch ``best_epoch``, from 0), or ``None`` when that checkpoint is served: a
-    refit's (from scratch, as many epochs as validation chose) or else a catch-up's."""
+@dataclass(frozen=True)
+class Retraining:
+    """The run whose last epoch is served after the chosen checkpoint: it has seen the
+    validation rows, the most recent searches."""
+
+    config: TrainRetrieverConfig
+    """The run's own configuration."""
+    continues: bool
+    """A catch-up: the run starts from the chosen checkpoint's weights and keeps its
+    vocabularies. Otherwise a refit, from scratch."""
+
+    @property
+    def catch_up_epochs(self) -> int:
+        return self.config.epochs if self.continues else 0
+
+    @property
+    def refit_epochs(self) -> int:
+        return 0 if self.continues else self.config.epochs
+
+    def line(self) -> str:
+        """The log line that announces the run."""
+        if self.continues:
+            return (
+                f"catching up: the chosen checkpoint trains {self.config.epochs} more epoch(s) "
+                "on the training and validation rows (peak learning rate "
+                f"{self.config.learning_rate:g}); its last is served"
+            )
+        return (
+            f"refitting on the training and validation rows for {self.config.epochs} epochs "
+            "(the best count on validation); its last epoch is served"
+        )
+
+
+def retraining(config: TrainRetrieverConfig, best_epoch: int) -> Retraining | None:
+    """The run that serves the most recent searches after the chosen checkpoint (epoch
+    ``best_epoch``, from 0), or ``None`` when that checkpoint is served: a refit (from scratch,
+    as many epochs as validation chose) or else a catch-up."""
     if config.refit:
         epochs, rate = best_epoch + 1, config.learning_rate
     elif config.catch_up_epochs:
         epochs, rate = config.catch_up_epochs, config.catch_up_learning_rate
     else:
         return None
-    return replace(
+    run = replace(
         config, epochs=epochs, patience=epochs, learning_rate=rate, refit=False, catch_up_epochs=0
     )
-
-
-def retrain_line(config: TrainRetrieverConfig, retrain: TrainRetrieverConfig) -> str:
-    """The log line that announces the run of :func:`retraining`."""
-    if config.refit:
-        return (
-            f"refitting on the training and validation rows for {retrain.epochs} epochs (the "
-            "best count on validation); its last epoch is served"
-        )
-    return (
-        f"catching up: the chosen checkpoint trains {retrain.epochs} more epoch(s) on the "
-        f"training and validation rows (peak learning rate {retrain.learning_rate:g}); its "
-        "last is served"
-    )
+    return Retraining(run, continues=not config.refit)
 
 
 def train_retriever(
@@ -240,17 +261,17 @@ def train_retriever(
     )
     checkpoint, retrain = run.checkpoint, retraining(config, run.best_epoch)
     if retrain is not None:
-        log(retrain_line(config, retrain))
+        log(retrain.line())
         both = pd.concat([train, valid], ignore_index=True)
-        listeners = None if config.refit else chosen.users.ids
+        listeners = chosen.users.ids if retrain.continues else None
         data = work / "retrain" / "data"
-        retrain_shapes = prepare(both, valid, catalogue, retrain, data, listeners).as_dict()
-        if not config.refit:
+        retrain_shapes = prepare(both, valid, catalogue, retrain.config, data, listeners)
+        if retrain.continues:
             shutil.copy(model_dir / WEIGHTS, data / START_WEIGHTS)
         checkpoint = train_run(
             RETRAIN_RUN,
-            retrain,
-            retrain_shapes,
+            retrain.config,
+            retrain_shapes.as_dict(),
             work / "retrain",
             f"retriever-retrain-{uuid.uuid4().hex[:8]}",
             model_dir,
@@ -273,8 +294,8 @@ def train_retriever(
         shapes=shapes,
         checkpoint=checkpoint,
         model_dir=str(model_dir),
-        refit_epochs=retrain.epochs if retrain is not None and config.refit else 0,
-        catch_up_epochs=retrain.epochs if retrain is not None and not config.refit else 0,
+        refit_epochs=retrain.refit_epochs if retrain is not None else 0,
+        catch_up_epochs=retrain.catch_up_epochs if retrain is not None else 0,
         prior_weight=prior_weight,
         prior_recall=prior_recall,
     )

@@ -214,7 +214,7 @@ def run(
 def test_every_trainer_submitted_a_ray_job_and_asked_for_no_gpu(
     run: Run, rehearsal: Rehearsal
 ) -> None:
-    """The ranker, the two-tower (its first run and its catch-up) and the generative retriever
+    """The ranker, the two-tower (its first run and its refit) and the generative retriever
     each trained as a Ray job."""
     from ray.job_submission import JobStatus, JobSubmissionClient
 

@@ -93,11 +93,17 @@ def test_trained_retriever_finds_wanted_items_and_embeds_the_catalogue(
     assert summary.metrics()["dense_prior_weight"] == summary.prior_weight
     assert "Popularity prior" in curves_html(summary)
 
-    # By default the best checkpoint catches up one epoch on train and valid before serving.
-    assert summary.catch_up_epochs == 1 == summary.metrics()["catch_up_epochs"]
-    assert summary.refit_epochs == 0
-    assert retriever.description["train_config"]["epochs"] == 1
-    assert "a catch-up" in curves_html(summary)
+    # By default a refit on train and valid, as many epochs as validation chose, is served.
+    assert summary.refit_epochs == summary.best_epoch + 1 == summary.metrics()["refit_epochs"]
+    assert summary.catch_up_epochs == 0, "a refit needs no catch-up"
+    assert len(summary.history) == summary.epochs_run, "the history is the selecting run's"
+    assert retriever.description["epoch"] == summary.refit_epochs - 1, "its last epoch is served"
+    assert retriever.description["train_config"]["epochs"] == summary.refit_epochs
+    train = pd.read_parquet(splits["train"])
+    only_valid = np.setdiff1d(valid[S.USER_ID].unique(), train[S.USER_ID].unique())
+    assert len(only_valid) > 0
+    assert (retriever.users.index(only_valid) > 0).all(), "listeners first seen in valid are known"
+    assert "a refit" in curves_html(summary)
 
 
 def train_tiny(
@@ -138,7 +144,13 @@ def test_a_catch_up_continues_the_chosen_checkpoint_on_train_and_valid(
     chosen checkpoint did: it started from that checkpoint's weights, not from scratch, and
     kept its vocabularies."""
     summary, lines = train_tiny(
-        tmp_path, splits, dataset_dir, tiny_retriever_config, catch_up_learning_rate=1e-12
+        tmp_path,
+        splits,
+        dataset_dir,
+        tiny_retriever_config,
+        refit=False,
+        catch_up_epochs=1,
+        catch_up_learning_rate=1e-12,
     )
     served = Retriever.load(tmp_path / "model")
     assert summary.catch_up_epochs == 1 and summary.refit_epochs == 0
@@ -153,26 +165,3 @@ def test_a_catch_up_continues_the_chosen_checkpoint_on_train_and_valid(
     assert served.prior is not None and served.prior.weight == summary.prior_weight
     assert any("catching up" in line for line in lines)
     assert summary.checkpoint == str(tmp_path / "model"), "no temporary folder is named"
-
-
-def test_a_refit_serves_a_model_trained_on_train_and_valid_for_the_chosen_epochs(
-    tmp_path: Path,
-    splits: dict[str, Path],
-    dataset_dir: Path,
-    tiny_retriever_config: TrainRetrieverConfig,
-) -> None:
-    summary, lines = train_tiny(tmp_path, splits, dataset_dir, tiny_retriever_config, refit=True)
-    assert summary.refit_epochs == summary.best_epoch + 1
-    assert summary.metrics()["refit_epochs"] == summary.refit_epochs
-    assert summary.catch_up_epochs == 0, "a refit needs no catch-up"
-    assert len(summary.history) == summary.epochs_run, "the history is the selecting run's"
-    served = Retriever.load(tmp_path / "model")
-    assert served.description["epoch"] == summary.refit_epochs - 1, "its last epoch is served"
-    assert served.description["train_config"]["epochs"] == summary.refit_epochs
-    assert served.prior is not None and served.prior.weight == summary.prior_weight
-    train, valid = pd.read_parquet(splits["train"]), pd.read_parquet(splits["valid"])
-    only_valid = np.setdiff1d(valid[S.USER_ID].unique(), train[S.USER_ID].unique())
-    assert len(only_valid) > 0
-    assert (served.users.index(only_valid) > 0).all(), "listeners first seen in valid are known"
-    assert summary.checkpoint == str(tmp_path / "model"), "no temporary folder is named"
-    assert any("refitting" in line for line in lines)

@@ -174,6 +174,17 @@ class Retraining:
     def refit_epochs(self) -> int:
         return 0 if self.continues else self.config.epochs
 
+    def served_line(self, best_epoch: int, epochs: int, best_score: float) -> str:
+        """The log line after the run: what is served, and the figure validation chose by.
+        It ends as an epoch line (``pipelines.console.EPOCH_LINE``), so that a pipeline's
+        console shows the chosen epoch's validation figure, not the last line of this run,
+        whose validation rows it trained on."""
+        run = "catch-up" if self.continues else "refit"
+        return (
+            f"served: the {run}'s last epoch; validation chose "
+            f"epoch {best_epoch + 1}/{epochs} {SCORE} {best_score:.4f}"
+        )
+
     def line(self) -> str:
         """The log line that announces the run."""
         if self.continues:
@@ -183,7 +194,7 @@ class Retraining:
                 f"{self.config.learning_rate:g}); its last is served"
             )
         return (
-            f"refitting on the training and validation rows for {self.config.epochs} epochs "
+            f"refitting on the training and validation rows for {self.config.epochs} epoch(s) "
             "(the best count on validation); its last epoch is served"
         )
 
@@ -280,6 +291,7 @@ def train_retriever(
             job_python=job_python,
             log=log,
         ).checkpoint
+        log(retrain.served_line(run.best_epoch, config.epochs, run.best[SCORE]))
         if work_dir is None:  # the temporary folder both runs worked in
             shutil.rmtree(work, ignore_errors=True)
     served = chosen if retrain is None else Retriever.load(model_dir)

@@ -19,6 +19,7 @@ from searchrank.core.errors import InputError
 from searchrank.core.retrieval import EMBEDDING, retrieval_metrics, wanted_items
 from searchrank.core.retriever import IdVocabulary, Retriever
 from searchrank.core.search_pairs import training_pairs
+from searchrank.pipelines.console import EPOCH_LINE
 
 
 def _rows(records: list[tuple[int, int, int, str, int]]) -> pd.DataFrame:
@@ -164,4 +165,9 @@ def test_a_catch_up_continues_the_chosen_checkpoint_on_train_and_valid(
     assert (served.users.index(only_valid) == 0).all(), "the chosen model's listeners are kept"
     assert served.prior is not None and served.prior.weight == summary.prior_weight
     assert any("catching up" in line for line in lines)
+    # A pipeline's console shows the last epoch line: the chosen epoch's validation figure.
+    shown = [EPOCH_LINE.search(line) for line in lines]
+    assert [m.group(0) for m in shown if m][-1].startswith(
+        f"epoch {summary.best_epoch + 1}/2 val_recall@100 {summary.best['val_recall@100']:.4f}"
+    )
     assert summary.checkpoint == str(tmp_path / "model"), "no temporary folder is named"

@@ -48,7 +48,7 @@ from searchrank.core.dense_prior import (
 from searchrank.core.html import render_page
 from searchrank.core.io import read_parquet_input
 from searchrank.core.plots import training_curves
-from searchrank.core.raytrain.runner import RunRecipe, train_run
+from searchrank.core.raytrain.runner import RunRecipe, TrainedRun, train_run
 from searchrank.core.raytrain.shards import fixed_size_list
 from searchrank.core.retrieval import EMBEDDING
 from searchrank.core.retriever import DESCRIPTION, Retriever, encode_in_batches
@@ -185,6 +185,27 @@ class Retraining:
             f"epoch {best_epoch + 1}/{epochs} {SCORE} {best_score:.4f}"
         )
 
+    def train(
+        self,
+        rows: pd.DataFrame,
+        valid: pd.DataFrame,
+        catalogue: pd.DataFrame,
+        chosen: Retriever,
+        chosen_dir: Path,
+        work: Path,
+        model_dir: Path,
+        **where: Any,
+    ) -> TrainedRun:
+        """Train this run with Ray on ``rows``, validating each epoch on ``valid``, in
+        ``work``; its last epoch goes to ``model_dir``. A catch-up continues ``chosen``
+        (its weights read from ``chosen_dir``). ``where``: :func:`train_run`'s keywords."""
+        listeners = chosen.users.ids if self.continues else None
+        shapes = prepare(rows, valid, catalogue, self.config, work / "data", listeners)
+        if self.continues:
+            shutil.copy(chosen_dir / WEIGHTS, work / "data" / START_WEIGHTS)
+        name = f"retriever-retrain-{uuid.uuid4().hex[:8]}"
+        return train_run(RETRAIN_RUN, self.config, shapes.as_dict(), work, name, model_dir, **where)
+
     def line(self) -> str:
         """The log line that announces the run."""
         if self.continues:
@@ -273,18 +294,13 @@ def train_retriever(
     checkpoint, retrain = run.checkpoint, retraining(config, run.best_epoch)
     if retrain is not None:
         log(retrain.line())
-        both = pd.concat([train, valid], ignore_index=True)
-        listeners = chosen.users.ids if retrain.continues else None
-        data = work / "retrain" / "data"
-        retrain_shapes = prepare(both, valid, catalogue, retrain.config, data, listeners)
-        if retrain.continues:
-            shutil.copy(model_dir / WEIGHTS, data / START_WEIGHTS)
-        checkpoint = train_run(
-            RETRAIN_RUN,
-            retrain.config,
-            retrain_shapes.as_dict(),
+        checkpoint = retrain.train(
+            pd.concat([train, valid], ignore_index=True),
+            valid,
+            catalogue,
+            chosen,
+            model_dir,
             work / "retrain",
-            f"retriever-retrain-{uuid.uuid4().hex[:8]}",
             model_dir,
             keep_work=work_dir is not None,
             ray_address=ray_address,

@@ -34,12 +34,10 @@ import pandas as pd
 from bench_retrieval import Splits, lastfm_splits, synthetic_splits
 
 from searchrank.components.train_retriever.config import TrainRetrieverConfig
-from searchrank.components.train_retriever.data import ITEMS, START_WEIGHTS, VALIDATION, prepare
-from searchrank.components.train_retriever.logic import RETRAIN_RUN, retraining, train_retriever
+from searchrank.components.train_retriever.data import ITEMS, VALIDATION, prepare
+from searchrank.components.train_retriever.logic import retraining, train_retriever
 from searchrank.components.train_retriever.loop import SCORE, validation_metrics
 from searchrank.core import schema as S
-from searchrank.core.checkpoint import WEIGHTS
-from searchrank.core.raytrain.runner import train_run
 from searchrank.core.retriever import Retriever
 from searchrank.core.search_pairs import load_queries
 
@@ -94,7 +92,7 @@ def compare(
         for setting in settings:
             config = setting_config(base, setting)
             recall[setting] = retrain_and_judge(
-                config, summary.best_epoch, folder, both, later, catalogue
+                config, summary.best_epoch, folder, chosen, both, later, catalogue
             )
             print(
                 f"[{name}] {setting}: later-half Recall@100 by epoch {recall[setting]}", flush=True
@@ -114,27 +112,24 @@ def retrain_and_judge(
     config: TrainRetrieverConfig,
     best_epoch: int,
     folder: Path,
+    chosen: Retriever,
     both: pd.DataFrame,
     later: pd.DataFrame,
     catalogue: pd.DataFrame,
 ) -> list[float]:
-    """``train_retriever``'s retraining of the checkpoint chosen in ``folder`` on ``both``
-    (the training rows and the earlier half), validating each epoch on ``later``: that
-    Recall@100 per epoch."""
+    """``train_retriever``'s retraining of ``chosen`` (saved in ``folder``) on ``both`` (the
+    training rows and the earlier half), validating each epoch on ``later``: that Recall@100
+    per epoch."""
     retrain = retraining(config, best_epoch)
     assert retrain is not None, "every setting retrains"
-    chosen = Retriever.load(folder / "chosen")
     work = folder / f"retrain-{uuid.uuid4().hex[:8]}"
-    listeners = chosen.users.ids if retrain.continues else None
-    shapes = prepare(both, later, catalogue, retrain.config, work / "data", listeners)
-    if retrain.continues:
-        shutil.copy(folder / "chosen" / WEIGHTS, work / "data" / START_WEIGHTS)
-    run = train_run(
-        RETRAIN_RUN,
-        retrain.config,
-        shapes.as_dict(),
+    run = retrain.train(
+        both,
+        later,
+        catalogue,
+        chosen,
+        folder / "chosen",
         work,
-        f"retrain-{uuid.uuid4().hex[:8]}",
         work / "model",
         keep_work=False,
         log=lambda _: None,

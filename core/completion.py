@@ -9,7 +9,14 @@ prefix's candidates hold the item meant whenever it ranks among the first ``n``.
 
 What orders them: the item's streams, plus, for a listener whose market is known, a bonus
 (``market_weight``, in units of log streams) for the items of that market, since listeners
-look for their local catalogue far more than its share of streams says. Only names are indexed:
+look for their local catalogue far more than its share of streams says; plus, for a listener
+who streamed in the training window, their taste (``taste_weight`` times
+:meth:`ListenerTaste.lift`: how much more of the item's genre they stream than listeners at
+large). On 60k synthetic searches the taste at the weight validation chose (0.5) raised the
+test prefixes whose item meant is among the first 100 completions from 0.936 to 0.942 (tracks
+0.918 to 0.933), where ordering by the two-tower's (query, listener) score had lowered it at
+every weight: the query tower reads a prefix badly, while the genres a listener streams say
+which of a prefix's near-namesakes they are after. Only names are indexed:
 an artist is an item whose name is the artist's, and indexing every track and album under its
 artist's name too filled a short prefix's list with one artist's songs. On 60k synthetic
 searches the prefix list alone held the item meant for 87 % of test prefixes with artists
@@ -46,10 +53,80 @@ PREFIX_FIELD = "name"
 MARKET_FIELD = "market"
 """The catalogue field naming an item's market (optional: without it no item is local)."""
 MARKET_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
-"""The market bonuses :func:`fit_market_weight` chooses among, in units of log streams."""
+"""The market bonuses :func:`fit_completion_weights` chooses among, in units of log streams."""
+TASTE_FIELD = "genre"
+"""The catalogue field a listener's taste is counted in (a podcast's topic, for podcasts)."""
+TASTE_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
+"""The taste weights :func:`fit_completion_weights` chooses among."""
+TASTE_SMOOTHING = 5.0
+"""Streams, spread as listeners at large spread theirs, added to each listener's own: a
+listener with 5 streams in the window sits halfway between their own shares and everyone's."""
 PREFIX_FILE = "prefix_index.npz"
 _LAST_CHARACTER = "\U0010ffff"
 """Sorts after every character, so ``[prefix, prefix + this)`` holds the phrases it begins."""
+
+
+@dataclass(frozen=True)
+class ListenerTaste:
+    """Each listener's streams in the training window, counted by the genre of what they
+    streamed: which of a prefix's many names a listener is likely after.
+
+    Attributes:
+        genres: (g,) the catalogue's genres, sorted; "" (no genre) is one of them.
+        user_ids: (u,) the listeners who streamed, sorted.
+        counts: (u, g) each listener's streams of each genre.
+        shares: (g,) every listener's streams together, one added to each genre, as shares.
+    """
+
+    genres: np.ndarray
+    user_ids: np.ndarray
+    counts: np.ndarray
+    shares: np.ndarray
+
+    @classmethod
+    def from_streams(cls, item_genres: pd.Series, streams: pd.DataFrame | None) -> ListenerTaste:
+        """The taste of the listeners in ``streams``.
+
+        Args:
+            item_genres: each item's genre ("" or missing: none), indexed by item id.
+            streams: one row per stream (``user_id``, ``item_id``,
+                :func:`~searchrank.core.retrieval.listener_streams`); ``None``: no listener.
+        """
+        genres = np.array(sorted(set(item_genres.fillna("").astype(str)) | {""}), dtype=str)
+        if streams is None or streams.empty:
+            return cls(
+                genres,
+                np.array([], np.int64),
+                np.zeros((0, len(genres))),
+                np.full(len(genres), 1 / len(genres)),
+            )
+        require_columns(streams.columns, "streams", (S.USER_ID, S.ITEM_ID))
+        genre = streams[S.ITEM_ID].map(item_genres).fillna("").astype(str)
+        code = np.searchsorted(genres, genre.to_numpy())
+        users, row = np.unique(streams[S.USER_ID].to_numpy(dtype=np.int64), return_inverse=True)
+        counts = np.zeros((len(users), len(genres)), dtype=np.float32)
+        np.add.at(counts, (row, code), 1.0)
+        total = counts.sum(axis=0) + 1.0
+        return cls(genres, users, counts, total / total.sum())
+
+    def codes(self, genres: pd.Series) -> np.ndarray:
+        """Each of ``genres``' position in :attr:`genres` (missing or unknown: "")."""
+        values = genres.fillna("").astype(str).to_numpy()
+        at = np.minimum(np.searchsorted(self.genres, values), len(self.genres) - 1)
+        return np.where(self.genres[at] == values, at, 0)  # "" sorts first
+
+    def lift(self, user_id: int | None) -> np.ndarray | None:
+        """(g,) the log of how much more of each genre the listener streams than listeners at
+        large, their counts smoothed by :data:`TASTE_SMOOTHING` streams spread as everyone's;
+        ``None`` for a listener who never streamed (or ``user_id`` ``None``)."""
+        if user_id is None:
+            return None
+        at = int(np.searchsorted(self.user_ids, user_id))
+        if at == len(self.user_ids) or self.user_ids[at] != user_id:
+            return None
+        counts = self.counts[at]
+        own = (counts + TASTE_SMOOTHING * self.shares) / (counts.sum() + TASTE_SMOOTHING)
+        return np.log(own / self.shares)
 
 
 @dataclass(frozen=True)
@@ -64,6 +141,8 @@ class PrefixIndex:
         markets: (r,) that item's market ("" when unknown), for the market bonus.
         descriptive: the catalogue's genres, moods and topic keywords (its ``WORD_COLUMNS``),
             normalized, sorted and distinct: a query that is one of them is typed whole.
+        genres: (r,) that item's genre, as its position in ``taste.genres``.
+        taste: the listeners' taste, for the taste term of :meth:`complete`.
     """
 
     phrases: np.ndarray
@@ -71,10 +150,15 @@ class PrefixIndex:
     log_streams: np.ndarray
     markets: np.ndarray
     descriptive: np.ndarray
+    genres: np.ndarray
+    taste: ListenerTaste
 
     @classmethod
     def from_catalogue(
-        cls, catalogue: pd.DataFrame, streams: pd.Series | None = None
+        cls,
+        catalogue: pd.DataFrame,
+        streams: pd.Series | None = None,
+        listeners: pd.DataFrame | None = None,
     ) -> PrefixIndex:
         """The index of a catalogue's names.
 
@@ -84,6 +168,9 @@ class PrefixIndex:
                 columns; a repeated item keeps its first row.
             streams: each item's streams in the training window, indexed by item id
                 (:func:`~searchrank.core.retrieval.item_streams`); items it lacks count 0.
+            listeners: one row per stream in the training window (``user_id``, ``item_id``:
+                :func:`~searchrank.core.retrieval.listener_streams`), for the listeners' taste;
+                ``None``: no listener has any.
 
         Raises:
             InputError: a column named above is missing, or a stream count is negative or
@@ -92,6 +179,12 @@ class PrefixIndex:
         require_columns(catalogue.columns, "catalogue", (S.ITEM_ID, PREFIX_FIELD))
         items = catalogue.drop_duplicates(S.ITEM_ID)
         markets = items[MARKET_FIELD] if MARKET_FIELD in items.columns else ""
+        item_genres = pd.Series(
+            items[TASTE_FIELD].to_numpy() if TASTE_FIELD in items.columns else "",
+            index=items[S.ITEM_ID].to_numpy(),
+            dtype=object,
+        )
+        taste = ListenerTaste.from_streams(item_genres, listeners)
         rows = pd.DataFrame(
             {
                 "phrase": items[PREFIX_FIELD].fillna("").astype(str).map(normalize_text),
@@ -114,6 +207,8 @@ class PrefixIndex:
             log_streams,
             rows[MARKET_FIELD].to_numpy(dtype=str),
             np.array(sorted(terms - {""}), dtype=str),
+            taste.codes(item_genres.reindex(ids)),
+            taste,
         )
 
     def _rows(self, prefix: str) -> slice:
@@ -146,7 +241,13 @@ class PrefixIndex:
         return bool(query) and self._names_end(query) > self._rows(query).start
 
     def complete(
-        self, prefix: str, n: int, market: str | None = None, market_weight: float = 0.0
+        self,
+        prefix: str,
+        n: int,
+        market: str | None = None,
+        market_weight: float = 0.0,
+        user_id: int | None = None,
+        taste_weight: float = 0.0,
     ) -> list[int]:
         """At most ``n`` ids of the items whose name begins with the normalized ``prefix``,
         best first (ties in phrase order); none for an empty one. The items whose name is the
@@ -155,6 +256,9 @@ class PrefixIndex:
         Args:
             market: the listener's market (``None`` or "": unknown, no item gets the bonus).
             market_weight: what an item of ``market`` gains on its log streams.
+            user_id: the listener (``None``: unknown, no taste).
+            taste_weight: the weight of the listener's :meth:`ListenerTaste.lift` of the
+                item's genre, added to its log streams.
         """
         if not prefix:
             return []
@@ -162,6 +266,9 @@ class PrefixIndex:
         score = self.log_streams[rows]
         if market and market_weight:
             score = score + market_weight * (self.markets[rows] == market)
+        lift = self.taste.lift(user_id) if taste_weight else None
+        if lift is not None:
+            score = score + taste_weight * lift[self.genres[rows]]
         named = np.arange(rows.start, rows.stop) < self._names_end(prefix)
         order = np.lexsort((-score, ~named))  # the whole names, then the score; stable
         found = pd.unique(self.item_ids[rows][order])
@@ -176,52 +283,78 @@ class PrefixIndex:
             log_streams=self.log_streams,
             markets=self.markets,
             descriptive=self.descriptive,
+            genres=self.genres,
+            taste_genres=self.taste.genres,
+            taste_users=self.taste.user_ids,
+            taste_counts=self.taste.counts,
+            taste_shares=self.taste.shares,
         )
 
     @classmethod
     def load(cls, folder: Path) -> PrefixIndex:
-        """A saved index; one saved before markets or descriptive terms were kept loads with
-        none known."""
+        """A saved index; one saved before markets, descriptive terms or the listeners' taste
+        were kept loads with none known."""
         with np.load(folder / PREFIX_FILE) as saved:
             phrases = saved["phrases"]
             markets = saved["markets"] if "markets" in saved else np.full(len(phrases), "")
             descriptive = saved["descriptive"] if "descriptive" in saved else np.array([], str)
-            return cls(phrases, saved["item_ids"], saved["log_streams"], markets, descriptive)
+            if "taste_genres" in saved:
+                taste = ListenerTaste(
+                    saved["taste_genres"],
+                    saved["taste_users"],
+                    saved["taste_counts"],
+                    saved["taste_shares"],
+                )
+                genres = saved["genres"]
+            else:
+                taste = ListenerTaste.from_streams(pd.Series(dtype=object), None)
+                genres = np.zeros(len(phrases), dtype=np.int64)
+            return cls(
+                phrases,
+                saved["item_ids"],
+                saved["log_streams"],
+                markets,
+                descriptive,
+                genres,
+                taste,
+            )
 
 
-def fit_market_weight(
+def fit_completion_weights(
     index: PrefixIndex,
     prefixes: Sequence[str],
     markets: Sequence[str | None],
+    users: Sequence[int | None],
     relevant: Sequence[Sequence[int]],
     k: int = 100,
-    weights: Sequence[float] = MARKET_WEIGHTS,
-) -> float:
-    """The market bonus whose completions recall the most of ``relevant`` in their first ``k``
-    (mean Recall@k over the queries; ties: the smaller bonus, so 0 without evidence).
+) -> tuple[float, float]:
+    """The market bonus (of :data:`MARKET_WEIGHTS`) and taste weight (of
+    :data:`TASTE_WEIGHTS`) whose completions recall the most of ``relevant`` in their first
+    ``k`` (mean Recall@k over the queries; ties: the smaller weights, so 0 without evidence).
 
     Args:
-        prefixes: queries typed partway (normalized), e.g. the validation searches'.
+        prefixes: queries that may still be typed (normalized), e.g. the validation searches'.
         markets: each query's listener's market (``None``: unknown).
+        users: each query's listener (``None``: unknown).
         relevant: each query's wanted ids.
 
     Raises:
-        InputError: the three sequences differ in length.
+        InputError: the sequences differ in length.
     """
-    if not len(prefixes) == len(markets) == len(relevant):
+    if not len(prefixes) == len(markets) == len(users) == len(relevant):
         raise InputError(
-            "prefixes/markets/relevant",
-            (len(prefixes), len(markets), len(relevant)),
+            "prefixes/markets/users/relevant",
+            (len(prefixes), len(markets), len(users), len(relevant)),
             "must hold one entry per query each",
         )
+    grid = [(market, taste) for market in MARKET_WEIGHTS for taste in TASTE_WEIGHTS]
     if not prefixes:
-        return 0.0
+        return grid[0]
+    queries = list(zip(prefixes, markets, users, strict=True))
     recall = [
         retrieval_metrics(
-            [index.complete(p, k, m, weight) for p, m in zip(prefixes, markets, strict=True)],
-            relevant,
-            (k,),
+            [index.complete(p, k, m, market, u, taste) for p, m, u in queries], relevant, (k,)
         )[f"recall@{k}"]
-        for weight in weights
+        for market, taste in grid
     ]
-    return float(weights[int(np.argmax(recall))])
+    return grid[int(np.argmax(recall))]

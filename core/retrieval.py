@@ -88,6 +88,19 @@ def item_streams(rows: pd.DataFrame, min_label: int = S.Grade.STREAM) -> pd.Seri
     return streamed.value_counts().sort_index().astype(np.float64).rename("streams")
 
 
+def listener_streams(rows: pd.DataFrame, min_label: int = S.Grade.STREAM) -> pd.DataFrame:
+    """Who streamed what in a split: its rows with ``label >= min_label`` (``user_id``,
+    ``item_id``), for the listeners' taste among prefix completions
+    (:class:`~searchrank.core.completion.ListenerTaste`).
+
+    Raises:
+        InputError: ``rows`` lacks ``user_id``, ``item_id`` or ``label``.
+    """
+    require_columns(rows.columns, "rows", (S.USER_ID, S.ITEM_ID, S.LABEL))
+    streamed = rows.loc[rows[S.LABEL] >= min_label, [S.USER_ID, S.ITEM_ID]]
+    return streamed.astype(np.int64).reset_index(drop=True)
+
+
 def log_stream_counts(streams: pd.Series, item_ids: np.ndarray) -> np.ndarray:
     """``log1p`` of each of ``item_ids``' streams (:func:`item_streams`; an item it lacks
     counts 0), in ``item_ids``' order: the popularity BM25's prior and the prefix index read.
@@ -220,6 +233,8 @@ class FusionRouting:
             a query's prefix completions (:meth:`~searchrank.core.completion.PrefixIndex.complete`).
         prefix_weight: the weight of those completions in the lexical fusion of a query typed
             partway, against BM25's list, which weighs 1.
+        taste_weight: the weight of the listener's taste among those completions
+            (:meth:`~searchrank.core.completion.ListenerTaste.lift`).
     """
 
     dense_share: dict[str, float] = field(default_factory=dict)
@@ -229,6 +244,7 @@ class FusionRouting:
     popularity_weight: float = 0.0
     market_weight: float = 0.0
     prefix_weight: float = 1.0
+    taste_weight: float = 0.0
 
     def __post_init__(self) -> None:
         shares = {
@@ -240,7 +256,7 @@ class FusionRouting:
         for name, share in shares.items():
             if not 0.0 <= share <= 1.0:
                 raise InputError(name, share, "must lie in [0, 1]")
-        for name in ("popularity_weight", "market_weight", "prefix_weight"):
+        for name in ("popularity_weight", "market_weight", "prefix_weight", "taste_weight"):
             weight = getattr(self, name)
             if not (np.isfinite(weight) and weight >= 0):
                 raise InputError(name, weight, "must be finite, ≥ 0")
@@ -280,7 +296,8 @@ class FusionRouting:
     @classmethod
     def load(cls, path: Path) -> FusionRouting:
         """A saved routing; one saved before the generative source, the popularity prior, the
-        market bonus and the prefix weight existed loads with the defaults of each."""
+        market bonus, the prefix weight and the taste weight existed loads with the defaults
+        of each."""
         try:
             saved = json.loads(path.read_text())
             return cls(
@@ -291,6 +308,7 @@ class FusionRouting:
                 float(saved.get("popularity_weight", 0.0)),
                 float(saved.get("market_weight", 0.0)),
                 float(saved.get("prefix_weight", 1.0)),
+                float(saved.get("taste_weight", 0.0)),
             )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
             raise InputError(

@@ -43,7 +43,7 @@ from searchrank.core.contract import CONTRACT_FILE, FeatureContract
 from searchrank.core.errors import InputError
 from searchrank.core.names import BENTO_NAME, RANKER_MODEL_NAME, RETRIEVER_MODEL_NAME
 from searchrank.core.net import free_port
-from searchrank.core.retrieval import item_streams
+from searchrank.core.retrieval import item_streams, listener_streams
 from searchrank.serving.settings import FEATURE_REPO_ENV, RANKER_MODEL_ENV, RETRIEVER_MODEL_ENV
 
 ENTRY_MODULE = "searchrank_bento.py"
@@ -107,10 +107,11 @@ def save_retriever(
     import bentoml
 
     parts = parts or RetrieverParts()
-    streams = None
+    streams = listeners = None
     if parts.train is not None:
-        streams = item_streams(pd.read_parquet(parts.train, columns=[S.ITEM_ID, S.LABEL]))
-    generator = CandidateGenerator.from_catalogue(catalogue, streams=streams)
+        trained = pd.read_parquet(parts.train, columns=[S.USER_ID, S.ITEM_ID, S.LABEL])
+        streams, listeners = item_streams(trained), listener_streams(trained)
+    generator = CandidateGenerator.from_catalogue(catalogue, streams=streams, listeners=listeners)
     with bentoml.models.create(
         RETRIEVER_MODEL_NAME,
         labels={k: _label(v) for k, v in labels.items()},

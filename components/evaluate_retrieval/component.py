@@ -78,7 +78,7 @@ def evaluate_retrieval_op(
     from searchrank.core.generative import GenerativeSource
     from searchrank.core.intent import IntentModel
     from searchrank.core.io import log_metrics
-    from searchrank.core.retrieval import item_streams
+    from searchrank.core.retrieval import item_streams, listener_streams
     from searchrank.core.retriever import Retriever
 
     items = pd.read_parquet(catalogue.path)
@@ -91,6 +91,7 @@ def evaluate_retrieval_op(
         IntentModel.load(Path(intent.path)),
         item_streams(trained),
         GenerativeSource.load(Path(generative.path)) if generative is not None else None,
+        listener_streams(trained),
     )
     result, fitted = evaluate_retrieval(
         pd.read_parquet(valid.path),

@@ -4,8 +4,8 @@ the query-intent model, and the intent model itself.
 
 1. **Route**: on the validation searches, fit the weight of BM25's popularity prior
    (:func:`fit_popularity_weight`, where the training split's streams are given), the bonus of
-   the listener's market among prefix completions (:func:`fit_market_bonus`, where the splits
-   carry the listener's market) and those completions' weight against BM25's list
+   the listener's market and the weight of the listener's taste among prefix completions
+   (:func:`fit_completion_bonus`) and those completions' weight against BM25's list
    (:func:`fit_prefix_weight`), then the fusion weights of the dense and generative lists for
    each predicted intent (:func:`fit_fusion_routing`): the routing the service will use.
 2. **Measure** on the test searches (never seen in training or routing) Recall@{10, k} and MRR
@@ -42,7 +42,7 @@ from searchrank.components.evaluate_retrieval.config import RetrievalConfig
 from searchrank.core import schema as S
 from searchrank.core.bootstrap import BootstrapResult, paired_bootstrap
 from searchrank.core.candidates import CandidateGenerator, SourceLists
-from searchrank.core.completion import fit_market_weight
+from searchrank.core.completion import fit_completion_weights
 from searchrank.core.errors import InputError, require_columns
 from searchrank.core.html import markdown_html, render_page
 from searchrank.core.intent import INTENT_LABEL, intent_report, labelled_searches
@@ -124,6 +124,7 @@ class RetrievalEvaluation:
                 "popularity_weight": self.routing["popularity_weight"],
                 "market_weight": self.routing.get("market_weight", 0.0),
                 "prefix_weight": self.routing.get("prefix_weight", 1.0),
+                "taste_weight": self.routing.get("taste_weight", 0.0),
             }
         )
         return out
@@ -152,7 +153,8 @@ class RetrievalEvaluation:
             f"- dense share of the fusion by predicted intent: {shares} "
             f"(otherwise {self.routing['default']:.2f}); BM25's popularity prior weighs "
             f"{self.routing['popularity_weight']:g}; the listener's market among prefix "
-            f"completions {self.routing.get('market_weight', 0.0):g}, and those completions "
+            f"completions {self.routing.get('market_weight', 0.0):g} and their taste "
+            f"{self.routing.get('taste_weight', 0.0):g}, and those completions "
             f"against BM25 {self.routing.get('prefix_weight', 1.0):g}",
             f"- intent accuracy {self.intent['accuracy']:.3f} against the majority class's "
             f"{self.intent['majority_accuracy']:.3f}",
@@ -366,7 +368,9 @@ def fit_routing(
     generator: CandidateGenerator, tuning: pd.DataFrame, k: int
 ) -> tuple[CandidateGenerator, FusionRouting]:
     """On the validation searches (:func:`wanted_searches`), BM25's popularity prior (where the
-    generator has streams) and the market bonus (:func:`fit_market_bonus`), then the fusion
+    generator has streams), the market bonus and the taste weight
+    (:func:`fit_completion_bonus`) and the completions' weight (:func:`fit_prefix_weight`),
+    then the fusion
     weights by predicted intent (and, for queries typed partway, by
     :func:`~searchrank.core.retrieval.route_key`) over the lists retrieved with those: (the
     generator with the prior and the bonus, the routing)."""
@@ -375,9 +379,12 @@ def fit_routing(
     if generator.log_streams is not None:
         pools = [generator.lexical_pool(q) for q in tuning[S.QUERY].astype(str)]
         prior = fit_popularity_weight(pools, wanted, k)
-    bonus = fit_market_bonus(generator, tuning, k)
+    bonus, taste = fit_completion_bonus(generator, tuning, k)
     fitted = fit_prefix_weight(
-        generator, tuning, FusionRouting(popularity_weight=prior, market_weight=bonus), k
+        generator,
+        tuning,
+        FusionRouting(popularity_weight=prior, market_weight=bonus, taste_weight=taste),
+        k,
     )
     generator = replace(generator, routing=fitted)
     found = ranked_lists(generator, tuning, k)
@@ -390,7 +397,9 @@ def fit_routing(
     routing = fit_fusion_routing(
         found.dense, found.lexical, wanted, routes, k, found.generative, prior
     )
-    return generator, replace(routing, market_weight=bonus, prefix_weight=fitted.prefix_weight)
+    return generator, replace(
+        routing, market_weight=bonus, taste_weight=taste, prefix_weight=fitted.prefix_weight
+    )
 
 
 def fit_prefix_weight(
@@ -423,25 +432,30 @@ def fit_prefix_weight(
     return replace(routing, prefix_weight=weights[int(np.argmax(recall))])
 
 
-def fit_market_bonus(generator: CandidateGenerator, tuning: pd.DataFrame, k: int) -> float:
-    """The bonus of the listener's market among prefix completions
-    (:func:`~searchrank.core.completion.fit_market_weight`) on the searches of ``tuning`` that
-    get completions and whose listener's market is known; 0 without a prefix index or such
-    searches."""
+def fit_completion_bonus(
+    generator: CandidateGenerator, tuning: pd.DataFrame, k: int
+) -> tuple[float, float]:
+    """The bonus of the listener's market and the weight of their taste among prefix
+    completions (:func:`~searchrank.core.completion.fit_completion_weights`) on the searches of
+    ``tuning`` that get completions; (0, 0) without a prefix index or such searches."""
     if generator.prefix is None:
-        return 0.0
+        return 0.0, 0.0
     typed = [generator.rewrite(q).original for q in tuning[S.QUERY].astype(str)]
     chosen = [
-        (query, market, wanted)
-        for query, market, wanted in zip(
-            typed, listener_markets(tuning), tuning["relevant"], strict=True
+        (query, market, int(user), wanted)
+        for query, market, user, wanted in zip(
+            typed,
+            listener_markets(tuning),
+            tuning[S.USER_ID],
+            tuning["relevant"],
+            strict=True,
         )
-        if market is not None and generator.prefix.continues(query)
+        if generator.prefix.continues(query)
     ]
     if not chosen:
-        return 0.0
-    queries, markets, wanted = zip(*chosen, strict=True)
-    return fit_market_weight(generator.prefix, queries, markets, wanted, k)
+        return 0.0, 0.0
+    queries, markets, users, wanted = zip(*chosen, strict=True)
+    return fit_completion_weights(generator.prefix, queries, markets, users, wanted, k)
 
 
 def recall_by_groups(

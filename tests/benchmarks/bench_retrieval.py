@@ -34,8 +34,11 @@ how far each misspelled or prefix slice falls behind the same intent typed exact
 split, the weight fitted on validation), and a query typed partway adds the items whose name
 it begins (:class:`~searchrank.core.completion.PrefixIndex`), the listener's market ahead by
 the bonus fitted on validation (``market_weight``; the generator's users table gives each
-search its listener's market, as the feature store does in the pipeline), weighted against
-BM25's list by ``prefix_weight`` (fitted on validation too), and takes its own route.
+search its listener's market, as the feature store does in the pipeline) and the genres the
+listener streamed in the train split ahead by ``taste_weight`` (fitted with it), weighted
+against BM25's list by ``prefix_weight`` (fitted on validation too), and takes its own route.
+``completions`` is the Recall@100 of those completions alone on the test searches that get
+them, with the fitted weights and with the taste left out.
 
 That lexical side is the baseline the ratios divide by (when it beats BM25 over the tags), so
 it gains with every improvement of its own: ``routed_ceiling`` is the ratio a perfect
@@ -93,6 +96,7 @@ from shared_data import SHARED_DATASETS
 from searchrank.components.evaluate_retrieval.config import RetrievalConfig
 from searchrank.components.evaluate_retrieval.logic import (
     evaluate_retrieval,
+    listener_markets,
     ranked_lists,
     system_lists,
     system_metrics,
@@ -113,7 +117,12 @@ from searchrank.core.candidates import (
 )
 from searchrank.core.generative import GenerativeSource
 from searchrank.core.intent import IntentModel
-from searchrank.core.retrieval import FusionRouting, item_streams, retrieval_metrics
+from searchrank.core.retrieval import (
+    FusionRouting,
+    item_streams,
+    listener_streams,
+    retrieval_metrics,
+)
 from searchrank.core.retriever import Retriever, two_tower_item_text
 
 TARGET = 1.2
@@ -270,8 +279,14 @@ def synthetic(
     taught = logged[logged[S.SEARCH_ID].isin(train_part[S.SEARCH_ID].unique())]
     intent = IntentModel.fit(taught[S.QUERY].tolist(), taught["intent"].tolist())
     source, generative_s = train_generative(trained, generative_config)
-    streams = item_streams(train_part)
-    generator = CandidateGenerator.from_catalogue(catalogue, trained.dense, intent, streams, source)
+    generator = CandidateGenerator.from_catalogue(
+        catalogue,
+        trained.dense,
+        intent,
+        item_streams(train_part),
+        source,
+        listener_streams(train_part),
+    )
     measure = RetrievalConfig(k=K)
     evaluation, routing = evaluate_retrieval(
         valid, test, logged, generator, measure, train_part, catalogue
@@ -314,9 +329,47 @@ def synthetic(
         "popularity_weight": routing.popularity_weight,
         "market_weight": routing.market_weight,
         "prefix_weight": routing.prefix_weight,
+        "taste_weight": routing.taste_weight,
+        "completions": completion_result(generator, routing, held_out),
         "rewrite": rewrite_quality(generator, logged, catalogue),
         "generative": generative_result(evaluation, routing, source, held_out, generative_s),
         "dense_prior": dense_prior_result(trained, held_out),
+    }
+
+
+def completion_result(
+    generator: CandidateGenerator, routing: FusionRouting, held_out: pd.DataFrame
+) -> dict[str, float]:
+    """Recall@100 of the prefix completions alone on the held-out searches that get them
+    (typed partway, or a whole name that begins longer ones), with the fitted market bonus and
+    taste and with the taste left out: what the listener's taste adds."""
+    assert generator.prefix is not None
+    searches = zip(
+        held_out[S.QUERY].astype(str),
+        listener_markets(held_out),
+        held_out[S.USER_ID],
+        held_out["relevant"],
+        strict=True,
+    )
+    chosen = [
+        (query, market, int(user), wanted)
+        for query, market, user, wanted in searches
+        if generator.prefix.continues(generator.rewrite(query).original)
+    ]
+
+    def recall(taste: float) -> float:
+        lists = [
+            generator.prefix.complete(
+                generator.rewrite(q).original, K, m, routing.market_weight, u, taste
+            )
+            for q, m, u, _ in chosen
+        ]
+        return round(retrieval_metrics(lists, [w for *_, w in chosen], (K,))[f"recall@{K}"], 4)
+
+    return {
+        "recall@100": recall(routing.taste_weight),
+        "recall@100_without_taste": recall(0.0),
+        "searches": float(len(chosen)),
     }
 
 

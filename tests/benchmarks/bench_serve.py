@@ -253,9 +253,9 @@ def retrieval_parts(train: Path, valid: Path, data: Path, work: Path, epochs: in
         work_dir=work / "generative-work",
         log=lambda _: None,
     )
-    FusionRouting(generative_default=0.2, popularity_weight=0.05, market_weight=1.0).save(
-        work / "routing.json"
-    )
+    FusionRouting(
+        generative_default=0.2, popularity_weight=0.05, market_weight=1.0, taste_weight=0.5
+    ).save(work / "routing.json")
     train_intent(
         {"train": train, "valid": valid},
         data / T.file_name(T.SEARCHES),

@@ -15,7 +15,7 @@ from searchrank.components.evaluate_retrieval.logic import (
     SYSTEMS,
     RetrievalConfig,
     evaluate_retrieval,
-    fit_market_bonus,
+    fit_completion_bonus,
     fit_prefix_weight,
     ranked_lists,
     recall_gain,
@@ -25,7 +25,7 @@ from searchrank.components.train_retriever.logic import RetrieverSummary
 from searchrank.core import schema as S
 from searchrank.core.ann import AnnIndex, AnnParams
 from searchrank.core.candidates import CandidateGenerator, DenseRetriever
-from searchrank.core.completion import MARKET_WEIGHTS
+from searchrank.core.completion import MARKET_WEIGHTS, TASTE_WEIGHTS, PrefixIndex
 from searchrank.core.errors import InputError
 from searchrank.core.intent import IntentModel
 from searchrank.core.retrieval import (
@@ -33,6 +33,7 @@ from searchrank.core.retrieval import (
     TARGET_ITEM_ID,
     FusionRouting,
     item_streams,
+    listener_streams,
     retrieval_metrics,
     route_key,
 )
@@ -140,25 +141,34 @@ def test_the_popularity_prior_is_fitted_on_streams_and_cold_start_is_measured(
     assert without.cold_start == {} and without.routing["popularity_weight"] == 0.0
 
 
-def test_the_market_bonus_is_fitted_where_the_splits_carry_the_listeners_market(
-    generator: CandidateGenerator, tables: dict[str, pd.DataFrame]
+def test_the_market_bonus_and_taste_are_fitted_where_the_splits_carry_them(
+    generator: CandidateGenerator, tables: dict[str, pd.DataFrame], catalogue: pd.DataFrame
 ) -> None:
     valid = wanted_searches(tables["valid"], 2, tables["searches"])
     # The feature store joined each listener's market as of the search (none yet for a listener
     # newer than the day's snapshot).
     assert valid[T.MARKET_COLUMN].notna().mean() > 0.5
-    bonus = fit_market_bonus(generator, valid, 100)
-    print(f"fitted market bonus {bonus}")
-    assert bonus in MARKET_WEIGHTS
+    train = tables["train"]
+    tasted = replace(
+        generator,
+        prefix=PrefixIndex.from_catalogue(catalogue, item_streams(train), listener_streams(train)),
+    )
+    assert tasted.prefix is not None and len(tasted.prefix.taste.user_ids) > 0
+    bonus, taste = fit_completion_bonus(tasted, valid, 100)
+    print(f"fitted market bonus {bonus}, taste {taste}")
+    assert bonus in MARKET_WEIGHTS and taste in TASTE_WEIGHTS
     evaluation, routing = evaluate_retrieval(
-        tables["valid"], tables["test"], tables["searches"], generator
+        tables["valid"], tables["test"], tables["searches"], tasted
     )
     assert routing.market_weight == bonus == evaluation.metrics()["market_weight"]
+    assert routing.taste_weight == taste == evaluation.metrics()["taste_weight"]
+    assert f"their taste {taste:g}" in evaluation.markdown()
     assert routing.prefix_weight in PREFIX_WEIGHTS
     assert routing.prefix_weight == evaluation.metrics()["prefix_weight"]
-    # Without the column no listener's market is known: no bonus, and the lists read none.
+    # Without the column no listener's market is known: no bonus, and the lists read none;
+    # without streams no listener has a taste.
     unknown = valid.drop(columns=T.MARKET_COLUMN)
-    assert fit_market_bonus(generator, unknown, 100) == 0.0
+    assert fit_completion_bonus(generator, unknown, 100) == (0.0, 0.0)
     favoured = replace(generator, routing=FusionRouting(market_weight=4.0))
     completing = [favoured.completes(favoured.rewrite(q)) for q in valid[S.QUERY].astype(str)]
     assert any(completing) and not all(completing)

@@ -252,6 +252,30 @@ def test_a_prefix_favours_the_listeners_market_only_as_far_as_the_routing_says()
     assert generator.retrieve(typed, 1, 10, market="SE") == lexical("SE"), "retrieve passes it on"
 
 
+def test_a_prefix_favours_each_listeners_genres_as_far_as_the_routing_says() -> None:
+    """ "song" begins fifty names; "Song 37" streams most, "Song 3" is the only jazz one, and
+    listener 7 streamed jazz (through "Midnight a") while listener 8 streamed rock."""
+    genres = ["jazz" if i in (100, 113) else "rock" for i in range(100, 100 + ITEMS)]
+    listeners = pd.DataFrame({S.USER_ID: [7] * 5 + [8] * 5, S.ITEM_ID: [100] * 5 + [147] * 5})
+    generator = CandidateGenerator.from_catalogue(
+        catalogue().assign(genre=genres),
+        streams=pd.Series({147: 8.0, 113: 5.0}),
+        listeners=listeners,
+    )
+    typed = unchanged("song")
+
+    def first(user: int) -> list[int]:
+        return generator.source_lists([typed], [user], 1).lexical[0]
+
+    assert first(7) == first(8), "no routing: no taste"
+    generator.routing = FusionRouting(prefix_weight=2.0)
+    assert first(7) == first(8) == [147], "the completions first, the most streamed first"
+    generator.routing = FusionRouting(taste_weight=1.0, prefix_weight=2.0)
+    assert first(7) == [113] and first(8) == [147], "each listener's own genre first"
+    assert first(9) == [147], "a listener who never streamed gets the streams' order"
+    assert generator.retrieve(typed, 7, 1) == [113], "retrieve passes the listener on"
+
+
 def test_the_routings_prefix_weight_weighs_the_completions_against_bm25() -> None:
     generator = CandidateGenerator.from_catalogue(catalogue(), streams=pd.Series({147: 900.0}))
     typed = unchanged("song")

@@ -1,5 +1,5 @@
 """The prefix index: which queries are typed partway, and the items a prefix begins, the most
-streamed first, the listener's market ahead."""
+streamed first, the listener's market and taste ahead."""
 
 from __future__ import annotations
 
@@ -10,7 +10,13 @@ import pandas as pd
 import pytest
 
 from searchrank.core import schema as S
-from searchrank.core.completion import PREFIX_FILE, PrefixIndex, fit_market_weight
+from searchrank.core.completion import (
+    PREFIX_FILE,
+    TASTE_SMOOTHING,
+    ListenerTaste,
+    PrefixIndex,
+    fit_completion_weights,
+)
 from searchrank.core.errors import InputError
 
 
@@ -98,25 +104,67 @@ def test_the_listeners_market_puts_its_items_ahead_by_the_bonus() -> None:
     assert index.complete("mid", 2, "FR", 0.0) == [3, 1]
 
 
-def test_the_market_bonus_is_fitted_to_what_listeners_wanted() -> None:
-    index = PrefixIndex.from_catalogue(catalogue(), pd.Series({3: 50.0, 1: 20.0, 2: 1.0}))
+def genres() -> pd.DataFrame:
+    """The catalogue, its "Mid…" names in three genres."""
+    return catalogue().assign(genre=["synthpop", "jazz", "metal", "pop", "synthpop", "pop"])
+
+
+def listeners() -> pd.DataFrame:
+    """Listener 7 streamed the jazz album 6 times; listener 8 streamed the pop track 20 times."""
+    return pd.DataFrame({S.USER_ID: [7] * 6 + [8] * 20, S.ITEM_ID: [2] * 6 + [4] * 20})
+
+
+def test_a_listeners_taste_is_their_genre_shares_over_everyones() -> None:
+    taste = PrefixIndex.from_catalogue(genres(), listeners=listeners()).taste
+    assert list(taste.genres) == ["", "jazz", "metal", "pop", "synthpop"]
+    np.testing.assert_allclose(taste.shares, np.array([1, 7, 1, 21, 1]) / 31, rtol=1e-6)
+    own = np.array([0, 6, 0, 0, 0]) + TASTE_SMOOTHING * taste.shares
+    lift = taste.lift(7)
+    assert lift is not None
+    np.testing.assert_allclose(lift, np.log(own / (6 + TASTE_SMOOTHING) / taste.shares), 1e-6)
+    assert lift[1] > 0 > lift[2], "more jazz than everyone, less metal"
+    assert taste.lift(9) is None and taste.lift(None) is None, "a listener never seen"
+    assert PrefixIndex.from_catalogue(genres()).taste.lift(7) is None, "no streams, no taste"
+    with pytest.raises(InputError, match="streams columns"):
+        ListenerTaste.from_streams(pd.Series({1: "pop"}), pd.DataFrame({S.ITEM_ID: [1]}))
+
+
+def test_completions_put_the_listeners_genres_ahead() -> None:
+    index = PrefixIndex.from_catalogue(genres(), pd.Series({3: 5.0, 1: 3.0, 2: 2.0}), listeners())
+    assert index.complete("mid", 1) == [3], "the most streamed"
+    assert index.complete("mid", 1, user_id=7, taste_weight=1.0) == [2], "jazz for listener 7"
+    assert index.complete("mid", 1, user_id=8, taste_weight=1.0) == [3]
+    assert index.complete("mid", 1, user_id=9, taste_weight=1.0) == [3], "no taste known"
+    assert index.complete("mid", 1, user_id=7, taste_weight=0.0) == [3]
+
+
+def test_the_market_bonus_and_taste_are_fitted_to_what_listeners_wanted() -> None:
+    index = PrefixIndex.from_catalogue(genres(), pd.Series({3: 5.0, 1: 3.0, 2: 2.0}), listeners())
     # French listeners typing "mid" wanted the French item 1, which streams lose at k=1.
-    weight = fit_market_weight(index, ["mid", "mid"], ["FR", "FR"], [[1], [1]], k=1)
-    assert weight == 1.0, "the least bonus that puts item 1 first"
-    assert fit_market_weight(index, ["mid"], ["FR"], [[3]], k=1) == 0.0, "no evidence, no bonus"
-    assert fit_market_weight(index, [], [], [], k=1) == 0.0
-    with pytest.raises(InputError, match="prefixes/markets/relevant"):
-        fit_market_weight(index, ["mid"], [], [[1]])
+    fitted = fit_completion_weights(
+        index, ["mid", "mid"], ["FR", "FR"], [None, None], [[1], [1]], k=1
+    )
+    assert fitted == (0.5, 0.0), "the least bonus that puts item 1 first"
+    # Listener 7, who streams jazz, wanted the jazz album 2, which streams put third.
+    assert fit_completion_weights(index, ["mid"], [None], [7], [[2]], k=1) == (0.0, 0.5)
+    assert fit_completion_weights(index, ["mid"], ["FR"], [7], [[3]], k=1) == (0.0, 0.0), (
+        "no evidence, no bonus"
+    )
+    assert fit_completion_weights(index, [], [], [], [], k=1) == (0.0, 0.0)
+    with pytest.raises(InputError, match="prefixes/markets/users/relevant"):
+        fit_completion_weights(index, ["mid"], [], [7], [[1]])
 
 
 def test_the_index_is_saved_and_loaded(tmp_path: Path) -> None:
-    tagged = catalogue().assign(genre="electronic", mood=["night", None, None, None, None, None])
-    index = PrefixIndex.from_catalogue(tagged, pd.Series({4: 3.0}))
+    tagged = genres().assign(mood=["night", None, None, None, None, None])
+    index = PrefixIndex.from_catalogue(tagged, pd.Series({4: 3.0}), listeners())
     index.save(tmp_path)
     loaded = PrefixIndex.load(tmp_path)
-    for field in ("phrases", "item_ids", "log_streams", "markets", "descriptive"):
+    for field in ("phrases", "item_ids", "log_streams", "markets", "descriptive", "genres"):
         np.testing.assert_array_equal(getattr(loaded, field), getattr(index, field))
-    assert list(loaded.descriptive) == ["electronic", "night"]
+    assert list(loaded.descriptive) == ["jazz", "metal", "night", "pop", "synthpop"]
+    np.testing.assert_allclose(loaded.taste.counts, index.taste.counts)
+    assert loaded.complete("mid", 1, user_id=7, taste_weight=1.0) == [2]
     assert loaded.complete("h", 3) == [4]
     assert loaded.complete("mid", 1, "FR", 10.0) == [1]
 
@@ -131,6 +179,7 @@ def test_an_index_saved_before_markets_and_topics_loads_with_none_known(tmp_path
     )
     loaded = PrefixIndex.load(tmp_path)
     assert set(loaded.markets) == {""} and len(loaded.descriptive) == 0
+    assert loaded.taste.lift(7) is None
     assert loaded.complete("mid", 1, "FR", 10.0) == index.complete("mid", 1)
     assert loaded.is_partial("midn") and not loaded.is_partial("midnight")
 

@@ -113,7 +113,9 @@ class RetrieverParts:
     """``train_generative_retriever``'s model folder."""
     train: Path | None = None
     """The training split, whose streams (:func:`~searchrank.core.retrieval.item_streams`)
-    weigh the rewriter's lexicon and BM25's popularity prior."""
+    weigh the rewriter's lexicon, BM25's popularity prior and the prefix completions, and
+    whose listeners' streams (:func:`~searchrank.core.retrieval.listener_streams`) are their
+    taste among those completions."""
 
     def __post_init__(self) -> None:
         if (self.two_tower is None) != (self.index is None):

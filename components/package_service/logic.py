@@ -270,7 +270,7 @@ def retriever_parts(
     """What joins BM25 in the service: the dense side only when blessed, the intent model
     whenever given, the routing only with a blessed dense side and a blessed intent model, the
     generative retriever only when blessed and routed (the routing holds its weights), and the
-    training split whenever given (its streams weigh popularity)."""
+    training split whenever given (its streams weigh popularity and are its listeners' taste)."""
     dense = retriever_blessed and two_tower is not None and index is not None
     routed = dense and intent_blessed and intent is not None and routing is not None
     return RetrieverParts(

@@ -37,8 +37,8 @@ the bonus fitted on validation (``market_weight``; the generator's users table g
 search its listener's market, as the feature store does in the pipeline) and the genres the
 listener streamed in the train split ahead by ``taste_weight`` (fitted with it), weighted
 against BM25's list by ``prefix_weight`` (fitted on validation too), and takes its own route.
-``completions`` is the Recall@100 of those completions alone on the test searches that get
-them, with the fitted weights and with the taste left out.
+``taste`` compares the routed fusion with the same routing without the taste, overall and on
+the prefix slices, and the completions alone on the test searches that get them.
 
 That lexical side is the baseline the ratios divide by (when it beats BM25 over the tags), so
 it gains with every improvement of its own: ``routed_ceiling`` is the ratio a perfect
@@ -97,7 +97,9 @@ from searchrank.components.evaluate_retrieval.config import RetrievalConfig
 from searchrank.components.evaluate_retrieval.logic import (
     evaluate_retrieval,
     listener_markets,
+    predicted_intents,
     ranked_lists,
+    recall_by_group,
     system_lists,
     system_metrics,
     wanted_searches,
@@ -329,47 +331,64 @@ def synthetic(
         "popularity_weight": routing.popularity_weight,
         "market_weight": routing.market_weight,
         "prefix_weight": routing.prefix_weight,
-        "taste_weight": routing.taste_weight,
-        "completions": completion_result(generator, routing, held_out),
+        "taste": taste_result(generator, evaluation, routing, held_out, logged),
         "rewrite": rewrite_quality(generator, logged, catalogue),
         "generative": generative_result(evaluation, routing, source, held_out, generative_s),
         "dense_prior": dense_prior_result(trained, held_out),
     }
 
 
-def completion_result(
-    generator: CandidateGenerator, routing: FusionRouting, held_out: pd.DataFrame
-) -> dict[str, float]:
-    """Recall@100 of the prefix completions alone on the held-out searches that get them
-    (typed partway, or a whole name that begins longer ones), with the fitted market bonus and
-    taste and with the taste left out: what the listener's taste adds."""
-    assert generator.prefix is not None
-    searches = zip(
-        held_out[S.QUERY].astype(str),
-        listener_markets(held_out),
-        held_out[S.USER_ID],
-        held_out["relevant"],
-        strict=True,
-    )
+def taste_result(
+    generator: CandidateGenerator,
+    evaluation: Any,
+    routing: FusionRouting,
+    held_out: pd.DataFrame,
+    logged: pd.DataFrame,
+) -> dict[str, Any]:
+    """What the listener's taste among prefix completions adds on the held-out searches: the
+    routed fusion with the fitted routing against the same routing with the taste left out
+    (Recall@10, Recall@100 and MRR, and Recall@100 of the prefix slices), and the completions
+    alone on the searches that get them (typed partway, or a whole name that begins longer
+    ones)."""
+    index = generator.prefix
+    assert index is not None
+    untasted = replace(generator, routing=replace(routing, taste_weight=0.0))
+    predicted = predicted_intents(untasted, held_out)
+    lists = ranked_lists(untasted, held_out, K)
+    routed = system_lists(lists, untasted.routing or routing, predicted, K)["routed"]
+    relevant = held_out["relevant"].tolist()
+    searches = logged.drop_duplicates(S.SEARCH_ID).set_index(S.SEARCH_ID).reindex(held_out.index)
+    forms = zip(searches["intent"], searches["query_form"], strict=True)
+    slices = np.array([f"{intent} × {form}" for intent, form in forms])
+    without = recall_by_group({"routed": routed}, relevant, slices, K)["routed"]
     chosen = [
-        (query, market, int(user), wanted)
-        for query, market, user, wanted in searches
-        if generator.prefix.continues(generator.rewrite(query).original)
+        (generator.rewrite(query).original, market, int(user), wanted)
+        for query, market, user, wanted in zip(
+            held_out[S.QUERY].astype(str),
+            listener_markets(held_out),
+            held_out[S.USER_ID],
+            relevant,
+            strict=True,
+        )
+        if index.continues(generator.rewrite(query).original)
     ]
 
-    def recall(taste: float) -> float:
-        lists = [
-            generator.prefix.complete(
-                generator.rewrite(q).original, K, m, routing.market_weight, u, taste
-            )
-            for q, m, u, _ in chosen
-        ]
-        return round(retrieval_metrics(lists, [w for *_, w in chosen], (K,))[f"recall@{K}"], 4)
+    def completions(taste: float) -> float:
+        found = [index.complete(q, K, m, routing.market_weight, u, taste) for q, m, u, _ in chosen]
+        return round(retrieval_metrics(found, [w for *_, w in chosen], (K,))[f"recall@{K}"], 4)
 
+    prefix = [n for n in without if n.endswith("× prefix") and n in evaluation.by_slice["routed"]]
     return {
-        "recall@100": recall(routing.taste_weight),
-        "recall@100_without_taste": recall(0.0),
-        "searches": float(len(chosen)),
+        "weight": routing.taste_weight,
+        "routed": {k: round(v, 4) for k, v in evaluation.systems["routed"].items()},
+        "routed_without_taste": {
+            k: round(v, 4) for k, v in retrieval_metrics(routed, relevant, (10, K)).items()
+        },
+        "prefix_slices": {name: round(evaluation.by_slice["routed"][name], 4) for name in prefix},
+        "prefix_slices_without_taste": {name: round(without[name], 4) for name in prefix},
+        "completions_recall@100": completions(routing.taste_weight),
+        "completions_recall@100_without_taste": completions(0.0),
+        "completion_searches": float(len(chosen)),
     }
 
 

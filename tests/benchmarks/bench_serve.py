@@ -12,6 +12,11 @@ SQLite online store, packages a Bento and serves it, then measures:
   two-tower index and the generative retriever → online features → ranker → top 20) at
   concurrency 1, with its stages (``decode``: the generative retriever's beam search, and
   ``listener``: the listener's market for a query typed partway, both parts of ``retrieval``);
+- the same ``/search`` requests against the Bento ``package_service`` ships when
+  ``evaluate_retrieval`` does not bless the generative retriever (no decoder, its weight 0 on
+  every route): ``search_without_decoder_p50_ms`` and ``_p99_ms``, judged by the same targets,
+  since the issue that added the decoder asks for the budget with it, or for the decoder
+  blessed off (no pipeline has blessed it yet);
 - ``/rank`` throughput at concurrency 16 (``--concurrency``), and the same load against today's
   code side by side: the same models served with the code of :data:`BASELINE_COMMIT` (a
   ``git worktree``, put first on ``PYTHONPATH``; the ranker's description as that code reads
@@ -57,6 +62,8 @@ TARGETS = {
     "rank_p99_ms": 15.0,
     "search_p50_ms": 12.0,
     "search_p99_ms": 25.0,
+    "search_without_decoder_p50_ms": 12.0,
+    "search_without_decoder_p99_ms": 25.0,
 }
 """Issue 18's goals: ``rps_ratio`` at least, the others at most."""
 ITEMS = 100
@@ -287,6 +294,9 @@ class ServedSetup:
     baseline_bento: str
     """The same models for :data:`BASELINE_COMMIT`'s code, which reads an older checkpoint
     description (:func:`baseline_checkpoint`)."""
+    undecoded_bento: str
+    """The same models without the generative retriever, its weight 0 on every route: what
+    ``package_service`` ships when ``evaluate_retrieval`` does not bless it."""
 
 
 def prepare(requests: int, epochs: int = 2, parts: int = 2) -> ServedSetup:
@@ -306,6 +316,7 @@ def prepare(requests: int, epochs: int = 2, parts: int = 2) -> ServedSetup:
     from searchrank.core.contract import FeatureContract, contract_beside
     from searchrank.core.names import RANKER_FEATURE_SERVICE
     from searchrank.core.raytrain.runner import local_ray
+    from searchrank.core.retrieval import FusionRouting
     from searchrank.features import tables as T
     from searchrank.features.materialize import materialize_features
     from searchrank.serving.bento import build_bento, save_ranker, save_retriever
@@ -337,6 +348,12 @@ def prepare(requests: int, epochs: int = 2, parts: int = 2) -> ServedSetup:
         {},
     )
     baseline_bento = build_bento(older, retriever_tag, {})
+    assert parts.routing is not None
+    unblessed = work / "routing-without-decoder.json"
+    routing = FusionRouting.load(parts.routing)
+    replace(routing, generative_share={}, generative_default=0.0).save(unblessed)
+    undecoded = save_retriever(catalogue, {}, replace(parts, generative=None, routing=unblessed))
+    undecoded_bento = build_bento(ranker_tag, undecoded, {})
 
     rows = pd.read_parquet(valid, columns=[S.SEARCH_ID, S.USER_ID, S.QUERY])
     searches = rows.drop_duplicates(S.SEARCH_ID)
@@ -350,7 +367,9 @@ def prepare(requests: int, epochs: int = 2, parts: int = 2) -> ServedSetup:
         }
         for j in range(requests)
     ]
-    return ServedSetup(bento, folder / "repo", work, retriever_tag, bodies, baseline_bento)
+    return ServedSetup(
+        bento, folder / "repo", work, retriever_tag, bodies, baseline_bento, undecoded_bento
+    )
 
 
 def baseline_checkpoint(model: Path, folder: Path) -> Path:
@@ -538,6 +557,12 @@ def main() -> None:
         rank_stages = stages_ms(before, stage_totals(running.url), "rank")
         model_ms = (model_before + model_only_ms(work / "model", *shape)) / 2
 
+    say("/search without the decoder, as shipped where the generative retriever is not blessed")
+    with serve(setup.undecoded_bento, setup.repo) as running:
+        before = stage_totals(running.url)
+        undecoded = load(running.url, search_bodies, 1, "/search")
+        undecoded_stages = stages_ms(before, stage_totals(running.url), "search")
+
     baseline = baseline_load(
         setup, args.baseline, args.concurrency, requests // 2 if args.quick else requests
     )
@@ -561,6 +586,8 @@ def main() -> None:
         "rank_p99_ms": ranked_alone["p99_ms"],
         "search_p50_ms": searched["p50_ms"],
         "search_p99_ms": searched["p99_ms"],
+        "search_without_decoder_p50_ms": undecoded["p50_ms"],
+        "search_without_decoder_p99_ms": undecoded["p99_ms"],
     }
     result: dict[str, Any] = {
         "bench": "serve",
@@ -573,6 +600,8 @@ def main() -> None:
         "search_p99_ms": round(searched["p99_ms"], 1),
         "search_retrieval": "routed fusion of BM25, the two-tower index and the generative "
         "retriever",
+        "search_without_decoder_p50_ms": round(undecoded["p50_ms"], 1),
+        "search_without_decoder_p99_ms": round(undecoded["p99_ms"], 1),
         "rps": round(served["rps"], 1),
         "p50_ms": round(served["p50_ms"], 1),
         "p99_ms": round(served["p99_ms"], 1),
@@ -581,11 +610,17 @@ def main() -> None:
         "baseline_p99_ms": round(baseline["p99_ms"], 1) if baseline else None,
         "baseline_commit": args.baseline,
         "rps_ratio": round(served["rps"] / baseline["rps"], 2) if baseline else None,
-        "stages_ms": {"rank": rank_stages, "search": search_stages},
+        "stages_ms": {
+            "rank": rank_stages,
+            "search": search_stages,
+            "search_without_decoder": undecoded_stages,
+        },
         "store_read_ms": reads,
         "targets": TARGETS,
         "met": judged(figures),
-        "failures": served["failures"] + (baseline["failures"] if baseline else 0),
+        "failures": served["failures"]
+        + undecoded["failures"]
+        + (baseline["failures"] if baseline else 0),
         "requests": requests,
         "concurrency": args.concurrency,
         "items": ITEMS,

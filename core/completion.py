@@ -96,12 +96,7 @@ class ListenerTaste:
         """
         genres = np.array(sorted(set(item_genres.fillna("").astype(str)) | {""}), dtype=str)
         if streams is None or streams.empty:
-            return cls(
-                genres,
-                np.array([], np.int64),
-                np.zeros((0, len(genres))),
-                np.full(len(genres), 1 / len(genres)),
-            )
+            streams = pd.DataFrame({S.USER_ID: [], S.ITEM_ID: []}, dtype=np.int64)
         require_columns(streams.columns, "streams", (S.USER_ID, S.ITEM_ID))
         genre = streams[S.ITEM_ID].map(item_genres).fillna("").astype(str)
         code = np.searchsorted(genres, genre.to_numpy())

@@ -83,8 +83,7 @@ def item_streams(rows: pd.DataFrame, min_label: int = S.Grade.STREAM) -> pd.Seri
     Raises:
         InputError: ``rows`` lacks ``item_id`` or ``label``.
     """
-    require_columns(rows.columns, "rows", (S.ITEM_ID, S.LABEL))
-    streamed = rows.loc[rows[S.LABEL] >= min_label, S.ITEM_ID].astype(np.int64)
+    streamed = _streamed(rows, (S.ITEM_ID,), min_label)[S.ITEM_ID].astype(np.int64)
     return streamed.value_counts().sort_index().astype(np.float64).rename("streams")
 
 
@@ -96,9 +95,15 @@ def listener_streams(rows: pd.DataFrame, min_label: int = S.Grade.STREAM) -> pd.
     Raises:
         InputError: ``rows`` lacks ``user_id``, ``item_id`` or ``label``.
     """
-    require_columns(rows.columns, "rows", (S.USER_ID, S.ITEM_ID, S.LABEL))
-    streamed = rows.loc[rows[S.LABEL] >= min_label, [S.USER_ID, S.ITEM_ID]]
+    streamed = _streamed(rows, (S.USER_ID, S.ITEM_ID), min_label)
     return streamed.astype(np.int64).reset_index(drop=True)
+
+
+def _streamed(rows: pd.DataFrame, columns: tuple[str, ...], min_label: int) -> pd.DataFrame:
+    """``columns`` of the rows with ``label >= min_label``; refuses rows lacking any of them
+    or ``label``."""
+    require_columns(rows.columns, "rows", (*columns, S.LABEL))
+    return rows.loc[rows[S.LABEL] >= min_label, list(columns)]
 
 
 def log_stream_counts(streams: pd.Series, item_ids: np.ndarray) -> np.ndarray:

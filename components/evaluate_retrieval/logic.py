@@ -432,27 +432,37 @@ def fit_prefix_weight(
     return replace(routing, prefix_weight=weights[int(np.argmax(recall))])
 
 
+def completing_searches(
+    generator: CandidateGenerator, searches: pd.DataFrame
+) -> list[tuple[str, str | None, int, list[int]]]:
+    """The searches that get prefix completions (typed partway, or a whole name that begins
+    longer ones): each one's query as typed (normalized), its listener's market (``None``
+    where unknown), its listener and its wanted ids; none without a prefix index."""
+    if generator.prefix is None:
+        return []
+    typed = [generator.rewrite(q).original for q in searches[S.QUERY].astype(str)]
+    return [
+        (query, market, int(user), wanted)
+        for query, market, user, wanted in zip(
+            typed,
+            listener_markets(searches),
+            searches[S.USER_ID],
+            searches["relevant"],
+            strict=True,
+        )
+        if generator.prefix.continues(query)
+    ]
+
+
 def fit_completion_bonus(
     generator: CandidateGenerator, tuning: pd.DataFrame, k: int
 ) -> tuple[float, float]:
     """The bonus of the listener's market and the weight of their taste among prefix
     completions (:func:`~searchrank.core.completion.fit_completion_weights`) on the searches of
-    ``tuning`` that get completions; (0, 0) without a prefix index or such searches."""
-    if generator.prefix is None:
-        return 0.0, 0.0
-    typed = [generator.rewrite(q).original for q in tuning[S.QUERY].astype(str)]
-    chosen = [
-        (query, market, int(user), wanted)
-        for query, market, user, wanted in zip(
-            typed,
-            listener_markets(tuning),
-            tuning[S.USER_ID],
-            tuning["relevant"],
-            strict=True,
-        )
-        if generator.prefix.continues(query)
-    ]
-    if not chosen:
+    ``tuning`` that get them (:func:`completing_searches`); (0, 0) without a prefix index or
+    such searches."""
+    chosen = completing_searches(generator, tuning)
+    if generator.prefix is None or not chosen:
         return 0.0, 0.0
     queries, markets, users, wanted = zip(*chosen, strict=True)
     return fit_completion_weights(generator.prefix, queries, markets, users, wanted, k)

@@ -95,8 +95,8 @@ from shared_data import SHARED_DATASETS
 
 from searchrank.components.evaluate_retrieval.config import RetrievalConfig
 from searchrank.components.evaluate_retrieval.logic import (
+    completing_searches,
     evaluate_retrieval,
-    listener_markets,
     predicted_intents,
     ranked_lists,
     recall_by_group,
@@ -361,17 +361,7 @@ def taste_result(
     forms = zip(searches["intent"], searches["query_form"], strict=True)
     slices = np.array([f"{intent} × {form}" for intent, form in forms])
     without = recall_by_group({"routed": routed}, relevant, slices, K)["routed"]
-    chosen = [
-        (generator.rewrite(query).original, market, int(user), wanted)
-        for query, market, user, wanted in zip(
-            held_out[S.QUERY].astype(str),
-            listener_markets(held_out),
-            held_out[S.USER_ID],
-            relevant,
-            strict=True,
-        )
-        if index.continues(generator.rewrite(query).original)
-    ]
+    chosen = completing_searches(generator, held_out)
 
     def completions(taste: float) -> float:
         found = [index.complete(q, K, m, routing.market_weight, u, taste) for q, m, u, _ in chosen]

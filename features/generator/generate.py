@@ -35,7 +35,7 @@ from searchrank.features.generator.simulate import (
     expected_grade,
 )
 from searchrank.features.generator.snapshots import WINDOW, FeatureState
-from searchrank.features.generator.users import build_users
+from searchrank.features.generator.users import Users, build_users
 
 WARMUP_DAYS = 7
 """Days simulated before the window and not logged, so the first snapshots have history."""
@@ -86,6 +86,49 @@ def daily_popularity(catalogue: Catalogue, day: int, rng: np.random.Generator) -
     plays = catalogue.base_pop * trend * rng.lognormal(0.0, 0.08, size=len(catalogue))
     score = np.log1p(1000.0 * plays) / np.log1p(5000.0)
     return np.where(age >= 0, np.clip(score, 0.0, 1.0), 0.0)
+
+
+@dataclass
+class World:
+    """What a config's dataset is drawn from: the catalogue, the listeners and the random
+    streams of the feature snapshots and of each day. :func:`generate` draws the logs from it;
+    a benchmark rebuilds it to read the generator's hidden truth (each day's popularity, each
+    listener's taste) beside the logs."""
+
+    config: GeneratorConfig
+    window_start: datetime
+    catalogue: Catalogue
+    users: Users
+    state_rng: np.random.Generator
+    day_seeds: list[np.random.SeedSequence]
+
+    @classmethod
+    def of(cls, config: GeneratorConfig) -> World:
+        window_start = config.window_end - timedelta(days=config.days)
+        seeds = np.random.SeedSequence(config.seed).spawn(3 + WARMUP_DAYS + config.days)
+        world_rng, user_rng, state_rng = (np.random.default_rng(s) for s in seeds[:3])
+        return cls(
+            config,
+            window_start,
+            build_catalogue(world_rng, config.n_artists, config.days, window_start),
+            build_users(user_rng, config.n_users, config.days),
+            state_rng,
+            seeds[3:],
+        )
+
+    def simulator(self) -> Simulator:
+        config = self.config
+        return Simulator(
+            self.catalogue, self.users, config.max_candidates, config.old_ranker_popularity
+        )
+
+    def day(self, index: int) -> tuple[Day, np.random.Generator]:
+        """Day ``index`` of the window (negative: the warm-up before it) and the random stream
+        that simulates its searches, after the day's popularity was drawn from it."""
+        rng = np.random.default_rng(self.day_seeds[index + WARMUP_DAYS])
+        popularity = daily_popularity(self.catalogue, index, rng)
+        # Only items released before the day starts can be shown that day.
+        return Day(index, self.catalogue.release_day <= index, popularity), rng
 
 
 class _Writers:
@@ -161,16 +204,11 @@ def generate(config: GeneratorConfig, out: Path, progress: Progress | None = Non
     complete; other files in ``out`` are left alone.
     """
     out.mkdir(parents=True, exist_ok=True)
-    window_end = config.window_end
-    window_start = window_end - timedelta(days=config.days)
-
+    world = World.of(config)
+    catalogue, users, window_start = world.catalogue, world.users, world.window_start
     all_days = list(range(-WARMUP_DAYS, config.days))
-    seeds = np.random.SeedSequence(config.seed).spawn(3 + len(all_days))
-    world_rng, user_rng, state_rng, *day_rngs = (np.random.default_rng(s) for s in seeds)
-    catalogue = build_catalogue(world_rng, config.n_artists, config.days, window_start)
-    users = build_users(user_rng, config.n_users, config.days)
-    simulator = Simulator(catalogue, users, config.max_candidates, config.old_ranker_popularity)
-    state = FeatureState(catalogue, users, state_rng)
+    simulator = world.simulator()
+    state = FeatureState(catalogue, users, world.state_rng)
     volume = daily_volume(config.searches, config.days, window_start)
     warmup = np.full(WARMUP_DAYS, max(int(volume.mean()), 1), dtype=np.int64)
 
@@ -182,10 +220,7 @@ def generate(config: GeneratorConfig, out: Path, progress: Progress | None = Non
             writers.write(T.USERS, users.to_frame(window_start))
             next_id = 1
             for k, day_index in enumerate(all_days):
-                rng = day_rngs[k]
-                popularity = daily_popularity(catalogue, day_index, rng)
-                # Only items released before the day starts can be shown that day.
-                day = Day(day_index, catalogue.release_day <= day_index, popularity)
+                day, rng = world.day(day_index)
                 simulator.begin_day(day)
                 remaining = int(warmup[k] if day_index < 0 else volume[day_index])
                 while remaining > 0:
@@ -200,7 +235,7 @@ def generate(config: GeneratorConfig, out: Path, progress: Progress | None = Non
                 if day_index == BACKFILL_AFTER:
                     observed = list(range(-WARMUP_DAYS, day_index + 1))
                     state.backfill(observed, list(range(day_index + 1 - WINDOW, -WARMUP_DAYS)))
-                snapshots = state.end_day(day_index, window_start, popularity)
+                snapshots = state.end_day(day_index, window_start, day.popularity)
                 if day_index >= -2:  # searches early on day 0 need the snapshot of day -1
                     for table, frame in snapshots.items():
                         writers.write(table, frame)
@@ -215,7 +250,7 @@ def generate(config: GeneratorConfig, out: Path, progress: Progress | None = Non
             users=len(users),
             items=len(catalogue),
             window_start=window_start.isoformat(),
-            window_end=window_end.isoformat(),
+            window_end=config.window_end.isoformat(),
             old_ranker_popularity=config.old_ranker_popularity,
             rows=dict(writers.rows),
         )

@@ -43,6 +43,17 @@ HOUR_WEIGHTS = np.array(
 )
 MARKET_LOCAL_SHARE = 0.5
 """Share of named searches whose target is drawn among items of the listener's own market."""
+PODCAST_BASE_CHANCE = 0.03
+PODCAST_AFFINITY_CHANCE = 0.35
+"""A search is about podcasts with chance base + this × the listener's podcast affinity."""
+SHOW_SHARE = 0.35
+EPISODE_SHARE = 0.20
+"""Of podcast searches, the shares that name a show and an episode (the rest describe a topic)."""
+GENRE_TASTE_SHARE = 0.75
+"""A music search's genre follows the listener's taste with this weight, and is uniform else."""
+
+MIN_PREFIX = 2
+"""A name typed partway keeps at least this many characters, and is cut before its end."""
 
 EXAMINATION_EXPONENT = 0.85
 SUBSTITUTE_WHEN_SHOWN = 0.3
@@ -114,11 +125,13 @@ class Simulator:
         self.user_language = np.array(
             [W.MARKET_LANGUAGE[V.MARKETS[m]] for m in users.market], dtype=object
         )
+        self._weights = np.zeros(len(catalogue))
         self._cache_day = -1
         self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def begin_day(self, day: Day) -> None:
         weights = np.where(day.available, np.expm1(day.popularity * np.log1p(1000.0)), 0.0)
+        self._weights = weights
         self.global_sampler.set_weights(weights)
         self.market_sampler.set_weights(weights)
         self._cache_day = day.index
@@ -200,13 +213,12 @@ class Simulator:
 
     def _intents(self, users: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
         n = len(users)
-        podcast = rng.random(n) < 0.03 + 0.35 * self.users.podcast_affinity[users]
+        podcast = rng.random(n) < self._podcast_chance(users)
         music_intent = rng.choice(
             len(INTENTS), size=n, p=MUSIC_INTENT_SHARE / MUSIC_INTENT_SHARE.sum()
         )
         intent = np.where(podcast, PODCAST_I, music_intent)
-        taste = 0.75 * self.users.genre_taste[users] + 0.25 / len(V.GENRES)
-        genre = sample_rows(taste, rng)
+        genre = sample_rows(self._genre_chances(users), rng)
         topic = sample_rows(self.users.topic_taste[users], rng)
         market = self.users.market[users].astype(np.int64)
 
@@ -216,12 +228,15 @@ class Simulator:
             TRACK,
         )
         podcast_form = rng.random(n)
-        item_type = np.where(podcast & (podcast_form < 0.35), SHOW, item_type)
+        episode_from = SHOW_SHARE + EPISODE_SHARE
+        item_type = np.where(podcast & (podcast_form < SHOW_SHARE), SHOW, item_type)
         item_type = np.where(
-            podcast & (podcast_form >= 0.35) & (podcast_form < 0.55), EPISODE, item_type
+            podcast & (podcast_form >= SHOW_SHARE) & (podcast_form < episode_from),
+            EPISODE,
+            item_type,
         )
         group_genre = np.where(podcast, topic, genre)
-        named = (intent != GENRE_MOOD_I) & ~(podcast & (podcast_form >= 0.55))
+        named = (intent != GENRE_MOOD_I) & ~(podcast & (podcast_form >= episode_from))
 
         group = item_type.astype(np.int64) * self.n_genres + group_genre
         local = self.market_sampler.sample(group * len(V.MARKETS) + market, rng)
@@ -240,6 +255,61 @@ class Simulator:
         genre_q = np.where(descriptive_music & ~by_mood, genre, -1)
         topic_q = np.where(podcast & ~named, topic, -1)
         return intent, target, form, genre_q, mood, topic_q
+
+    def _podcast_chance(self, users: np.ndarray) -> np.ndarray:
+        return PODCAST_BASE_CHANCE + PODCAST_AFFINITY_CHANCE * self.users.podcast_affinity[users]
+
+    def _genre_chances(self, users: np.ndarray) -> np.ndarray:
+        """(n, genres): each listener's chance of searching each music genre."""
+        uniform = (1.0 - GENRE_TASTE_SHARE) / len(V.GENRES)
+        return GENRE_TASTE_SHARE * self.users.genre_taste[users] + uniform
+
+    def target_weights(self, user: int, items: np.ndarray) -> np.ndarray:
+        """Proportional to the chance that a search by ``user`` today names each of ``items``
+        (call :meth:`begin_day` first): :meth:`_intents`' draw written out. The item's type
+        follows the search's intent, its genre (a podcast's topic) the listener's taste, and
+        within them the item is drawn by the day's popularity, half the time among the
+        listener's own market's items.
+
+        Knowing all this, no retriever could rank a query's candidates better: it is the
+        generator's hidden truth, for measuring how far from the best possible a model is.
+        """
+        cat = self.cat
+        kind, genre = cat.item_type[items], cat.genre[items].astype(np.int64)
+        podcast = float(self._podcast_chance(np.array([user]))[0])
+        music = (1.0 - podcast) * MUSIC_INTENT_SHARE / MUSIC_INTENT_SHARE.sum()
+        type_chance = np.select(
+            [kind == TRACK, kind == ARTIST, kind == ALBUM, kind == SHOW, kind == EPISODE],
+            [
+                music[TRACK_I],
+                music[ARTIST_I],
+                music[ALBUM_I],
+                podcast * SHOW_SHARE,
+                podcast * EPISODE_SHARE,
+            ],
+            0.0,
+        )
+        music_genre = self._genre_chances(np.array([user]))[0]
+        topic = self.users.topic_taste[user]
+        is_podcast = np.isin(kind, PODCAST_TYPES)
+        genre_chance = np.where(
+            is_podcast,
+            topic[np.minimum(genre, len(topic) - 1)],
+            music_genre[np.minimum(genre, len(music_genre) - 1)],
+        )
+        group = kind.astype(np.int64) * self.n_genres + genre
+        market = int(self.users.market[user])
+        anywhere = self.global_sampler.totals(group)
+        local = self.market_sampler.totals(group * len(V.MARKETS) + market)
+        weight = self._weights[items]
+        local_chance = np.where(
+            (cat.market[items] == market) & (local > 0), weight / np.maximum(local, 1e-300), 0.0
+        )
+        global_share = np.where(local > 0, 1.0 - MARKET_LOCAL_SHARE, 1.0)
+        item_chance = MARKET_LOCAL_SHARE * local_chance + global_share * np.where(
+            anywhere > 0, weight / np.maximum(anywhere, 1e-300), 0.0
+        )
+        return type_chance * genre_chance * item_chance
 
     def _typed_query(
         self,
@@ -271,7 +341,9 @@ class Simulator:
             return name if rng.random() < 0.5 else name.lower()
         text = normalize_text(name)
         if form == PREFIX:
-            return text[: int(rng.integers(2, len(text)))] if len(text) > 3 else text
+            if len(text) <= MIN_PREFIX + 1:
+                return text
+            return text[: int(rng.integers(MIN_PREFIX, len(text)))]
         return misspell(text, rng)
 
     def _retrieve(self, query: str, day: Day) -> tuple[np.ndarray, np.ndarray]:
@@ -349,6 +421,17 @@ class Simulator:
             + 0.45 * pair_noise(user, item)
             + 0.25 * rng.standard_normal(len(item))
         )
+
+
+def prefix_chance(name: str, query: str) -> float:
+    """The chance that a listener who types ``name`` (normalized) partway types ``query``:
+    :meth:`Simulator._typed_query`'s cut written out. A name of at most ``MIN_PREFIX + 1``
+    characters is typed whole; a longer one is cut after ``MIN_PREFIX`` to ``len - 1``
+    characters, each as likely."""
+    if len(name) <= MIN_PREFIX + 1:
+        return float(query == name)
+    cut = MIN_PREFIX <= len(query) < len(name) and name.startswith(query)
+    return 1.0 / (len(name) - MIN_PREFIX) if cut else 0.0
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -39,6 +39,12 @@ listener streamed in the train split ahead by ``taste_weight`` (fitted with it),
 against BM25's list by ``prefix_weight`` (fitted on validation too), and takes its own route.
 ``taste`` compares the routed fusion with the same routing without the taste, overall and on
 the prefix slices, and the completions alone on the test searches that get them.
+``prefix_ceiling`` sets the prefix slices beside the best possible: the generator's
+:class:`~searchrank.features.generator.ceiling.PrefixCeiling` ranks a test prefix's names by
+the hidden chance that each is the one meant (the day's popularity, the listener's true taste
+and market: what no model sees). It and the routed fusion count the test prefixes whose item
+meant is among their first 100, by intent; ``least_gaps`` is each intent's exact slice less
+the ceiling: the smallest prefix gap any retriever could reach on these searches.
 
 That lexical side is the baseline the ratios divide by (when it beats BM25 over the tags), so
 it gains with every improvement of its own: ``routed_ceiling`` is the ratio a perfect
@@ -90,7 +96,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _data import logs
+from _data import END_DATE, logs
 from shared_data import SHARED_DATASETS
 
 from searchrank.components.evaluate_retrieval.config import RetrievalConfig
@@ -126,6 +132,9 @@ from searchrank.core.retrieval import (
     retrieval_metrics,
 )
 from searchrank.core.retriever import Retriever, two_tower_item_text
+from searchrank.features.generator.ceiling import PrefixCeiling
+from searchrank.features.generator.config import GeneratorConfig
+from searchrank.features.generator.generate import World
 
 TARGET = 1.2
 ROUTED_TARGET = 1.35
@@ -332,6 +341,9 @@ def synthetic(
         "market_weight": routing.market_weight,
         "prefix_weight": routing.prefix_weight,
         "taste": taste_result(generator, evaluation, routing, held_out, logged),
+        "prefix_ceiling": prefix_ceiling_result(
+            searches, replace(generator, routing=routing), held_out, logged, slices
+        ),
         "rewrite": rewrite_quality(generator, logged, catalogue),
         "generative": generative_result(evaluation, routing, source, held_out, generative_s),
         "dense_prior": dense_prior_result(trained, held_out),
@@ -379,6 +391,52 @@ def taste_result(
         "completions_recall@100": completions(routing.taste_weight),
         "completions_recall@100_without_taste": completions(0.0),
         "completion_searches": float(len(chosen)),
+    }
+
+
+def prefix_ceiling_result(
+    searches: int,
+    generator: CandidateGenerator,
+    held_out: pd.DataFrame,
+    logged: pd.DataFrame,
+    slices: dict[str, float],
+) -> dict[str, Any]:
+    """How close the routed fusion comes, on the test searches typed partway, to the best any
+    retriever could do: the :class:`PrefixCeiling`, which ranks a prefix's names by the
+    generator's hidden chance that each is the one meant (the day's popularity, the listener's
+    true taste and market). Both count the searches whose item meant is among their first
+    ``K``, by intent; ``least_gaps`` is each intent's exact slice less the ceiling: the
+    smallest prefix gap any retriever could reach."""
+    typed = logged.drop_duplicates(S.SEARCH_ID).set_index(S.SEARCH_ID).reindex(held_out.index)
+    partway = held_out[(typed["query_form"] == "prefix").to_numpy()]
+    meta = list(typed.loc[partway.index].itertuples())
+    ceiling = PrefixCeiling(World.of(GeneratorConfig(searches=searches, seed=3, end_date=END_DATE)))
+    assert generator.routing is not None
+    routed = system_lists(
+        ranked_lists(generator, partway, K),
+        generator.routing,
+        predicted_intents(generator, partway),
+        K,
+    )["routed"]
+    found = pd.DataFrame(
+        {
+            "intent": [m.intent for m in meta],
+            "ceiling": [
+                int(m.target_item_id) in ceiling.best(int(m.user_id), m.event_timestamp, m.query, K)
+                for m in meta
+            ],
+            "routed": [int(m.target_item_id) in ids for m, ids in zip(meta, routed, strict=True)],
+        }
+    )
+    by_intent = found.groupby("intent")[["ceiling", "routed"]].mean().round(4)
+    return {
+        "searches": float(len(found)),
+        "target_found@100": {name: by_intent[name].to_dict() for name in ("ceiling", "routed")},
+        "least_gaps": {
+            f"{intent} × prefix": round(slices[f"{intent} × exact"] - share, 4)
+            for intent, share in by_intent["ceiling"].items()
+            if f"{intent} × exact" in slices
+        },
     }
 
 

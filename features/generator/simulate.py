@@ -266,7 +266,8 @@ class Simulator:
 
     def target_weights(self, user: int, items: np.ndarray) -> np.ndarray:
         """Proportional to the chance that a search by ``user`` today names each of ``items``
-        (call :meth:`begin_day` first): :meth:`_intents`' draw written out. The item's type
+        (call :meth:`begin_day` first; both are positions, the logs' ids less one):
+        :meth:`_intents`' draw written out. The item's type
         follows the search's intent, its genre (a podcast's topic) the listener's taste, and
         within them the item is drawn by the day's popularity, half the time among the
         listener's own market's items.

@@ -68,6 +68,13 @@ _LAST_CHARACTER = "\U0010ffff"
 """Sorts after every character, so ``[prefix, prefix + this)`` holds the phrases it begins."""
 
 
+def begun_by(phrases: np.ndarray, prefix: str) -> slice:
+    """The positions of the sorted ``phrases`` that begin with ``prefix`` (found by bisection)."""
+    low = int(np.searchsorted(phrases, prefix, side="left"))
+    high = int(np.searchsorted(phrases, prefix + _LAST_CHARACTER, side="left"))
+    return slice(low, max(low, high))
+
+
 @dataclass(frozen=True)
 class ListenerTaste:
     """Each listener's streams in the training window, counted by the genre of what they
@@ -210,9 +217,7 @@ class PrefixIndex:
 
     def _rows(self, prefix: str) -> slice:
         """The rows whose phrase begins with ``prefix`` (normalized)."""
-        low = int(np.searchsorted(self.phrases, prefix, side="left"))
-        high = int(np.searchsorted(self.phrases, prefix + _LAST_CHARACTER, side="left"))
-        return slice(low, max(low, high))
+        return begun_by(self.phrases, prefix)
 
     def _names_end(self, query: str) -> int:
         """The end of the rows whose phrase is ``query`` itself (they open its rows)."""

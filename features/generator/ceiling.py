@@ -15,11 +15,10 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
+from searchrank.core.completion import begun_by
 from searchrank.core.text import normalize_text
 from searchrank.features.generator.generate import World
 from searchrank.features.generator.simulate import prefix_chance
-
-_LAST_CHARACTER = "\U0010ffff"
 
 
 class PrefixCeiling:
@@ -43,10 +42,9 @@ class PrefixCeiling:
         if day != self._day:
             self.simulator.begin_day(self.world.day(int(day))[0])
             self._day = int(day)
-        low = int(np.searchsorted(self.names, query, side="left"))
-        high = int(np.searchsorted(self.names, query + _LAST_CHARACTER, side="left"))
-        rows = self.order[low:high]
-        typed = np.array([prefix_chance(name, query) for name in self.names[low:high]])
+        begun = begun_by(self.names, query)
+        rows = self.order[begun]
+        typed = np.array([prefix_chance(name, query) for name in self.names[begun]])
         chance = self.simulator.target_weights(user_id - 1, rows) * typed
         ranked = np.argsort(-chance, kind="stable")[:k]
         return [int(rows[i]) + 1 for i in ranked if chance[i] > 0]

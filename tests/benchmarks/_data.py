@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from searchrank.core.contract import contract_beside
 from searchrank.features.generator.retriever import POPULARITY_WEIGHT
+
+if TYPE_CHECKING:
+    from searchrank.features.generator.config import GeneratorConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".searchrank" / "bench"
@@ -19,16 +23,23 @@ SEARCHES_PER_ROW = 1 / 19.5
 """About 19.5 impressions per search with the generator's defaults."""
 
 
+def logs_config(searches: int, seed: int) -> GeneratorConfig:
+    """The generator's configuration of :func:`logs` (and of the hidden truth behind them,
+    :class:`~searchrank.features.generator.generate.World`)."""
+    from searchrank.features.generator.config import GeneratorConfig
+
+    return GeneratorConfig(searches=searches, seed=seed, end_date=END_DATE)
+
+
 def logs(searches: int, seed: int, cache: Path = CACHE) -> Path:
     """The generator's tables for ``searches`` searches (cached by size and seed)."""
     from searchrank.features import tables
-    from searchrank.features.generator.config import GeneratorConfig
     from searchrank.features.generator.generate import generate
 
     folder = cache / f"logs-{searches}-{seed}"
     # Folders cached before the generator wrote its ground truth are regenerated.
     if not all((folder / tables.file_name(t)).exists() for t in tables.ALL_TABLES):
-        generate(GeneratorConfig(searches=searches, seed=seed, end_date=END_DATE), folder)
+        generate(logs_config(searches, seed), folder)
     return folder
 
 

@@ -96,7 +96,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _data import END_DATE, logs
+from _data import logs, logs_config
 from shared_data import SHARED_DATASETS
 
 from searchrank.components.evaluate_retrieval.config import RetrievalConfig
@@ -133,7 +133,6 @@ from searchrank.core.retrieval import (
 )
 from searchrank.core.retriever import Retriever, two_tower_item_text
 from searchrank.features.generator.ceiling import PrefixCeiling
-from searchrank.features.generator.config import GeneratorConfig
 from searchrank.features.generator.generate import World
 
 TARGET = 1.2
@@ -142,6 +141,8 @@ LASTFM_TARGET = 2.6
 TYPO_GAP_TARGET = 0.03
 NO_HARM_TARGET = 0.995
 K = 100
+SEED = 3
+"""The generator's seed of the synthetic logs."""
 TOP_TAGS = 10
 DECODE_QUERIES = 200
 """Test queries whose decode time is measured one at a time."""
@@ -350,6 +351,12 @@ def synthetic(
     }
 
 
+def logged_rows(logged: pd.DataFrame, held_out: pd.DataFrame) -> pd.DataFrame:
+    """The searches table's row (intent, typing form, target, time) of each held-out search,
+    in ``held_out``'s order."""
+    return logged.drop_duplicates(S.SEARCH_ID).set_index(S.SEARCH_ID).reindex(held_out.index)
+
+
 def taste_result(
     generator: CandidateGenerator,
     evaluation: Any,
@@ -369,7 +376,7 @@ def taste_result(
     lists = ranked_lists(untasted, held_out, K)
     routed = system_lists(lists, untasted.routing or routing, predicted, K)["routed"]
     relevant = held_out["relevant"].tolist()
-    searches = logged.drop_duplicates(S.SEARCH_ID).set_index(S.SEARCH_ID).reindex(held_out.index)
+    searches = logged_rows(logged, held_out)
     forms = zip(searches["intent"], searches["query_form"], strict=True)
     slices = np.array([f"{intent} × {form}" for intent, form in forms])
     without = recall_by_group({"routed": routed}, relevant, slices, K)["routed"]
@@ -409,10 +416,10 @@ def prefix_ceiling_result(
     could still add), and ``least_gaps`` each prefix slice's gap to exact typing less that
     headroom: the gap left were the fusion to find every item meant the ceiling finds. On few
     searches (``--quick``) the fusion can beat the ceiling, which is best only on average."""
-    typed = logged.drop_duplicates(S.SEARCH_ID).set_index(S.SEARCH_ID).reindex(held_out.index)
+    typed = logged_rows(logged, held_out)
     partway = held_out[(typed["query_form"] == "prefix").to_numpy()]
     meta = list(typed.loc[partway.index].itertuples())
-    ceiling = PrefixCeiling(World.of(GeneratorConfig(searches=searches, seed=3, end_date=END_DATE)))
+    ceiling = PrefixCeiling(World.of(logs_config(searches, SEED)))
     assert generator.routing is not None
     routed = system_lists(
         ranked_lists(generator, partway, K),
@@ -564,7 +571,7 @@ def synthetic_searches(searches: int) -> pd.DataFrame:
     """The searches table of the synthetic logs (intent, typing form, target item)."""
     from searchrank.features import tables as T
 
-    return pd.read_parquet(logs(searches, seed=3) / T.file_name(T.SEARCHES))
+    return pd.read_parquet(logs(searches, SEED) / T.file_name(T.SEARCHES))
 
 
 def synthetic_splits(searches: int) -> Splits:
@@ -572,7 +579,7 @@ def synthetic_splits(searches: int) -> Splits:
     listener's market as the pipeline's splits carry it (``user_stats__market``)."""
     from searchrank.features import tables as T
 
-    folder = logs(searches, seed=3)
+    folder = logs(searches, SEED)
     impressions = pd.read_parquet(folder / T.file_name(T.IMPRESSIONS))
     users = pd.read_parquet(folder / T.file_name(T.USERS), columns=[S.USER_ID, "market"])
     market = users.set_index(S.USER_ID)["market"]

@@ -12,7 +12,9 @@ that still reads the Feast online store:
 - **request features** (views keyed by the user, the query or the user × item pair) are read
   per request by :class:`RequestReader` through Feast's online-store interface
   (``OnlineStore.online_read``), one batched read per feature view, decoding only the fields the
-  contract names: no Python dict of protos → dict of lists → DataFrame round trip;
+  contract names: no Python dict of protos → dict of lists → DataFrame round trip. The embedded
+  SQLite store is read by serialized key (:meth:`BulkSqliteOnlineStore.read_keys`), without an
+  entity-key proto per candidate;
 - **request-time features** (the query–item text match, a Feast on-demand view) are computed by
   :func:`~searchrank.core.text.text_match`, the function that view calls in training.
 
@@ -50,6 +52,7 @@ from searchrank.core.features import FeatureProcessor, is_query_column
 from searchrank.core.model import Encoded
 from searchrank.core.text import text_match
 from searchrank.features import tables as T
+from searchrank.features.online_store import BulkSqliteOnlineStore, EntityKeys
 from searchrank.serving.dependencies import STORE_DEPENDENCY, Deadline, DependencyUnavailableError
 
 if TYPE_CHECKING:
@@ -173,8 +176,9 @@ def decode(value: ValueProto | None) -> Any:
 
 class RequestReader:
     """Reads ``view:feature`` references for entity rows through the online store's own
-    interface (``OnlineStore.online_read``): one batched read per feature view, each distinct
-    entity key read once, only the named fields decoded (see the module docstring)."""
+    interface (``OnlineStore.online_read``, or ``read_keys`` of the embedded SQLite store): one
+    batched read per feature view, each distinct entity key read once, only the named fields
+    decoded (see the module docstring)."""
 
     def __init__(self, store: FeatureStore, references: Sequence[str]) -> None:
         self._config = store.config
@@ -183,7 +187,7 @@ class RequestReader:
         for reference in references:
             name, feature = reference.split(":", 1)
             by_view.setdefault(name, []).append(feature)
-        self._views: list[tuple[FeatureView, list[str], list[tuple[str, str]]]] = []
+        self._views: list[tuple[FeatureView, list[str], list[tuple[str, str]], EntityKeys]] = []
         for name, features in by_view.items():
             view = store.get_feature_view(name)
             keys = []
@@ -192,13 +196,14 @@ class RequestReader:
                 if field is None:
                     raise ValueError(f"{name}: entity key {column.name} of type {column.dtype}")
                 keys.append((column.name, field))
-            self._views.append((view, features, keys))
+            types = [(c.name, c.dtype.to_value_type().value) for c in view.entity_columns]
+            self._views.append((view, features, keys, EntityKeys(types)))
 
     @property
     def references(self) -> list[str]:
         """The ``view:feature`` references read, by view."""
         return [
-            f"{view.name}:{feature}" for view, features, _ in self._views for feature in features
+            f"{view.name}:{feature}" for view, features, *_ in self._views for feature in features
         ]
 
     def read(self, entities: Mapping[str, Sequence[object]], n: int) -> dict[str, list[Any]]:
@@ -210,20 +215,26 @@ class RequestReader:
             n: the number of rows.
         """
         out: dict[str, list[Any]] = {}
-        for view, features, keys in self._views:
+        for view, features, keys, serialized in self._views:
             columns = [entities[name] for name, _ in keys]
             shared = all(len(c) == 1 for c in columns)  # one key for every row (user, query)
             rows = [tuple(c[0] for c in columns)] if shared else _rows(columns, n)
             unique = list(dict.fromkeys(rows))
-            protos = [_entity_key(keys, row) for row in unique]
-            # A copy: Feast's Redis store appends its timestamp field to the list it is given.
-            found = self._online.online_read(self._config, view, protos, list(features))
-            values = {row: stored or {} for row, (_, stored) in zip(unique, found, strict=True)}
+            if isinstance(self._online, BulkSqliteOnlineStore):
+                found = self._online.read_keys(self._config, view, serialized.encode(unique))
+            else:
+                protos = [_entity_key(keys, row) for row in unique]
+                # A copy: Feast's Redis store appends its timestamp field to the list it is given.
+                read = self._online.online_read(self._config, view, protos, list(features))
+                found = [stored for _, stored in read]
+            stored = [(row, values) for row, values in zip(unique, found, strict=True) if values]
             prefix = view.projection.name_to_use()
             for feature in features:
-                decoded = {row: decode(values[row].get(feature)) for row in unique}
+                decoded = {row: decode(values.get(feature)) for row, values in stored}
                 column = f"{prefix}__{feature}"
-                out[column] = [decoded[rows[0]]] * n if shared else [decoded[r] for r in rows]
+                out[column] = (
+                    [decoded.get(rows[0])] * n if shared else [decoded.get(r) for r in rows]
+                )
         return out
 
 

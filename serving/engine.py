@@ -72,6 +72,33 @@ class Intent:
     top: str
 
 
+@dataclass(frozen=True)
+class Ranking:
+    """A request's known candidates in the ranker's order, before they become a response:
+    ``/search`` turns only its top ``k`` into response items."""
+
+    item_ids: list[int]
+    """The candidates shown, best first."""
+    scores: list[float]
+    unknown_item_ids: list[int]
+    cold_start: bool
+    explicit_filter: bool
+    withheld_explicit: int = 0
+
+    def response(self, model: str) -> RankResponse:
+        return RankResponse(
+            items=[
+                RankedItem(item_id=i, score=s)
+                for i, s in zip(self.item_ids, self.scores, strict=True)
+            ],
+            unknown_item_ids=self.unknown_item_ids,
+            cold_start=self.cold_start,
+            model=model,
+            explicit_filter=self.explicit_filter,
+            withheld_explicit=self.withheld_explicit,
+        )
+
+
 @dataclass
 class RankerBundle:
     """A loaded ranker checkpoint: the model, its feature processor, its description and the
@@ -201,18 +228,29 @@ class SearchEngine:
         query: str,
         user_id: int,
         item_ids: Sequence[int],
-        intent: Intent | None = None,
         explicit_filter: bool | None = None,
-        rewrite: Rewrite | None = None,
     ) -> RankResponse:
         """Order ``item_ids`` for the query and user; unknown ids are dropped and listed, and
         explicit items are withheld when the listener's filter applies (``explicit_filter`` is
-        the request's, see :func:`~searchrank.core.content.filter_applies`). ``intent`` and
-        ``rewrite``, where the caller has them, spare computing them again.
+        the request's, see :func:`~searchrank.core.content.filter_applies`).
 
         A repeated id is ranked once, at its best.
         """
-        text = normalized_query(query)
+        ranking = self.ranking(normalized_query(query), user_id, item_ids, None, explicit_filter)
+        with stage("response"):
+            return ranking.response(self.model_tag)
+
+    def ranking(
+        self,
+        text: str,
+        user_id: int,
+        item_ids: Sequence[int],
+        intent: Intent | None,
+        explicit_filter: bool | None,
+        rewrite: Rewrite | None = None,
+    ) -> Ranking:
+        """:meth:`rank`'s order of ``item_ids`` for the normalized query ``text``; ``intent``
+        and ``rewrite``, where the caller has them, spare computing them again."""
         ids = list(dict.fromkeys(int(i) for i in item_ids))
         with stage("online_features"):
             known = self.features.known(ids)
@@ -221,23 +259,17 @@ class SearchEngine:
         if not kept:
             with stage("online_features"):
                 setting = self.features.explicit_setting(user_id)
-            return RankResponse(
-                items=[],
-                unknown_item_ids=unknown,
-                cold_start=True,
-                model=self.model_tag,
-                explicit_filter=filter_applies(explicit_filter, setting),
-            )
+            return Ranking([], [], unknown, True, filter_applies(explicit_filter, setting))
         fetched, scores = self._scored(text, user_id, kept, intent, rewrite)
         with stage("response"):
             order = np.argsort(-scores, kind="stable")
             applies = filter_applies(explicit_filter, fetched.explicit_setting)
             shown = visible(order, fetched.explicit, applies)
-            return RankResponse(
-                items=[RankedItem(item_id=kept[j], score=float(scores[j])) for j in shown],
+            return Ranking(
+                item_ids=[kept[j] for j in shown],
+                scores=scores[shown].tolist(),
                 unknown_item_ids=unknown,
                 cold_start=not fetched.user_known,
-                model=self.model_tag,
                 explicit_filter=applies,
                 withheld_explicit=len(order) - len(shown),
             )
@@ -296,14 +328,16 @@ class SearchEngine:
         intent = understood.top if understood else None
         with stage("retrieval"):
             candidates = self.candidates(rewrite, user_id, k, intent)
-        ranked = self.rank(text, user_id, candidates, understood, explicit_filter, rewrite)
-        missing = k - len(ranked.items)
+        ranked = self.ranking(text, user_id, candidates, understood, explicit_filter, rewrite)
+        missing = k - len(ranked.item_ids)
         if ranked.explicit_filter and missing > 0:
             with stage("retrieval"):
                 clean = self.popular(missing, exclude=candidates, clean=True)
             if clean:
                 candidates = candidates + clean
-                ranked = self.rank(text, user_id, candidates, understood, explicit_filter, rewrite)
+                ranked = self.ranking(
+                    text, user_id, candidates, understood, explicit_filter, rewrite
+                )
         with stage("response"):
             return self._response(rewrite, intent, candidates, ranked, k)
 
@@ -312,23 +346,23 @@ class SearchEngine:
         rewrite: Rewrite,
         intent: str | None,
         candidates: list[int],
-        ranked: RankResponse,
+        ranked: Ranking,
         k: int,
     ) -> SearchResponse:
         """The top ``k`` of ``ranked`` with their catalogue metadata."""
-        top = ranked.items[:k]
-        items, positions = self.features.items.positions([r.item_id for r in top])
+        top = ranked.item_ids[:k]
+        items, positions = self.features.items.positions(top)
         metadata = {field: items.columns[column][positions] for field, column in METADATA.items()}
         results = [
             SearchResult(
-                item_id=r.item_id,
-                score=r.score,
+                item_id=item_id,
+                score=score,
                 **{
                     field: None if pd.isna(values[j]) else str(values[j])
                     for field, values in metadata.items()
                 },
             )
-            for j, r in enumerate(top)
+            for j, (item_id, score) in enumerate(zip(top, ranked.scores[:k], strict=True))
         ]
         return SearchResponse(
             query=rewrite.original,

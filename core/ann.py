@@ -4,6 +4,9 @@
 and saves itself as two files: the Voyager index and ``ann.json`` with every parameter it was
 built with, so a search team can see (and the run report can show) how an index was made.
 :func:`exact_top_k` is the brute-force answer the index is measured against.
+
+A small catalogue is answered exactly: up to :attr:`AnnParams.exact_up_to` items, a query scores
+every item vector held in memory, which is faster than walking the graph and misses nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ class AnnParams:
         ef_construction: candidate list size while building; more raise recall and build time.
         query_ef: candidate list size while searching; at least k; more raise recall and latency.
         seed: Voyager's random seed (levels of the graph), for reproducible indexes.
+        exact_up_to: an index of at most this many items answers queries by exact search over
+            its vectors (0: always the graph). Measured on this repository's 2-core machine,
+            one 64-dimensional query for 200 neighbours: 3,600 items 0.07 ms exact against
+            0.36 ms through the graph, 40,000 items 0.51 against 0.83 ms.
 
     The defaults trade speed for recall@100 ≥ 0.95 on 200,000 clustered 64-dimensional
     embeddings (``tests/benchmarks/bench_ann.py``). Measured there, with m=32 and
@@ -45,11 +52,13 @@ class AnnParams:
     ef_construction: int = 400
     query_ef: int = 1000
     seed: int = 1
+    exact_up_to: int = 50_000
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
             raise InputError("metric", self.metric, f"must be one of {list(METRICS)}")
-        for name, low in (("m", 2), ("ef_construction", 1), ("query_ef", 1)):
+        bounds = (("m", 2), ("ef_construction", 1), ("query_ef", 1), ("exact_up_to", 0))
+        for name, low in bounds:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise InputError(name, value, f"must be an integer >= {low}")
@@ -79,6 +88,17 @@ class AnnIndex:
         self._index = index
         self.params = params
         self.dimensions = dimensions
+        self._exact: tuple[np.ndarray, np.ndarray] | None = None
+        if len(self) <= params.exact_up_to:
+            ids = np.asarray(list(index.ids), dtype=np.int64)  # type: ignore[attr-defined]
+            stored = index.get_vectors(ids.tolist())  # type: ignore[attr-defined]
+            vectors = np.asarray(stored, dtype=np.float32)
+            self._exact = ids, _unit_rows(vectors) if params.metric == "cosine" else vectors
+
+    @property
+    def exact(self) -> bool:
+        """Whether queries are answered by exact search (see :attr:`AnnParams.exact_up_to`)."""
+        return self._exact is not None
 
     @classmethod
     def build(cls, item_ids: np.ndarray, vectors: np.ndarray, params: AnnParams) -> AnnIndex:
@@ -111,6 +131,14 @@ class AnnIndex:
         if array.shape[1] != self.dimensions:
             raise InputError("queries", array.shape, f"must have {self.dimensions} columns")
         k = min(k, len(self))
+        if self._exact is not None:
+            labels, vectors = self._exact
+            metric = self.params.metric
+            asked = _unit_rows(array) if metric == "cosine" else array
+            rows, scores = _top_rows(asked, vectors, k, metric)
+            # Voyager's distances: 1 − dot (cosine, inner product), the squared distance
+            # (euclidean), which _top_rows scores as its negative.
+            return labels[rows], (-scores if metric == "euclidean" else 1.0 - scores)
         ids, distances = self._index.query(  # type: ignore[attr-defined]
             array, k=k, num_threads=1, query_ef=max(self.params.query_ef, k)
         )
@@ -167,8 +195,7 @@ def exact_top_k(
     asked = np.asarray(queries, dtype=np.float32)
     ids = np.asarray(item_ids)
     if metric == "cosine":
-        items = items / np.maximum(np.linalg.norm(items, axis=1, keepdims=True), 1e-12)
-        asked = asked / np.maximum(np.linalg.norm(asked, axis=1, keepdims=True), 1e-12)
+        items, asked = _unit_rows(items), _unit_rows(asked)
     k = min(k, len(items))
     rows, scores = [], []
     for start in range(0, len(asked), batch_size):
@@ -178,6 +205,11 @@ def exact_top_k(
     if not rows:
         return np.zeros((0, k), dtype=ids.dtype), np.zeros((0, k), dtype=np.float32)
     return np.concatenate(rows), np.concatenate(scores)
+
+
+def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Each row divided by its length (a zero row stays zero)."""
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 def _top_rows(

@@ -16,6 +16,7 @@ def build_index_op(
     m: int = 32,
     ef_construction: int = 400,
     query_ef: int = 1000,
+    exact_up_to: int = 50_000,
     recall_k: int = 100,
 ) -> None:
     """Index item embeddings with Voyager and measure recall@k against exact search.
@@ -27,6 +28,8 @@ def build_index_op(
         summary: the same, as Markdown.
         metric: ``cosine``, ``inner_product`` or ``euclidean``.
         m, ef_construction, query_ef: Voyager's HNSW parameters (see ``core/ann.py``).
+        exact_up_to: a catalogue of at most this many items is searched exactly (faster than
+            the graph at that size); 0 always walks the graph.
         recall_k: the k of the recall measurement.
     """
     from pathlib import Path
@@ -40,6 +43,7 @@ def build_index_op(
         m=m,
         ef_construction=ef_construction,
         query_ef=query_ef,
+        exact_up_to=exact_up_to,
     )
     result = build_index(Path(embeddings.path), Path(index.path), params, k=recall_k)
     log_metrics(metrics, result.metrics())

@@ -24,6 +24,8 @@ class IndexSummary:
     recall_at_k: float
     k: int
     sample_queries: int
+    exact: bool = False
+    """Whether the index answers by exact search (``params["exact_up_to"]``)."""
 
     def metrics(self) -> dict[str, float]:
         return {
@@ -34,9 +36,14 @@ class IndexSummary:
 
     def markdown(self) -> str:
         params = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        answered = (
+            f"- answered by exact search: {self.items:,} items are at most exact_up_to\n"
+            if self.exact
+            else ""
+        )
         return (
             f"### Voyager index of {self.items:,} items ({self.dimensions} dimensions)\n\n"
-            f"- parameters: {params}\n"
+            f"- parameters: {params}\n{answered}"
             f"- recall@{self.k} against exact search on {self.sample_queries} sampled items: "
             f"**{self.recall_at_k:.4f}**\n"
         )
@@ -77,4 +84,5 @@ def build_index(
         recall_at_k=recall_at_k(found, truth),
         k=min(k, len(ids)),
         sample_queries=len(chosen),
+        exact=index.exact,
     )

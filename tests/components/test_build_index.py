@@ -21,12 +21,16 @@ def _embeddings(path: Path, n: int = 2_000, d: int = 16) -> np.ndarray:
     return vectors
 
 
-def test_build_index_saves_an_index_that_finds_the_items(tmp_path: Path) -> None:
+@pytest.mark.parametrize("exact_up_to", [0, 2_000])
+def test_build_index_saves_an_index_that_finds_the_items(tmp_path: Path, exact_up_to: int) -> None:
     vectors = _embeddings(tmp_path / "embeddings.parquet")
-    summary = build_index(tmp_path / "embeddings.parquet", tmp_path / "index", AnnParams(), k=10)
+    params = AnnParams(exact_up_to=exact_up_to)
+    summary = build_index(tmp_path / "embeddings.parquet", tmp_path / "index", params, k=10)
     assert summary.items == 2_000 and summary.dimensions == 16
     assert summary.recall_at_k >= 0.95
     assert "recall@10" in summary.markdown()
+    assert summary.exact == (exact_up_to == 2_000)
+    assert ("answered by exact search" in summary.markdown()) == summary.exact
     index = AnnIndex.load(tmp_path / "index")
     ids, _ = index.query(vectors[:3], 1)
     assert ids[:, 0].tolist() == [100, 101, 102], "each item is its own nearest neighbour"

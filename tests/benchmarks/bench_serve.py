@@ -293,7 +293,7 @@ class ServedSetup:
     """``/rank`` bodies of ITEMS random catalogue items each."""
     baseline_bento: str
     """The same models for :data:`BASELINE_COMMIT`'s code, which reads an older checkpoint
-    description (:func:`baseline_checkpoint`)."""
+    description (:func:`baseline_checkpoint`) and index description (:func:`baseline_index`)."""
     undecoded_bento: str
     """The same models without the generative retriever, its weight 0 on every route: what
     ``package_service`` ships when ``evaluate_retrieval`` does not bless it."""
@@ -347,7 +347,9 @@ def prepare(requests: int, epochs: int = 2, parts: int = 2) -> ServedSetup:
         {"feature_service": RANKER_FEATURE_SERVICE},
         {},
     )
-    baseline_bento = build_bento(older, retriever_tag, {})
+    assert parts.index is not None
+    older_parts = replace(parts, index=baseline_index(parts.index, work / "ann-baseline"))
+    baseline_bento = build_bento(older, save_retriever(catalogue, {}, older_parts), {})
     assert parts.routing is not None
     unblessed = work / "routing-without-decoder.json"
     routing = FusionRouting.load(parts.routing)
@@ -385,6 +387,20 @@ def baseline_checkpoint(model: Path, folder: Path) -> Path:
     if description["model"].pop("bias_positions", 0):
         raise ValueError("the baseline's code cannot serve a position-bias ranker")
     (folder / DESCRIPTION).write_text(json.dumps(description, indent=2))
+    return folder
+
+
+def baseline_index(index: Path, folder: Path) -> Path:
+    """A copy of the ANN index folder ``index`` that the baseline's code reads: its parameters
+    without ``exact_up_to``, which that code did not know (it walks the graph)."""
+    import shutil
+
+    from searchrank.core.ann import PARAMS_FILE
+
+    shutil.copytree(index, folder)
+    description = json.loads((folder / PARAMS_FILE).read_text())
+    description["params"].pop("exact_up_to")
+    (folder / PARAMS_FILE).write_text(json.dumps(description, indent=2))
     return folder
 
 

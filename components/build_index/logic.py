@@ -37,7 +37,8 @@ class IndexSummary:
     def markdown(self) -> str:
         params = ", ".join(f"{k}={v}" for k, v in self.params.items())
         answered = (
-            f"- answered by exact search: {self.items:,} items are at most exact_up_to\n"
+            f"- answered by exact search over the {self.items:,} vectors "
+            f"(`exact_up_to` is {self.params['exact_up_to']:,})\n"
             if self.exact
             else ""
         )

@@ -193,8 +193,8 @@ class Search:
         remote = flag(MODEL_SERVICE_ENV)
         # There is one worker per CPU already: a forward pass or a matrix product spread over
         # every CPU as well would have the workers' threads take turns on the same cores. With
-        # OpenBLAS's default two threads on this repository's 2-core machine, /search's p99 at
-        # concurrency 1 was 30 ms; with one, 16 ms (bench_serve's Bento).
+        # OpenBLAS's default two threads for the ANN index's exact search, /search's p99 at
+        # concurrency 1 on this repository's 2-core machine was 29-33 ms; with one, 16-20 ms.
         threadpool_limits(1)
         if not remote:
             import torch

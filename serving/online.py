@@ -190,13 +190,14 @@ class RequestReader:
         self._views: list[tuple[FeatureView, list[str], list[tuple[str, str]], EntityKeys]] = []
         for name, features in by_view.items():
             view = store.get_feature_view(name)
-            keys = []
+            keys, types = [], []
             for column in view.entity_columns:
-                field = ENTITY_VALUE_FIELDS.get(column.dtype.to_value_type())
+                value_type = column.dtype.to_value_type()
+                field = ENTITY_VALUE_FIELDS.get(value_type)
                 if field is None:
                     raise ValueError(f"{name}: entity key {column.name} of type {column.dtype}")
                 keys.append((column.name, field))
-            types = [(c.name, c.dtype.to_value_type().value) for c in view.entity_columns]
+                types.append((column.name, value_type.value))
             self._views.append((view, features, keys, EntityKeys(types)))
 
     @property

@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -378,29 +379,36 @@ def baseline_checkpoint(model: Path, folder: Path) -> Path:
     """A copy of the ranker checkpoint ``model`` that the baseline's code reads: the same
     weights, its description without the fields added since (``bias_positions``, 0 here: the
     same model)."""
-    import shutil
-
     from searchrank.core.checkpoint import DESCRIPTION
 
-    shutil.copytree(model, folder)
-    description = json.loads((folder / DESCRIPTION).read_text())
-    if description["model"].pop("bias_positions", 0):
-        raise ValueError("the baseline's code cannot serve a position-bias ranker")
-    (folder / DESCRIPTION).write_text(json.dumps(description, indent=2))
-    return folder
+    def older(description: dict[str, Any]) -> None:
+        if description["model"].pop("bias_positions", 0):
+            raise ValueError("the baseline's code cannot serve a position-bias ranker")
+
+    return copy_for_baseline(model, folder, DESCRIPTION, older)
 
 
 def baseline_index(index: Path, folder: Path) -> Path:
     """A copy of the ANN index folder ``index`` that the baseline's code reads: its parameters
     without ``exact_up_to``, which that code did not know (it walks the graph)."""
-    import shutil
-
     from searchrank.core.ann import PARAMS_FILE
 
-    shutil.copytree(index, folder)
-    description = json.loads((folder / PARAMS_FILE).read_text())
-    description["params"].pop("exact_up_to")
-    (folder / PARAMS_FILE).write_text(json.dumps(description, indent=2))
+    return copy_for_baseline(
+        index, folder, PARAMS_FILE, lambda description: description["params"].pop("exact_up_to")
+    )
+
+
+def copy_for_baseline(
+    source: Path, folder: Path, file: str, older: Callable[[dict[str, Any]], object]
+) -> Path:
+    """``source`` copied to ``folder``, its JSON description ``file`` edited in place by
+    ``older`` into what the baseline's code reads."""
+    import shutil
+
+    shutil.copytree(source, folder)
+    description = json.loads((folder / file).read_text())
+    older(description)
+    (folder / file).write_text(json.dumps(description, indent=2))
     return folder
 
 
